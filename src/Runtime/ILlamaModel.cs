@@ -1,0 +1,42 @@
+using System;
+
+namespace Llama.Compiled;
+
+/// <summary>
+/// A loaded, compiled LLaMA-family model. Generated model classes implement it so that text
+/// generation, sampling and tools can work with any compiled model. The weights are shared
+/// read-only by every session the model creates.
+/// </summary>
+public interface ILlamaModel : IDisposable
+{
+    /// <summary>The shape the model was compiled for.</summary>
+    LlamaModelShape Shape { get; }
+
+    /// <summary>Creates a session that owns one KV cache of <see cref="LlamaModelShape.MaxContext"/> positions.</summary>
+    ILlamaSession CreateSession();
+}
+
+/// <summary>
+/// One sequence being evaluated: a KV cache and the position in it. A session is not thread-safe;
+/// use one session per concurrent sequence.
+/// </summary>
+public interface ILlamaSession : IDisposable
+{
+    /// <summary>The model this session runs.</summary>
+    ILlamaModel Model { get; }
+
+    /// <summary>Number of tokens already in the KV cache; the next token is evaluated at this position.</summary>
+    int Position { get; }
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> (batched prefill) at <see cref="Position"/> and returns the
+    /// logits of the last one. The span is valid until the next call on this session.
+    /// </summary>
+    ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens);
+
+    /// <summary>Evaluates one token at <see cref="Position"/> and returns its logits.</summary>
+    ReadOnlySpan<float> Forward(int token);
+
+    /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
+    void Reset();
+}
