@@ -1,0 +1,298 @@
+using System.Collections.Generic;
+using System.Globalization;
+using Llama.Compiled.Generator.Json;
+using Llama.Compiled.Generator.Model;
+using Microsoft.CodeAnalysis.Text;
+
+namespace Llama.Compiled.Generator;
+
+/// <summary>
+/// Turns the text of a Hugging Face <c>config.json</c> into a validated <see cref="ModelSpec"/>,
+/// or into diagnostics that point at the offending key. Keys with a default in transformers'
+/// <c>LlamaConfig</c> take that default when absent; the sizes that define a model are required.
+/// </summary>
+internal sealed class ConfigParser
+{
+    private static readonly string[] s_supportedModelTypes = { "llama" };
+
+    private readonly ConfigFile _file;
+    private readonly SourceText _text;
+    private readonly List<DiagnosticInfo> _diagnostics = new();
+    private JsonObject _root = null!;
+
+    private ConfigParser(ConfigFile file)
+    {
+        _file = file;
+        _text = SourceText.From(file.Text);
+    }
+
+    /// <summary>Parses <paramref name="file"/>; returns null when any diagnostic was reported.</summary>
+    /// <param name="file">The config text and path.</param>
+    /// <param name="maxContextCap">The attribute's MaxContext (0 = none).</param>
+    /// <param name="maxContextLocation">Where MaxContext is written, for its diagnostics.</param>
+    /// <param name="diagnostics">Receives the problems found.</param>
+    public static ModelSpec? Parse(ConfigFile file, int maxContextCap, LocationInfo? maxContextLocation, List<DiagnosticInfo> diagnostics)
+    {
+        var parser = new ConfigParser(file);
+        ModelSpec? spec = parser.Parse(maxContextCap, maxContextLocation);
+        diagnostics.AddRange(parser._diagnostics);
+        return parser._diagnostics.Count == 0 ? spec : null;
+    }
+
+    private ModelSpec? Parse(int maxContextCap, LocationInfo? maxContextLocation)
+    {
+        JsonNode? root = JsonParser.Parse(_file.Text, out int errorOffset, out string? error);
+        if (root is null)
+        {
+            var span = new TextSpan(errorOffset, errorOffset < _file.Text.Length ? 1 : 0);
+            LinePosition at = _text.Lines.GetLinePosition(errorOffset);
+            Report(Diagnostics.InvalidJson, span, $"{error} at line {at.Line + 1}, column {at.Character + 1}");
+            return null;
+        }
+        if (root is not JsonObject obj)
+        {
+            Report(Diagnostics.InvalidJson, root.Span, "the document must be a JSON object");
+            return null;
+        }
+        _root = obj;
+
+        string modelType = String("model_type", "llama");
+        if (System.Array.IndexOf(s_supportedModelTypes, modelType) < 0)
+            ReportAt("model_type", Diagnostics.Unsupported, $"model type '{modelType}'; supported: {string.Join(", ", s_supportedModelTypes)}");
+        string hiddenAct = String("hidden_act", "silu");
+        if (hiddenAct != "silu")
+            ReportAt("hidden_act", Diagnostics.Unsupported, $"activation '{hiddenAct}'; LLaMA-family models use 'silu' (SwiGLU)");
+        if (_root.Find("rope_scaling") is { Value: not JsonNull })
+            ReportAt("rope_scaling", Diagnostics.Unsupported, "RoPE scaling; remove it or set it to null");
+        foreach (string biasKey in new[] { "attention_bias", "mlp_bias" })
+        {
+            if (Bool(biasKey, false))
+                ReportAt(biasKey, Diagnostics.Unsupported, "bias vectors in the projections; set it to false");
+        }
+
+        int hiddenSize = RequiredInt("hidden_size", "the width of the residual stream");
+        int intermediateSize = RequiredInt("intermediate_size", "the width of the feed-forward layer");
+        int layerCount = RequiredInt("num_hidden_layers", "the number of decoder layers");
+        int headCount = RequiredInt("num_attention_heads", "the number of query heads");
+        int vocabSize = RequiredInt("vocab_size", "the number of tokens");
+        int kvHeadCount = Int("num_key_value_heads", headCount);
+        int maxPositions = Int("max_position_embeddings", 2048);
+        double rmsNormEps = Number("rms_norm_eps", 1e-6);
+        double ropeTheta = Number("rope_theta", 10000);
+        bool tied = Bool("tie_word_embeddings", false);
+        int bosTokenId = OptionalTokenId("bos_token_id", 1);
+        EquatableArray<int> eosTokenIds = TokenIds("eos_token_id", 2);
+
+        RequirePositive("hidden_size", hiddenSize);
+        RequirePositive("intermediate_size", intermediateSize);
+        RequirePositive("num_hidden_layers", layerCount);
+        RequirePositive("num_attention_heads", headCount);
+        RequirePositive("vocab_size", vocabSize);
+        RequirePositive("num_key_value_heads", kvHeadCount);
+        RequirePositive("max_position_embeddings", maxPositions);
+        if (rmsNormEps <= 0 || rmsNormEps >= 1)
+            ReportAt("rms_norm_eps", Diagnostics.InvalidValue, "it must be a small positive number such as 1e-5");
+        if (ropeTheta <= 1)
+            ReportAt("rope_theta", Diagnostics.InvalidValue, "the RoPE base must be greater than 1 (usually 10000 or 500000)");
+        if (_diagnostics.Count > 0)
+            return null;
+
+        if (headCount % kvHeadCount != 0)
+            ReportAt("num_key_value_heads", Diagnostics.InvalidValue,
+                $"num_attention_heads ({headCount}) must be a multiple of num_key_value_heads ({kvHeadCount})");
+
+        int headDim;
+        if (_root.Find("head_dim") is { Value: not JsonNull })
+        {
+            headDim = Int("head_dim", 0);
+            RequirePositive("head_dim", headDim);
+        }
+        else if (hiddenSize % headCount != 0)
+        {
+            ReportAt("hidden_size", Diagnostics.InvalidValue,
+                $"hidden_size ({hiddenSize}) is not divisible by num_attention_heads ({headCount}); give head_dim explicitly");
+            return null;
+        }
+        else
+        {
+            headDim = hiddenSize / headCount;
+        }
+        if (headDim > 0 && headDim % 2 != 0)
+            ReportAt(_root.Find("head_dim") is null ? "hidden_size" : "head_dim", Diagnostics.InvalidValue,
+                $"the head dimension ({headDim}) is odd, but RoPE rotates pairs of dimensions");
+
+        int maxContext = maxPositions;
+        if (maxContextCap < 0)
+            _diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, maxContextLocation,
+                "MaxContext", $"{maxContextCap} is negative; use a positive context length, or 0 for the config's max_position_embeddings"));
+        else if (maxContextCap > maxPositions)
+            _diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, maxContextLocation,
+                "MaxContext", $"{maxContextCap} exceeds the model's max_position_embeddings ({maxPositions})"));
+        else if (maxContextCap > 0)
+            maxContext = maxContextCap;
+
+        // Every tensor and per-layer KV cache is addressed with 32-bit indices (spans).
+        CheckFitsInt32("vocab_size", (long)vocabSize * hiddenSize, "the embedding [vocab_size, hidden_size]");
+        CheckFitsInt32("intermediate_size", (long)intermediateSize * hiddenSize, "a feed-forward matrix");
+        CheckFitsInt32("num_attention_heads", (long)headCount * headDim * hiddenSize, "the query projection");
+        CheckFitsInt32("max_position_embeddings", (long)kvHeadCount * headDim * maxContext,
+            "one layer's KV cache; cap the context with [LlamaModel(..., MaxContext = 4096)]");
+        foreach (int eos in eosTokenIds)
+        {
+            if (eos >= vocabSize)
+                ReportAt("eos_token_id", Diagnostics.InvalidValue, $"token id {eos} is not below vocab_size ({vocabSize})");
+        }
+        if (bosTokenId >= vocabSize)
+            ReportAt("bos_token_id", Diagnostics.InvalidValue, $"token id {bosTokenId} is not below vocab_size ({vocabSize})");
+
+        if (_diagnostics.Count > 0)
+            return null;
+        return new ModelSpec(modelType, hiddenSize, intermediateSize, layerCount, headCount, kvHeadCount, headDim,
+            vocabSize, maxContext, rmsNormEps, ropeTheta, tied, bosTokenId, eosTokenIds);
+    }
+
+    private int RequiredInt(string key, string meaning)
+    {
+        if (_root.Find(key) is null)
+        {
+            Report(Diagnostics.MissingKey, _root.Span.Length > 0 ? new TextSpan(_root.Span.Start, 1) : _root.Span, key, meaning);
+            return 0;
+        }
+        return Int(key, 0);
+    }
+
+    private int Int(string key, int fallback)
+    {
+        JsonProperty? property = _root.Find(key);
+        if (property is null)
+            return fallback;
+        if (property.Value is JsonNumber number && TryParseInt(number.Text, out int value))
+            return value;
+        WrongType(property, "an integer");
+        return fallback;
+    }
+
+    private double Number(string key, double fallback)
+    {
+        JsonProperty? property = _root.Find(key);
+        if (property is null)
+            return fallback;
+        if (property.Value is JsonNumber number
+            && double.TryParse(number.Text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value)
+            && !double.IsInfinity(value))
+            return value;
+        WrongType(property, "a number");
+        return fallback;
+    }
+
+    private bool Bool(string key, bool fallback)
+    {
+        JsonProperty? property = _root.Find(key);
+        if (property is null || property.Value is JsonNull)
+            return fallback;
+        if (property.Value is JsonBoolean b)
+            return b.Value;
+        WrongType(property, "true or false");
+        return fallback;
+    }
+
+    private string String(string key, string fallback)
+    {
+        JsonProperty? property = _root.Find(key);
+        if (property is null)
+            return fallback;
+        if (property.Value is JsonString s)
+            return s.Value;
+        WrongType(property, "a string");
+        return fallback;
+    }
+
+    /// <summary>A token id that may be null or absent (then -1 = none, or the default).</summary>
+    private int OptionalTokenId(string key, int fallback)
+    {
+        JsonProperty? property = _root.Find(key);
+        if (property is null)
+            return fallback;
+        if (property.Value is JsonNull)
+            return -1;
+        int id = Int(key, fallback);
+        if (id < 0)
+            ReportAt(key, Diagnostics.InvalidValue, "a token id cannot be negative");
+        return id;
+    }
+
+    /// <summary>An id or a list of ids (Llama 3 lists several end-of-sequence tokens).</summary>
+    private EquatableArray<int> TokenIds(string key, int fallback)
+    {
+        JsonProperty? property = _root.Find(key);
+        if (property is null)
+            return new EquatableArray<int>(new[] { fallback });
+        if (property.Value is JsonNull)
+            return EquatableArray<int>.Empty;
+        var ids = new List<int>();
+        IEnumerable<JsonNode> items = property.Value is JsonArray array ? array.Items : new[] { property.Value };
+        foreach (JsonNode item in items)
+        {
+            if (item is JsonNumber number && TryParseInt(number.Text, out int id) && id >= 0)
+            {
+                ids.Add(id);
+            }
+            else
+            {
+                WrongType(property, "a token id or a list of token ids");
+                break;
+            }
+        }
+        return new EquatableArray<int>(ids.ToArray());
+    }
+
+    private void RequirePositive(string key, int value)
+    {
+        if (value <= 0 && _root.Find(key) is { Value: JsonNumber })
+            ReportAt(key, Diagnostics.InvalidValue, $"{value} is not a positive size");
+    }
+
+    private void CheckFitsInt32(string key, long elements, string what)
+    {
+        if (elements > int.MaxValue)
+            ReportAt(key, Diagnostics.Unsupported, $"{what} would hold {elements} elements, more than 2^31 - 1");
+    }
+
+    private static bool TryParseInt(string text, out int value)
+    {
+        if (int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out value))
+            return true;
+        // Some exporters write integers as 4096.0; accept them when the value is exact.
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d)
+            && d == System.Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue)
+        {
+            value = (int)d;
+            return true;
+        }
+        return false;
+    }
+
+    private void WrongType(JsonProperty property, string expected) =>
+        Report(Diagnostics.WrongType, property.Value.Span, property.Name, expected, $"{property.Value.Kind} {Excerpt(property.Value)}");
+
+    private string Excerpt(JsonNode node)
+    {
+        string text = _file.Text.Substring(node.Span.Start, node.Span.Length);
+        return text.Length <= 40 ? text : text.Substring(0, 37) + "...";
+    }
+
+    private void ReportAt(string key, Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, string detail)
+    {
+        JsonProperty? property = _root.Find(key);
+        TextSpan span = property is null ? new TextSpan(_root.Span.Start, 1) : TextSpan.FromBounds(property.NameSpan.Start, property.Value.Span.End);
+        Report(descriptor, span, key, detail);
+    }
+
+    private void Report(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, TextSpan span, params string[] args)
+    {
+        var messageArgs = new string[args.Length + 1];
+        messageArgs[0] = _file.Path;
+        args.CopyTo(messageArgs, 1);
+        _diagnostics.Add(DiagnosticInfo.Create(descriptor, LocationInfo.InText(_file.Path, _text, span), messageArgs));
+    }
+}

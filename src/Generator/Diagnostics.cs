@@ -1,0 +1,93 @@
+using System.Collections.Generic;
+using Microsoft.CodeAnalysis;
+
+namespace Llama.Compiled.Generator;
+
+/// <summary>
+/// Every diagnostic the generator reports. Each message names what is wrong and says what to do;
+/// the catalogue is documented in docs/diagnostics.md and AnalyzerReleases.Unshipped.md.
+/// </summary>
+internal static class Diagnostics
+{
+    private const string Category = "Llama.Compiled";
+
+    public static readonly DiagnosticDescriptor ConfigNotFound = new(
+        "LLC0001",
+        "Model config is not an AdditionalFiles item",
+        "The model config '{0}' is not among this project's AdditionalFiles; add <AdditionalFiles Include=\"{0}\" /> to the project file (paths are relative to the file with the attribute, or a suffix of an AdditionalFiles item)",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor InvalidJson = new(
+        "LLC0002",
+        "Model config is not valid JSON",
+        "The model config '{0}' is not valid JSON: {1}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor MissingKey = new(
+        "LLC0003",
+        "Model config lacks a required key",
+        "The model config '{0}' has no '{1}'; add it ({2})",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor WrongType = new(
+        "LLC0004",
+        "Model config value has the wrong type",
+        "'{1}' in the model config '{0}' must be {2}, but is {3}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor InvalidValue = new(
+        "LLC0005",
+        "Model config value is out of range or inconsistent",
+        "'{1}' in the model config '{0}' is invalid: {2}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor Unsupported = new(
+        "LLC0006",
+        "Model config uses a feature the compiler does not support",
+        "'{1}' in the model config '{0}' is not supported: {2}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor NotPartial = new(
+        "LLC0007",
+        "Model class must be partial",
+        "'{0}' must be declared partial (as must every type containing it) so the generator can add the compiled model to it",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor Generic = new(
+        "LLC0008",
+        "Model class cannot be generic",
+        "'{0}' is generic or nested in a generic type; declare the model on a non-generic class",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor AmbiguousConfig = new(
+        "LLC0009",
+        "Model config path matches several AdditionalFiles items",
+        "The model config '{0}' matches several AdditionalFiles items ({1}); write a longer path that names one",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor InvalidAttribute = new(
+        "LLC0010",
+        "Invalid [LlamaModel] argument",
+        "The [LlamaModel] argument {0} is invalid: {1}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor InvalidClassKind = new(
+        "LLC0011",
+        "Model class cannot be static or abstract",
+        "'{0}' is {1}; the generator creates instances of the model class, so declare it as a non-static, non-abstract class",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = Index(
+        ConfigNotFound, InvalidJson, MissingKey, WrongType, InvalidValue, Unsupported,
+        NotPartial, Generic, AmbiguousConfig, InvalidAttribute, InvalidClassKind);
+
+    public static DiagnosticDescriptor ById(string id) => s_byId[id];
+
+    private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] descriptors)
+    {
+        var map = new Dictionary<string, DiagnosticDescriptor>();
+        foreach (DiagnosticDescriptor d in descriptors)
+            map.Add(d.Id, d);
+        return map;
+    }
+}

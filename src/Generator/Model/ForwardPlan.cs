@@ -1,0 +1,45 @@
+namespace Llama.Compiled.Generator.Model;
+
+/// <summary>
+/// One matrix-product kernel: <c>y[t] = W[Rows, Cols] · x[t]</c> for a batch of tokens.
+/// Every projection of that shape shares it.
+/// </summary>
+/// <param name="Rows">Output features (rows of the weight matrix).</param>
+/// <param name="Cols">Input features (columns).</param>
+/// <param name="Accumulators">Independent Vector256 sums per row in the one-token loop, to hide FMA latency.</param>
+/// <param name="Uses">The weights that use this kernel, for its doc comment.</param>
+internal sealed record MatMulKernel(int Rows, int Cols, int Accumulators, string Uses)
+{
+    public string Name => $"MatMul_{Rows}x{Cols}";
+}
+
+/// <summary>
+/// What the emitter writes: the model, the distinct kernels it needs, and every decision the
+/// planner made, so the emitter only turns decisions into text.
+/// </summary>
+/// <param name="Target">The annotated class.</param>
+/// <param name="ConfigPath">The config file the model was compiled from, for the header.</param>
+/// <param name="Spec">The validated config.</param>
+/// <param name="MatMuls">One kernel per distinct weight shape.</param>
+/// <param name="TokenTile">Tokens that share one pass over a weight row in batched prefill.</param>
+/// <param name="PrefillChunk">Tokens evaluated per layer sweep (bounds the activation buffers).</param>
+/// <param name="RopeInverseFrequencies">theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed at build time.</param>
+internal sealed record ForwardPlan(
+    ModelTarget Target,
+    string ConfigPath,
+    ModelSpec Spec,
+    EquatableArray<MatMulKernel> MatMuls,
+    int TokenTile,
+    int PrefillChunk,
+    EquatableArray<float> RopeInverseFrequencies)
+{
+    public MatMulKernel MatMulFor(int rows, int cols)
+    {
+        foreach (MatMulKernel kernel in MatMuls)
+        {
+            if (kernel.Rows == rows && kernel.Cols == cols)
+                return kernel;
+        }
+        throw new System.InvalidOperationException($"no kernel planned for [{rows}, {cols}]");
+    }
+}

@@ -1,0 +1,95 @@
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using Llama.Compiled.Generator.Model;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace Llama.Compiled.Generator;
+
+/// <summary>
+/// Reads what the pipeline needs from a [LlamaModel] class into a <see cref="ModelTarget"/>:
+/// names as strings, the attribute's arguments, and problems with the class as diagnostics.
+/// </summary>
+internal static class TargetParser
+{
+    public static ModelTarget Parse(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
+    {
+        var type = (INamedTypeSymbol)ctx.TargetSymbol;
+        var syntax = (ClassDeclarationSyntax)ctx.TargetNode;
+        var diagnostics = new List<DiagnosticInfo>();
+        LocationInfo? classLocation = LocationInfo.From(syntax.Identifier.GetLocation());
+
+        // AllowMultiple = false already makes a second attribute a compile error; take the first.
+        AttributeData attribute = ctx.Attributes[0];
+        var attributeSyntax = attribute.ApplicationSyntaxReference?.GetSyntax(ct) as AttributeSyntax;
+        LocationInfo? attributeLocation = LocationInfo.From(
+            attributeSyntax?.ArgumentList?.Arguments.FirstOrDefault()?.GetLocation() ?? attributeSyntax?.GetLocation());
+
+        string configPath = attribute.ConstructorArguments.Length == 1 && attribute.ConstructorArguments[0].Value is string path
+            ? path
+            : "";
+        if (configPath.Trim().Length == 0)
+            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, attributeLocation, "configPath", "give the path of the model's config.json"));
+
+        int maxContext = 0;
+        LocationInfo? maxContextLocation = attributeLocation;
+        foreach (KeyValuePair<string, TypedConstant> named in attribute.NamedArguments)
+        {
+            if (named.Key == "MaxContext" && named.Value.Value is int value)
+            {
+                maxContext = value;
+                maxContextLocation = LocationInfo.From(attributeSyntax?.ArgumentList?.Arguments
+                    .FirstOrDefault(a => a.NameEquals?.Name.Identifier.ValueText == "MaxContext")?.GetLocation()) ?? attributeLocation;
+            }
+        }
+
+        if (type.IsStatic || type.IsAbstract)
+            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidClassKind, classLocation, type.Name, type.IsStatic ? "static" : "abstract"));
+
+        var containers = new List<string>();
+        bool allPartial = IsPartial(syntax);
+        bool generic = type.IsGenericType;
+        for (INamedTypeSymbol? outer = type.ContainingType; outer is not null; outer = outer.ContainingType)
+        {
+            generic |= outer.IsGenericType;
+            var outerSyntax = outer.DeclaringSyntaxReferences.Select(r => r.GetSyntax(ct)).OfType<TypeDeclarationSyntax>().FirstOrDefault();
+            allPartial &= outerSyntax is not null && IsPartial(outerSyntax);
+            containers.Insert(0, "partial " + Keyword(outer) + " " + outer.Name);
+        }
+        if (generic)
+            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.Generic, classLocation, type.Name));
+        else if (!allPartial)
+            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.NotPartial, classLocation, type.Name));
+
+        string? ns = type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString();
+        string hintName = string.Join(".", new[] { ns }.Concat(containers.Select(c => c.Substring(c.LastIndexOf(' ') + 1))).Concat(new[] { type.Name })
+            .Where(part => !string.IsNullOrEmpty(part)));
+        string filePath = LlamaModelGenerator.NormalizePath(syntax.SyntaxTree.FilePath);
+        int slash = filePath.LastIndexOf('/');
+
+        return new ModelTarget(
+            ns,
+            type.Name,
+            EquatableArray.From(containers),
+            hintName,
+            configPath,
+            slash >= 0 ? filePath.Substring(0, slash) : "",
+            maxContext,
+            attributeLocation,
+            maxContextLocation,
+            EquatableArray.From(diagnostics));
+    }
+
+    private static bool IsPartial(TypeDeclarationSyntax syntax) => syntax.Modifiers.Any(SyntaxKind.PartialKeyword);
+
+    private static string Keyword(INamedTypeSymbol type) => type switch
+    {
+        { IsRecord: true, TypeKind: TypeKind.Struct } => "record struct",
+        { IsRecord: true } => "record",
+        { TypeKind: TypeKind.Struct } => "struct",
+        { TypeKind: TypeKind.Interface } => "interface",
+        _ => "class",
+    };
+}

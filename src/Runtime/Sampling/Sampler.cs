@@ -1,0 +1,299 @@
+using System;
+using System.Buffers.Binary;
+using System.Numerics.Tensors;
+using System.Security.Cryptography;
+
+namespace Llama.Compiled;
+
+/// <summary>
+/// Picks the next token from a model's logits: repetition penalty, then greedy (temperature 0) or
+/// temperature → softmax → top-k → top-p → min-p → a draw from what is left. Buffers are allocated
+/// once, so <see cref="Sample"/> does not allocate. Not thread-safe: one sampler per sequence.
+/// </summary>
+public sealed class Sampler
+{
+    private readonly float _temperature;
+    private readonly int _topK;
+    private readonly float _topP;
+    private readonly float _minP;
+    private readonly float _repetitionPenalty;
+    private readonly int _repetitionWindow;
+
+    // Penalized logits, then unnormalized probabilities exp(logit/T - max), one per token.
+    private readonly float[] _weights;
+    // Token ids still in the running after the filters.
+    private readonly int[] _candidates;
+    // _seen[t] == _stamp marks token t as already penalized in this call.
+    private readonly int[] _seen;
+    private int _stamp;
+    // Most likely first, lower id first among equals: a total order, so the kept set and its order
+    // do not depend on the sort algorithm.
+    private readonly Comparison<int> _byWeightDescending;
+    private Xoshiro256StarStar _rng;
+
+    /// <summary>Creates a sampler for a vocabulary of <paramref name="vocabSize"/> tokens.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="vocabSize"/> is not positive, or an option is out of range (the exception's
+    /// parameter name is the option's name).
+    /// </exception>
+    public Sampler(int vocabSize, SamplingOptions options)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocabSize);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!(options.Temperature >= 0f) || float.IsPositiveInfinity(options.Temperature))
+            throw new ArgumentOutOfRangeException(nameof(options.Temperature), options.Temperature, "Temperature must be a finite number >= 0 (0 = greedy).");
+        if (options.TopK < 0)
+            throw new ArgumentOutOfRangeException(nameof(options.TopK), options.TopK, "TopK must be >= 0 (0 = off).");
+        if (!(options.TopP >= 0f && options.TopP <= 1f))
+            throw new ArgumentOutOfRangeException(nameof(options.TopP), options.TopP, "TopP must be in [0, 1] (1 = off).");
+        if (!(options.MinP >= 0f && options.MinP <= 1f))
+            throw new ArgumentOutOfRangeException(nameof(options.MinP), options.MinP, "MinP must be in [0, 1] (0 = off).");
+        if (!(options.RepetitionPenalty > 0f) || float.IsPositiveInfinity(options.RepetitionPenalty))
+            throw new ArgumentOutOfRangeException(nameof(options.RepetitionPenalty), options.RepetitionPenalty, "RepetitionPenalty must be a finite number > 0 (1 = off).");
+        if (options.RepetitionWindow < 0)
+            throw new ArgumentOutOfRangeException(nameof(options.RepetitionWindow), options.RepetitionWindow, "RepetitionWindow must be >= 0.");
+
+        VocabSize = vocabSize;
+        Options = options;
+        _temperature = options.Temperature;
+        // Keeping all tokens (or more) is no filter.
+        _topK = options.TopK < vocabSize ? options.TopK : 0;
+        _topP = options.TopP;
+        _minP = options.MinP;
+        _repetitionPenalty = options.RepetitionPenalty;
+        _repetitionWindow = options.RepetitionWindow;
+
+        _weights = new float[vocabSize];
+        _candidates = new int[vocabSize];
+        _seen = _repetitionPenalty != 1f ? new int[vocabSize] : [];
+        float[] weights = _weights;
+        _byWeightDescending = (a, b) =>
+        {
+            float wa = weights[a], wb = weights[b];
+            return wa > wb ? -1 : wa < wb ? 1 : a.CompareTo(b);
+        };
+
+        Seed = options.Seed ?? RandomSeed();
+        _rng = new Xoshiro256StarStar(Seed);
+    }
+
+    /// <summary>Number of logits <see cref="Sample"/> expects.</summary>
+    public int VocabSize { get; }
+
+    /// <summary>The options this sampler was created with.</summary>
+    public SamplingOptions Options { get; }
+
+    /// <summary>The seed in use: <see cref="SamplingOptions.Seed"/>, or the random one drawn when it was null.</summary>
+    public ulong Seed { get; }
+
+    /// <summary>Chooses the next token.</summary>
+    /// <param name="logits">The model's logits for the next token, <see cref="VocabSize"/> of them. Not modified.</param>
+    /// <param name="recentTokens">
+    /// The tokens so far (prompt included), oldest first; the repetition penalty looks at the last
+    /// <see cref="SamplingOptions.RepetitionWindow"/> of them.
+    /// </param>
+    /// <returns>The chosen token id.</returns>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recentTokens)
+    {
+        if (logits.Length != VocabSize)
+            throw new ArgumentException($"Expected {VocabSize} logits, got {logits.Length}.", nameof(logits));
+
+        Span<float> w = _weights;
+        logits.CopyTo(w);
+        if (_repetitionPenalty != 1f && _repetitionWindow > 0)
+            ApplyRepetitionPenalty(w, recentTokens);
+
+        if (_temperature == 0f)
+            return TensorPrimitives.IndexOfMax(w); // the first index among equal maxima
+
+        if (_temperature != 1f)
+            TensorPrimitives.Divide(w, _temperature, w);
+        int top = TensorPrimitives.IndexOfMax(w);
+        TensorPrimitives.Subtract(w, w[top], w);
+        TensorPrimitives.Exp(w, w);
+        // Probabilities are left unnormalized: every threshold below is scaled by the mass it is
+        // relative to instead, which saves a pass over the vocabulary.
+        float maxWeight = w[top];
+
+        if (_topK == 0 && _topP >= 1f && _minP == 0f)
+            return Draw(w);
+
+        Span<int> candidates = _candidates;
+        float minPThreshold = _minP * maxWeight;
+        int count;
+        double nucleusMass;
+        if (_topK > 0)
+        {
+            count = SelectTopK(w, candidates, _topK);
+            candidates[..count].Sort(_byWeightDescending);
+            // As in llama.cpp, top-p then sees the distribution renormalized over the k survivors.
+            nucleusMass = 0;
+            foreach (int id in candidates[..count])
+                nucleusMass += w[id];
+        }
+        else if (_topP < 1f)
+        {
+            float total = TensorPrimitives.Sum(w);
+            nucleusMass = total;
+            // llama2.c's cutoff: a token less likely than (1 - p) / (n - 1) cannot be in the nucleus,
+            // so only the few above it are sorted. Clamped to the top token so that it always stays.
+            // The min-p threshold can be applied here too: it only removes tokens from the tail.
+            float cutoff = MathF.Min((1f - _topP) / (VocabSize - 1) * total, maxWeight);
+            count = Filter(w, candidates, MathF.Max(cutoff, minPThreshold));
+            candidates[..count].Sort(_byWeightDescending);
+        }
+        else
+        {
+            nucleusMass = 0;
+            count = Filter(w, candidates, minPThreshold);
+        }
+
+        if (_topP < 1f)
+        {
+            // The smallest most-likely-first prefix whose probability exceeds p; at least one token.
+            double limit = _topP * nucleusMass, cumulative = 0;
+            for (int i = 0; i < count; i++)
+            {
+                cumulative += w[candidates[i]];
+                if (cumulative > limit)
+                {
+                    count = i + 1;
+                    break;
+                }
+            }
+        }
+
+        // Candidates from top-k are sorted and unfiltered: drop the tail below min-p. (The other
+        // paths already filtered by it, so this loop stops at once there.)
+        while (count > 1 && w[candidates[count - 1]] < minPThreshold)
+            count--;
+
+        return Draw(w, candidates[..count]);
+    }
+
+    private void ApplyRepetitionPenalty(Span<float> logits, ReadOnlySpan<int> recentTokens)
+    {
+        if (recentTokens.Length > _repetitionWindow)
+            recentTokens = recentTokens[^_repetitionWindow..];
+        // llama.cpp penalizes each distinct token once, however often it occurs. A new stamp per call
+        // marks the tokens done without clearing an array every call.
+        if (++_stamp == int.MaxValue)
+        {
+            Array.Clear(_seen);
+            _stamp = 1;
+        }
+        foreach (int token in recentTokens)
+        {
+            if ((uint)token >= (uint)logits.Length)
+                throw new ArgumentOutOfRangeException(nameof(recentTokens), token, $"Token id outside the vocabulary of {VocabSize}.");
+            if (_seen[token] == _stamp)
+                continue;
+            _seen[token] = _stamp;
+            float logit = logits[token];
+            logits[token] = logit > 0f ? logit / _repetitionPenalty : logit * _repetitionPenalty;
+        }
+    }
+
+    /// <summary>Writes the ids of the tokens weighing at least <paramref name="threshold"/> to <paramref name="candidates"/>, in id order.</summary>
+    private static int Filter(ReadOnlySpan<float> weights, Span<int> candidates, float threshold)
+    {
+        int count = 0;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            if (weights[i] >= threshold)
+                candidates[count++] = i;
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// Writes the ids of the <paramref name="k"/> heaviest tokens to <paramref name="heap"/> (unordered).
+    /// A min-heap of the best k so far, worst at the root: O(n log k), and most tokens are
+    /// rejected by a single comparison with the root.
+    /// </summary>
+    private static int SelectTopK(ReadOnlySpan<float> weights, Span<int> heap, int k)
+    {
+        for (int i = 0; i < k; i++)
+        {
+            heap[i] = i;
+            for (int child = i; child > 0;)
+            {
+                int parent = (child - 1) / 2;
+                if (!Better(weights, heap[parent], heap[child]))
+                    break;
+                (heap[parent], heap[child]) = (heap[child], heap[parent]);
+                child = parent;
+            }
+        }
+        for (int i = k; i < weights.Length; i++)
+        {
+            if (!Better(weights, i, heap[0]))
+                continue;
+            heap[0] = i;
+            for (int node = 0; ;)
+            {
+                int worst = 2 * node + 1;
+                if (worst >= k)
+                    break;
+                if (worst + 1 < k && Better(weights, heap[worst], heap[worst + 1]))
+                    worst++;
+                if (!Better(weights, heap[node], heap[worst]))
+                    break;
+                (heap[node], heap[worst]) = (heap[worst], heap[node]);
+                node = worst;
+            }
+        }
+        return k;
+    }
+
+    private static bool Better(ReadOnlySpan<float> weights, int a, int b) =>
+        weights[a] > weights[b] || (weights[a] == weights[b] && a < b);
+
+    /// <summary>Draws a token with probability proportional to its weight.</summary>
+    private int Draw(ReadOnlySpan<float> weights)
+    {
+        double r = _rng.NextDouble() * TensorPrimitives.Sum(weights);
+        double cumulative = 0;
+        int lastPositive = 0;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            float weight = weights[i];
+            if (weight <= 0f)
+                continue;
+            cumulative += weight;
+            if (r < cumulative)
+                return i;
+            lastPositive = i;
+        }
+        // Only reached when rounding left r at or above the summed total.
+        return lastPositive;
+    }
+
+    /// <summary>Draws one of <paramref name="candidates"/> with probability proportional to its weight.</summary>
+    private int Draw(ReadOnlySpan<float> weights, ReadOnlySpan<int> candidates)
+    {
+        double mass = 0;
+        foreach (int id in candidates)
+            mass += weights[id];
+        double r = _rng.NextDouble() * mass, cumulative = 0;
+        int lastPositive = candidates[0];
+        foreach (int id in candidates)
+        {
+            float weight = weights[id];
+            if (weight <= 0f)
+                continue;
+            cumulative += weight;
+            if (r < cumulative)
+                return id;
+            lastPositive = id;
+        }
+        return lastPositive;
+    }
+
+    private static ulong RandomSeed()
+    {
+        Span<byte> bytes = stackalloc byte[sizeof(ulong)];
+        RandomNumberGenerator.Fill(bytes);
+        return BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+    }
+}

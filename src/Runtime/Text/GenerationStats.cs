@@ -1,0 +1,44 @@
+using System;
+
+namespace Llama.Compiled;
+
+/// <summary>Why generation ended.</summary>
+public enum StopReason
+{
+    /// <summary>The model produced an end-of-sequence token (or BOS, which starts a new text).</summary>
+    EndOfSequence,
+
+    /// <summary><see cref="GenerationOptions.MaxNewTokens"/> tokens were generated.</summary>
+    MaxNewTokens,
+
+    /// <summary>The session's KV cache is full (<see cref="LlamaModelShape.MaxContext"/> positions).</summary>
+    ContextFull,
+
+    /// <summary>The caller stopped enumerating the text before generation ended.</summary>
+    Abandoned,
+}
+
+/// <summary>Counts and timings of one generation.</summary>
+/// <param name="PromptTokens">Tokens evaluated in the prefill, BOS included.</param>
+/// <param name="GeneratedTokens">Tokens generated (the end-of-sequence token not counted).</param>
+/// <param name="PrefillTime">Time of the batched forward pass over the prompt.</param>
+/// <param name="DecodeTime">Time spent generating after the prefill (forward passes, sampling, detokenizing), not counting the caller's time between chunks.</param>
+/// <param name="StopReason">Why generation ended.</param>
+/// <param name="Seed">The sampler's seed: passing it in <see cref="SamplingOptions.Seed"/> repeats the generation.</param>
+public sealed record GenerationStats(
+    int PromptTokens,
+    int GeneratedTokens,
+    TimeSpan PrefillTime,
+    TimeSpan DecodeTime,
+    StopReason StopReason,
+    ulong Seed)
+{
+    /// <summary>Prompt tokens per second of prefill (0 when nothing was measured).</summary>
+    public double PrefillTokensPerSecond => PerSecond(PromptTokens, PrefillTime);
+
+    /// <summary>Generated tokens per second of decode time (0 when nothing was measured).</summary>
+    public double DecodeTokensPerSecond => PerSecond(GeneratedTokens, DecodeTime);
+
+    private static double PerSecond(int tokens, TimeSpan time) =>
+        time > TimeSpan.Zero ? tokens / time.TotalSeconds : 0;
+}

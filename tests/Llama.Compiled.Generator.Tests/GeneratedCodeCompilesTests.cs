@@ -1,0 +1,76 @@
+using System.Linq;
+using Xunit;
+
+namespace Llama.Compiled.Generator.Tests;
+
+public sealed class GeneratedCodeCompilesTests
+{
+    [Fact]
+    public void Stories260KCompilesWithoutWarnings()
+    {
+        GeneratorRun run = GeneratorHarness.Run(
+            GeneratorHarness.ModelSource(declaration: "public partial class Stories260K;"),
+            ("/project/models/config.json", GeneratorHarness.Stories260KConfig()));
+
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Equal(2, run.Sources.Length);
+        Assert.Empty(run.CompilationDiagnostics);
+    }
+
+    [Fact]
+    public void GeneratedClassExposesTheContractAndConstants()
+    {
+        GeneratorRun run = GeneratorHarness.Run(
+            GeneratorHarness.ModelSource(declaration: "public partial class Stories260K;"),
+            ("/project/models/config.json", GeneratorHarness.Stories260KConfig()));
+
+        var type = run.OutputCompilation.GetTypeByMetadataName("UserApp.Stories260K")!;
+        string[] members = type.GetMembers().Select(m => m.Name).ToArray();
+        foreach (string name in new[] { "Load", "CreateSession", "HiddenSize", "LayerCount", "HeadCount", "KvHeadCount",
+                                        "HeadDim", "IntermediateSize", "VocabSize", "MaxContext", "Dispose" })
+            Assert.Contains(name, members);
+        var session = type.GetTypeMembers("Session").Single();
+        string[] sessionMembers = session.GetMembers().Select(m => m.Name).ToArray();
+        foreach (string name in new[] { "Forward", "Position", "Reset", "Dispose" })
+            Assert.Contains(name, sessionMembers);
+        Assert.Equal(64, type.GetMembers("HiddenSize").OfType<Microsoft.CodeAnalysis.IFieldSymbol>().Single().ConstantValue);
+    }
+
+    [Theory]
+    [InlineData("public partial class Model;")]
+    [InlineData("partial class Model;")]
+    [InlineData("internal sealed partial class Model { }")]
+    public void ClassDeclarationsCompile(string declaration)
+    {
+        GeneratorRun run = GeneratorHarness.Run(GeneratorHarness.ModelSource(declaration: declaration),
+            ("/project/models/config.json", GeneratorHarness.Stories260KConfig()));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Empty(run.CompilationDiagnostics);
+    }
+
+    [Fact]
+    public void ModelInTheGlobalNamespaceAndNestedClassesCompile()
+    {
+        const string source = """
+            using Llama.Compiled;
+
+            [LlamaModel("models/config.json")]
+            public partial class GlobalModel;
+
+            public static partial class Outer
+            {
+                public partial class Inner
+                {
+                    [LlamaModel("models/config.json", MaxContext = 128)]
+                    public partial class NestedModel;
+                }
+            }
+            """;
+        GeneratorRun run = GeneratorHarness.Run(source, ("/project/models/config.json", GeneratorHarness.Stories260KConfig()));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Equal(4, run.Sources.Length);
+        Assert.Empty(run.CompilationDiagnostics);
+        var nested = run.OutputCompilation.GetTypeByMetadataName("Outer+Inner+NestedModel")!;
+        Assert.Equal(128, nested.GetMembers("MaxContext").OfType<Microsoft.CodeAnalysis.IFieldSymbol>().Single().ConstantValue);
+    }
+}
