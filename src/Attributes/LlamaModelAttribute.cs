@@ -30,5 +30,11 @@ namespace Llama.Compiled
         /// 0 (the default) uses the config's <c>max_position_embeddings</c>.
         /// </summary>
         public int MaxContext { get; set; }
+
+        /// <summary>
+        /// The format the generated kernels compute with (default <see cref="WeightFormat.F32"/>).
+        /// Matrices whose width is not a multiple of the 32-weight block of Q8_0/Q4_0 stay in F32.
+        /// </summary>
+        public WeightFormat Weights { get; set; }
     }
 }

@@ -13,7 +13,7 @@ namespace Llama.Compiled.Generator;
 /// </summary>
 internal sealed class ConfigParser
 {
-    private static readonly string[] s_supportedModelTypes = { "llama" };
+    private static readonly string[] s_supportedModelTypes = { "llama", "mistral", "qwen2" };
 
     private readonly ConfigFile _file;
     private readonly SourceText _text;
@@ -62,13 +62,13 @@ internal sealed class ConfigParser
         string hiddenAct = String("hidden_act", "silu");
         if (hiddenAct != "silu")
             ReportAt("hidden_act", Diagnostics.Unsupported, $"activation '{hiddenAct}'; LLaMA-family models use 'silu' (SwiGLU)");
-        if (_root.Find("rope_scaling") is { Value: not JsonNull })
-            ReportAt("rope_scaling", Diagnostics.Unsupported, "RoPE scaling; remove it or set it to null");
-        foreach (string biasKey in new[] { "attention_bias", "mlp_bias" })
-        {
-            if (Bool(biasKey, false))
-                ReportAt(biasKey, Diagnostics.Unsupported, "bias vectors in the projections; set it to false");
-        }
+        string torchDtype = String("torch_dtype", "");
+        RopeScaling? ropeScaling = ParseRopeScaling();
+
+        // Qwen2 always has q/k/v biases (and no o_proj bias); Llama's attention_bias adds all four.
+        bool attentionBias = Bool("attention_bias", false);
+        bool qkvBias = modelType == "qwen2" || attentionBias;
+        bool mlpBias = Bool("mlp_bias", false);
 
         int hiddenSize = RequiredInt("hidden_size", "the width of the residual stream");
         int intermediateSize = RequiredInt("intermediate_size", "the width of the feed-forward layer");
@@ -131,6 +131,8 @@ internal sealed class ConfigParser
         else if (maxContextCap > 0)
             maxContext = maxContextCap;
 
+        CheckSlidingWindow(modelType, maxContext);
+
         // Every tensor and per-layer KV cache is addressed with 32-bit indices (spans).
         CheckFitsInt32("vocab_size", (long)vocabSize * hiddenSize, "the embedding [vocab_size, hidden_size]");
         CheckFitsInt32("intermediate_size", (long)intermediateSize * hiddenSize, "a feed-forward matrix");
@@ -148,7 +150,97 @@ internal sealed class ConfigParser
         if (_diagnostics.Count > 0)
             return null;
         return new ModelSpec(modelType, hiddenSize, intermediateSize, layerCount, headCount, kvHeadCount, headDim,
-            vocabSize, maxContext, rmsNormEps, ropeTheta, tied, bosTokenId, eosTokenIds);
+            vocabSize, maxContext, rmsNormEps, ropeTheta, tied, bosTokenId, eosTokenIds,
+            qkvBias, OutputBias: attentionBias, mlpBias, ropeScaling, torchDtype);
+    }
+
+    /// <summary>
+    /// rope_scaling: null, absent, "default", "linear" or "llama3" (with its four parameters).
+    /// Other schemes (dynamic NTK, YaRN, LongRoPE) change RoPE at run time and are not supported.
+    /// </summary>
+    private RopeScaling? ParseRopeScaling()
+    {
+        JsonProperty? property = _root.Find("rope_scaling");
+        if (property is null || property.Value is JsonNull)
+            return null;
+        if (property.Value is not JsonObject scaling)
+        {
+            WrongType(property, "an object or null");
+            return null;
+        }
+        // transformers reads "rope_type", older configs say "type".
+        JsonProperty? typeProperty = scaling.Find("rope_type") ?? scaling.Find("type");
+        if (typeProperty?.Value is not JsonString type)
+        {
+            ReportAt("rope_scaling", Diagnostics.Unsupported,
+                "rope_scaling has no \"rope_type\"; give \"llama3\", \"linear\" or \"default\", or set rope_scaling to null");
+            return null;
+        }
+        switch (type.Value)
+        {
+            case "default":
+                return null;
+            case "linear":
+                return new RopeScaling("linear", ScalingNumber(scaling, "factor"), 0, 0, 0);
+            case "llama3":
+                double factor = ScalingNumber(scaling, "factor");
+                double low = ScalingNumber(scaling, "low_freq_factor");
+                double high = ScalingNumber(scaling, "high_freq_factor");
+                double original = ScalingNumber(scaling, "original_max_position_embeddings");
+                if (_diagnostics.Count > 0)
+                    return null;
+                if (high <= low)
+                {
+                    ReportAt("rope_scaling", Diagnostics.InvalidValue, $"high_freq_factor ({high}) must be greater than low_freq_factor ({low})");
+                    return null;
+                }
+                if (original < 1 || original > int.MaxValue || original != System.Math.Floor(original))
+                {
+                    ReportAt("rope_scaling", Diagnostics.InvalidValue, "original_max_position_embeddings must be a positive integer");
+                    return null;
+                }
+                return new RopeScaling("llama3", factor, low, high, (int)original);
+            default:
+                Report(Diagnostics.Unsupported, type.Span, "rope_scaling",
+                    $"RoPE scaling type '{type.Value}'; supported: llama3, linear, default (or null)");
+                return null;
+        }
+    }
+
+    /// <summary>A positive number inside rope_scaling.</summary>
+    private double ScalingNumber(JsonObject scaling, string key)
+    {
+        JsonProperty? property = scaling.Find(key);
+        if (property is null)
+        {
+            ReportAt("rope_scaling", Diagnostics.MissingKey, $"rope_scaling.{key} is required for this RoPE scaling type");
+            return 1;
+        }
+        if (property.Value is JsonNumber number
+            && double.TryParse(number.Text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value)
+            && value > 0 && !double.IsInfinity(value))
+            return value;
+        Report(Diagnostics.InvalidValue, property.Value.Span, "rope_scaling." + key, "it must be a positive number");
+        return 1;
+    }
+
+    /// <summary>
+    /// Mistral-style sliding-window attention: exact as full attention while the context is no longer
+    /// than the window, so the window must cover the compiled context. Qwen2 configs carry a window
+    /// that is off unless use_sliding_window is true.
+    /// </summary>
+    private void CheckSlidingWindow(string modelType, int maxContext)
+    {
+        JsonProperty? property = _root.Find("sliding_window");
+        if (property is null || property.Value is JsonNull)
+            return;
+        if (modelType == "qwen2" && !Bool("use_sliding_window", false))
+            return;
+        int window = Int("sliding_window", int.MaxValue);
+        if (window < maxContext && _diagnostics.Count == 0)
+            _diagnostics.Add(DiagnosticInfo.Create(Diagnostics.SlidingWindow,
+                LocationInfo.InText(_file.Path, _text, TextSpan.FromBounds(property.NameSpan.Start, property.Value.Span.End)),
+                _file.Path, Emitter.Int(window), Emitter.Int(maxContext)));
     }
 
     private int RequiredInt(string key, string meaning)

@@ -77,9 +77,21 @@ internal static class Diagnostics
         "'{0}' is {1}; the generator creates instances of the model class, so declare it as a non-static, non-abstract class",
         Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
 
+    public static readonly DiagnosticDescriptor SlidingWindow = new(
+        "LLC0012",
+        "Sliding window is smaller than the compiled context",
+        "The model config '{0}' has sliding_window {1}, smaller than the compiled context {2}; sliding-window attention is not supported, so compile for at most the window: [LlamaModel(..., MaxContext = {1})]",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor DuplicateAttribute = new(
+        "LLC0013",
+        "Only one [LlamaModel] per class",
+        "'{0}' has more than one [LlamaModel] attribute; a class compiles exactly one model, declare one class per model",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
     private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = Index(
         ConfigNotFound, InvalidJson, MissingKey, WrongType, InvalidValue, Unsupported,
-        NotPartial, Generic, AmbiguousConfig, InvalidAttribute, InvalidClassKind);
+        NotPartial, Generic, AmbiguousConfig, InvalidAttribute, InvalidClassKind, SlidingWindow, DuplicateAttribute);
 
     public static DiagnosticDescriptor ById(string id) => s_byId[id];
 

@@ -1,6 +1,7 @@
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
+using System.Text;
 using Llama.Compiled.Generator.Model;
 
 namespace Llama.Compiled.Generator;
@@ -35,6 +36,8 @@ internal static class Emitter
         w.Line("using System.Runtime.CompilerServices;");
         w.Line("using System.Runtime.InteropServices;");
         w.Line("using System.Runtime.Intrinsics;");
+        if (plan.MaxQuantizedCols > 0)
+            w.Line("using System.Runtime.Intrinsics.X86;");
         w.Line();
         WrapInContainers(w, plan.Target, baseList: "", body: () => KernelEmitter.Write(w, plan));
         return w.ToString();
@@ -70,6 +73,7 @@ internal static class Emitter
         ModelSpec s = plan.Spec;
         string cls = plan.Target.ClassName;
         string eosList = string.Join(", ", s.EosTokenIds.Select(Int));
+        var (qk, kvk, ok, upk, downk, classk) = Kernels(plan);
 
         w.Line($$"""
             /// <summary>hidden_size: width of the residual stream.</summary>
@@ -124,7 +128,7 @@ internal static class Emitter
             private readonly ModelWeights _weights;
             private readonly WeightTensor _embedTokens;  // [VocabSize={{s.VocabSize}}, HiddenSize={{s.HiddenSize}}]
             private readonly WeightTensor _finalNorm;    // [HiddenSize={{s.HiddenSize}}]
-            private readonly WeightTensor _classifier;   // [VocabSize={{s.VocabSize}}, HiddenSize={{s.HiddenSize}}]{{(s.TiedEmbeddings ? ", the token embedding (tied)" : "")}}
+            private readonly {{TensorType(classk)}} _classifier;   // [VocabSize={{s.VocabSize}}, HiddenSize={{s.HiddenSize}}]{{(s.TiedEmbeddings ? ", the token embedding (tied)" : "")}}
             private readonly LayerWeights[] _layers;     // [LayerCount={{s.LayerCount}}]
             private readonly bool _ropeAdjacentPairs;    // rotate pairs (2j, 2j+1) as llama2.c and GGUF store q/k, else (j, j+RopePairs) as Hugging Face does
             private readonly float[] _ropeCos;           // [MaxContext={{s.MaxContext}}, RopePairs={{s.HeadDim / 2}}]
@@ -159,8 +163,8 @@ internal static class Emitter
             """);
         if (s.TiedEmbeddings)
         {
-            w.Line("""
-                    _classifier = _embedTokens;
+            w.Line($$"""
+                    _classifier = {{(classk.Format == ComputeFormat.F32 ? "_embedTokens" : LoadMatrix(classk, "\"model.embed_tokens.weight\"", "VocabSize", "HiddenSize"))}};
                     // Some exporters also store the tied copy; the embedding is what the model uses.
                     if (weights.Contains("lm_head.weight"))
                         weights.MarkUsed("lm_head.weight");
@@ -168,7 +172,7 @@ internal static class Emitter
         }
         else
         {
-            w.Line("""    _classifier = weights.GetMatrix("lm_head.weight", VocabSize, HiddenSize);""");
+            w.Line($"    _classifier = {LoadMatrix(classk, "\"lm_head.weight\"", "VocabSize", "HiddenSize")};");
         }
         w.Line($$"""
                 _layers = new LayerWeights[LayerCount];
@@ -219,27 +223,27 @@ internal static class Emitter
             private readonly struct LayerWeights
             {
                 public readonly WeightTensor InputNorm; // [HiddenSize={{s.HiddenSize}}] input_layernorm
-                public readonly WeightTensor Q;         // [QueryDim={{s.QueryDim}}, HiddenSize={{s.HiddenSize}}] q_proj
-                public readonly WeightTensor K;         // [KvDim={{s.KvDim}}, HiddenSize={{s.HiddenSize}}] k_proj
-                public readonly WeightTensor V;         // [KvDim={{s.KvDim}}, HiddenSize={{s.HiddenSize}}] v_proj
-                public readonly WeightTensor O;         // [HiddenSize={{s.HiddenSize}}, QueryDim={{s.QueryDim}}] o_proj
+                public readonly {{TensorType(qk)}} Q;         // [QueryDim={{s.QueryDim}}, HiddenSize={{s.HiddenSize}}] q_proj
+                public readonly {{TensorType(kvk)}} K;         // [KvDim={{s.KvDim}}, HiddenSize={{s.HiddenSize}}] k_proj
+                public readonly {{TensorType(kvk)}} V;         // [KvDim={{s.KvDim}}, HiddenSize={{s.HiddenSize}}] v_proj
+                public readonly {{TensorType(ok)}} O;         // [HiddenSize={{s.HiddenSize}}, QueryDim={{s.QueryDim}}] o_proj
                 public readonly WeightTensor PostNorm;  // [HiddenSize={{s.HiddenSize}}] post_attention_layernorm
-                public readonly WeightTensor Gate;      // [IntermediateSize={{s.IntermediateSize}}, HiddenSize={{s.HiddenSize}}] gate_proj
-                public readonly WeightTensor Up;        // [IntermediateSize={{s.IntermediateSize}}, HiddenSize={{s.HiddenSize}}] up_proj
-                public readonly WeightTensor Down;      // [HiddenSize={{s.HiddenSize}}, IntermediateSize={{s.IntermediateSize}}] down_proj
+                public readonly {{TensorType(upk)}} Gate;      // [IntermediateSize={{s.IntermediateSize}}, HiddenSize={{s.HiddenSize}}] gate_proj
+                public readonly {{TensorType(upk)}} Up;        // [IntermediateSize={{s.IntermediateSize}}, HiddenSize={{s.HiddenSize}}] up_proj
+                public readonly {{TensorType(downk)}} Down;      // [HiddenSize={{s.HiddenSize}}, IntermediateSize={{s.IntermediateSize}}] down_proj{{BiasFields(s)}}
 
                 public LayerWeights(ModelWeights weights, int layer)
                 {
                     string prefix = "model.layers." + layer.ToString(CultureInfo.InvariantCulture) + ".";
                     InputNorm = weights.GetVector(prefix + "input_layernorm.weight", HiddenSize);
-                    Q = weights.GetMatrix(prefix + "self_attn.q_proj.weight", QueryDim, HiddenSize);
-                    K = weights.GetMatrix(prefix + "self_attn.k_proj.weight", KvDim, HiddenSize);
-                    V = weights.GetMatrix(prefix + "self_attn.v_proj.weight", KvDim, HiddenSize);
-                    O = weights.GetMatrix(prefix + "self_attn.o_proj.weight", HiddenSize, QueryDim);
+                    Q = {{LoadMatrix(qk, "prefix + \"self_attn.q_proj.weight\"", "QueryDim", "HiddenSize")}};
+                    K = {{LoadMatrix(kvk, "prefix + \"self_attn.k_proj.weight\"", "KvDim", "HiddenSize")}};
+                    V = {{LoadMatrix(kvk, "prefix + \"self_attn.v_proj.weight\"", "KvDim", "HiddenSize")}};
+                    O = {{LoadMatrix(ok, "prefix + \"self_attn.o_proj.weight\"", "HiddenSize", "QueryDim")}};
                     PostNorm = weights.GetVector(prefix + "post_attention_layernorm.weight", HiddenSize);
-                    Gate = weights.GetMatrix(prefix + "mlp.gate_proj.weight", IntermediateSize, HiddenSize);
-                    Up = weights.GetMatrix(prefix + "mlp.up_proj.weight", IntermediateSize, HiddenSize);
-                    Down = weights.GetMatrix(prefix + "mlp.down_proj.weight", HiddenSize, IntermediateSize);
+                    Gate = {{LoadMatrix(upk, "prefix + \"mlp.gate_proj.weight\"", "IntermediateSize", "HiddenSize")}};
+                    Up = {{LoadMatrix(upk, "prefix + \"mlp.up_proj.weight\"", "IntermediateSize", "HiddenSize")}};
+                    Down = {{LoadMatrix(downk, "prefix + \"mlp.down_proj.weight\"", "HiddenSize", "IntermediateSize")}};{{BiasLoads(s)}}
                 }
             }
 
@@ -252,12 +256,7 @@ internal static class Emitter
         ModelSpec s = plan.Spec;
         string cls = plan.Target.ClassName;
         int chunk = plan.PrefillChunk;
-        string q = plan.MatMulFor(s.QueryDim, s.HiddenSize).Name;
-        string kv = plan.MatMulFor(s.KvDim, s.HiddenSize).Name;
-        string o = plan.MatMulFor(s.HiddenSize, s.QueryDim).Name;
-        string up = plan.MatMulFor(s.IntermediateSize, s.HiddenSize).Name;
-        string down = plan.MatMulFor(s.HiddenSize, s.IntermediateSize).Name;
-        string classifier = plan.MatMulFor(s.VocabSize, s.HiddenSize).Name;
+        var (qk, kvk, ok, upk, downk, classk) = Kernels(plan);
 
         w.Line($$"""
             /// <summary>
@@ -278,7 +277,7 @@ internal static class Emitter
                 private readonly float[] _scores;       // [MaxContext={{s.MaxContext}}] one head's attention weights
                 private readonly float[] _gate;         // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]
                 private readonly float[] _up;           // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]
-                private readonly float[] _logits;       // [VocabSize={{s.VocabSize}}] of the last evaluated token
+                private readonly float[] _logits;       // [VocabSize={{s.VocabSize}}] of the last evaluated token{{ScratchFields(plan)}}
                 private int _position;
                 private int _busy;                      // 1 while Forward runs, to detect concurrent use
                 private bool _disposed;
@@ -302,7 +301,7 @@ internal static class Emitter
                     _scores = new float[MaxContext];
                     _gate = new float[PrefillChunk * IntermediateSize];
                     _up = new float[PrefillChunk * IntermediateSize];
-                    _logits = new float[VocabSize];
+                    _logits = new float[VocabSize];{{ScratchAllocations(plan)}}
                 }
 
                 /// <summary>The model this session runs.</summary>
@@ -374,7 +373,7 @@ internal static class Emitter
 
                     // Only the last token's logits are needed.
                     Kernels.RmsNorm(_x.AsSpan((count - 1) * HiddenSize, HiddenSize), _model._finalNorm.Span, _xb);
-                    Kernels.{{classifier}}(_model._classifier.Span, _xb, _logits, tokens: 1, accumulate: false);
+                    {{Call(classk, "_model._classifier", "_xb", "_logits", "1", false)}};
                     _position = pos + count;
                 }
 
@@ -388,9 +387,9 @@ internal static class Emitter
                     // Attention block: xb = RMSNorm(x) ⊙ input_layernorm; q, k, v = Wq·xb, Wk·xb, Wv·xb
                     for (int t = 0; t < count; t++)
                         Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.InputNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                    Kernels.{{q}}(w.Q.Span, _xb, _q, count, accumulate: false);
-                    Kernels.{{kv}}(w.K.Span, _xb, _k, count, accumulate: false);
-                    Kernels.{{kv}}(w.V.Span, _xb, _v, count, accumulate: false);
+                    {{Call(qk, "w.Q", "_xb", "_q", "count", false)}};
+                    {{Call(kvk, "w.K", "_xb", "_k", "count", false)}};
+                    {{Call(kvk, "w.V", "_xb", "_v", "count", false)}};{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
                     for (int t = 0; t < count; t++)
                     {
                         // Rotate q and k by the token's position, then append k and v to the cache.
@@ -419,19 +418,113 @@ internal static class Emitter
                     for (int t = 0; t < count; t++)
                         Kernels.Attention(_q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, _scores, _attention.AsSpan(t * QueryDim, QueryDim));
                     // x += Wo·attention (the residual add is fused into the projection)
-                    Kernels.{{o}}(w.O.Span, _attention, _x, count, accumulate: true);
+                    {{Call(ok, "w.O", "_attention", "_x", "count", true)}};{{Bias(s.OutputBias, "_x", "OBias")}}
 
                     // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb), xb = RMSNorm(x) ⊙ post_attention_layernorm
                     for (int t = 0; t < count; t++)
                         Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.PostNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                    Kernels.{{up}}(w.Gate.Span, _xb, _gate, count, accumulate: false);
-                    Kernels.{{up}}(w.Up.Span, _xb, _up, count, accumulate: false);
+                    {{Call(upk, "w.Gate", "_xb", "_gate", "count", false)}};
+                    {{Call(upk, "w.Up", "_xb", "_up", "count", false)}};{{Bias(s.MlpBias, "_gate", "GateBias")}}{{Bias(s.MlpBias, "_up", "UpBias")}}
                     Kernels.SwiGlu(_gate.AsSpan(0, count * IntermediateSize), _up);
-                    Kernels.{{down}}(w.Down.Span, _gate, _x, count, accumulate: true);
+                    {{Call(downk, "w.Down", "_gate", "_x", "count", true)}};{{Bias(s.MlpBias, "_x", "DownBias")}}
                 }
             }
             """);
     }
+
+    private static (MatMulKernel Q, MatMulKernel Kv, MatMulKernel O, MatMulKernel Up, MatMulKernel Down, MatMulKernel Classifier) Kernels(ForwardPlan plan)
+    {
+        ModelSpec s = plan.Spec;
+        return (plan.MatMulFor(s.QueryDim, s.HiddenSize), plan.MatMulFor(s.KvDim, s.HiddenSize), plan.MatMulFor(s.HiddenSize, s.QueryDim),
+            plan.MatMulFor(s.IntermediateSize, s.HiddenSize), plan.MatMulFor(s.HiddenSize, s.IntermediateSize), plan.MatMulFor(s.VocabSize, s.HiddenSize));
+    }
+
+    /// <summary>F32 kernels read a <c>WeightTensor</c>; the others read the packed bytes of a <c>PackedTensor</c>.</summary>
+    private static string TensorType(MatMulKernel kernel) => kernel.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
+
+    private static string LoadMatrix(MatMulKernel kernel, string name, string rows, string cols) =>
+        kernel.Format == ComputeFormat.F32
+            ? $"weights.GetMatrix({name}, {rows}, {cols})"
+            : $"weights.GetPackedMatrix({name}, {rows}, {cols}, WeightFormat.{kernel.Format})";
+
+    /// <summary>A call of a matrix kernel, with the scratch buffers its format needs.</summary>
+    private static string Call(MatMulKernel kernel, string weights, string x, string y, string tokens, bool accumulate)
+    {
+        string scratch = kernel.Format switch
+        {
+            ComputeFormat.F16 => ", _halfRow",
+            ComputeFormat.Q8_0 or ComputeFormat.Q4_0 => ", _xQuantized, _xScales",
+            _ => "",
+        };
+        string tokenArg = tokens == "1" ? "tokens: 1" : tokens;
+        return $"Kernels.{kernel.Name}({weights}.{(kernel.Format == ComputeFormat.F32 ? "Span" : "Bytes")}, {x}, {y}, {tokenArg}, accumulate: {(accumulate ? "true" : "false")}{scratch})";
+    }
+
+    /// <summary>Session buffers the quantized and F16 kernels need, as field declarations.</summary>
+    private static string ScratchFields(ForwardPlan plan)
+    {
+        var fields = new StringBuilder();
+        if (plan.MaxQuantizedCols > 0)
+        {
+            fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols}] a kernel's input as int8 blocks");
+            fields.Append($"\n    private readonly float[] _xScales;      // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQuantized");
+        }
+        if (plan.MaxHalfCols > 0)
+            fields.Append($"\n    private readonly float[] _halfRow;      // [{plan.MaxHalfCols}] one F16 weight row, widened to F32");
+        return fields.ToString();
+    }
+
+    private static string ScratchAllocations(ForwardPlan plan)
+    {
+        var lines = new StringBuilder();
+        if (plan.MaxQuantizedCols > 0)
+        {
+            lines.Append($"\n        _xQuantized = new sbyte[PrefillChunk * {plan.MaxQuantizedCols}];");
+            lines.Append($"\n        _xScales = new float[PrefillChunk * {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}];");
+        }
+        if (plan.MaxHalfCols > 0)
+            lines.Append($"\n        _halfRow = new float[{plan.MaxHalfCols}];");
+        return lines.ToString();
+    }
+
+    /// <summary>The bias tensors of a layer, as field declarations (empty without biases).</summary>
+    private static string BiasFields(ModelSpec s)
+    {
+        var fields = new StringBuilder();
+        foreach ((string field, string weight, string size, int value) in Biases(s))
+            fields.Append($"\n    public readonly WeightTensor {field};{new string(' ', System.Math.Max(1, 9 - field.Length))}// [{size}={value}] {weight}.bias");
+        return fields.ToString();
+    }
+
+    private static string BiasLoads(ModelSpec s)
+    {
+        var loads = new StringBuilder();
+        foreach ((string field, string weight, string size, _) in Biases(s))
+            loads.Append($"\n        {field} = weights.GetVector(prefix + \"{weight}.bias\", {size});");
+        return loads.ToString();
+    }
+
+    private static IEnumerable<(string Field, string Weight, string Size, int Value)> Biases(ModelSpec s)
+    {
+        if (s.QkvBias)
+        {
+            yield return ("QBias", "self_attn.q_proj", "QueryDim", s.QueryDim);
+            yield return ("KBias", "self_attn.k_proj", "KvDim", s.KvDim);
+            yield return ("VBias", "self_attn.v_proj", "KvDim", s.KvDim);
+        }
+        if (s.OutputBias)
+            yield return ("OBias", "self_attn.o_proj", "HiddenSize", s.HiddenSize);
+        if (s.MlpBias)
+        {
+            yield return ("GateBias", "mlp.gate_proj", "IntermediateSize", s.IntermediateSize);
+            yield return ("UpBias", "mlp.up_proj", "IntermediateSize", s.IntermediateSize);
+            yield return ("DownBias", "mlp.down_proj", "HiddenSize", s.HiddenSize);
+        }
+    }
+
+    /// <summary>A statement adding a bias to every token's row of <paramref name="buffer"/>, or nothing.</summary>
+    private static string Bias(bool present, string buffer, string field) =>
+        present ? $"\n        Kernels.AddBias({buffer}, w.{field}.Span, count);" : "";
 
     internal static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
 

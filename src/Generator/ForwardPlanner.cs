@@ -25,6 +25,16 @@ internal static class ForwardPlanner
 
     private const int MaxPrefillChunk = 64;
 
+    /// <summary>Weights per Q8_0/Q4_0 block.</summary>
+    internal const int QuantBlock = 32;
+
+    /// <summary>
+    /// The requested format, except that a matrix whose rows do not split into 32-weight blocks
+    /// cannot be Q8_0/Q4_0: it stays F32 (llama.cpp's converters store such matrices as F16).
+    /// </summary>
+    private static ComputeFormat FormatFor(ComputeFormat requested, int cols) =>
+        requested is ComputeFormat.Q8_0 or ComputeFormat.Q4_0 && cols % QuantBlock != 0 ? ComputeFormat.F32 : requested;
+
     public static ForwardPlan Plan(ModelTarget target, string configPath, ModelSpec spec)
     {
         var shapes = new List<(int Rows, int Cols, List<string> Uses)>();
@@ -54,7 +64,7 @@ internal static class ForwardPlanner
         foreach (var (rows, cols, uses) in shapes)
         {
             int accumulators = Math.Max(1, Math.Min(MaxAccumulators, cols / VectorWidth));
-            kernels.Add(new MatMulKernel(rows, cols, accumulators, string.Join(", ", uses)));
+            kernels.Add(new MatMulKernel(rows, cols, FormatFor(target.Weights, cols), accumulators, string.Join(", ", uses)));
         }
 
         return new ForwardPlan(
@@ -68,11 +78,33 @@ internal static class ForwardPlanner
     }
 
     /// <summary>
-    /// theta^(-2j/d) rounded to float, as llama2.c (powf) and transformers (float32 inv_freq) compute it.
+    /// theta^(-2j/d), stretched as rope_scaling says, rounded to float. Computed in double, like
+    /// transformers' float32 result up to rounding; llama2.c's powf gives the same floats.
     /// </summary>
-    private static IEnumerable<float> RopeInverseFrequencies(ModelSpec spec)
+    internal static IEnumerable<float> RopeInverseFrequencies(ModelSpec spec)
     {
         for (int j = 0; j < spec.HeadDim / 2; j++)
-            yield return (float)(1.0 / Math.Pow(spec.RopeTheta, 2.0 * j / spec.HeadDim));
+        {
+            double inverseFrequency = 1.0 / Math.Pow(spec.RopeTheta, 2.0 * j / spec.HeadDim);
+            yield return (float)(spec.RopeScaling is { } scaling ? Scale(inverseFrequency, scaling) : inverseFrequency);
+        }
+    }
+
+    /// <summary>transformers' _compute_linear_scaling_rope_parameters and _compute_llama3_parameters, per frequency.</summary>
+    private static double Scale(double inverseFrequency, RopeScaling scaling)
+    {
+        if (scaling.Type == "linear")
+            return inverseFrequency / scaling.Factor;
+
+        // llama3: long wavelengths are slowed down by factor, short ones kept, the band between blended.
+        double lowFreqWavelength = scaling.OriginalMaxPositions / scaling.LowFreqFactor;
+        double highFreqWavelength = scaling.OriginalMaxPositions / scaling.HighFreqFactor;
+        double wavelength = 2 * Math.PI / inverseFrequency;
+        if (wavelength < highFreqWavelength)
+            return inverseFrequency;
+        if (wavelength > lowFreqWavelength)
+            return inverseFrequency / scaling.Factor;
+        double smooth = (scaling.OriginalMaxPositions / wavelength - scaling.LowFreqFactor) / (scaling.HighFreqFactor - scaling.LowFreqFactor);
+        return (1 - smooth) * inverseFrequency / scaling.Factor + smooth * inverseFrequency;
     }
 }

@@ -19,6 +19,8 @@ internal static class KernelEmitter
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
             w.Line($"/// - {k.Name} ({k.Uses}): {k.Accumulators} Vector256 accumulator(s) per row for one token, {plan.TokenTile} tokens per row pass in prefill.");
+        foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
+            w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
         w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}.");
         w.Line("/// - Single-threaded.");
@@ -27,7 +29,10 @@ internal static class KernelEmitter
         {
             foreach (MatMulKernel kernel in plan.MatMuls)
             {
-                WriteMatMul(w, kernel, plan.TokenTile);
+                if (kernel.IsBlockQuantized)
+                    WriteBlockMatMul(w, kernel, plan.TokenTile);
+                else
+                    WriteMatMul(w, kernel, plan.TokenTile);
                 w.Line();
             }
             WriteRmsNorm(w, s);
@@ -38,6 +43,23 @@ internal static class KernelEmitter
             w.Line();
             WriteSwiGlu(w);
             w.Line();
+            if (plan.MaxQuantizedCols > 0)
+                WriteBlockHelpers(w, plan);
+            if (s.QkvBias || s.OutputBias || s.MlpBias)
+            {
+                w.Line("""
+                    /// <summary>y[t] += bias for t &lt; tokens; y: [tokens, bias.Length].</summary>
+                    public static void AddBias(Span<float> y, ReadOnlySpan<float> bias, int tokens)
+                    {
+                        for (int t = 0; t < tokens; t++)
+                        {
+                            Span<float> row = y.Slice(t * bias.Length, bias.Length);
+                            TensorPrimitives.Add(row, bias, row);
+                        }
+                    }
+
+                    """);
+            }
             w.Line("""
                 /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>
                 private static void Softmax(Span<float> x)
@@ -66,14 +88,17 @@ internal static class KernelEmitter
             /// W: [{{rows}}, {{cols}}] row-major; x: [tokens, {{cols}}]; y: [tokens, {{rows}}]. Used by {{k.Uses}}.
             /// </summary>
             """);
-        using (w.Block($"public static void {k.Name}(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate)"))
+        bool half = k.Format == ComputeFormat.F16;
+        string signature = half
+            ? $"public static void {k.Name}(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, Span<float> halfRow)"
+            : $"public static void {k.Name}(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate)";
+        using (w.Block(signature))
         {
             w.Line($$"""
                 const int Rows = {{rows}}, Cols = {{cols}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || w.Length < Rows * Cols || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
-                    throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");
-                ref float w0 = ref MemoryMarshal.GetReference(w);
+                if (tokens < 0 || w.Length < Rows * Cols{{(half ? " * 2 || halfRow.Length < Cols" : "")}} || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
+                    throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");{{(half ? "" : "\nref float w0 = ref MemoryMarshal.GetReference(w);")}}
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
                 int t = 0;
@@ -88,7 +113,7 @@ internal static class KernelEmitter
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
                 using (w.Block("for (int r = 0; r < Rows; r++)"))
                 {
-                    w.Line("ref float row = ref Unsafe.Add(ref w0, r * Cols);");
+                    WriteRow(w, half);
                     if (vectorEnd > 0)
                     {
                         w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
@@ -127,12 +152,195 @@ internal static class KernelEmitter
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
                 using (w.Block("for (int r = 0; r < Rows; r++)"))
                 {
-                    w.Line("ref float row = ref Unsafe.Add(ref w0, r * Cols);");
+                    WriteRow(w, half);
                     WriteDot(w, k.Accumulators, cols, vectorEnd);
                     w.Line("Store(ref Unsafe.Add(ref yt, r), sum, accumulate);");
                 }
             }
         }
+    }
+
+    /// <summary>Points <c>row</c> at weight row r: in place for F32, widened into halfRow for F16.</summary>
+    private static void WriteRow(SourceWriter w, bool half)
+    {
+        if (half)
+        {
+            w.Line("TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(w.Slice(r * Cols * 2, Cols * 2)), halfRow);");
+            w.Line("ref float row = ref MemoryMarshal.GetReference(halfRow);");
+        }
+        else
+        {
+            w.Line("ref float row = ref Unsafe.Add(ref w0, r * Cols);");
+        }
+    }
+
+    /// <summary>
+    /// A Q8_0/Q4_0 matrix kernel: x is quantized to int8 blocks first, then every block product is an
+    /// integer dot product (AVX2 maddubs/madd), scaled by both blocks' scales.
+    /// </summary>
+    private static void WriteBlockMatMul(SourceWriter w, MatMulKernel k, int tile)
+    {
+        int blocks = k.Cols / ForwardPlanner.QuantBlock;
+        int blockBytes = k.Format == ComputeFormat.Q8_0 ? 34 : 18;
+        string load = k.Format == ComputeFormat.Q8_0 ? "LoadQ8_0" : "LoadQ4_0";
+        string layout = k.Format == ComputeFormat.Q8_0
+            ? "per row Cols/32 blocks of 34 bytes (F16 scale, 32 × int8)"
+            : "per row Cols/32 blocks of 18 bytes (F16 scale, 16 bytes of 4-bit weights)";
+        string[] tokens = Enumerable.Range(0, tile).Select(i => ((char)('a' + i)).ToString()).ToArray();
+        w.Line($$"""
+            /// <summary>
+            /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}], {{layout}}; x: [tokens, {{k.Cols}}]; y: [tokens, {{k.Rows}}].
+            /// Used by {{k.Uses}}.
+            /// </summary>
+            """);
+        using (w.Block($"public static void {k.Name}(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, Span<sbyte> xQuantized, Span<float> xScales)"))
+        {
+            w.Line($$"""
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, BlockBytes = {{blockBytes}}, RowBytes = Blocks * BlockBytes;
+                // The kernel's only bounds check; below, every access is a ref offset within these lengths.
+                if (tokens < 0 || w.Length < Rows * RowBytes || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                    throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");
+                QuantizeBlocks(x.Slice(0, tokens * Cols), xQuantized, xScales);
+                ref byte w0 = ref MemoryMarshal.GetReference(w);
+                ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
+                ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref float y0 = ref MemoryMarshal.GetReference(y);
+                int t = 0;
+
+                // {{tile}} tokens per pass over the weights: each block is unpacked once for all of them.
+                """);
+            using (w.Block($"for (; t + {tile} <= tokens; t += {tile})"))
+            {
+                for (int i = 0; i < tile; i++)
+                {
+                    w.Line($"ref sbyte q{tokens[i]} = ref Unsafe.Add(ref q0, (t + {i}) * Cols);");
+                    w.Line($"ref float d{tokens[i]} = ref Unsafe.Add(ref d0, (t + {i}) * Blocks);");
+                }
+                w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
+                using (w.Block("for (int r = 0; r < Rows; r++)"))
+                {
+                    w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
+                    w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
+                    using (w.Block("for (int b = 0; b < Blocks; b++)"))
+                    {
+                        w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
+                        w.Line("float scale = (float)Unsafe.ReadUnaligned<Half>(ref block);");
+                        w.Line($"Vector256<sbyte> weights = {load}(ref block);");
+                        foreach (string n in tokens)
+                            w.Line($"s{n} = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref d{n}, b)), DotInt8(weights, Vector256.LoadUnsafe(ref q{n}, (nuint)(b * 32))), s{n});");
+                    }
+                    for (int i = 0; i < tile; i++)
+                        w.Line($"Store(ref Unsafe.Add(ref yt, {(i == 0 ? "" : $"{i} * Rows + ")}r), Vector256.Sum(s{tokens[i]}), accumulate);");
+                }
+            }
+            w.Line();
+            w.Line("// The remaining tokens (all of decode) one at a time, two independent sums per row to hide FMA latency.");
+            using (w.Block("for (; t < tokens; t++)"))
+            {
+                w.Line("ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);");
+                w.Line("ref float dt = ref Unsafe.Add(ref d0, t * Blocks);");
+                w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
+                using (w.Block("for (int r = 0; r < Rows; r++)"))
+                {
+                    w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
+                    w.Line("Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero;");
+                    w.Line("int b = 0;");
+                    using (w.Block("for (; b + 2 <= Blocks; b += 2)"))
+                    {
+                        w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
+                        w.Line("ref byte next = ref Unsafe.Add(ref block, BlockBytes);");
+                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create((float)Unsafe.ReadUnaligned<Half>(ref block) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
+                        w.Line($"s1 = Vector256.FusedMultiplyAdd(Vector256.Create((float)Unsafe.ReadUnaligned<Half>(ref next) * Unsafe.Add(ref dt, b + 1)), DotInt8({load}(ref next), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32 + 32))), s1);");
+                    }
+                    if (blocks % 2 != 0)
+                    {
+                        w.Line("ref byte last = ref Unsafe.Add(ref row, b * BlockBytes);");
+                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create((float)Unsafe.ReadUnaligned<Half>(ref last) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref last), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
+                    }
+                    w.Line("Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(s0 + s1), accumulate);");
+                }
+            }
+        }
+    }
+
+    /// <summary>Activation quantization, the int8 dot product and the block loaders the Q8_0/Q4_0 kernels share.</summary>
+    private static void WriteBlockHelpers(SourceWriter w, ForwardPlan plan)
+    {
+        w.Line("""
+            /// <summary>
+            /// x → int8 blocks of 32 with one scale each, as llama.cpp quantizes activations for Q8_0 dot
+            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale). x: [n], q: [n], scales: [n/32].
+            /// </summary>
+            private static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales)
+            {
+                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32)
+                    throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
+                ref float x0 = ref MemoryMarshal.GetReference(x);
+                ref sbyte q0 = ref MemoryMarshal.GetReference(q);
+                for (int b = 0; b < x.Length / 32; b++)
+                {
+                    ref float xb = ref Unsafe.Add(ref x0, b * 32);
+                    Vector256<float> v0 = Vector256.LoadUnsafe(ref xb), v1 = Vector256.LoadUnsafe(ref xb, 8);
+                    Vector256<float> v2 = Vector256.LoadUnsafe(ref xb, 16), v3 = Vector256.LoadUnsafe(ref xb, 24);
+                    Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+                    Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
+                    float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
+                    float scale = max / 127f;
+                    Vector256<float> inverse = Vector256.Create(scale != 0f ? 1f / scale : 0f);
+                    scales[b] = (float)(Half)scale;
+                    Vector256<short> low = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v1 * inverse)));
+                    Vector256<short> high = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v3 * inverse)));
+                    Vector256.Narrow(low, high).StoreUnsafe(ref q0, (nuint)(b * 32));
+                }
+            }
+
+            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 float lanes.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector256<float> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b)
+            {
+                if (Avx2.IsSupported)
+                {
+                    // maddubs multiplies unsigned by signed bytes: move a's sign onto b. |a| ≤ 128 and |b| ≤ 127,
+                    // so a pair of products never saturates the int16 sum.
+                    Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
+                    return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One));
+                }
+                (Vector256<short> aLow, Vector256<short> aHigh) = Vector256.Widen(a);
+                (Vector256<short> bLow, Vector256<short> bHigh) = Vector256.Widen(b);
+                (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(aLow * bLow);
+                (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(aHigh * bHigh);
+                return Vector256.ConvertToSingle((p0 + p1) + (p2 + p3));
+            }
+            """);
+        if (plan.MatMuls.Any(k => k.Format == ComputeFormat.Q8_0))
+        {
+            w.Line("""
+
+                /// <summary>The 32 int8 weights of a Q8_0 block (after its 2-byte F16 scale).</summary>
+                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                private static Vector256<sbyte> LoadQ8_0(ref byte block) => Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2)));
+                """);
+        }
+        if (plan.MatMuls.Any(k => k.Format == ComputeFormat.Q4_0))
+        {
+            w.Line("""
+
+                /// <summary>
+                /// The 32 weights of a Q4_0 block as int8 in [-8, 7]: byte j of the 16 after the F16 scale holds
+                /// weight j in its low nibble and weight j + 16 in its high nibble, both offset by 8.
+                /// </summary>
+                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                private static Vector256<sbyte> LoadQ4_0(ref byte block)
+                {
+                    Vector128<byte> packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, 2));
+                    Vector256<byte> nibbles = Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4));
+                    return (nibbles - Vector256.Create((byte)8)).AsSByte();
+                }
+                """);
+        }
+        w.Line();
     }
 
     /// <summary>sum = row · xt over Cols, with <paramref name="accumulators"/> independent vector sums.</summary>

@@ -21,7 +21,6 @@ internal static class TargetParser
         var diagnostics = new List<DiagnosticInfo>();
         LocationInfo? classLocation = LocationInfo.From(syntax.Identifier.GetLocation());
 
-        // AllowMultiple = false already makes a second attribute a compile error; take the first.
         AttributeData attribute = ctx.Attributes[0];
         var attributeSyntax = attribute.ApplicationSyntaxReference?.GetSyntax(ct) as AttributeSyntax;
         LocationInfo? attributeLocation = LocationInfo.From(
@@ -34,6 +33,7 @@ internal static class TargetParser
             diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, attributeLocation, "configPath", "give the path of the model's config.json"));
 
         int maxContext = 0;
+        ComputeFormat weights = ComputeFormat.F32;
         LocationInfo? maxContextLocation = attributeLocation;
         foreach (KeyValuePair<string, TypedConstant> named in attribute.NamedArguments)
         {
@@ -43,8 +43,18 @@ internal static class TargetParser
                 maxContextLocation = LocationInfo.From(attributeSyntax?.ArgumentList?.Arguments
                     .FirstOrDefault(a => a.NameEquals?.Name.Identifier.ValueText == "MaxContext")?.GetLocation()) ?? attributeLocation;
             }
+            else if (named.Key == "Weights" && named.Value.Value is int format)
+            {
+                if (format is >= (int)ComputeFormat.F32 and <= (int)ComputeFormat.Q4_0)
+                    weights = (ComputeFormat)format;
+                else
+                    diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, attributeLocation, "Weights", $"{format} is not a WeightFormat; use F32, F16, Q8_0 or Q4_0"));
+            }
         }
 
+        // AllowMultiple = false makes a second attribute a compile error too; say what to do instead.
+        if (ctx.Attributes.Length > 1)
+            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.DuplicateAttribute, classLocation, type.Name));
         if (type.IsStatic || type.IsAbstract)
             diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidClassKind, classLocation, type.Name, type.IsStatic ? "static" : "abstract"));
 
@@ -77,6 +87,7 @@ internal static class TargetParser
             configPath,
             slash >= 0 ? filePath.Substring(0, slash) : "",
             maxContext,
+            weights,
             attributeLocation,
             maxContextLocation,
             EquatableArray.From(diagnostics));

@@ -1,3 +1,5 @@
+using System.Linq;
+
 namespace Llama.Compiled.Generator.Model;
 
 /// <summary>
@@ -6,11 +8,15 @@ namespace Llama.Compiled.Generator.Model;
 /// </summary>
 /// <param name="Rows">Output features (rows of the weight matrix).</param>
 /// <param name="Cols">Input features (columns).</param>
+/// <param name="Format">The format of W the kernel reads.</param>
 /// <param name="Accumulators">Independent Vector256 sums per row in the one-token loop, to hide FMA latency.</param>
 /// <param name="Uses">The weights that use this kernel, for its doc comment.</param>
-internal sealed record MatMulKernel(int Rows, int Cols, int Accumulators, string Uses)
+internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, int Accumulators, string Uses)
 {
-    public string Name => $"MatMul_{Rows}x{Cols}";
+    public string Name => Format == ComputeFormat.F32 ? $"MatMul_{Rows}x{Cols}" : $"MatMul_{Format}_{Rows}x{Cols}";
+
+    /// <summary>True when W is int8 blocks and x is quantized to int8 blocks before the dot products.</summary>
+    public bool IsBlockQuantized => Format is ComputeFormat.Q8_0 or ComputeFormat.Q4_0;
 }
 
 /// <summary>
@@ -33,6 +39,12 @@ internal sealed record ForwardPlan(
     int PrefillChunk,
     EquatableArray<float> RopeInverseFrequencies)
 {
+    /// <summary>Widest input of a block-quantized kernel (sizes the int8 activation buffer), 0 if none.</summary>
+    public int MaxQuantizedCols => MatMuls.Where(k => k.IsBlockQuantized).Select(k => k.Cols).DefaultIfEmpty(0).Max();
+
+    /// <summary>Widest input of an F16 kernel (sizes its row buffer), 0 if none.</summary>
+    public int MaxHalfCols => MatMuls.Where(k => k.Format == ComputeFormat.F16).Select(k => k.Cols).DefaultIfEmpty(0).Max();
+
     public MatMulKernel MatMulFor(int rows, int cols)
     {
         foreach (MatMulKernel kernel in MatMuls)

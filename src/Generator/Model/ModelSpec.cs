@@ -4,6 +4,11 @@ namespace Llama.Compiled.Generator.Model;
 /// A validated LLaMA-family config (Hugging Face <c>config.json</c>), with every derived value
 /// resolved: what the planner needs and nothing that ties it to a compilation.
 /// </summary>
+/// <param name="QkvBias">q_proj, k_proj and v_proj have bias vectors (Qwen2, or attention_bias).</param>
+/// <param name="OutputBias">o_proj has a bias vector (attention_bias).</param>
+/// <param name="MlpBias">gate_proj, up_proj and down_proj have bias vectors (mlp_bias).</param>
+/// <param name="RopeScaling">rope_scaling, or null for plain RoPE.</param>
+/// <param name="TorchDtype">torch_dtype as the config states it ("" if absent), for the header.</param>
 internal sealed record ModelSpec(
     string ModelType,
     int HiddenSize,
@@ -18,7 +23,12 @@ internal sealed record ModelSpec(
     double RopeTheta,
     bool TiedEmbeddings,
     int BosTokenId,
-    EquatableArray<int> EosTokenIds)
+    EquatableArray<int> EosTokenIds,
+    bool QkvBias,
+    bool OutputBias,
+    bool MlpBias,
+    RopeScaling? RopeScaling,
+    string TorchDtype)
 {
     /// <summary>Width of all query heads together.</summary>
     public int QueryDim => HeadCount * HeadDim;
@@ -29,3 +39,14 @@ internal sealed record ModelSpec(
     /// <summary>Query heads that share one key/value head.</summary>
     public int GroupSize => HeadCount / KvHeadCount;
 }
+
+/// <summary>
+/// rope_scaling: how the RoPE frequencies are stretched for long contexts. Applied by the
+/// generator when it computes the inverse frequencies, so the runtime never sees it.
+/// </summary>
+/// <param name="Type">"llama3" or "linear".</param>
+/// <param name="Factor">factor: how much longer than the original context the model runs.</param>
+/// <param name="LowFreqFactor">llama3's low_freq_factor.</param>
+/// <param name="HighFreqFactor">llama3's high_freq_factor.</param>
+/// <param name="OriginalMaxPositions">llama3's original_max_position_embeddings.</param>
+internal sealed record RopeScaling(string Type, double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositions);

@@ -11,6 +11,7 @@ namespace Llama.Compiled.Generator.Model;
 /// <param name="ConfigPath">The config path as written in the attribute.</param>
 /// <param name="SourceDirectory">Folder of the file holding the attribute, '/'-separated ("" if unknown).</param>
 /// <param name="MaxContext">The attribute's <c>MaxContext</c> (0 = take the config's).</param>
+/// <param name="Weights">The attribute's <c>Weights</c>: the format the kernels compute with.</param>
 /// <param name="AttributeLocation">The attribute's config-path argument, for diagnostics.</param>
 /// <param name="MaxContextLocation">The <c>MaxContext</c> argument, if given.</param>
 /// <param name="Diagnostics">Problems with the class itself (not partial, generic, ...).</param>
@@ -22,9 +23,19 @@ internal sealed record ModelTarget(
     string ConfigPath,
     string SourceDirectory,
     int MaxContext,
+    ComputeFormat Weights,
     LocationInfo? AttributeLocation,
     LocationInfo? MaxContextLocation,
     EquatableArray<DiagnosticInfo> Diagnostics);
 
 /// <summary>An AdditionalFiles item that may be a model config: its path ('/'-separated) and text.</summary>
 internal sealed record ConfigFile(string Path, string Text);
+
+/// <summary>Mirror of Llama.Compiled.WeightFormat (same values); the generator does not load the attributes assembly.</summary>
+internal enum ComputeFormat
+{
+    F32 = 0,
+    F16 = 1,
+    Q8_0 = 2,
+    Q4_0 = 3,
+}

@@ -21,14 +21,11 @@ public sealed class Sampler
 
     // Penalized logits, then unnormalized probabilities exp(logit/T - max), one per token.
     private readonly float[] _weights;
-    // Token ids still in the running after the filters.
-    private readonly int[] _candidates;
+    // The tokens still in the running after the filters, as OrderKey values.
+    private readonly ulong[] _candidates;
     // _seen[t] == _stamp marks token t as already penalized in this call.
     private readonly int[] _seen;
     private int _stamp;
-    // Most likely first, lower id first among equals: a total order, so the kept set and its order
-    // do not depend on the sort algorithm.
-    private readonly Comparison<int> _byWeightDescending;
     private Xoshiro256StarStar _rng;
 
     /// <summary>Creates a sampler for a vocabulary of <paramref name="vocabSize"/> tokens.</summary>
@@ -64,14 +61,8 @@ public sealed class Sampler
         _repetitionWindow = options.RepetitionWindow;
 
         _weights = new float[vocabSize];
-        _candidates = new int[vocabSize];
+        _candidates = new ulong[vocabSize];
         _seen = _repetitionPenalty != 1f ? new int[vocabSize] : [];
-        float[] weights = _weights;
-        _byWeightDescending = (a, b) =>
-        {
-            float wa = weights[a], wb = weights[b];
-            return wa > wb ? -1 : wa < wb ? 1 : a.CompareTo(b);
-        };
 
         Seed = options.Seed ?? RandomSeed();
         _rng = new Xoshiro256StarStar(Seed);
@@ -118,18 +109,17 @@ public sealed class Sampler
         if (_topK == 0 && _topP >= 1f && _minP == 0f)
             return Draw(w);
 
-        Span<int> candidates = _candidates;
+        Span<ulong> candidates = _candidates;
         float minPThreshold = _minP * maxWeight;
         int count;
-        double nucleusMass;
+        double nucleusMass = 0;
         if (_topK > 0)
         {
             count = SelectTopK(w, candidates, _topK);
-            candidates[..count].Sort(_byWeightDescending);
+            candidates[..count].Sort();
             // As in llama.cpp, top-p then sees the distribution renormalized over the k survivors.
-            nucleusMass = 0;
-            foreach (int id in candidates[..count])
-                nucleusMass += w[id];
+            foreach (ulong candidate in candidates[..count])
+                nucleusMass += w[Id(candidate)];
         }
         else if (_topP < 1f)
         {
@@ -140,11 +130,10 @@ public sealed class Sampler
             // The min-p threshold can be applied here too: it only removes tokens from the tail.
             float cutoff = MathF.Min((1f - _topP) / (VocabSize - 1) * total, maxWeight);
             count = Filter(w, candidates, MathF.Max(cutoff, minPThreshold));
-            candidates[..count].Sort(_byWeightDescending);
+            candidates[..count].Sort();
         }
         else
         {
-            nucleusMass = 0;
             count = Filter(w, candidates, minPThreshold);
         }
 
@@ -154,7 +143,7 @@ public sealed class Sampler
             double limit = _topP * nucleusMass, cumulative = 0;
             for (int i = 0; i < count; i++)
             {
-                cumulative += w[candidates[i]];
+                cumulative += w[Id(candidates[i])];
                 if (cumulative > limit)
                 {
                     count = i + 1;
@@ -165,7 +154,7 @@ public sealed class Sampler
 
         // Candidates from top-k are sorted and unfiltered: drop the tail below min-p. (The other
         // paths already filtered by it, so this loop stops at once there.)
-        while (count > 1 && w[candidates[count - 1]] < minPThreshold)
+        while (count > 1 && w[Id(candidates[count - 1])] < minPThreshold)
             count--;
 
         return Draw(w, candidates[..count]);
@@ -194,32 +183,43 @@ public sealed class Sampler
         }
     }
 
-    /// <summary>Writes the ids of the tokens weighing at least <paramref name="threshold"/> to <paramref name="candidates"/>, in id order.</summary>
-    private static int Filter(ReadOnlySpan<float> weights, Span<int> candidates, float threshold)
+    /// <summary>
+    /// Sort key of a token: ascending keys are most likely first, lower id first among equals. A total
+    /// order, so which tokens are kept and the order they are drawn in do not depend on the sort
+    /// algorithm; and sorting plain integers needs no comparison delegate.
+    /// </summary>
+    private static ulong OrderKey(float weight, int id) =>
+        // Weights are >= 0, whose bit patterns order like their values; inverted for descending.
+        ((ulong)~BitConverter.SingleToUInt32Bits(weight) << 32) | (uint)id;
+
+    private static int Id(ulong orderKey) => (int)(uint)orderKey;
+
+    /// <summary>Writes the tokens weighing at least <paramref name="threshold"/> to <paramref name="candidates"/>, in id order.</summary>
+    private static int Filter(ReadOnlySpan<float> weights, Span<ulong> candidates, float threshold)
     {
         int count = 0;
         for (int i = 0; i < weights.Length; i++)
         {
             if (weights[i] >= threshold)
-                candidates[count++] = i;
+                candidates[count++] = OrderKey(weights[i], i);
         }
         return count;
     }
 
     /// <summary>
-    /// Writes the ids of the <paramref name="k"/> heaviest tokens to <paramref name="heap"/> (unordered).
-    /// A min-heap of the best k so far, worst at the root: O(n log k), and most tokens are
-    /// rejected by a single comparison with the root.
+    /// Writes the <paramref name="k"/> most likely tokens to <paramref name="heap"/> (unordered).
+    /// A max-heap of the keys of the best k so far, the worst at the root: O(n log k), and most tokens
+    /// are rejected by a single comparison with the root.
     /// </summary>
-    private static int SelectTopK(ReadOnlySpan<float> weights, Span<int> heap, int k)
+    private static int SelectTopK(ReadOnlySpan<float> weights, Span<ulong> heap, int k)
     {
         for (int i = 0; i < k; i++)
         {
-            heap[i] = i;
+            heap[i] = OrderKey(weights[i], i);
             for (int child = i; child > 0;)
             {
                 int parent = (child - 1) / 2;
-                if (!Better(weights, heap[parent], heap[child]))
+                if (heap[parent] >= heap[child])
                     break;
                 (heap[parent], heap[child]) = (heap[child], heap[parent]);
                 child = parent;
@@ -227,17 +227,18 @@ public sealed class Sampler
         }
         for (int i = k; i < weights.Length; i++)
         {
-            if (!Better(weights, i, heap[0]))
+            ulong key = OrderKey(weights[i], i);
+            if (key >= heap[0])
                 continue;
-            heap[0] = i;
+            heap[0] = key;
             for (int node = 0; ;)
             {
                 int worst = 2 * node + 1;
                 if (worst >= k)
                     break;
-                if (worst + 1 < k && Better(weights, heap[worst], heap[worst + 1]))
+                if (worst + 1 < k && heap[worst + 1] > heap[worst])
                     worst++;
-                if (!Better(weights, heap[node], heap[worst]))
+                if (heap[node] >= heap[worst])
                     break;
                 (heap[node], heap[worst]) = (heap[worst], heap[node]);
                 node = worst;
@@ -245,9 +246,6 @@ public sealed class Sampler
         }
         return k;
     }
-
-    private static bool Better(ReadOnlySpan<float> weights, int a, int b) =>
-        weights[a] > weights[b] || (weights[a] == weights[b] && a < b);
 
     /// <summary>Draws a token with probability proportional to its weight.</summary>
     private int Draw(ReadOnlySpan<float> weights)
@@ -270,15 +268,16 @@ public sealed class Sampler
     }
 
     /// <summary>Draws one of <paramref name="candidates"/> with probability proportional to its weight.</summary>
-    private int Draw(ReadOnlySpan<float> weights, ReadOnlySpan<int> candidates)
+    private int Draw(ReadOnlySpan<float> weights, ReadOnlySpan<ulong> candidates)
     {
         double mass = 0;
-        foreach (int id in candidates)
-            mass += weights[id];
+        foreach (ulong candidate in candidates)
+            mass += weights[Id(candidate)];
         double r = _rng.NextDouble() * mass, cumulative = 0;
-        int lastPositive = candidates[0];
-        foreach (int id in candidates)
+        int lastPositive = Id(candidates[0]);
+        foreach (ulong candidate in candidates)
         {
+            int id = Id(candidate);
             float weight = weights[id];
             if (weight <= 0f)
                 continue;

@@ -27,15 +27,16 @@ public static class LlamaTokenizers
         if (!File.Exists(path))
             throw new FileNotFoundException($"Tokenizer not found: {path}", path);
 
-        using FileStream stream = File.OpenRead(path);
+        // Read first so that only parse errors are caught below: the protobuf reader reports a file
+        // that is not a SentencePiece model with assorted exception types (IOException subclasses,
+        // even NullReferenceException), and callers should see one type that names the file.
+        byte[] bytes = File.ReadAllBytes(path);
         try
         {
-            return LlamaTokenizer.Create(stream, addBeginOfSentence: true, addEndOfSentence: false);
+            return LlamaTokenizer.Create(new MemoryStream(bytes, writable: false), addBeginOfSentence: true, addEndOfSentence: false);
         }
-        catch (Exception e) when (e is not IOException and not OutOfMemoryException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // The protobuf reader fails with assorted exception types (even NullReferenceException) on a
-            // file that is not a SentencePiece model; callers should see one documented type naming the file.
             throw new ModelFormatException($"{path} is not a SentencePiece tokenizer model: {e.Message}", e);
         }
     }

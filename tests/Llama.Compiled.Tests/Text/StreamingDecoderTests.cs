@@ -1,6 +1,9 @@
+using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
 using System.Linq;
+using System.Text;
 using Microsoft.ML.Tokenizers;
 using Xunit;
 
@@ -18,6 +21,8 @@ public class StreamingDecoderTests
         { "llama2", "héllo 你好" },
         // Characters missing from the vocabulary come out as byte tokens (𝄞 is four bytes, a surrogate pair in .NET).
         { "llama2", "Gâteau 🎂 für 𝄞 Ärger — ok ☃\nnext line" },
+        // A text piece right after byte tokens keeps its space.
+        { "stories", "你 好 a你b 😀 end" },
     };
 
     private static Tokenizer Get(string name) => name == "stories" ? Stories : Llama2;
@@ -71,6 +76,9 @@ public class StreamingDecoderTests
 
         for (int split = 1; split < ids.Length; split++)
         {
+            // A prompt is whole text: it never ends inside a character.
+            if (tokenizer.Decode(ids[..split]).EndsWith('\uFFFD'))
+                continue;
             List<string> chunks = Stream(tokenizer, ids[..split], ids[split..]);
             Assert.Equal(whole, tokenizer.Decode(ids[..split]) + string.Concat(chunks));
         }
@@ -96,5 +104,55 @@ public class StreamingDecoderTests
         Assert.Equal("Once", decoder.Append(403));
         Assert.Equal(" upon", decoder.Append(407));
         Assert.Equal("", decoder.Flush());
+    }
+
+    /// <summary>
+    /// What llama2.c's run.c prints for <paramref name="ids"/> (BOS first): each piece with "▁" as a
+    /// space, the piece right after BOS without its leading space, byte pieces &lt;0xNN&gt; as bytes.
+    /// (run.c's safe_printf also skips lone non-ASCII bytes; here they are kept as UTF-8.)
+    /// </summary>
+    private static string Llama2cText(Tokenizer tokenizer, IReadOnlyList<int> ids)
+    {
+        Dictionary<int, string> pieces = ((SentencePieceTokenizer)tokenizer).Vocabulary.ToDictionary(kv => kv.Value, kv => kv.Key);
+        var bytes = new List<byte>();
+        for (int i = 1; i < ids.Count; i++)
+        {
+            string piece = pieces[ids[i]].Replace('\u2581', ' ');
+            if (ids[i - 1] == 1 && piece.StartsWith(' '))
+                piece = piece[1..];
+            if (piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece.EndsWith('>'))
+                bytes.Add(byte.Parse(piece.AsSpan(3, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+            else
+                bytes.AddRange(Encoding.UTF8.GetBytes(piece));
+        }
+        return Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
+    [Theory]
+    [MemberData(nameof(Texts))]
+    public void PromptAndContinuationPrintAsLlama2cDoes(string tokenizerName, string text)
+    {
+        Tokenizer tokenizer = Get(tokenizerName);
+        int[] ids = tokenizer.EncodeToIds(text).ToArray();
+        string whole = Llama2cText(tokenizer, ids);
+
+        for (int split = 1; split < ids.Length; split++)
+        {
+            string prompt = Llama2cText(tokenizer, ids[..split]);
+            if (prompt.EndsWith('\uFFFD'))
+                continue;
+            Assert.Equal(whole, prompt + string.Concat(Stream(tokenizer, ids[..split], ids[split..])));
+        }
+    }
+
+    [Theory]
+    [InlineData(new[] { 1, 3 + 0x41, 403, 407 }, "A Once upon")]                       // byte 'A', then "▁Once"
+    [InlineData(new[] { 1, 3 + 0xE4, 3 + 0xBD, 3 + 0xA0, 403 }, "\u4F60 Once")]        // 你 from bytes, then "▁Once"
+    [InlineData(new[] { 1, 3 + 0x20, 403 }, "  Once")]                                  // a space byte after BOS is kept
+    public void SpacesAfterBytesAreKeptUnlikeADecodeOfTheWholeSequence(int[] ids, string expected)
+    {
+        Assert.Equal(expected, Llama2cText(Stories, ids));
+
+        Assert.Equal(expected, string.Concat(Stream(Stories, ids[..1], ids[1..])));
     }
 }

@@ -95,7 +95,7 @@ public class TextGeneratorTests
     [Fact]
     public void AnEmptyPromptStartsFromBosWithoutALeadingSpace()
     {
-        int[] continuation = Continuation("", Story);
+        int[] continuation = Tokenizer.EncodeToIds(Story).Skip(1).ToArray();
         var (generator, session) = Create([.. continuation, 2]);
 
         string text = string.Concat(generator.Generate("", Greedy));
