@@ -1,0 +1,104 @@
+using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+
+namespace Llama.Compiled;
+
+/// <summary>
+/// Reads llama2.c's legacy (version 0) F32 checkpoints, the <c>.bin</c> files <c>run.c</c> loads: a header of
+/// seven int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size
+/// means the classifier is stored separately), then the weights back to back as F32. Every tensor is
+/// exposed as a view under the Hugging Face name the generated code asks for; a layer's slice of the
+/// stacked [n_layers, ...] arrays is its own view. The q/k rows are in llama2.c's order (RoPE on adjacent pairs).
+/// </summary>
+internal static class Llama2cFormat
+{
+    public const int HeaderBytes = 7 * sizeof(int);
+
+    /// <summary>"ak42", the magic number of llama2.c's version 1 and 2 exports.</summary>
+    private const int VersionedMagic = 0x616b3432;
+
+    /// <summary>The header, as stored.</summary>
+    public readonly record struct Header(int Dim, int HiddenDim, int LayerCount, int HeadCount, int KvHeadCount, int VocabSize, int SeqLen)
+    {
+        /// <summary>True when the classifier is the token embedding (vocab_size stored positive).</summary>
+        public bool SharedClassifier => VocabSize > 0;
+
+        public int Vocab => Math.Abs(VocabSize);
+
+        public int HeadSize => Dim / HeadCount;
+
+        public int KvDim => Dim / HeadCount * KvHeadCount;
+    }
+
+    public static unsafe (Header Header, List<TensorInfo> Tensors) Read(MappedFile file)
+    {
+        if (file.Length < HeaderBytes)
+            throw new ModelFormatException($"{file.Path}: the file is {file.Length} bytes long; a llama2.c checkpoint starts with a {HeaderBytes}-byte header");
+        byte* raw = file.Pointer;
+        int Field(int i) => BinaryPrimitives.ReadInt32LittleEndian(new ReadOnlySpan<byte>(raw + 4 * i, 4));
+        if (Field(0) == VersionedMagic)
+            throw new ModelFormatException($"{file.Path}: a llama2.c version 1/2 export (magic \"ak42\"); only the legacy version 0 F32 checkpoint is supported");
+        var header = new Header(Field(0), Field(1), Field(2), Field(3), Field(4), Field(5), Field(6));
+
+        string Describe() => $"dim={header.Dim}, hidden_dim={header.HiddenDim}, n_layers={header.LayerCount}, n_heads={header.HeadCount}, n_kv_heads={header.KvHeadCount}, vocab_size={header.VocabSize}, seq_len={header.SeqLen}";
+        if (header.Dim <= 0 || header.HiddenDim <= 0 || header.LayerCount <= 0 || header.HeadCount <= 0 || header.KvHeadCount <= 0
+            || header.SeqLen <= 0 || header.VocabSize == 0 || header.VocabSize == int.MinValue)
+            throw new ModelFormatException($"{file.Path}: not a llama2.c checkpoint: the header ({Describe()}) has values that must be positive");
+        if (header.Dim % header.HeadCount != 0 || header.HeadCount % header.KvHeadCount != 0)
+            throw new ModelFormatException($"{file.Path}: not a llama2.c checkpoint: in the header ({Describe()}) n_heads must divide dim and n_kv_heads must divide n_heads");
+
+        long dim = header.Dim, hidden = header.HiddenDim, layers = header.LayerCount, vocab = header.Vocab;
+        long kvDim = header.KvDim, headSize = header.HeadSize;
+        // The size the header implies, checked against the file before any view is made: a corrupted
+        // header must not make the reader create millions of views.
+        long expected;
+        try
+        {
+            long perLayer = checked(dim + dim * dim + 2 * kvDim * dim + dim * dim + dim + 3 * hidden * dim);
+            long floats = checked(vocab * dim + layers * perLayer + dim
+                + 2 * (header.SeqLen * headSize / 2)      // freq_cis_real/imag, RoPE tables run.c skips
+                + (header.SharedClassifier ? 0 : vocab * dim));
+            expected = checked(HeaderBytes + floats * sizeof(float));
+        }
+        catch (OverflowException)
+        {
+            throw new ModelFormatException($"{file.Path}: the header ({Describe()}) describes more data than any file can hold: not a llama2.c checkpoint");
+        }
+        if (expected != file.Length)
+            throw new ModelFormatException($"{file.Path}: the header ({Describe()}) describes a {expected}-byte file, but the file is {file.Length} bytes: it is truncated, corrupted or not a llama2.c legacy checkpoint");
+
+        var tensors = new List<TensorInfo>();
+        long offset = HeaderBytes; // in bytes; every sum below is at most the file length checked above
+
+        // Adds one F32 array, or n_layers consecutive ones (llama2.c stacks each weight of all layers).
+        void Add(string name, long[] shape, bool perLayer)
+        {
+            long bytes = sizeof(float);
+            foreach (long d in shape)
+                bytes *= d;
+            for (int layer = 0; layer < (perLayer ? header.LayerCount : 1); layer++)
+            {
+                string fullName = perLayer ? $"model.layers.{layer}.{name}" : name;
+                tensors.Add(new TensorInfo(fullName, "F32", shape, file, offset, bytes));
+                offset += bytes;
+            }
+        }
+
+        Add("model.embed_tokens.weight", [vocab, dim], perLayer: false);
+        Add("input_layernorm.weight", [dim], perLayer: true);           // rms_att
+        Add("self_attn.q_proj.weight", [dim, dim], perLayer: true);     // wq
+        Add("self_attn.k_proj.weight", [kvDim, dim], perLayer: true);   // wk
+        Add("self_attn.v_proj.weight", [kvDim, dim], perLayer: true);   // wv
+        Add("self_attn.o_proj.weight", [dim, dim], perLayer: true);     // wo
+        Add("post_attention_layernorm.weight", [dim], perLayer: true);  // rms_ffn
+        Add("mlp.gate_proj.weight", [hidden, dim], perLayer: true);     // w1
+        Add("mlp.down_proj.weight", [dim, hidden], perLayer: true);     // w2
+        Add("mlp.up_proj.weight", [hidden, dim], perLayer: true);       // w3
+        Add("model.norm.weight", [dim], perLayer: false);               // rms_final
+        offset += 2 * (header.SeqLen * headSize / 2) * sizeof(float);
+        if (!header.SharedClassifier)
+            Add("lm_head.weight", [vocab, dim], perLayer: false);       // wcls
+        return (header, tensors);
+    }
+}
