@@ -38,6 +38,7 @@ internal static class Emitter
         w.Line("using System.Runtime.Intrinsics;");
         if (plan.MaxQuantizedCols > 0)
             w.Line("using System.Runtime.Intrinsics.X86;");
+        w.Line("using Llama.Compiled;");
         w.Line();
         WrapInContainers(w, plan.Target, baseList: "", body: () => KernelEmitter.Write(w, plan));
         return w.ToString();
@@ -199,10 +200,11 @@ internal static class Emitter
             LlamaModelShape ILlamaModel.Shape => CompiledShape;
 
             /// <summary>Creates a session with its own KV cache of MaxContext positions.</summary>
-            public Session CreateSession()
+            /// <param name="options">Threads and other run options; null for the defaults.</param>
+            public Session CreateSession(SessionOptions? options = null)
             {
                 ThrowIfDisposed();
-                return new Session(this);
+                return new Session(this, options ?? new SessionOptions());
             }
 
             /// <inheritdoc/>
@@ -266,6 +268,7 @@ internal static class Emitter
             public sealed class Session : ILlamaSession
             {
                 private readonly {{cls}} _model;
+                private readonly WorkerPool _pool;      // threads that split the large kernels
                 private readonly float[][] _keyCache;   // [LayerCount={{s.LayerCount}}][KvHeadCount={{s.KvHeadCount}}, MaxContext={{s.MaxContext}}, HeadDim={{s.HeadDim}}]
                 private readonly float[][] _valueCache; // [LayerCount={{s.LayerCount}}][KvHeadCount={{s.KvHeadCount}}, MaxContext={{s.MaxContext}}, HeadDim={{s.HeadDim}}]
                 private readonly float[] _x;            // [PrefillChunk={{chunk}}, HiddenSize={{s.HiddenSize}}] residual stream
@@ -274,7 +277,7 @@ internal static class Emitter
                 private readonly float[] _k;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
                 private readonly float[] _v;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
                 private readonly float[] _attention;    // [PrefillChunk={{chunk}}, QueryDim={{s.QueryDim}}] attention output, heads side by side
-                private readonly float[] _scores;       // [MaxContext={{s.MaxContext}}] one head's attention weights
+                private readonly float[] _scores;       // [Threads, MaxContext={{s.MaxContext}}] one head's attention weights per thread
                 private readonly float[] _gate;         // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]
                 private readonly float[] _up;           // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]
                 private readonly float[] _logits;       // [VocabSize={{s.VocabSize}}] of the last evaluated token{{ScratchFields(plan)}}
@@ -282,9 +285,10 @@ internal static class Emitter
                 private int _busy;                      // 1 while Forward runs, to detect concurrent use
                 private bool _disposed;
 
-                internal Session({{cls}} model)
+                internal Session({{cls}} model, SessionOptions options)
                 {
                     _model = model;
+                    _pool = new WorkerPool(options.Threads);
                     _keyCache = new float[LayerCount][];
                     _valueCache = new float[LayerCount][];
                     for (int layer = 0; layer < LayerCount; layer++)
@@ -298,7 +302,7 @@ internal static class Emitter
                     _k = new float[PrefillChunk * KvDim];
                     _v = new float[PrefillChunk * KvDim];
                     _attention = new float[PrefillChunk * QueryDim];
-                    _scores = new float[MaxContext];
+                    _scores = new float[_pool.Threads * MaxContext];
                     _gate = new float[PrefillChunk * IntermediateSize];
                     _up = new float[PrefillChunk * IntermediateSize];
                     _logits = new float[VocabSize];{{ScratchAllocations(plan)}}
@@ -327,8 +331,18 @@ internal static class Emitter
                 /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
                 public void Reset() => _position = 0;
 
-                /// <summary>Ends the session; later calls throw <see cref="ObjectDisposedException"/>.</summary>
-                public void Dispose() => _disposed = true;
+                /// <summary>Ends the session and stops its worker threads; later calls throw <see cref="ObjectDisposedException"/>.</summary>
+                public void Dispose()
+                {
+                    if (Interlocked.Exchange(ref _busy, 1) != 0)
+                        throw new InvalidOperationException("The session is evaluating on another thread; dispose it after Forward returns.");
+                    if (!_disposed)
+                    {
+                        _disposed = true;
+                        _pool.Dispose();
+                    }
+                    Volatile.Write(ref _busy, 0);
+                }
 
                 private ReadOnlySpan<float> Evaluate(scoped ReadOnlySpan<int> tokens)
                 {
@@ -415,17 +429,14 @@ internal static class Emitter
                         }
                     }
                     // Causal: each token attends to the cache up to and including its own position.
-                    for (int t = 0; t < count; t++)
-                        Kernels.Attention(_q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, _scores, _attention.AsSpan(t * QueryDim, QueryDim));
+                    Kernels.Attention(_pool, _q, keys, values, pos, count, _scores, _attention);
                     // x += Wo·attention (the residual add is fused into the projection)
                     {{Call(ok, "w.O", "_attention", "_x", "count", true)}};{{Bias(s.OutputBias, "_x", "OBias")}}
 
                     // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb), xb = RMSNorm(x) ⊙ post_attention_layernorm
                     for (int t = 0; t < count; t++)
                         Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.PostNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                    {{Call(upk, "w.Gate", "_xb", "_gate", "count", false)}};
-                    {{Call(upk, "w.Up", "_xb", "_up", "count", false)}};{{Bias(s.MlpBias, "_gate", "GateBias")}}{{Bias(s.MlpBias, "_up", "UpBias")}}
-                    Kernels.SwiGlu(_gate.AsSpan(0, count * IntermediateSize), _up);
+                    Kernels.GateUp(_pool, w.Gate, w.Up, _xb, _gate, _up, count{{(upk.IsBlockQuantized ? ", _xQuantized, _xScales" : "")}}{{(s.MlpBias ? ", w.GateBias, w.UpBias" : "")}});
                     {{Call(downk, "w.Down", "_gate", "_x", "count", true)}};{{Bias(s.MlpBias, "_x", "DownBias")}}
                 }
             }
@@ -450,14 +461,9 @@ internal static class Emitter
     /// <summary>A call of a matrix kernel, with the scratch buffers its format needs.</summary>
     private static string Call(MatMulKernel kernel, string weights, string x, string y, string tokens, bool accumulate)
     {
-        string scratch = kernel.Format switch
-        {
-            ComputeFormat.F16 => ", _halfRow",
-            ComputeFormat.Q8_0 or ComputeFormat.Q4_0 => ", _xQuantized, _xScales",
-            _ => "",
-        };
+        string scratch = kernel.IsBlockQuantized ? ", _xQuantized, _xScales" : "";
         string tokenArg = tokens == "1" ? "tokens: 1" : tokens;
-        return $"Kernels.{kernel.Name}({weights}.{(kernel.Format == ComputeFormat.F32 ? "Span" : "Bytes")}, {x}, {y}, {tokenArg}, accumulate: {(accumulate ? "true" : "false")}{scratch})";
+        return $"Kernels.{kernel.Name}(_pool, {weights}, {x}, {y}, {tokenArg}, accumulate: {(accumulate ? "true" : "false")}{scratch})";
     }
 
     /// <summary>Session buffers the quantized and F16 kernels need, as field declarations.</summary>
@@ -469,8 +475,6 @@ internal static class Emitter
             fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols}] a kernel's input as int8 blocks");
             fields.Append($"\n    private readonly float[] _xScales;      // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQuantized");
         }
-        if (plan.MaxHalfCols > 0)
-            fields.Append($"\n    private readonly float[] _halfRow;      // [{plan.MaxHalfCols}] one F16 weight row, widened to F32");
         return fields.ToString();
     }
 
@@ -482,8 +486,6 @@ internal static class Emitter
             lines.Append($"\n        _xQuantized = new sbyte[PrefillChunk * {plan.MaxQuantizedCols}];");
             lines.Append($"\n        _xScales = new float[PrefillChunk * {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}];");
         }
-        if (plan.MaxHalfCols > 0)
-            lines.Append($"\n        _halfRow = new float[{plan.MaxHalfCols}];");
         return lines.ToString();
     }
 

@@ -23,10 +23,29 @@ internal static class KernelEmitter
             w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
         w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}.");
-        w.Line("/// - Single-threaded.");
+        w.Line($"/// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least");
+        w.Line($"///   {plan.ParallelWork} multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.");
+        w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");
+        w.Line($"/// - gate_proj, up_proj and SwiGLU run as one job per row range (one pass over the pool instead of three).");
         w.Line("/// </summary>");
         using (w.Block("private static class Kernels"))
         {
+            w.Line($$"""
+                /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
+                private const long ParallelWork = {{plan.ParallelWork}};
+                /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
+                private const int RowGrain = {{plan.RowGrain}};
+
+                """);
+            foreach (MatMulKernel kernel in plan.MatMuls)
+            {
+                WriteDispatcher(w, kernel);
+                w.Line();
+            }
+            WriteGateUp(w, plan);
+            w.Line();
+            WriteAttentionDispatcher(w, s);
+            w.Line();
             foreach (MatMulKernel kernel in plan.MatMuls)
             {
                 if (kernel.IsBlockQuantized)
@@ -72,6 +91,15 @@ internal static class KernelEmitter
 
                 [MethodImpl(MethodImplOptions.AggressiveInlining)]
                 private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
+
+                /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
+                private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
+                {
+                    if (work >= ParallelWork && pool.Threads > 1)
+                        pool.For(ref job, items, grain);
+                    else
+                        job.Execute(0, items, 0);
+                }
                 """);
         }
     }
@@ -84,21 +112,22 @@ internal static class KernelEmitter
 
         w.Line($$"""
             /// <summary>
-            /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: [{{rows}}, {{cols}}] row-major; x: [tokens, {{cols}}]; y: [tokens, {{rows}}]. Used by {{k.Uses}}.
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
+            /// W: {{k.Format}} [{{rows}}, {{cols}}] row-major; x: [tokens, {{cols}}]; y: [tokens, {{rows}}].
             /// </summary>
             """);
         bool half = k.Format == ComputeFormat.F16;
         string signature = half
-            ? $"public static void {k.Name}(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, Span<float> halfRow)"
-            : $"public static void {k.Name}(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate)";
+            ? $"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"
+            : $"private static void {k.Name}Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)";
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code");
         using (w.Block(signature))
         {
             w.Line($$"""
                 const int Rows = {{rows}}, Cols = {{cols}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || w.Length < Rows * Cols{{(half ? " * 2 || halfRow.Length < Cols" : "")}} || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
-                    throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");{{(half ? "" : "\nref float w0 = ref MemoryMarshal.GetReference(w);")}}
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * Cols{{(half ? " * 2" : "")}} || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
+                    throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");{{(half ? "\nSpan<float> halfRow = stackalloc float[Cols]; // one weight row widened to F32" : "\nref float w0 = ref MemoryMarshal.GetReference(w);")}}
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
                 int t = 0;
@@ -111,7 +140,7 @@ internal static class KernelEmitter
                 for (int i = 1; i < tile; i++)
                     w.Line($"ref float x{tokens[i]} = ref Unsafe.Add(ref xa, {i} * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = 0; r < Rows; r++)"))
+                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
                 {
                     WriteRow(w, half);
                     if (vectorEnd > 0)
@@ -150,7 +179,7 @@ internal static class KernelEmitter
             {
                 w.Line("ref float xt = ref Unsafe.Add(ref x0, t * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = 0; r < Rows; r++)"))
+                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
                 {
                     WriteRow(w, half);
                     WriteDot(w, k.Accumulators, cols, vectorEnd);
@@ -158,6 +187,136 @@ internal static class KernelEmitter
                 }
             }
         }
+    }
+
+    /// <summary>The public entry of a matrix kernel: quantizes the input if needed, then runs the rows, threaded or not.</summary>
+    private static void WriteDispatcher(SourceWriter w, MatMulKernel k)
+    {
+        string tensor = k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
+        string data = k.Format == ComputeFormat.F32 ? "Span" : "Bytes";
+        w.Line($$"""
+            /// <summary>
+            /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}]; x: [tokens, {{k.Cols}}]; y: [tokens, {{k.Rows}}]. Used by {{k.Uses}}.
+            /// </summary>
+            """);
+        if (k.IsBlockQuantized)
+        {
+            w.Line($$"""
+                public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales)
+                {
+                    QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales);
+                    var job = new {{k.Name}}Job(w, xQuantized, xScales, y, tokens, accumulate);
+                    Run(pool, ref job, (long)tokens * {{k.Rows}} * {{k.Cols}}, {{k.Rows}}, RowGrain);
+                }
+
+                private struct {{k.Name}}Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
+                {
+                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, xQuantized, xScales, y, tokens, accumulate, start, end);
+                }
+                """);
+        }
+        else
+        {
+            w.Line($$"""
+                public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate)
+                {
+                    var job = new {{k.Name}}Job(w, x, y, tokens, accumulate);
+                    Run(pool, ref job, (long)tokens * {{k.Rows}} * {{k.Cols}}, {{k.Rows}}, RowGrain);
+                }
+
+                private struct {{k.Name}}Job({{tensor}} w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
+                {
+                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.{{data}}, x, y, tokens, accumulate, start, end);
+                }
+                """);
+        }
+    }
+
+    /// <summary>
+    /// gate_proj, up_proj, their biases and SwiGLU fused into one job: each thread computes its rows of
+    /// both products and applies SiLU(gate) ⊙ up to them while they are still in cache.
+    /// </summary>
+    private static void WriteGateUp(SourceWriter w, ForwardPlan plan)
+    {
+        ModelSpec s = plan.Spec;
+        MatMulKernel k = plan.MatMulFor(s.IntermediateSize, s.HiddenSize);
+        string tensor = k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
+        string data = k.Format == ComputeFormat.F32 ? "Span" : "Bytes";
+        string input = k.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] x";
+        string inputArgs = k.IsBlockQuantized ? "xQuantized, xScales" : "x";
+        string biasParams = s.MlpBias ? ", WeightTensor gateBias, WeightTensor upBias" : "";
+        string biasArgs = s.MlpBias ? ", gateBias, upBias" : "";
+        w.Line($$"""
+            /// <summary>
+            /// h[t] = SiLU(Wgate·x[t]) ⊙ (Wup·x[t]) for t &lt; <paramref name="tokens"/>, gate_proj, up_proj and SwiGLU in one pass
+            /// per row range. Wgate, Wup: {{k.Format}} [IntermediateSize={{k.Rows}}, HiddenSize={{k.Cols}}]; x: [tokens, {{k.Cols}}];
+            /// h, up: [tokens, {{k.Rows}}] (up is scratch).
+            /// </summary>
+            public static void GateUp(WorkerPool pool, {{tensor}} gate, {{tensor}} up, float[] x, float[] h, float[] upOut, int tokens{{(k.IsBlockQuantized ? ", sbyte[] xQuantized, float[] xScales" : "")}}{{biasParams}})
+            {
+            """);
+        if (k.IsBlockQuantized)
+            w.Line($"    QuantizeBlocks(x.AsSpan(0, tokens * {k.Cols}), xQuantized, xScales);");
+        w.Line($$"""
+                var job = new GateUpJob(gate, up, {{inputArgs}}, h, upOut, tokens{{biasArgs}});
+                Run(pool, ref job, 2L * tokens * {{k.Rows}} * {{k.Cols}}, {{k.Rows}}, RowGrain);
+            }
+
+            private struct GateUpJob({{tensor}} gate, {{tensor}} up, {{input}}, float[] h, float[] upOut, int tokens{{biasParams}}) : IParallelJob
+            {
+                public void Execute(int start, int end, int worker)
+                {
+                    {{k.Name}}Rows(gate.{{data}}, {{inputArgs}}, h, tokens, accumulate: false, start, end);
+                    {{k.Name}}Rows(up.{{data}}, {{inputArgs}}, upOut, tokens, accumulate: false, start, end);
+                    for (int t = 0; t < tokens; t++)
+                    {
+                        Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
+                        Span<float> upRows = upOut.AsSpan(t * IntermediateSize + start, end - start);
+            """);
+        if (s.MlpBias)
+        {
+            w.Line("""
+                            TensorPrimitives.Add(gateRows, gateBias.Span.Slice(start, end - start), gateRows);
+                            TensorPrimitives.Add(upRows, upBias.Span.Slice(start, end - start), upRows);
+                """);
+        }
+        w.Line("""
+                        SwiGlu(gateRows, upRows);
+                    }
+                }
+            }
+            """);
+    }
+
+    /// <summary>Attention for a batch of tokens, split by token × KV head across the pool for long contexts.</summary>
+    private static void WriteAttentionDispatcher(SourceWriter w, ModelSpec s)
+    {
+        w.Line("""
+            /// <summary>
+            /// Causal attention of <paramref name="tokens"/> tokens at positions pos, pos+1, ...: token t attends to cache
+            /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
+            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, MaxContext] scratch, one row per thread.
+            /// </summary>
+            public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
+            {
+                var job = new AttentionJob(q, keys, values, pos, scores, output);
+                Run(pool, ref job, 2L * tokens * (pos + tokens) * QueryDim, tokens * KvHeadCount, grain: 1);
+            }
+
+            private struct AttentionJob(float[] q, float[] keys, float[] values, int pos, float[] scores, float[] output) : IParallelJob
+            {
+                public void Execute(int start, int end, int worker)
+                {
+                    for (int item = start; item < end; item++)
+                    {
+                        int t = item / KvHeadCount, kvHead = item % KvHeadCount;
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * MaxContext, MaxContext),
+                            output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
+                    }
+                }
+            }
+            """);
     }
 
     /// <summary>Points <c>row</c> at weight row r: in place for F32, widened into halfRow for F16.</summary>
@@ -189,20 +348,20 @@ internal static class KernelEmitter
         string[] tokens = Enumerable.Range(0, tile).Select(i => ((char)('a' + i)).ToString()).ToArray();
         w.Line($$"""
             /// <summary>
-            /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}], {{layout}}; x: [tokens, {{k.Cols}}]; y: [tokens, {{k.Rows}}].
-            /// Used by {{k.Uses}}.
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}], {{layout}}; x, already quantized: [tokens, {{k.Cols}}] int8 with
+            /// [tokens, {{blocks}}] scales; y: [tokens, {{k.Rows}}].
             /// </summary>
             """);
-        using (w.Block($"public static void {k.Name}(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, Span<sbyte> xQuantized, Span<float> xScales)"))
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code");
+        using (w.Block($"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"))
         {
             w.Line($$"""
                 const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, BlockBytes = {{blockBytes}}, RowBytes = Blocks * BlockBytes;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || w.Length < Rows * RowBytes || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
                     throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");
-                QuantizeBlocks(x.Slice(0, tokens * Cols), xQuantized, xScales);
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
@@ -219,7 +378,7 @@ internal static class KernelEmitter
                     w.Line($"ref float d{tokens[i]} = ref Unsafe.Add(ref d0, (t + {i}) * Blocks);");
                 }
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = 0; r < Rows; r++)"))
+                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
                 {
                     w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
                     w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
@@ -242,7 +401,7 @@ internal static class KernelEmitter
                 w.Line("ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);");
                 w.Line("ref float dt = ref Unsafe.Add(ref d0, t * Blocks);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = 0; r < Rows; r++)"))
+                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
                 {
                     w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
                     w.Line("Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero;");
@@ -273,7 +432,7 @@ internal static class KernelEmitter
             /// x → int8 blocks of 32 with one scale each, as llama.cpp quantizes activations for Q8_0 dot
             /// products: scale = max|x|/127 (kept as F16), q = round(x/scale). x: [n], q: [n], scales: [n/32].
             /// </summary>
-            private static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales)
+            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales)
             {
                 if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32)
                     throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
@@ -472,14 +631,15 @@ internal static class KernelEmitter
         bool outputInRegisters = vectors > 0 && vectors <= 8;
         w.Line($$"""
             /// <summary>
-            /// Attention of one token over cache positions [0, positions): for each of the KvHeadCount={{s.KvHeadCount}}
-            /// KV heads, the GroupSize={{s.GroupSize}} query heads that share it (grouped-query attention).
+            /// Attention of one token over cache positions [0, positions): for each KV head in [kvHeadStart, kvHeadEnd)
+            /// of KvHeadCount={{s.KvHeadCount}}, the GroupSize={{s.GroupSize}} query heads that share it (grouped-query attention).
             /// q, output: [QueryDim={{s.QueryDim}}]; keys, values: one layer's cache [KvHeadCount, MaxContext, HeadDim={{s.HeadDim}}];
             /// scores: [MaxContext] scratch.
             /// </summary>
-            public static void Attention(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output)
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void AttentionHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output, int kvHeadStart, int kvHeadEnd)
             {
-                if (q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
+                if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
                     || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < positions)
                     throw new ArgumentException("Attention: a buffer is smaller than its shape.");
                 const float Scale = {{Emitter.Float((float)(1.0 / System.Math.Sqrt(s.HeadDim)))}}; // 1 / sqrt(HeadDim)
@@ -488,7 +648,7 @@ internal static class KernelEmitter
                 ref float v0 = ref MemoryMarshal.GetReference(values);
                 ref float s0 = ref MemoryMarshal.GetReference(scores);
                 ref float o0 = ref MemoryMarshal.GetReference(output);
-                for (int kvHead = 0; kvHead < KvHeadCount; kvHead++)
+                for (int kvHead = kvHeadStart; kvHead < kvHeadEnd; kvHead++)
                 {
                     ref float headKeys = ref Unsafe.Add(ref k0, kvHead * MaxContext * HeadDim);
                     ref float headValues = ref Unsafe.Add(ref v0, kvHead * MaxContext * HeadDim);
@@ -574,8 +734,8 @@ internal static class KernelEmitter
     private static void WriteSwiGlu(SourceWriter w)
     {
         w.Line("""
-            /// <summary>gate = SiLU(gate) ⊙ up = gate / (1 + exp(-gate)) ⊙ up, over gate's length ([tokens, IntermediateSize]).</summary>
-            public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+            /// <summary>gate = SiLU(gate) ⊙ up = gate / (1 + exp(-gate)) ⊙ up, over gate's length.</summary>
+            private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
             {
                 if (up.Length < gate.Length)
                     throw new ArgumentException("SwiGlu: up is shorter than gate.");

@@ -176,7 +176,6 @@ public sealed class DiagnosticCatalogueTests
     [InlineData("hidden_size", "\"64\"", "an integer")]
     [InlineData("num_hidden_layers", "2.5", "an integer")]
     [InlineData("vocab_size", "99999999999999999999", "an integer")]
-    [InlineData("num_key_value_heads", "null", "an integer")]
     [InlineData("max_position_embeddings", "[512]", "an integer")]
     [InlineData("tie_word_embeddings", "\"yes\"", "true or false")]
     [InlineData("model_type", "3", "a string")]
@@ -525,6 +524,29 @@ public sealed class DiagnosticCatalogueTests
         Assert.NotEmpty(run.GeneratorDiagnostics);
         Assert.All(run.GeneratorDiagnostics, d => Assert.Equal("LLC0013", d.Id));
         Assert.Empty(run.Sources);
+    }
+
+    // ---------------------------------------------------------------- defaults as transformers reads them
+
+    [Fact]
+    public void OptionalKeysTakeTransformersDefaults()
+    {
+        // LlamaConfig: num_key_value_heads None means multi-head attention; rope_scaling null; no head_dim.
+        ConfigBuilder config = ConfigBuilder.Tiny()
+            .Without("num_key_value_heads").Without("hidden_act").Without("max_position_embeddings").Without("rms_norm_eps")
+            .Without("rope_theta").Without("tie_word_embeddings").Without("bos_token_id").Without("eos_token_id").Without("model_type")
+            .With("rope_scaling", "null").With("head_dim", "null").With("attention_bias", "false");
+        Clean(RunConfig(config));
+    }
+
+    [Fact]
+    public void NullNumKeyValueHeadsMeansMultiHeadAttention()
+    {
+        // transformers: "if num_key_value_heads is None: num_key_value_heads = num_attention_heads".
+        GeneratorRun run = RunConfig(ConfigBuilder.Tiny().With("num_key_value_heads", "null"));
+        Clean(run);
+        var type = run.OutputCompilation.GetTypeByMetadataName("UserApp.TestModel")!;
+        Assert.Equal(8, type.GetMembers("KvHeadCount").OfType<IFieldSymbol>().Single().ConstantValue);
     }
 
     // ---------------------------------------------------------------- the catalogue itself

@@ -30,6 +30,8 @@ internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, in
 /// <param name="TokenTile">Tokens that share one pass over a weight row in batched prefill.</param>
 /// <param name="PrefillChunk">Tokens evaluated per layer sweep (bounds the activation buffers).</param>
 /// <param name="RopeInverseFrequencies">theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed at build time.</param>
+/// <param name="ParallelWork">Multiply-adds from which a call is split across threads.</param>
+/// <param name="RowGrain">Rows per unit of work when a matrix is split.</param>
 internal sealed record ForwardPlan(
     ModelTarget Target,
     string ConfigPath,
@@ -37,13 +39,12 @@ internal sealed record ForwardPlan(
     EquatableArray<MatMulKernel> MatMuls,
     int TokenTile,
     int PrefillChunk,
-    EquatableArray<float> RopeInverseFrequencies)
+    EquatableArray<float> RopeInverseFrequencies,
+    long ParallelWork,
+    int RowGrain)
 {
     /// <summary>Widest input of a block-quantized kernel (sizes the int8 activation buffer), 0 if none.</summary>
     public int MaxQuantizedCols => MatMuls.Where(k => k.IsBlockQuantized).Select(k => k.Cols).DefaultIfEmpty(0).Max();
-
-    /// <summary>Widest input of an F16 kernel (sizes its row buffer), 0 if none.</summary>
-    public int MaxHalfCols => MatMuls.Where(k => k.Format == ComputeFormat.F16).Select(k => k.Cols).DefaultIfEmpty(0).Max();
 
     public MatMulKernel MatMulFor(int rows, int cols)
     {

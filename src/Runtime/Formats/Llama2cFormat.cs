@@ -101,4 +101,23 @@ internal static class Llama2cFormat
             Add("lm_head.weight", [vocab, dim], perLayer: false);       // wcls
         return (header, tensors);
     }
+
+    /// <summary>Checks the header against the compiled shape; the message names the header field.</summary>
+    public static void CheckHyperparameters(string source, Header header, LlamaModelShape shape)
+    {
+        Hyperparameters.Check(source, "dim", shape.HiddenSize, header.Dim);
+        Hyperparameters.Check(source, "hidden_dim", shape.IntermediateSize, header.HiddenDim);
+        Hyperparameters.Check(source, "n_layers", shape.LayerCount, header.LayerCount);
+        Hyperparameters.Check(source, "n_heads", shape.HeadCount, header.HeadCount);
+        Hyperparameters.Check(source, "n_kv_heads", shape.KvHeadCount, header.KvHeadCount);
+        Hyperparameters.Check(source, "head_size (dim / n_heads)", shape.HeadDim, header.HeadSize);
+        Hyperparameters.Check(source, "vocab_size", shape.VocabSize, header.Vocab);
+        if (shape.TiedEmbeddings != header.SharedClassifier)
+        {
+            throw new ModelFormatException(shape.TiedEmbeddings
+                ? $"{source}: vocab_size: compiled model expects a shared classifier (tied embeddings, vocab_size stored positive), file has {header.VocabSize} (a separate classifier)"
+                : $"{source}: vocab_size: compiled model expects a separate classifier (vocab_size stored negative), file has {header.VocabSize} (shared with the token embedding)");
+        }
+        Hyperparameters.CheckContext(source, "seq_len", shape.MaxContext, header.SeqLen);
+    }
 }

@@ -9,9 +9,11 @@ using System.Threading;
 namespace Llama.Compiled;
 
 /// <summary>
-/// The weights of one model, memory-mapped. F32 tensors are views into the mapping (nothing is
-/// copied); F16 and BF16 tensors are converted to F32 once, on first request, into memory this object
-/// owns. Every tensor is checked against the shape the compiled model expects, and
+/// The weights of one model, memory-mapped, from safetensors (single or sharded), GGUF or a llama2.c
+/// checkpoint; tensors are known by their Hugging Face names whatever the file format. A tensor requested
+/// in the format it is stored in is a view into the mapping (nothing is copied); any other request
+/// (F32 from F16/BF16/Q8_0/Q4_0, or a <see cref="WeightFormat"/> other than the stored one) is converted
+/// once, on first request, into memory this object owns. Every tensor is checked against the shape the compiled model expects, and
 /// <see cref="ThrowIfUnusedTensors"/> reports tensors the model never asked for, so a wrong file fails
 /// with a <see cref="ModelFormatException"/> instead of producing garbage.
 /// </summary>
@@ -31,15 +33,21 @@ public sealed unsafe class ModelWeights : IDisposable
     private readonly Lock _lock = new();
     private bool _disposed;
 
-    private ModelWeights(string path, string source, RopeLayout ropeLayout, MappedFile[] files, IEnumerable<TensorInfo> tensors)
+    private ModelWeights(string path, string source, RopeLayout ropeLayout, MappedFile[] files, IEnumerable<TensorInfo> tensors, GgufMetadata? metadata = null)
     {
         Path = path;
         _source = source;
         RopeLayout = ropeLayout;
+        Metadata = metadata;
         _files = files;
         _tensors = new Dictionary<string, Entry>(StringComparer.Ordinal);
         foreach (TensorInfo tensor in tensors)
-            _tensors.Add(tensor.Name, new Entry(tensor));
+        {
+            // Readers reject duplicate names; a GGUF file can still hold a tensor under both its GGUF
+            // and its Hugging Face name, which map to the same name here.
+            if (!_tensors.TryAdd(tensor.Name, new Entry(tensor)))
+                throw new ModelFormatException($"{source}: two tensors are named {tensor.Name} (after mapping GGUF names to Hugging Face names)");
+        }
     }
 
     /// <summary>The folder or file the weights were opened from (full path).</summary>
@@ -48,15 +56,40 @@ public sealed unsafe class ModelWeights : IDisposable
     /// <summary>How the q/k projections of this file expect RoPE to pair elements.</summary>
     public RopeLayout RopeLayout { get; }
 
+    /// <summary>The metadata of a GGUF file (hyperparameters, tokenizer vocabulary); null for other formats.</summary>
+    public GgufMetadata? Metadata { get; }
+
     /// <summary>
-    /// Opens the weights at <paramref name="path"/>: a folder holding <c>model.safetensors</c> or a
-    /// sharded <c>model.safetensors.index.json</c>, a <c>*.safetensors</c> file, or such an index file.
-    /// The headers are validated completely here; tensor data is read on request.
+    /// Opens the weights at <paramref name="path"/> without checking hyperparameters stored in the file;
+    /// see <see cref="Open(string, LlamaModelShape)"/>.
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="ModelFormatException">No weights in the folder, or a file is truncated or corrupted.</exception>
-    public static ModelWeights Open(string path)
+    public static ModelWeights Open(string path) => OpenCore(path, null);
+
+    /// <summary>
+    /// Opens the weights at <paramref name="path"/>: a folder holding <c>model.safetensors</c>, a sharded
+    /// <c>model.safetensors.index.json</c>, else exactly one <c>*.gguf</c> file, else exactly one llama2.c
+    /// <c>*.bin</c> checkpoint; or such a file directly (<c>.safetensors</c>, <c>.safetensors.index.json</c>,
+    /// <c>.gguf</c>, <c>.bin</c>). Headers are validated completely here, and hyperparameters the file
+    /// stores (GGUF metadata, the llama2.c header) are checked against <paramref name="shape"/>; tensor
+    /// data is read on request. GGUF tensor names are mapped to the Hugging Face names
+    /// (<c>blk.0.attn_q.weight</c> → <c>model.layers.0.self_attn.q_proj.weight</c>, ...).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="ModelFormatException">
+    /// No weights in the folder, a file is truncated or corrupted, or a stored hyperparameter differs from
+    /// <paramref name="shape"/> (the message names the key, the expected and the stored value).
+    /// </exception>
+    public static ModelWeights Open(string path, LlamaModelShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        return OpenCore(path, shape);
+    }
+
+    private static ModelWeights OpenCore(string path, LlamaModelShape? shape)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = System.IO.Path.GetFullPath(path);
@@ -69,7 +102,13 @@ public sealed unsafe class ModelWeights : IDisposable
             string index = System.IO.Path.Combine(fullPath, "model.safetensors.index.json");
             if (File.Exists(index))
                 return OpenSharded(fullPath, index);
-            throw new ModelFormatException($"no weights found in folder {fullPath}: expected model.safetensors or model.safetensors.index.json");
+            string? gguf = SingleFile(fullPath, ".gguf", "GGUF", static _ => true);
+            if (gguf is not null)
+                return OpenGguf(fullPath, gguf, shape);
+            string? bin = SingleFile(fullPath, ".bin", "llama2.c .bin", IsCheckpointName);
+            if (bin is not null)
+                return OpenLlama2c(fullPath, bin, shape);
+            throw new ModelFormatException($"no weights found in folder {fullPath}: expected model.safetensors, model.safetensors.index.json, one .gguf file or one llama2.c .bin checkpoint");
         }
 
         if (File.Exists(fullPath))
@@ -78,13 +117,77 @@ public sealed unsafe class ModelWeights : IDisposable
                 return OpenSafetensors(fullPath, fullPath);
             if (fullPath.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase))
                 return OpenSharded(fullPath, fullPath);
-            throw new ModelFormatException($"unsupported weights file {fullPath}: expected a folder, a .safetensors file or a model.safetensors.index.json");
+            if (fullPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+                return OpenGguf(fullPath, fullPath, shape);
+            if (fullPath.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
+                return OpenLlama2c(fullPath, fullPath, shape);
+            throw new ModelFormatException($"unsupported weights file {fullPath}: expected a folder, a .safetensors, .gguf or llama2.c .bin file, or a model.safetensors.index.json");
         }
 
         // A path with an extension was meant as a file, anything else as a folder.
         if (System.IO.Path.HasExtension(fullPath))
             throw new FileNotFoundException($"weights file not found: {fullPath}", fullPath);
         throw new DirectoryNotFoundException($"weights folder not found: {fullPath}");
+    }
+
+    /// <summary>The one file with <paramref name="extension"/> in <paramref name="folder"/>, null if none; several are ambiguous.</summary>
+    private static string? SingleFile(string folder, string extension, string kind, Func<string, bool> candidate)
+    {
+        var found = new List<string>();
+        foreach (string file in Directory.EnumerateFiles(folder))
+        {
+            if (file.EndsWith(extension, StringComparison.OrdinalIgnoreCase) && candidate(System.IO.Path.GetFileName(file)))
+                found.Add(file);
+        }
+        if (found.Count <= 1)
+            return found.Count == 1 ? found[0] : null;
+        found.Sort(StringComparer.Ordinal);
+        throw new ModelFormatException($"folder {folder} holds {found.Count} {kind} files ({string.Join(", ", found.ConvertAll(f => System.IO.Path.GetFileName(f)))}); pass the path of the one to load");
+    }
+
+    /// <summary>
+    /// .bin files beside a llama2.c checkpoint that are not weights: llama2.c tokenizers
+    /// (<c>tokenizer.bin</c>, <c>tok512.bin</c>) and PyTorch files (<c>pytorch_model.bin</c>, <c>training_args.bin</c>).
+    /// </summary>
+    private static bool IsCheckpointName(string fileName) =>
+        !fileName.StartsWith("tok", StringComparison.OrdinalIgnoreCase)
+        && !fileName.StartsWith("pytorch_model", StringComparison.OrdinalIgnoreCase)
+        && !fileName.Equals("training_args.bin", StringComparison.OrdinalIgnoreCase);
+
+    private static ModelWeights OpenGguf(string path, string file, LlamaModelShape? shape)
+    {
+        MappedFile mapped = MappedFile.Open(file);
+        try
+        {
+            GgufFormat.Contents contents = GgufFormat.Read(mapped);
+            RopeLayout layout = GgufModel.RopeLayoutOf(contents.Metadata);
+            if (shape is not null)
+                GgufModel.CheckHyperparameters(contents.Metadata, shape);
+            var tensors = contents.Tensors.ConvertAll(t => t.WithName(GgufModel.HuggingFaceName(t.Name)));
+            return new ModelWeights(path, file, layout, [mapped], tensors, contents.Metadata);
+        }
+        catch
+        {
+            mapped.Dispose();
+            throw;
+        }
+    }
+
+    private static ModelWeights OpenLlama2c(string path, string file, LlamaModelShape? shape)
+    {
+        MappedFile mapped = MappedFile.Open(file);
+        try
+        {
+            (Llama2cFormat.Header header, List<TensorInfo> tensors) = Llama2cFormat.Read(mapped);
+            if (shape is not null)
+                Llama2cFormat.CheckHyperparameters(file, header, shape);
+            return new ModelWeights(path, file, RopeLayout.AdjacentPairs, [mapped], tensors);
+        }
+        catch
+        {
+            mapped.Dispose();
+            throw;
+        }
     }
 
     private static ModelWeights OpenSafetensors(string path, string file)
@@ -173,7 +276,7 @@ public sealed unsafe class ModelWeights : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
-        return Get(name, [rows, cols]);
+        return Get(name, rows, cols, [rows, cols]);
     }
 
     /// <summary>Returns the vector <paramref name="name"/>, which must have shape [<paramref name="length"/>], as F32.</summary>
@@ -181,7 +284,40 @@ public sealed unsafe class ModelWeights : IDisposable
     public WeightTensor GetVector(string name, int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        return Get(name, [length]);
+        return Get(name, 1, length, [length]);
+    }
+
+    /// <summary>
+    /// Returns the matrix <paramref name="name"/>, which must have shape [<paramref name="rows"/>, <paramref name="cols"/>],
+    /// in the compute format <paramref name="format"/>: a view into the mapped file when the file stores
+    /// exactly that format, otherwise a copy converted once, on the first request, into 64-byte-aligned
+    /// memory the weights own (expanded to F32, then encoded with llama.cpp's reference quantizers).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="format"/> is Q8_0 or Q4_0 and <paramref name="cols"/> is not a multiple of 32.</exception>
+    /// <exception cref="ModelFormatException">The tensor is missing, has another shape or an unsupported stored type, or is larger than 2 GB in <paramref name="format"/>.</exception>
+    public PackedTensor GetPackedMatrix(string name, int rows, int cols, WeightFormat format)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(cols);
+        if (format is not (WeightFormat.F32 or WeightFormat.F16 or WeightFormat.Q8_0 or WeightFormat.Q4_0))
+            throw new ArgumentOutOfRangeException(nameof(format), format, "unknown weight format");
+        long rowBytes = BlockQuantization.RowBytes(format, cols); // throws ArgumentException for partial blocks
+
+        lock (_lock)
+        {
+            Entry entry = Find(name, [rows, cols]);
+            TensorInfo tensor = entry.Tensor;
+            long bytes = rows * rowBytes;
+            if (bytes > int.MaxValue)
+                throw new ModelFormatException($"tensor {name} in {tensor.File.Path} takes {bytes} bytes as {format}; at most {int.MaxValue} are supported");
+
+            byte* data = TensorConversion.Matches(tensor.DType, format)
+                ? tensor.File.Pointer + tensor.Offset
+                : ConvertOnce(entry, rows, cols, format);
+            entry.Used = true;
+            return new PackedTensor(name, format, rows, cols, (int)rowBytes, data);
+        }
     }
 
     /// <summary>
@@ -237,10 +373,13 @@ public sealed unsafe class ModelWeights : IDisposable
             _disposed = true;
             foreach (Entry entry in _tensors.Values)
             {
-                if (entry.Converted is not null)
+                for (int i = 0; i < entry.Converted.Length; i++)
                 {
-                    NativeMemory.AlignedFree(entry.Converted);
-                    entry.Converted = null;
+                    if (entry.Converted[i] != 0)
+                    {
+                        NativeMemory.AlignedFree((void*)entry.Converted[i]);
+                        entry.Converted[i] = 0;
+                    }
                 }
             }
             foreach (MappedFile file in _files)
@@ -248,71 +387,63 @@ public sealed unsafe class ModelWeights : IDisposable
         }
     }
 
-    private WeightTensor Get(string name, ReadOnlySpan<long> expectedShape)
+    private WeightTensor Get(string name, long rows, int cols, ReadOnlySpan<long> expectedShape)
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (!_tensors.TryGetValue(name, out Entry? entry))
-                throw new ModelFormatException($"tensor {name} not found in {_source}");
-
+            Entry entry = Find(name, expectedShape);
             TensorInfo tensor = entry.Tensor;
-            if (!expectedShape.SequenceEqual(tensor.Shape))
-                throw new ModelFormatException($"tensor {name} in {tensor.File.Path}: expected shape {SafetensorsFormat.FormatShape(expectedShape)}, file has {SafetensorsFormat.FormatShape(tensor.Shape)}");
-
-            // The expected dimensions are ints, so their product fits in a long.
-            long count = 1;
-            foreach (long dim in expectedShape)
-                count *= dim;
+            long count = rows * cols; // both are ints: the product fits in a long
             if (count > int.MaxValue)
                 throw new ModelFormatException($"tensor {name} in {tensor.File.Path} has {count} elements; at most {int.MaxValue} are supported");
 
-            float* data = tensor.DType switch
-            {
-                "F32" => (float*)(tensor.File.Pointer + tensor.Offset),
-                "F16" or "BF16" => ConvertOnce(entry, (int)count),
-                _ => throw new ModelFormatException($"tensor {name} in {tensor.File.Path} has dtype {tensor.DType}; supported: F32, F16, BF16"),
-            };
+            float* data = tensor.DType == "F32"
+                ? (float*)(tensor.File.Pointer + tensor.Offset)
+                : (float*)ConvertOnce(entry, rows, cols, WeightFormat.F32);
             entry.Used = true;
             return new WeightTensor(name, data, (int)count);
         }
     }
 
-    /// <summary>
-    /// Converts an F16 or BF16 tensor to F32 in new 64-byte-aligned native memory, on its first request
-    /// only. The size was checked against the file when the header was read, so the allocation is at
-    /// most twice the stored bytes.
-    /// </summary>
-    private static float* ConvertOnce(Entry entry, int count)
+    /// <summary>Looks <paramref name="name"/> up and checks its shape and stored type; call under the lock.</summary>
+    private Entry Find(string name, ReadOnlySpan<long> expectedShape)
     {
-        if (entry.Converted is not null)
-            return entry.Converted;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_tensors.TryGetValue(name, out Entry? entry))
+            throw new ModelFormatException($"tensor {name} not found in {_source}");
+
         TensorInfo tensor = entry.Tensor;
-        float* data = (float*)NativeMemory.AlignedAlloc((nuint)count * sizeof(float), ConvertedAlignment);
-        byte* source = tensor.File.Pointer + tensor.Offset;
-        if (tensor.DType == "F16")
-            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(source, count), new Span<float>(data, count));
-        else
-            ConvertBFloat16((ushort*)source, (uint*)data, count);
-        entry.Converted = data;
-        return data;
+        if (!expectedShape.SequenceEqual(tensor.Shape))
+            throw new ModelFormatException($"tensor {name} in {tensor.File.Path}: expected shape {SafetensorsFormat.FormatShape(expectedShape)}, file has {SafetensorsFormat.FormatShape(tensor.Shape)}");
+        if (!TensorConversion.IsSupported(tensor.DType))
+            throw new ModelFormatException($"tensor {name} in {tensor.File.Path} has dtype {tensor.DType}; supported: F32, F16, BF16, Q8_0, Q4_0");
+        return entry;
     }
 
-    /// <summary>BF16 is the upper half of an F32: widen each 16-bit value and shift it into the high bits.</summary>
-    private static void ConvertBFloat16(ushort* source, uint* destination, int count)
+    /// <summary>
+    /// Converts a tensor to <paramref name="format"/> in new 64-byte-aligned native memory, on its first
+    /// request in that format only. The stored size was checked against the file when the header was
+    /// read, and the shape against the request, so the allocation is a bounded multiple of stored bytes.
+    /// </summary>
+    private static byte* ConvertOnce(Entry entry, long rows, int cols, WeightFormat format)
     {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
+        byte* converted = (byte*)entry.Converted[(int)format];
+        if (converted is not null)
+            return converted;
+        TensorInfo tensor = entry.Tensor;
+        long bytes = rows * BlockQuantization.RowBytes(format, cols);
+        converted = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), ConvertedAlignment);
+        try
         {
-            for (; i <= count - Vector<ushort>.Count; i += Vector<ushort>.Count)
-            {
-                Vector.Widen(Vector.Load(source + i), out Vector<uint> low, out Vector<uint> high);
-                Vector.Store(low << 16, destination + i);
-                Vector.Store(high << 16, destination + i + Vector<uint>.Count);
-            }
+            TensorConversion.Convert(tensor.DType, tensor.File.Pointer + tensor.Offset, rows, cols, format, converted);
         }
-        for (; i < count; i++)
-            destination[i] = (uint)source[i] << 16;
+        catch
+        {
+            NativeMemory.AlignedFree(converted);
+            throw;
+        }
+        entry.Converted[(int)format] = (nint)converted;
+        return converted;
     }
 
     /// <summary>A tensor plus what loading has done with it.</summary>
@@ -323,7 +454,10 @@ public sealed unsafe class ModelWeights : IDisposable
         /// <summary>Set once the model requested the tensor or marked it used.</summary>
         public bool Used { get; set; }
 
-        /// <summary>The F32 copy of an F16/BF16 tensor, owned by the weights; null until first requested.</summary>
-        public float* Converted { get; set; }
+        /// <summary>
+        /// Converted copies owned by the weights, indexed by <see cref="WeightFormat"/>; zero until first
+        /// requested in that format (never set for the stored format, which is used in place).
+        /// </summary>
+        public nint[] Converted { get; } = new nint[4];
     }
 }

@@ -1,0 +1,654 @@
+using System;
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.IO;
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Llama.Compiled;
+
+/// <summary>
+/// Writes GGUF version 3 files, streaming: metadata and the tensor table are declared first
+/// (<see cref="AddString"/>..., <see cref="AddTensor"/>), then each tensor's data is written in the order the
+/// tensors were added (<see cref="WriteTensorData(string, ReadOnlySpan{float})"/>), converted or quantized
+/// on the way; only one tensor is in memory at a time. <see cref="Finish"/> checks that every tensor was
+/// written. Tensor shapes are given outermost first (row-major, [rows, cols]) and stored innermost first as
+/// GGUF requires; data is aligned to 32 bytes (or <c>general.alignment</c> if added).
+/// </summary>
+/// <example>
+/// <code>
+/// using var writer = new GgufWriter("model.gguf");
+/// writer.AddString("general.architecture", "llama");
+/// writer.AddTensor("token_embd.weight", [512, 64], GgufTensorType.Q8_0);
+/// writer.WriteTensorData("token_embd.weight", embedding); // 512·64 floats, row-major
+/// writer.Finish();
+/// </code>
+/// </example>
+public sealed class GgufWriter : IDisposable
+{
+    /// <summary>The data alignment used unless <c>general.alignment</c> is added.</summary>
+    public const int DefaultAlignment = 32;
+
+    private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    private readonly Stream _stream;
+    private readonly bool _leaveOpen;
+    private readonly MemoryStream _metadata = new();
+    private readonly HashSet<string> _keys = new(StringComparer.Ordinal);
+    private readonly List<PendingTensor> _tensors = [];
+    private readonly HashSet<string> _tensorNames = new(StringComparer.Ordinal);
+    private int _alignment = DefaultAlignment;
+    private int _metadataCount;
+    private long _dataSize;     // bytes of the data section declared so far (each tensor padded)
+    private long _position;     // bytes written to the stream
+    private int _nextTensor;
+    private bool _headerWritten;
+    private bool _finished;
+    private bool _disposed;
+
+    /// <summary>Creates (or overwrites) the file at <paramref name="path"/>.</summary>
+    public GgufWriter(string path)
+        : this(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 1 << 16), leaveOpen: false)
+    {
+    }
+
+    /// <summary>Writes to <paramref name="stream"/> (need not be seekable).</summary>
+    public GgufWriter(Stream stream, bool leaveOpen = false)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        _stream = stream;
+        _leaveOpen = leaveOpen;
+    }
+
+    /// <summary>Adds a string value.</summary>
+    public void AddString(string key, string value) => AddValue(key, (object)value);
+
+    /// <summary>Adds a uint32 value (the type of most GGUF hyperparameters).</summary>
+    public void AddUInt32(string key, uint value) => AddValue(key, value);
+
+    /// <summary>Adds an int32 value.</summary>
+    public void AddInt32(string key, int value) => AddValue(key, value);
+
+    /// <summary>Adds a float32 value.</summary>
+    public void AddFloat32(string key, float value) => AddValue(key, value);
+
+    /// <summary>Adds a bool value.</summary>
+    public void AddBool(string key, bool value) => AddValue(key, value);
+
+    /// <summary>Adds an array of strings.</summary>
+    public void AddStringArray(string key, IReadOnlyList<string> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        var copy = new string[values.Count];
+        for (int i = 0; i < copy.Length; i++)
+            copy[i] = values[i];
+        AddValue(key, copy);
+    }
+
+    /// <summary>Adds an array of float32.</summary>
+    public void AddFloat32Array(string key, ReadOnlySpan<float> values) => AddValue(key, values.ToArray());
+
+    /// <summary>Adds an array of int32.</summary>
+    public void AddInt32Array(string key, ReadOnlySpan<int> values) => AddValue(key, values.ToArray());
+
+    /// <summary>
+    /// Adds a value of any GGUF type, chosen by its CLR type as <see cref="GgufMetadata"/> describes:
+    /// <see cref="byte"/> is uint8, ..., <see cref="double"/> is float64, <see cref="string"/> a string, a CLR array of one
+    /// of these an array, and an <c>object[]</c> of arrays an array of arrays.
+    /// </summary>
+    /// <exception cref="ArgumentException">The key was added before, or the value has no GGUF type.</exception>
+    /// <exception cref="InvalidOperationException">Tensor data was already written.</exception>
+    public void AddValue(string key, object value)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(value);
+        ThrowIfHeaderWritten();
+        if (!_keys.Add(key))
+            throw new ArgumentException($"metadata {key} was already added", nameof(key));
+        if (key == "general.alignment")
+        {
+            if (value is not uint alignment || alignment == 0 || alignment > 1 << 24 || (alignment & (alignment - 1)) != 0)
+            {
+                _keys.Remove(key);
+                throw new ArgumentException("general.alignment must be a uint32 power of two", nameof(value));
+            }
+            if (_tensors.Count > 0)
+            {
+                _keys.Remove(key);
+                throw new InvalidOperationException("add general.alignment before the first tensor");
+            }
+            _alignment = (int)alignment;
+        }
+
+        var buffer = new MemoryStream();
+        try
+        {
+            WriteString(buffer, key);
+            WriteUInt32(buffer, TypeOf(value, nameof(value)));
+            WriteValue(buffer, value, depth: 0);
+        }
+        catch
+        {
+            _keys.Remove(key);
+            throw;
+        }
+        buffer.WriteTo(_metadata);
+        _metadataCount++;
+    }
+
+    /// <summary>
+    /// Declares a tensor of <paramref name="shape"/> (outermost first, e.g. [rows, cols]) stored as <paramref name="type"/>.
+    /// Its data must then be written, in declaration order, with <see cref="WriteTensorData(string, ReadOnlySpan{float})"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A repeated name, an empty or too large shape, or a Q8_0/Q4_0 tensor whose rows are not a multiple of 32.</exception>
+    public void AddTensor(string name, ReadOnlySpan<long> shape, GgufTensorType type)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ThrowIfHeaderWritten();
+        if (shape.Length is 0 or > 4)
+            throw new ArgumentException("a GGUF tensor has 1 to 4 dimensions", nameof(shape));
+        if (!GgufFormat.TryGetTypeSize((uint)type, out int blockElements, out int blockBytes, out _))
+            throw new ArgumentOutOfRangeException(nameof(type), type, "unsupported tensor type");
+        long count = 1;
+        foreach (long dim in shape)
+        {
+            if (dim <= 0)
+                throw new ArgumentException("dimensions must be positive", nameof(shape));
+            count = checked(count * dim);
+        }
+        if (count > int.MaxValue)
+            throw new ArgumentException($"tensor {name} has {count} elements; at most {int.MaxValue} per tensor can be written", nameof(shape));
+        if (shape[^1] % blockElements != 0)
+            throw new ArgumentException($"tensor {name}: {type} needs rows that are a multiple of {blockElements} elements; rows have {shape[^1]}", nameof(shape));
+        if (!_tensorNames.Add(name))
+            throw new ArgumentException($"tensor {name} was already added", nameof(name));
+
+        long bytes = count / blockElements * blockBytes;
+        _tensors.Add(new PendingTensor(name, shape.ToArray(), type, _dataSize, bytes));
+        _dataSize += Align(bytes);
+    }
+
+    /// <summary>
+    /// Writes the data of the next declared tensor, <paramref name="name"/>: <paramref name="values"/> row-major,
+    /// converted to its type (F16 and BF16 round to nearest even; Q8_0/Q4_0 use llama.cpp's reference quantizers).
+    /// The first call writes the header.
+    /// </summary>
+    /// <exception cref="InvalidOperationException"><paramref name="name"/> is not the next declared tensor.</exception>
+    /// <exception cref="ArgumentException">The number of values differs from the tensor's element count.</exception>
+    public void WriteTensorData(string name, ReadOnlySpan<float> values)
+    {
+        PendingTensor tensor = NextTensor(name);
+        long count = tensor.ElementCount;
+        if (values.Length != count)
+            throw new ArgumentException($"tensor {name} has {count} elements; {values.Length} values were given", nameof(values));
+        WriteHeaderOnce();
+
+        int cols = (int)tensor.Shape[^1];
+        switch (tensor.Type)
+        {
+            case GgufTensorType.F32:
+                WriteBytes(MemoryMarshal.AsBytes(values));
+                break;
+            case GgufTensorType.F16:
+            case GgufTensorType.BF16:
+            case GgufTensorType.Q8_0:
+            case GgufTensorType.Q4_0:
+                // Converted in chunks of whole rows, at most ~64K values at a time.
+                int rowsPerChunk = Math.Max(1, 65536 / cols);
+                int rowBytes = (int)(tensor.ByteLength / (count / cols));
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(rowsPerChunk * rowBytes);
+                try
+                {
+                    for (int start = 0; start < values.Length; start += rowsPerChunk * cols)
+                    {
+                        int rows = Math.Min(rowsPerChunk, (values.Length - start) / cols);
+                        ReadOnlySpan<float> chunk = values.Slice(start, rows * cols);
+                        Span<byte> encoded = buffer.AsSpan(0, rows * rowBytes);
+                        Encode(chunk, tensor.Type, encoded);
+                        WriteBytes(encoded);
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+                break;
+        }
+        WritePadding(tensor.ByteLength);
+        _nextTensor++;
+    }
+
+    /// <summary>Writes the next declared tensor's data already encoded in its type (e.g. hand-made Q4_0 blocks).</summary>
+    /// <exception cref="InvalidOperationException"><paramref name="name"/> is not the next declared tensor.</exception>
+    /// <exception cref="ArgumentException">The length differs from the tensor's size in bytes.</exception>
+    public void WriteTensorData(string name, ReadOnlySpan<byte> encoded)
+    {
+        PendingTensor tensor = NextTensor(name);
+        if (encoded.Length != tensor.ByteLength)
+            throw new ArgumentException($"tensor {name} takes {tensor.ByteLength} bytes as {tensor.Type}; {encoded.Length} were given", nameof(encoded));
+        WriteHeaderOnce();
+        WriteBytes(encoded);
+        WritePadding(tensor.ByteLength);
+        _nextTensor++;
+    }
+
+    /// <summary>Completes the file: writes the header if no tensor was written and flushes.</summary>
+    /// <exception cref="InvalidOperationException">A declared tensor's data was not written.</exception>
+    public void Finish()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_nextTensor != _tensors.Count)
+            throw new InvalidOperationException($"tensor {_tensors[_nextTensor].Name} (and {_tensors.Count - _nextTensor - 1} more) were declared but their data was not written");
+        WriteHeaderOnce();
+        _stream.Flush();
+        _finished = true;
+    }
+
+    /// <summary>Closes the stream (unless left open). Without <see cref="Finish"/> the file is incomplete.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        if (!_leaveOpen)
+            _stream.Dispose();
+    }
+
+    /// <summary>True once <see cref="Finish"/> succeeded.</summary>
+    public bool IsFinished => _finished;
+
+    /// <summary>
+    /// Writes a complete llama-architecture GGUF model: the hyperparameter keys llama.cpp reads (from
+    /// <paramref name="shape"/>), the tokenizer vocabulary if given, and every tensor, asked from
+    /// <paramref name="tensor"/> by its Hugging Face name one at a time (<c>model.embed_tokens.weight</c>,
+    /// <c>model.layers.N.self_attn.q_proj.weight</c>, ..., <c>model.norm.weight</c>, and <c>lm_head.weight</c> unless the
+    /// embeddings are tied) as row-major F32. Matrices are stored as <paramref name="matrixType"/> (F16 for those
+    /// whose rows are not a multiple of 32 when that is Q8_0/Q4_0, as llama.cpp does), norms as F32.
+    /// </summary>
+    /// <param name="path">The file to create.</param>
+    /// <param name="shape">The model's hyperparameters.</param>
+    /// <param name="tensor">Returns a tensor's values by Hugging Face name.</param>
+    /// <param name="matrixType">Type of the 2-D tensors.</param>
+    /// <param name="layout">
+    /// The RoPE layout of the given q/k rows: <see cref="RopeLayout.RotateHalf"/> (Hugging Face checkpoints) rows are
+    /// permuted to the adjacent-pair order GGUF llama files use, as llama.cpp's converter does;
+    /// <see cref="RopeLayout.AdjacentPairs"/> (llama2.c) rows are written as given.
+    /// </param>
+    /// <param name="vocabulary">The SentencePiece vocabulary to store as <c>tokenizer.ggml.*</c>, or null for none.</param>
+    /// <param name="name">Stored as <c>general.name</c>.</param>
+    public static void WriteLlama(string path, LlamaModelShape shape, Func<string, float[]> tensor,
+        GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
+        GgufVocabulary? vocabulary = null, string name = "llama")
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(tensor);
+        int qDim = shape.HeadCount * shape.HeadDim, kvDim = shape.KvHeadCount * shape.HeadDim;
+        if (vocabulary is not null && vocabulary.Tokens.Count != shape.VocabSize)
+            throw new ArgumentException($"the vocabulary has {vocabulary.Tokens.Count} tokens; the model has {shape.VocabSize}", nameof(vocabulary));
+
+        var plan = new List<(string Gguf, string Hf, long[] Shape, int PermuteHeads)>
+        {
+            ("token_embd.weight", "model.embed_tokens.weight", [shape.VocabSize, shape.HiddenSize], 0),
+        };
+        for (int l = 0; l < shape.LayerCount; l++)
+        {
+            string b = $"blk.{l}.", h = $"model.layers.{l}.";
+            plan.Add((b + "attn_norm.weight", h + "input_layernorm.weight", [shape.HiddenSize], 0));
+            plan.Add((b + "attn_q.weight", h + "self_attn.q_proj.weight", [qDim, shape.HiddenSize], shape.HeadCount));
+            plan.Add((b + "attn_k.weight", h + "self_attn.k_proj.weight", [kvDim, shape.HiddenSize], shape.KvHeadCount));
+            plan.Add((b + "attn_v.weight", h + "self_attn.v_proj.weight", [kvDim, shape.HiddenSize], 0));
+            plan.Add((b + "attn_output.weight", h + "self_attn.o_proj.weight", [shape.HiddenSize, qDim], 0));
+            plan.Add((b + "ffn_norm.weight", h + "post_attention_layernorm.weight", [shape.HiddenSize], 0));
+            plan.Add((b + "ffn_gate.weight", h + "mlp.gate_proj.weight", [shape.IntermediateSize, shape.HiddenSize], 0));
+            plan.Add((b + "ffn_up.weight", h + "mlp.up_proj.weight", [shape.IntermediateSize, shape.HiddenSize], 0));
+            plan.Add((b + "ffn_down.weight", h + "mlp.down_proj.weight", [shape.HiddenSize, shape.IntermediateSize], 0));
+        }
+        plan.Add(("output_norm.weight", "model.norm.weight", [shape.HiddenSize], 0));
+        if (!shape.TiedEmbeddings)
+            plan.Add(("output.weight", "lm_head.weight", [shape.VocabSize, shape.HiddenSize], 0));
+
+        using var writer = new GgufWriter(path);
+        writer.AddString("general.architecture", "llama");
+        writer.AddString("general.name", name);
+        writer.AddUInt32("general.file_type", matrixType switch
+        {
+            GgufTensorType.F32 => 0u,   // LLAMA_FTYPE_ALL_F32
+            GgufTensorType.F16 => 1u,   // LLAMA_FTYPE_MOSTLY_F16
+            GgufTensorType.Q4_0 => 2u,  // LLAMA_FTYPE_MOSTLY_Q4_0
+            GgufTensorType.Q8_0 => 7u,  // LLAMA_FTYPE_MOSTLY_Q8_0
+            GgufTensorType.BF16 => 32u, // LLAMA_FTYPE_MOSTLY_BF16
+            _ => throw new ArgumentOutOfRangeException(nameof(matrixType), matrixType, "unsupported tensor type"),
+        });
+        writer.AddUInt32("general.alignment", DefaultAlignment);
+        if (matrixType is GgufTensorType.Q8_0 or GgufTensorType.Q4_0)
+            writer.AddUInt32("general.quantization_version", 2);
+        writer.AddUInt32("llama.context_length", (uint)shape.MaxContext);
+        writer.AddUInt32("llama.embedding_length", (uint)shape.HiddenSize);
+        writer.AddUInt32("llama.block_count", (uint)shape.LayerCount);
+        writer.AddUInt32("llama.feed_forward_length", (uint)shape.IntermediateSize);
+        writer.AddUInt32("llama.attention.head_count", (uint)shape.HeadCount);
+        writer.AddUInt32("llama.attention.head_count_kv", (uint)shape.KvHeadCount);
+        writer.AddFloat32("llama.attention.layer_norm_rms_epsilon", shape.RmsNormEps);
+        writer.AddUInt32("llama.rope.dimension_count", (uint)shape.HeadDim);
+        writer.AddFloat32("llama.rope.freq_base", shape.RopeTheta);
+        writer.AddUInt32("llama.vocab_size", (uint)shape.VocabSize);
+        vocabulary?.AddTo(writer);
+
+        foreach ((string gguf, _, long[] tensorShape, _) in plan)
+        {
+            GgufTensorType type = tensorShape.Length == 1 ? GgufTensorType.F32
+                : matrixType is GgufTensorType.Q8_0 or GgufTensorType.Q4_0 && tensorShape[1] % BlockQuantization.BlockSize != 0 ? GgufTensorType.F16
+                : matrixType;
+            writer.AddTensor(gguf, tensorShape, type);
+        }
+        foreach ((string gguf, string hf, long[] tensorShape, int permuteHeads) in plan)
+        {
+            float[] values = tensor(hf) ?? throw new ArgumentException($"no values for tensor {hf}", nameof(tensor));
+            if (permuteHeads > 0 && layout == RopeLayout.RotateHalf)
+                values = RotateHalfToAdjacentPairs(values, permuteHeads, (int)tensorShape[0], (int)tensorShape[1]);
+            writer.WriteTensorData(gguf, values);
+        }
+        writer.Finish();
+    }
+
+    /// <summary><see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string)"/> from a dictionary of Hugging Face names.</summary>
+    public static void WriteLlama(string path, LlamaModelShape shape, IReadOnlyDictionary<string, float[]> tensors,
+        GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
+        GgufVocabulary? vocabulary = null, string name = "llama")
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        WriteLlama(path, shape, hf => tensors.TryGetValue(hf, out float[]? values) ? values : throw new ArgumentException($"tensor {hf} is missing", nameof(tensors)),
+            matrixType, layout, vocabulary, name);
+    }
+
+    /// <summary>
+    /// Reorders q/k projection rows from Hugging Face's rotate-half order to adjacent pairs: within each head
+    /// of d rows, row i·d/2 + j (half i, pair j) moves to row 2j + i. llama.cpp's <c>convert_hf_to_gguf.py</c> permute.
+    /// </summary>
+    public static float[] RotateHalfToAdjacentPairs(ReadOnlySpan<float> rows, int heads, int rowCount, int cols)
+    {
+        if (heads <= 0 || rowCount % heads != 0 || rowCount / heads % 2 != 0 || (long)rowCount * cols != rows.Length)
+            throw new ArgumentException($"{rowCount}×{cols} rows cannot be split into {heads} heads of an even size");
+        int headDim = rowCount / heads, half = headDim / 2;
+        var result = new float[rows.Length];
+        for (int h = 0; h < heads; h++)
+        {
+            for (int i = 0; i < 2; i++)
+            {
+                for (int j = 0; j < half; j++)
+                {
+                    int from = h * headDim + i * half + j, to = h * headDim + 2 * j + i;
+                    rows.Slice(from * cols, cols).CopyTo(result.AsSpan(to * cols, cols));
+                }
+            }
+        }
+        return result;
+    }
+
+    // ---- encoding ----
+
+    private static void Encode(ReadOnlySpan<float> values, GgufTensorType type, Span<byte> destination)
+    {
+        switch (type)
+        {
+            case GgufTensorType.F16:
+                TensorPrimitives.ConvertToHalf(values, MemoryMarshal.Cast<byte, Half>(destination));
+                break;
+            case GgufTensorType.BF16:
+                Span<ushort> bf16 = MemoryMarshal.Cast<byte, ushort>(destination);
+                for (int i = 0; i < values.Length; i++)
+                    bf16[i] = ToBFloat16(values[i]);
+                break;
+            case GgufTensorType.Q8_0:
+                BlockQuantization.QuantizeQ8_0(values, destination);
+                break;
+            case GgufTensorType.Q4_0:
+                BlockQuantization.QuantizeQ4_0(values, destination);
+                break;
+        }
+    }
+
+    /// <summary>ggml's <c>ggml_compute_fp32_to_bf16</c>: round to nearest even, NaN kept quiet.</summary>
+    internal static ushort ToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if ((bits & 0x7fffffff) > 0x7f800000)
+            return (ushort)((bits >> 16) | 64);
+        return (ushort)((bits + (0x7fff + ((bits >> 16) & 1))) >> 16);
+    }
+
+    private PendingTensor NextTensor(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_nextTensor >= _tensors.Count)
+            throw new InvalidOperationException($"tensor {name} was not declared with AddTensor, or its data was already written");
+        PendingTensor next = _tensors[_nextTensor];
+        if (next.Name != name)
+            throw new InvalidOperationException($"the next tensor to write is {next.Name}, not {name}: data must be written in the order the tensors were added");
+        return next;
+    }
+
+    private void ThrowIfHeaderWritten()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_headerWritten)
+            throw new InvalidOperationException("metadata and tensors must be added before the first tensor data is written");
+    }
+
+    private void WriteHeaderOnce()
+    {
+        if (_headerWritten)
+            return;
+        _headerWritten = true;
+        var header = new MemoryStream();
+        WriteUInt32(header, GgufFormat.Magic);
+        WriteUInt32(header, 3);
+        WriteUInt64(header, (ulong)_tensors.Count);
+        WriteUInt64(header, (ulong)_metadataCount);
+        _metadata.WriteTo(header);
+        foreach (PendingTensor tensor in _tensors)
+        {
+            WriteString(header, tensor.Name);
+            WriteUInt32(header, (uint)tensor.Shape.Length);
+            for (int d = tensor.Shape.Length - 1; d >= 0; d--)
+                WriteUInt64(header, (ulong)tensor.Shape[d]); // innermost first
+            WriteUInt32(header, (uint)tensor.Type);
+            WriteUInt64(header, (ulong)tensor.Offset);
+        }
+        WriteBytes(header.GetBuffer().AsSpan(0, (int)header.Length));
+        WritePadding(_position);
+    }
+
+    private void WriteBytes(ReadOnlySpan<byte> bytes)
+    {
+        _stream.Write(bytes);
+        _position += bytes.Length;
+    }
+
+    private static readonly byte[] Zeros = new byte[4096];
+
+    private void WritePadding(long length)
+    {
+        long padding = Align(length) - length;
+        while (padding > 0)
+        {
+            int n = (int)Math.Min(padding, Zeros.Length);
+            WriteBytes(Zeros.AsSpan(0, n));
+            padding -= n;
+        }
+    }
+
+    private long Align(long length) => (length + _alignment - 1) / _alignment * _alignment;
+
+    private static uint TypeOf(object value, string paramName) => value switch
+    {
+        byte => 0, sbyte => 1, ushort => 2, short => 3, uint => 4, int => 5, float => 6, bool => 7, string => 8,
+        byte[] or sbyte[] or ushort[] or short[] or uint[] or int[] or float[] or bool[] or string[] or ulong[] or long[] or double[] or object[] => 9,
+        ulong => 10, long => 11, double => 12,
+        _ => throw new ArgumentException($"{value.GetType().Name} has no GGUF type", paramName),
+    };
+
+    private static void WriteValue(MemoryStream s, object value, int depth)
+    {
+        switch (value)
+        {
+            case byte v: s.WriteByte(v); break;
+            case sbyte v: s.WriteByte((byte)v); break;
+            case ushort v: WriteScalar(s, v); break;
+            case short v: WriteScalar(s, v); break;
+            case uint v: WriteScalar(s, v); break;
+            case int v: WriteScalar(s, v); break;
+            case float v: WriteScalar(s, v); break;
+            case bool v: s.WriteByte(v ? (byte)1 : (byte)0); break;
+            case string v: WriteString(s, v); break;
+            case ulong v: WriteScalar(s, v); break;
+            case long v: WriteScalar(s, v); break;
+            case double v: WriteScalar(s, v); break;
+            case string[] a:
+                WriteArrayHeader(s, 8, a.Length);
+                foreach (string item in a)
+                    WriteString(s, item ?? throw new ArgumentException("arrays of strings cannot hold null"));
+                break;
+            case bool[] a:
+                WriteArrayHeader(s, 7, a.Length);
+                foreach (bool item in a)
+                    s.WriteByte(item ? (byte)1 : (byte)0);
+                break;
+            case object[] a:
+                if (depth >= 7)
+                    throw new ArgumentException("arrays are nested too deeply");
+                // Every element must be an array of the same element type; an empty outer array claims uint8.
+                uint elementType = a.Length == 0 ? 0 : ArrayElementType(a[0]);
+                WriteArrayHeader(s, 9, a.Length);
+                foreach (object item in a)
+                {
+                    if (item is null || TypeOf(item, nameof(value)) != 9)
+                        throw new ArgumentException("an object[] value must hold arrays");
+                    if (ArrayElementType(item) != elementType)
+                        throw new ArgumentException("the arrays in an array of arrays must have one element type");
+                    WriteValue(s, item, depth + 1);
+                }
+                break;
+            case byte[] a: WriteArrayHeader(s, 0, a.Length); s.Write(a); break;
+            case sbyte[] a: WriteScalars(s, 1, a); break;
+            case ushort[] a: WriteScalars(s, 2, a); break;
+            case short[] a: WriteScalars(s, 3, a); break;
+            case uint[] a: WriteScalars(s, 4, a); break;
+            case int[] a: WriteScalars(s, 5, a); break;
+            case float[] a: WriteScalars(s, 6, a); break;
+            case ulong[] a: WriteScalars(s, 10, a); break;
+            case long[] a: WriteScalars(s, 11, a); break;
+            case double[] a: WriteScalars(s, 12, a); break;
+            default: throw new ArgumentException($"{value.GetType().Name} has no GGUF type");
+        }
+    }
+
+    /// <summary>The GGUF element type of an array value (the first element's array type for arrays of arrays).</summary>
+    private static uint ArrayElementType(object array) => array switch
+    {
+        byte[] => 0, sbyte[] => 1, ushort[] => 2, short[] => 3, uint[] => 4, int[] => 5, float[] => 6, bool[] => 7,
+        string[] => 8, object[] => 9, ulong[] => 10, long[] => 11, double[] => 12,
+        _ => throw new ArgumentException($"{array.GetType().Name} is not a GGUF array"),
+    };
+
+    private static void WriteArrayHeader(MemoryStream s, uint elementType, int count)
+    {
+        WriteUInt32(s, elementType);
+        WriteUInt64(s, (ulong)count);
+    }
+
+    private static void WriteScalars<T>(MemoryStream s, uint elementType, T[] values) where T : unmanaged
+    {
+        WriteArrayHeader(s, elementType, values.Length);
+        s.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+    }
+
+    private static void WriteScalar<T>(MemoryStream s, T value) where T : unmanaged =>
+        s.Write(MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
+
+    private static void WriteString(MemoryStream s, string value)
+    {
+        byte[] bytes = Utf8.GetBytes(value);
+        WriteUInt64(s, (ulong)bytes.Length);
+        s.Write(bytes);
+    }
+
+    private static void WriteUInt32(MemoryStream s, uint value)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, value);
+        s.Write(b);
+    }
+
+    private static void WriteUInt64(MemoryStream s, ulong value)
+    {
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
+        s.Write(b);
+    }
+
+    private sealed record PendingTensor(string Name, long[] Shape, GgufTensorType Type, long Offset, long ByteLength)
+    {
+        public long ElementCount
+        {
+            get
+            {
+                long count = 1;
+                foreach (long dim in Shape)
+                    count *= dim;
+                return count;
+            }
+        }
+    }
+}
+
+/// <summary>
+/// A SentencePiece vocabulary for the <c>tokenizer.ggml.*</c> keys of a GGUF file (llama.cpp's "llama"
+/// tokenizer model): pieces, scores and token types (1 normal, 2 unknown, 3 control, 4 user-defined,
+/// 5 unused, 6 byte), plus the special token ids.
+/// </summary>
+/// <param name="Tokens">The pieces, in id order (<c>▁</c> for a space).</param>
+/// <param name="Scores">One score per piece (merge priority).</param>
+/// <param name="TokenTypes">One type per piece.</param>
+/// <param name="BosTokenId">Beginning-of-sequence id.</param>
+/// <param name="EosTokenId">End-of-sequence id.</param>
+/// <param name="UnknownTokenId">Unknown-piece id.</param>
+public sealed record GgufVocabulary(
+    IReadOnlyList<string> Tokens,
+    IReadOnlyList<float> Scores,
+    IReadOnlyList<int> TokenTypes,
+    int BosTokenId = 1,
+    int EosTokenId = 2,
+    int UnknownTokenId = 0)
+{
+    /// <summary>Whether encoding adds BOS (<c>tokenizer.ggml.add_bos_token</c>).</summary>
+    public bool AddBos { get; init; } = true;
+
+    /// <summary>Whether encoding adds EOS (<c>tokenizer.ggml.add_eos_token</c>).</summary>
+    public bool AddEos { get; init; }
+
+    internal void AddTo(GgufWriter writer)
+    {
+        if (Scores.Count != Tokens.Count || TokenTypes.Count != Tokens.Count)
+            throw new ArgumentException($"the vocabulary has {Tokens.Count} tokens but {Scores.Count} scores and {TokenTypes.Count} token types");
+        var scores = new float[Scores.Count];
+        for (int i = 0; i < scores.Length; i++)
+            scores[i] = Scores[i];
+        var types = new int[TokenTypes.Count];
+        for (int i = 0; i < types.Length; i++)
+            types[i] = TokenTypes[i];
+        writer.AddString("tokenizer.ggml.model", "llama");
+        writer.AddStringArray("tokenizer.ggml.tokens", Tokens);
+        writer.AddFloat32Array("tokenizer.ggml.scores", scores);
+        writer.AddInt32Array("tokenizer.ggml.token_type", types);
+        writer.AddUInt32("tokenizer.ggml.bos_token_id", (uint)BosTokenId);
+        writer.AddUInt32("tokenizer.ggml.eos_token_id", (uint)EosTokenId);
+        writer.AddUInt32("tokenizer.ggml.unknown_token_id", (uint)UnknownTokenId);
+        writer.AddBool("tokenizer.ggml.add_bos_token", AddBos);
+        writer.AddBool("tokenizer.ggml.add_eos_token", AddEos);
+    }
+}

@@ -1,0 +1,163 @@
+using System;
+using System.Buffers;
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace Llama.Compiled;
+
+/// <summary>
+/// Row-by-row conversion between the stored element types (<c>F32</c>, <c>F16</c>, <c>BF16</c>, <c>Q8_0</c>,
+/// <c>Q4_0</c>, as <see cref="TensorInfo.DType"/> spells them) and the compute formats of <see cref="WeightFormat"/>:
+/// every stored type is expanded to F32 and then encoded, one row at a time, so a conversion needs only
+/// one row of scratch memory besides its destination.
+/// </summary>
+internal static unsafe class TensorConversion
+{
+    /// <summary>True for the stored types this runtime can read.</summary>
+    public static bool IsSupported(string dtype) => dtype is "F32" or "F16" or "BF16" or "Q8_0" or "Q4_0";
+
+    /// <summary>True when data stored as <paramref name="dtype"/> already is <paramref name="format"/> byte for byte.</summary>
+    public static bool Matches(string dtype, WeightFormat format) => (dtype, format) switch
+    {
+        ("F32", WeightFormat.F32) or ("F16", WeightFormat.F16) or ("Q8_0", WeightFormat.Q8_0) or ("Q4_0", WeightFormat.Q4_0) => true,
+        _ => false,
+    };
+
+    /// <summary>Bytes of a stored row of <paramref name="cols"/> elements (a multiple of 32 for the block types).</summary>
+    public static long StoredRowBytes(string dtype, long cols) => dtype switch
+    {
+        "F32" => cols * 4,
+        "F16" or "BF16" => cols * 2,
+        "Q8_0" => cols / BlockQuantization.BlockSize * BlockQuantization.Q8_0BlockBytes,
+        "Q4_0" => cols / BlockQuantization.BlockSize * BlockQuantization.Q4_0BlockBytes,
+        _ => throw new ArgumentException($"unsupported stored type {dtype}", nameof(dtype)),
+    };
+
+    /// <summary>
+    /// Converts <paramref name="rows"/> rows of <paramref name="cols"/> elements stored as <paramref name="dtype"/>
+    /// at <paramref name="source"/> into <paramref name="format"/> at <paramref name="destination"/>
+    /// (<see cref="BlockQuantization.RowBytes"/> bytes per row).
+    /// </summary>
+    public static void Convert(string dtype, byte* source, long rows, int cols, WeightFormat format, byte* destination)
+    {
+        long sourceRow = StoredRowBytes(dtype, cols);
+        long destinationRow = BlockQuantization.RowBytes(format, cols);
+
+        // Whole-tensor fast paths for the common element-wise conversions.
+        long count = rows * cols;
+        if (count <= int.MaxValue)
+        {
+            if (dtype == "F16" && format == WeightFormat.F32)
+            {
+                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(source, (int)count), new Span<float>(destination, (int)count));
+                return;
+            }
+            if (dtype == "BF16" && format == WeightFormat.F32)
+            {
+                ConvertBFloat16((ushort*)source, (uint*)destination, (int)count);
+                return;
+            }
+            if (dtype == "F32" && format == WeightFormat.F16)
+            {
+                TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(source, (int)count), new Span<Half>(destination, (int)count));
+                return;
+            }
+        }
+
+        float[]? rented = format == WeightFormat.F32 || dtype == "F32" ? null : ArrayPool<float>.Shared.Rent(cols);
+        try
+        {
+            for (long r = 0; r < rows; r++)
+            {
+                byte* src = source + r * sourceRow;
+                byte* dst = destination + r * destinationRow;
+                Span<float> row;
+                if (format == WeightFormat.F32)
+                {
+                    row = new Span<float>(dst, cols);
+                    Dequantize(dtype, src, row);
+                    continue;
+                }
+                if (dtype == "F32")
+                    row = new Span<float>(src, cols);
+                else
+                {
+                    row = rented.AsSpan(0, cols);
+                    Dequantize(dtype, src, row);
+                }
+                Encode(row, format, new Span<byte>(dst, (int)destinationRow));
+            }
+        }
+        finally
+        {
+            if (rented is not null)
+                ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Expands <c>destination.Length</c> elements stored as <paramref name="dtype"/> to F32.</summary>
+    public static void Dequantize(string dtype, byte* source, Span<float> destination)
+    {
+        int n = destination.Length;
+        switch (dtype)
+        {
+            case "F32":
+                new ReadOnlySpan<float>(source, n).CopyTo(destination);
+                break;
+            case "F16":
+                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(source, n), destination);
+                break;
+            case "BF16":
+                fixed (float* d = destination)
+                    ConvertBFloat16((ushort*)source, (uint*)d, n);
+                break;
+            case "Q8_0":
+                BlockQuantization.DequantizeQ8_0(new ReadOnlySpan<byte>(source, n / BlockQuantization.BlockSize * BlockQuantization.Q8_0BlockBytes), destination);
+                break;
+            case "Q4_0":
+                BlockQuantization.DequantizeQ4_0(new ReadOnlySpan<byte>(source, n / BlockQuantization.BlockSize * BlockQuantization.Q4_0BlockBytes), destination);
+                break;
+            default:
+                throw new ArgumentException($"unsupported stored type {dtype}", nameof(dtype));
+        }
+    }
+
+    /// <summary>Encodes one row of F32 values as <paramref name="format"/>.</summary>
+    public static void Encode(ReadOnlySpan<float> row, WeightFormat format, Span<byte> destination)
+    {
+        switch (format)
+        {
+            case WeightFormat.F32:
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(row).CopyTo(destination);
+                break;
+            case WeightFormat.F16:
+                TensorPrimitives.ConvertToHalf(row, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(destination));
+                break;
+            case WeightFormat.Q8_0:
+                BlockQuantization.QuantizeQ8_0(row, destination);
+                break;
+            case WeightFormat.Q4_0:
+                BlockQuantization.QuantizeQ4_0(row, destination);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(format), format, "unknown weight format");
+        }
+    }
+
+    /// <summary>BF16 is the upper half of an F32: widen each 16-bit value and shift it into the high bits.</summary>
+    public static void ConvertBFloat16(ushort* source, uint* destination, int count)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            for (; i <= count - Vector<ushort>.Count; i += Vector<ushort>.Count)
+            {
+                Vector.Widen(Vector.Load(source + i), out Vector<uint> low, out Vector<uint> high);
+                Vector.Store(low << 16, destination + i);
+                Vector.Store(high << 16, destination + i + Vector<uint>.Count);
+            }
+        }
+        for (; i < count; i++)
+            destination[i] = (uint)source[i] << 16;
+    }
+}

@@ -1,0 +1,158 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Threading;
+
+namespace Llama.Compiled;
+
+/// <summary>Work that a <see cref="WorkerPool"/> splits into contiguous ranges of items.</summary>
+public interface IParallelJob
+{
+    /// <summary>Processes items [<paramref name="start"/>, <paramref name="end"/>) on worker <paramref name="worker"/> (0 = the calling thread).</summary>
+    void Execute(int start, int end, int worker);
+}
+
+/// <summary>
+/// A persistent set of threads that run one job at a time, split into contiguous ranges: the calling
+/// thread takes the first range, each worker one of the others. Workers spin briefly between jobs
+/// (a forward pass issues jobs microseconds apart) and then sleep, so an idle pool costs nothing.
+/// Running a job allocates nothing: the job is a struct on the caller's stack, invoked through a
+/// function pointer.
+/// </summary>
+public sealed unsafe class WorkerPool : IDisposable
+{
+    /// <summary>Spins (about 50 µs) before a worker sleeps; long enough to bridge the gaps inside a forward pass.</summary>
+    private const int SpinsBeforeSleep = 20_000;
+
+    private readonly Thread[] _workers;
+    private readonly object _gate = new();
+    private int _generation;
+    private int _pending;
+    private int _sleeping;
+    private bool _disposed;
+
+    private void* _job;
+    private delegate*<void*, int, int, int, void> _invoke;
+    private int _count;
+    private int _grain;
+    private ExceptionDispatchInfo? _failure;
+
+    /// <summary>Creates a pool that runs jobs on <paramref name="threads"/> threads, the caller's included.</summary>
+    public WorkerPool(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        Threads = threads;
+        _workers = new Thread[threads - 1];
+        for (int i = 0; i < _workers.Length; i++)
+        {
+            int worker = i + 1;
+            // Kernels put per-row scratch on the stack; 4 MB covers the widest rows of real models.
+            _workers[i] = new Thread(() => WorkerLoop(worker), maxStackSize: 4 << 20)
+            {
+                IsBackground = true,
+                Name = $"Llama.Compiled worker {worker}",
+            };
+            _workers[i].Start();
+        }
+    }
+
+    /// <summary>Threads that run a job, the caller's included.</summary>
+    public int Threads { get; }
+
+    /// <summary>
+    /// Runs <paramref name="job"/> over items [0, <paramref name="count"/>) split into one range per
+    /// thread, each a multiple of <paramref name="grain"/> items (except the last), and returns when all
+    /// ranges are done. Not reentrant: one job at a time per pool.
+    /// </summary>
+    public void For<TJob>(ref TJob job, int count, int grain) where TJob : struct, IParallelJob
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int parts = Math.Min(Threads, (count + grain - 1) / Math.Max(grain, 1));
+        if (parts <= 1)
+        {
+            job.Execute(0, count, 0);
+            return;
+        }
+
+        // The job stays on this stack frame until every worker has finished with it.
+        TJob local = job;
+        _job = Unsafe.AsPointer(ref local);
+        _invoke = &Invoke<TJob>;
+        _count = count;
+        _grain = grain;
+        _failure = null;
+        Volatile.Write(ref _pending, _workers.Length);
+        Interlocked.Increment(ref _generation);
+        if (Volatile.Read(ref _sleeping) > 0)
+        {
+            lock (_gate)
+                Monitor.PulseAll(_gate);
+        }
+
+        RunPart(0);
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _pending) > 0)
+            spin.SpinOnce(sleep1Threshold: -1);
+        _job = null;
+        _failure?.Throw();
+    }
+
+    /// <summary>Stops the workers.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        Interlocked.Increment(ref _generation);
+        lock (_gate)
+            Monitor.PulseAll(_gate);
+        foreach (Thread worker in _workers)
+            worker.Join();
+    }
+
+    private static void Invoke<TJob>(void* job, int start, int end, int worker) where TJob : struct, IParallelJob =>
+        Unsafe.AsRef<TJob>(job).Execute(start, end, worker);
+
+    /// <summary>Range <paramref name="part"/> of Threads: equal shares rounded to the grain.</summary>
+    private void RunPart(int part)
+    {
+        int blocks = (_count + _grain - 1) / _grain;
+        int start = Math.Min(_count, (int)((long)blocks * part / Threads) * _grain);
+        int end = Math.Min(_count, (int)((long)blocks * (part + 1) / Threads) * _grain);
+        if (start < end)
+            _invoke(_job, start, end, part);
+    }
+
+    private void WorkerLoop(int worker)
+    {
+        int seen = 0;
+        while (true)
+        {
+            int spins = 0;
+            while (Volatile.Read(ref _generation) == seen && spins++ < SpinsBeforeSleep)
+                Thread.SpinWait(1);
+            if (Volatile.Read(ref _generation) == seen)
+            {
+                lock (_gate)
+                {
+                    Interlocked.Increment(ref _sleeping);
+                    while (Volatile.Read(ref _generation) == seen)
+                        Monitor.Wait(_gate);
+                    Interlocked.Decrement(ref _sleeping);
+                }
+            }
+            seen = Volatile.Read(ref _generation);
+            if (_disposed)
+                return;
+            try
+            {
+                RunPart(worker);
+            }
+            catch (Exception e)
+            {
+                _failure ??= ExceptionDispatchInfo.Capture(e);
+            }
+            Interlocked.Decrement(ref _pending);
+        }
+    }
+}
