@@ -20,6 +20,8 @@ internal static class Emitter
         WriteFileHeader(w, plan, "the model: constants, loading, sessions and the forward pass.");
         w.Line("using System;");
         w.Line("using System.Globalization;");
+        w.Line("using System.IO;");
+        w.Line("using System.Runtime.InteropServices;");
         w.Line("using System.Threading;");
         w.Line("using Llama.Compiled;");
         w.Line();
@@ -134,7 +136,8 @@ internal static class Emitter
             private readonly bool _ropeAdjacentPairs;    // rotate pairs (2j, 2j+1) as llama2.c and GGUF store q/k, else (j, j+RopePairs) as Hugging Face does
             private readonly float[] _ropeCos;           // [MaxContext={{s.MaxContext}}, RopePairs={{s.HeadDim / 2}}]
             private readonly float[] _ropeSin;           // [MaxContext={{s.MaxContext}}, RopePairs={{s.HeadDim / 2}}]
-            private volatile bool _disposed;
+            private int _disposed;                       // 1 once Dispose started
+            private int _activeCalls;                    // session calls reading the weights right now
 
             /// <summary>
             /// Loads the weights at <paramref name="path"/> (a model folder or a weights file) and checks
@@ -213,13 +216,29 @@ internal static class Emitter
             /// <summary>Releases the weights; sessions of this model throw <see cref="ObjectDisposedException"/> afterwards.</summary>
             public void Dispose()
             {
-                if (_disposed)
+                if (Interlocked.Exchange(ref _disposed, 1) != 0)
                     return;
-                _disposed = true;
+                // A Forward that entered before Dispose may still read the weights: unmap only after it left.
+                var spin = new SpinWait();
+                while (Volatile.Read(ref _activeCalls) > 0)
+                    spin.SpinOnce();
                 _weights.Dispose();
             }
 
-            private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+            private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+            /// <summary>Registers a session call that reads the weights; throws if the model is disposed.</summary>
+            private void Enter()
+            {
+                Interlocked.Increment(ref _activeCalls);
+                if (Volatile.Read(ref _disposed) != 0)
+                {
+                    Interlocked.Decrement(ref _activeCalls);
+                    throw new ObjectDisposedException(GetType().FullName, "The model was disposed; its sessions cannot run.");
+                }
+            }
+
+            private void Exit() => Interlocked.Decrement(ref _activeCalls);
 
             /// <summary>The weights of one decoder layer: views into the model file.</summary>
             private readonly struct LayerWeights
@@ -284,10 +303,16 @@ internal static class Emitter
                 private int _position;
                 private int _busy;                      // 1 while Forward runs, to detect concurrent use
                 private bool _disposed;
+                private readonly ContextOverflow _overflow; // what Forward does when the tokens do not fit
+                private readonly int _keepTokens;           // positions a context shift never drops
 
                 internal Session({{cls}} model, SessionOptions options)
                 {
                     _model = model;
+                    if (options.KeepTokens < 0 || options.KeepTokens >= MaxContext)
+                        throw new ArgumentOutOfRangeException(nameof(options), options.KeepTokens, $"KeepTokens must be in [0, MaxContext = {MaxContext}).");
+                    _overflow = options.Overflow;
+                    _keepTokens = options.KeepTokens;
                     _pool = new WorkerPool(options.Threads);
                     _keyCache = new float[LayerCount][];
                     _valueCache = new float[LayerCount][];
@@ -328,6 +353,9 @@ internal static class Emitter
                 /// <summary>Evaluates one token at <see cref="Position"/> and returns its logits [VocabSize].</summary>
                 public ReadOnlySpan<float> Forward(int token) => Evaluate(new ReadOnlySpan<int>(in token));
 
+                /// <summary>The logits [VocabSize] of the last evaluated (or restored) token.</summary>
+                public ReadOnlySpan<float> Logits => _logits;
+
                 /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
                 public void Reset() => _position = 0;
 
@@ -353,16 +381,28 @@ internal static class Emitter
                     try
                     {
                         ObjectDisposedException.ThrowIf(_disposed, this);
-                        _model.ThrowIfDisposed();
-                        if (tokens.Length > MaxContext - _position)
-                            throw new InvalidOperationException($"The session is full: position {_position} + {tokens.Length} tokens exceeds MaxContext ({MaxContext}). Call Reset() or use a new session.");
                         foreach (int token in tokens)
                         {
                             if ((uint)token >= VocabSize)
                                 throw new ArgumentOutOfRangeException(nameof(tokens), token, $"Token ids must be in [0, {VocabSize}).");
                         }
-                        for (int start = 0; start < tokens.Length; start += PrefillChunk)
-                            EvaluateChunk(tokens.Slice(start, Math.Min(PrefillChunk, tokens.Length - start)));
+                        if (tokens.Length > MaxContext - _position)
+                        {
+                            if (_overflow != ContextOverflow.Shift || tokens.Length > MaxContext - _keepTokens)
+                                throw new InvalidOperationException($"The session is full: position {_position} + {tokens.Length} tokens exceeds MaxContext ({MaxContext}). Call Reset(), use a new session, or create the session with Overflow = ContextOverflow.Shift.");
+                            // As llama.cpp does: drop half of what is not kept, or more if the tokens need it.
+                            ShiftContext(Math.Max((_position - _keepTokens) / 2, tokens.Length - (MaxContext - _position)));
+                        }
+                        _model.Enter();
+                        try
+                        {
+                            for (int start = 0; start < tokens.Length; start += PrefillChunk)
+                                EvaluateChunk(tokens.Slice(start, Math.Min(PrefillChunk, tokens.Length - start)));
+                        }
+                        finally
+                        {
+                            _model.Exit();
+                        }
                         return _logits;
                     }
                     finally
@@ -439,8 +479,10 @@ internal static class Emitter
                     Kernels.GateUp(_pool, w.Gate, w.Up, _xb, _gate, _up, count{{(upk.IsBlockQuantized ? ", _xQuantized, _xScales" : "")}}{{(s.MlpBias ? ", w.GateBias, w.UpBias" : "")}});
                     {{Call(downk, "w.Down", "_gate", "_x", "count", true)}};{{Bias(s.MlpBias, "_x", "DownBias")}}
                 }
-            }
+
             """);
+        WriteSessionState(w);
+        w.Line("}");
     }
 
     private static (MatMulKernel Q, MatMulKernel Kv, MatMulKernel O, MatMulKernel Up, MatMulKernel Down, MatMulKernel Classifier) Kernels(ForwardPlan plan)
@@ -527,6 +569,131 @@ internal static class Emitter
     /// <summary>A statement adding a bias to every token's row of <paramref name="buffer"/>, or nothing.</summary>
     private static string Bias(bool present, string buffer, string field) =>
         present ? $"\n        Kernels.AddBias({buffer}, w.{field}.Span, count);" : "";
+
+    /// <summary>Context shift and KV cache save/restore: shape-agnostic code over the compiled constants.</summary>
+    private static void WriteSessionState(SourceWriter w)
+    {
+        w.Line("""
+                /// <summary>
+                /// Drops cache positions [keep, keep + discard) and moves the later ones down, as llama.cpp's
+                /// context shift does. Keys are re-rotated by -discard positions (RoPE rotations compose);
+                /// values only move.
+                /// </summary>
+                private void ShiftContext(int discard)
+                {
+                    int keep = _keepTokens, moved = _position - keep - discard;
+                    Span<float> cos = stackalloc float[RopePairs];
+                    Span<float> sin = stackalloc float[RopePairs];
+                    _model._ropeCos.AsSpan(discard * RopePairs, RopePairs).CopyTo(cos);
+                    _model._ropeSin.AsSpan(discard * RopePairs, RopePairs).CopyTo(sin);
+                    for (int j = 0; j < RopePairs; j++)
+                        sin[j] = -sin[j]; // rotate by -discard
+                    for (int layer = 0; layer < LayerCount; layer++)
+                    {
+                        for (int head = 0; head < KvHeadCount; head++)
+                        {
+                            int from = (head * MaxContext + keep + discard) * HeadDim, to = (head * MaxContext + keep) * HeadDim;
+                            _keyCache[layer].AsSpan(from, moved * HeadDim).CopyTo(_keyCache[layer].AsSpan(to));
+                            _valueCache[layer].AsSpan(from, moved * HeadDim).CopyTo(_valueCache[layer].AsSpan(to));
+                            Span<float> keys = _keyCache[layer].AsSpan(to, moved * HeadDim);
+                            if (_model._ropeAdjacentPairs)
+                                Kernels.RopeAdjacentPairs(keys, cos, sin);
+                            else
+                                Kernels.RopeRotateHalf(keys, cos, sin);
+                        }
+                    }
+                    _position -= discard;
+                }
+
+                private const int StateMagic = 0x4B434C4C; // "LLCK"
+                private const int StateVersion = 1;
+
+                /// <summary>
+                /// Writes the session's state (position, last logits, the KV cache up to Position) to
+                /// <paramref name="stream"/>; <see cref="Restore"/> reads it back into a session of the same
+                /// compiled shape. Little-endian floats, as the machine holds them.
+                /// </summary>
+                public void Save(Stream stream)
+                {
+                    ArgumentNullException.ThrowIfNull(stream);
+                    if (Interlocked.Exchange(ref _busy, 1) != 0)
+                        throw new InvalidOperationException("The session is evaluating on another thread.");
+                    try
+                    {
+                        ObjectDisposedException.ThrowIf(_disposed, this);
+                        ReadOnlySpan<int> header = [StateMagic, StateVersion, LayerCount, KvHeadCount, HeadDim, MaxContext, VocabSize, HiddenSize, HeadCount, IntermediateSize, _position];
+                        stream.Write(MemoryMarshal.AsBytes(header));
+                        stream.Write(MemoryMarshal.AsBytes(_logits.AsSpan()));
+                        for (int layer = 0; layer < LayerCount; layer++)
+                        {
+                            for (int head = 0; head < KvHeadCount; head++)
+                            {
+                                stream.Write(MemoryMarshal.AsBytes(_keyCache[layer].AsSpan(head * MaxContext * HeadDim, _position * HeadDim)));
+                                stream.Write(MemoryMarshal.AsBytes(_valueCache[layer].AsSpan(head * MaxContext * HeadDim, _position * HeadDim)));
+                            }
+                        }
+                    }
+                    finally
+                    {
+                        Volatile.Write(ref _busy, 0);
+                    }
+                }
+
+                /// <summary>Replaces the session's state with one written by <see cref="Save"/>.</summary>
+                /// <exception cref="InvalidDataException">The data is not a saved state of this compiled shape, or is truncated; the session is then reset.</exception>
+                public void Restore(Stream stream)
+                {
+                    ArgumentNullException.ThrowIfNull(stream);
+                    if (Interlocked.Exchange(ref _busy, 1) != 0)
+                        throw new InvalidOperationException("The session is evaluating on another thread.");
+                    try
+                    {
+                        ObjectDisposedException.ThrowIf(_disposed, this);
+                        _position = 0;
+                        Span<int> header = stackalloc int[11];
+                        ReadExactly(stream, MemoryMarshal.AsBytes(header));
+                        if (header[0] != StateMagic || header[1] != StateVersion)
+                            throw new InvalidDataException("Not a saved Llama.Compiled session state (bad magic or version).");
+                        ReadOnlySpan<int> expected = [StateMagic, StateVersion, LayerCount, KvHeadCount, HeadDim, MaxContext, VocabSize, HiddenSize, HeadCount, IntermediateSize];
+                        ReadOnlySpan<string> names = ["magic", "version", "LayerCount", "KvHeadCount", "HeadDim", "MaxContext", "VocabSize", "HiddenSize", "HeadCount", "IntermediateSize"];
+                        for (int i = 2; i < expected.Length; i++)
+                        {
+                            if (header[i] != expected[i])
+                                throw new InvalidDataException($"The state was saved by a model of another shape: {names[i]} is {header[i]}, this model has {expected[i]}.");
+                        }
+                        int position = header[10];
+                        if (position < 0 || position > MaxContext)
+                            throw new InvalidDataException($"The saved position {position} is outside [0, {MaxContext}].");
+                        ReadExactly(stream, MemoryMarshal.AsBytes(_logits.AsSpan()));
+                        for (int layer = 0; layer < LayerCount; layer++)
+                        {
+                            for (int head = 0; head < KvHeadCount; head++)
+                            {
+                                ReadExactly(stream, MemoryMarshal.AsBytes(_keyCache[layer].AsSpan(head * MaxContext * HeadDim, position * HeadDim)));
+                                ReadExactly(stream, MemoryMarshal.AsBytes(_valueCache[layer].AsSpan(head * MaxContext * HeadDim, position * HeadDim)));
+                            }
+                        }
+                        _position = position;
+                    }
+                    finally
+                    {
+                        Volatile.Write(ref _busy, 0);
+                    }
+                }
+
+                private static void ReadExactly(Stream stream, Span<byte> buffer)
+                {
+                    try
+                    {
+                        stream.ReadExactly(buffer);
+                    }
+                    catch (EndOfStreamException e)
+                    {
+                        throw new InvalidDataException("The saved session state is truncated.", e);
+                    }
+                }
+            """);
+    }
 
     internal static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
 

@@ -278,9 +278,13 @@ public sealed class GgufWriter : IDisposable
     /// </param>
     /// <param name="vocabulary">The SentencePiece vocabulary to store as <c>tokenizer.ggml.*</c>, or null for none.</param>
     /// <param name="name">Stored as <c>general.name</c>.</param>
+    /// <param name="storeTiedClassifier">
+    /// With tied embeddings, also store the embedding as <c>output.weight</c> (some converters do; llama.cpp
+    /// needs no copy). Ignored for untied models, which always store <c>lm_head.weight</c> as <c>output.weight</c>.
+    /// </param>
     public static void WriteLlama(string path, LlamaModelShape shape, Func<string, float[]> tensor,
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
-        GgufVocabulary? vocabulary = null, string name = "llama")
+        GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(shape);
@@ -309,6 +313,8 @@ public sealed class GgufWriter : IDisposable
         plan.Add(("output_norm.weight", "model.norm.weight", [shape.HiddenSize], 0));
         if (!shape.TiedEmbeddings)
             plan.Add(("output.weight", "lm_head.weight", [shape.VocabSize, shape.HiddenSize], 0));
+        else if (storeTiedClassifier)
+            plan.Add(("output.weight", "model.embed_tokens.weight", [shape.VocabSize, shape.HiddenSize], 0));
 
         using var writer = new GgufWriter(path);
         writer.AddString("general.architecture", "llama");
@@ -354,14 +360,14 @@ public sealed class GgufWriter : IDisposable
         writer.Finish();
     }
 
-    /// <summary><see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string)"/> from a dictionary of Hugging Face names.</summary>
+    /// <summary><see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool)"/> from a dictionary of Hugging Face names.</summary>
     public static void WriteLlama(string path, LlamaModelShape shape, IReadOnlyDictionary<string, float[]> tensors,
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
-        GgufVocabulary? vocabulary = null, string name = "llama")
+        GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         WriteLlama(path, shape, hf => tensors.TryGetValue(hf, out float[]? values) ? values : throw new ArgumentException($"tensor {hf} is missing", nameof(tensors)),
-            matrixType, layout, vocabulary, name);
+            matrixType, layout, vocabulary, name, storeTiedClassifier);
     }
 
     /// <summary>
@@ -631,8 +637,11 @@ public sealed record GgufVocabulary(
     /// <summary>Whether encoding adds EOS (<c>tokenizer.ggml.add_eos_token</c>).</summary>
     public bool AddEos { get; init; }
 
-    internal void AddTo(GgufWriter writer)
+    /// <summary>Adds the <c>tokenizer.ggml.*</c> keys of this vocabulary to <paramref name="writer"/>.</summary>
+    /// <exception cref="ArgumentException">The scores or token types do not match the tokens in number.</exception>
+    public void AddTo(GgufWriter writer)
     {
+        ArgumentNullException.ThrowIfNull(writer);
         if (Scores.Count != Tokens.Count || TokenTypes.Count != Tokens.Count)
             throw new ArgumentException($"the vocabulary has {Tokens.Count} tokens but {Scores.Count} scores and {TokenTypes.Count} token types");
         var scores = new float[Scores.Count];

@@ -6,7 +6,7 @@ using System.Security.Cryptography;
 namespace Llama.Compiled;
 
 /// <summary>
-/// Picks the next token from a model's logits: repetition penalty, then greedy (temperature 0) or
+/// Picks the next token from a model's logits: repetition, frequency and presence penalties, then greedy (temperature 0) or
 /// temperature → softmax → top-k → top-p → min-p → a draw from what is left. Buffers are allocated
 /// once, so <see cref="Sample"/> does not allocate. Not thread-safe: one sampler per sequence.
 /// </summary>
@@ -17,14 +17,20 @@ public sealed class Sampler
     private readonly float _topP;
     private readonly float _minP;
     private readonly float _repetitionPenalty;
+    private readonly float _frequencyPenalty;
+    private readonly float _presencePenalty;
     private readonly int _repetitionWindow;
 
     // Penalized logits, then unnormalized probabilities exp(logit/T - max), one per token.
     private readonly float[] _weights;
     // The tokens still in the running after the filters, as OrderKey values.
     private readonly ulong[] _candidates;
-    // _seen[t] == _stamp marks token t as already penalized in this call.
+    // _seen[t] == _stamp marks token t as already counted in this call.
     private readonly int[] _seen;
+    // Occurrences of token t in the window (valid where _seen[t] == _stamp), for the frequency penalty.
+    private readonly int[] _counts;
+    // The distinct tokens of the window, in first-seen order.
+    private readonly int[] _distinct;
     private int _stamp;
     private Xoshiro256StarStar _rng;
 
@@ -47,6 +53,10 @@ public sealed class Sampler
             throw new ArgumentOutOfRangeException(nameof(options.MinP), options.MinP, "MinP must be in [0, 1] (0 = off).");
         if (!(options.RepetitionPenalty > 0f) || float.IsPositiveInfinity(options.RepetitionPenalty))
             throw new ArgumentOutOfRangeException(nameof(options.RepetitionPenalty), options.RepetitionPenalty, "RepetitionPenalty must be a finite number > 0 (1 = off).");
+        if (!float.IsFinite(options.FrequencyPenalty))
+            throw new ArgumentOutOfRangeException(nameof(options.FrequencyPenalty), options.FrequencyPenalty, "FrequencyPenalty must be a finite number (0 = off).");
+        if (!float.IsFinite(options.PresencePenalty))
+            throw new ArgumentOutOfRangeException(nameof(options.PresencePenalty), options.PresencePenalty, "PresencePenalty must be a finite number (0 = off).");
         if (options.RepetitionWindow < 0)
             throw new ArgumentOutOfRangeException(nameof(options.RepetitionWindow), options.RepetitionWindow, "RepetitionWindow must be >= 0.");
 
@@ -58,11 +68,16 @@ public sealed class Sampler
         _topP = options.TopP;
         _minP = options.MinP;
         _repetitionPenalty = options.RepetitionPenalty;
+        _frequencyPenalty = options.FrequencyPenalty;
+        _presencePenalty = options.PresencePenalty;
         _repetitionWindow = options.RepetitionWindow;
 
         _weights = new float[vocabSize];
         _candidates = new ulong[vocabSize];
-        _seen = _repetitionPenalty != 1f ? new int[vocabSize] : [];
+        bool penalized = HasPenalties;
+        _seen = penalized ? new int[vocabSize] : [];
+        _counts = penalized && _frequencyPenalty != 0f ? new int[vocabSize] : [];
+        _distinct = penalized ? new int[Math.Min(_repetitionWindow, vocabSize)] : [];
 
         Seed = options.Seed ?? RandomSeed();
         _rng = new Xoshiro256StarStar(Seed);
@@ -91,8 +106,8 @@ public sealed class Sampler
 
         Span<float> w = _weights;
         logits.CopyTo(w);
-        if (_repetitionPenalty != 1f && _repetitionWindow > 0)
-            ApplyRepetitionPenalty(w, recentTokens);
+        if (HasPenalties)
+            ApplyPenalties(w, recentTokens);
 
         if (_temperature == 0f)
             return TensorPrimitives.IndexOfMax(w); // the first index among equal maxima
@@ -160,26 +175,50 @@ public sealed class Sampler
         return Draw(w, candidates[..count]);
     }
 
-    private void ApplyRepetitionPenalty(Span<float> logits, ReadOnlySpan<int> recentTokens)
+    private bool HasPenalties =>
+        _repetitionWindow > 0 && (_repetitionPenalty != 1f || _frequencyPenalty != 0f || _presencePenalty != 0f);
+
+    /// <summary>
+    /// llama.cpp's penalties over the last <see cref="SamplingOptions.RepetitionWindow"/> tokens: each
+    /// distinct token's logit is divided (positive) or multiplied (negative) by the repetition penalty,
+    /// then lowered by count × frequency penalty + presence penalty.
+    /// </summary>
+    private void ApplyPenalties(Span<float> logits, ReadOnlySpan<int> recentTokens)
     {
         if (recentTokens.Length > _repetitionWindow)
             recentTokens = recentTokens[^_repetitionWindow..];
-        // llama.cpp penalizes each distinct token once, however often it occurs. A new stamp per call
-        // marks the tokens done without clearing an array every call.
+        // A new stamp per call marks the tokens seen without clearing an array every call.
         if (++_stamp == int.MaxValue)
         {
             Array.Clear(_seen);
             _stamp = 1;
         }
+        bool counting = _counts.Length > 0;
+        int distinct = 0;
         foreach (int token in recentTokens)
         {
             if ((uint)token >= (uint)logits.Length)
                 throw new ArgumentOutOfRangeException(nameof(recentTokens), token, $"Token id outside the vocabulary of {VocabSize}.");
             if (_seen[token] == _stamp)
+            {
+                if (counting)
+                    _counts[token]++;
                 continue;
+            }
             _seen[token] = _stamp;
+            if (counting)
+                _counts[token] = 1;
+            _distinct[distinct++] = token;
+        }
+        foreach (int token in _distinct.AsSpan(0, distinct))
+        {
             float logit = logits[token];
-            logits[token] = logit > 0f ? logit / _repetitionPenalty : logit * _repetitionPenalty;
+            if (_repetitionPenalty != 1f)
+                logit = logit > 0f ? logit / _repetitionPenalty : logit * _repetitionPenalty;
+            if (counting)
+                logit -= _counts[token] * _frequencyPenalty;
+            logit -= _presencePenalty;
+            logits[token] = logit;
         }
     }
 

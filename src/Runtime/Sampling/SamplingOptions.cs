@@ -34,8 +34,26 @@ public sealed record SamplingOptions
     /// </summary>
     public float RepetitionPenalty { get; init; } = 1f;
 
-    /// <summary>How many of the most recent tokens <see cref="RepetitionPenalty"/> looks at. Default 64.</summary>
+    /// <summary>
+    /// How many of the most recent tokens <see cref="RepetitionPenalty"/>, <see cref="FrequencyPenalty"/>
+    /// and <see cref="PresencePenalty"/> look at. Default 64.
+    /// </summary>
     public int RepetitionWindow { get; init; } = 64;
+
+    /// <summary>
+    /// OpenAI's frequency penalty, as llama.cpp applies it: subtracted from the logit of every token
+    /// once per occurrence among the last <see cref="RepetitionWindow"/> tokens (after
+    /// <see cref="RepetitionPenalty"/>). Positive values discourage repeating tokens, negative values
+    /// encourage it. 0 (the default) turns the penalty off.
+    /// </summary>
+    public float FrequencyPenalty { get; init; }
+
+    /// <summary>
+    /// OpenAI's presence penalty, as llama.cpp applies it: subtracted once from the logit of every
+    /// token that occurs among the last <see cref="RepetitionWindow"/> tokens, however often. 0 (the
+    /// default) turns the penalty off.
+    /// </summary>
+    public float PresencePenalty { get; init; }
 
     /// <summary>
     /// Seed of the sampler's random number generator: the same seed, options and logits give the

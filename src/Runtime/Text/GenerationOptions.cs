@@ -1,6 +1,8 @@
+using System.Collections.Generic;
+
 namespace Llama.Compiled;
 
-/// <summary>Options of one <see cref="TextGenerator.Generate"/> call.</summary>
+/// <summary>Options of one <see cref="TextGenerator.Generate(string, GenerationOptions?)"/> call.</summary>
 public sealed record GenerationOptions
 {
     /// <summary>Most tokens to generate after the prompt. Default 256.</summary>
@@ -8,4 +10,18 @@ public sealed record GenerationOptions
 
     /// <summary>How each token is chosen.</summary>
     public SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>
+    /// Texts that end generation when the output contains one of them. The stop sequence itself is not
+    /// output, and text that could be the start of one is held back until it is clear that it is not
+    /// (so a chunk never has to be taken back). Empty strings are ignored. Default: none.
+    /// </summary>
+    public IReadOnlyList<string> StopSequences { get; init; } = [];
+
+    /// <summary>
+    /// Token ids that end generation like an end-of-sequence token (not output, not evaluated), in
+    /// addition to the model's <see cref="LlamaModelShape.EosTokenIds"/>: for example a chat
+    /// template's end-of-turn token. Default: none.
+    /// </summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
 }

@@ -2,6 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
 using Microsoft.ML.Tokenizers;
 
 namespace Llama.Compiled;
@@ -14,13 +17,21 @@ namespace Llama.Compiled;
 /// <code>
 /// var generator = new TextGenerator(session, tokenizer);
 /// Console.Write(prompt);
-/// foreach (string chunk in generator.Generate(prompt, new GenerationOptions { MaxNewTokens = 100 }))
+/// await foreach (string chunk in generator.GenerateAsync(prompt, new GenerationOptions { MaxNewTokens = 100 }, cancellationToken))
 ///     Console.Write(chunk);
 /// Console.WriteLine($" ({generator.LastStats!.DecodeTokensPerSecond:F0} tok/s)");
 /// </code>
 /// </example>
+/// <remarks>
+/// A generator is not thread-safe: one generation at a time. The forward passes run synchronously on
+/// the thread that enumerates (also for the asynchronous methods, which never block on I/O).
+/// </remarks>
 public sealed class TextGenerator
 {
+    // The ids in the session's KV cache, in order, when _sessionKnown; what the next generation may reuse.
+    private readonly List<int> _sessionTokens = [];
+    private bool _sessionKnown;
+
     /// <summary>Creates a generator that runs <paramref name="session"/> and reads and writes text with <paramref name="tokenizer"/>.</summary>
     public TextGenerator(ILlamaSession session, Tokenizer tokenizer)
     {
@@ -30,44 +41,121 @@ public sealed class TextGenerator
         Tokenizer = tokenizer;
     }
 
-    /// <summary>The session generation runs in; each <see cref="Generate"/> resets it.</summary>
+    /// <summary>
+    /// The session generation runs in. Each generation resets it, unless <see cref="ReuseSessionPrefix"/>
+    /// lets it keep what the previous one left in the KV cache.
+    /// </summary>
     public ILlamaSession Session { get; }
 
     /// <summary>The model's tokenizer.</summary>
     public Tokenizer Tokenizer { get; }
 
     /// <summary>
+    /// When true, a generation whose prompt ids start with all the ids already in the session's KV cache
+    /// (the previous prompt and the tokens generated after it) evaluates only the rest of the prompt
+    /// instead of resetting the session and evaluating all of it: a chat's next turn costs only the new
+    /// text. Any other prompt resets the session. Default false (every generation starts afresh).
+    /// </summary>
+    public bool ReuseSessionPrefix { get; set; }
+
+    /// <summary>
+    /// The token ids in the session's KV cache after the latest generation (prompt and evaluated
+    /// generated tokens), or empty when unknown (before the first generation, after an error).
+    /// </summary>
+    public IReadOnlyList<int> SessionTokens => _sessionKnown ? _sessionTokens : [];
+
+    /// <summary>
     /// Counts and timings of the latest generation, set when its enumeration ends (also when the
-    /// caller stops early); <see langword="null"/> before that.
+    /// caller stops early, on cancellation or an error); <see langword="null"/> before that.
     /// </summary>
     public GenerationStats? LastStats { get; private set; }
 
     /// <summary>
+    /// The text, counts and timings of the latest generation, set with <see cref="LastStats"/>.
+    /// </summary>
+    public GenerationResult? LastResult { get; private set; }
+
+    /// <summary>
     /// Generates the continuation of <paramref name="prompt"/> and streams it. Enumerating resets the
     /// session, evaluates the prompt (BOS first) in one batch, then samples token after token until
-    /// an end-of-sequence token or BOS, <see cref="GenerationOptions.MaxNewTokens"/>, or a full
-    /// context. The prompt itself is not part of the output: the caller has it as typed, and the
-    /// chunks continue it (the first chunk keeps its leading space unless the prompt is empty).
+    /// an end-of-sequence token or BOS, a stop token or stop sequence, <see cref="GenerationOptions.MaxNewTokens"/>,
+    /// or a full context. The prompt itself is not part of the output: the caller has it as typed, and
+    /// the chunks continue it (the first chunk keeps its leading space unless the prompt is empty).
     /// </summary>
     /// <exception cref="ArgumentException">The prompt does not fit in the context.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
-    public IEnumerable<string> Generate(string prompt, GenerationOptions? options = null)
+    public IEnumerable<string> Generate(string prompt, GenerationOptions? options = null) =>
+        Generate(prompt, options, CancellationToken.None);
+
+    /// <summary>
+    /// <see cref="Generate(string, GenerationOptions?)"/> with a cancellation token, checked before the
+    /// prefill and between tokens: cancelling stops generation (<see cref="StopReason.Cancelled"/>) and
+    /// the enumeration throws <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public IEnumerable<string> Generate(string prompt, GenerationOptions? options, CancellationToken cancellationToken)
     {
         // Arguments are checked here, when called, rather than on the first MoveNext of the iterator.
-        ArgumentNullException.ThrowIfNull(prompt);
-        options ??= new GenerationOptions();
-        if (options.MaxNewTokens < 0)
-            throw new ArgumentOutOfRangeException(nameof(options.MaxNewTokens), options.MaxNewTokens, "MaxNewTokens must be >= 0.");
-        LlamaModelShape shape = Session.Model.Shape;
-        int[] promptIds = Encode(prompt, shape.BosTokenId);
-        if (promptIds.Length > shape.MaxContext)
-            throw new ArgumentException($"The prompt is {promptIds.Length} tokens; the context holds {shape.MaxContext}.", nameof(prompt));
-        var sampler = new Sampler(shape.VocabSize, options.Sampling);
-        return Run(promptIds, options.MaxNewTokens, sampler);
+        var run = Prepare(EncodePrompt(prompt), options);
+        return Run(run, cancellationToken);
     }
 
-    private int[] Encode(string prompt, int bosTokenId)
+    /// <summary>
+    /// Generates the continuation of a prompt given as token ids, used as they are (add BOS yourself,
+    /// or use <see cref="EncodePrompt"/>); otherwise as <see cref="Generate(string, GenerationOptions?, CancellationToken)"/>.
+    /// The first chunk loses its leading space only when the prompt ends with BOS.
+    /// </summary>
+    /// <exception cref="ArgumentException">The prompt is empty, has an id outside the vocabulary, or does not fit in the context.</exception>
+    public IEnumerable<string> Generate(IReadOnlyList<int> promptIds, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
+        var run = Prepare(CheckIds(promptIds), options);
+        return Run(run, cancellationToken);
+    }
+
+    /// <summary>
+    /// Streams the continuation of <paramref name="prompt"/> as <see cref="Generate(string, GenerationOptions?, CancellationToken)"/>
+    /// does, as an asynchronous sequence. Cancelling <paramref name="cancellationToken"/> (or the token
+    /// given to <c>WithCancellation</c>) stops generation between two tokens with an
+    /// <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var run = Prepare(EncodePrompt(prompt), options);
+        return new SyncAsyncEnumerable<string>(token => Run(run, token), cancellationToken);
+    }
+
+    /// <summary>The asynchronous form of <see cref="Generate(IReadOnlyList{int}, GenerationOptions?, CancellationToken)"/>.</summary>
+    public IAsyncEnumerable<string> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var run = Prepare(CheckIds(promptIds), options);
+        return new SyncAsyncEnumerable<string>(token => Run(run, token), cancellationToken);
+    }
+
+    /// <summary>Generates the whole continuation of <paramref name="prompt"/> and returns it with its counts.</summary>
+    public GenerationResult GenerateText(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        foreach (string _ in Generate(prompt, options, cancellationToken))
+        {
+        }
+        return LastResult!;
+    }
+
+    /// <summary>Generates the whole continuation of <paramref name="prompt"/> and returns it with its counts.</summary>
+    public async Task<GenerationResult> GenerateTextAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        await foreach (string _ in GenerateAsync(prompt, options, cancellationToken).ConfigureAwait(false))
+        {
+        }
+        return LastResult!;
+    }
+
+    /// <summary>
+    /// The ids <see cref="Generate(string, GenerationOptions?)"/> evaluates for <paramref name="prompt"/>:
+    /// the tokenizer's ids with BOS first (added when the tokenizer does not add it).
+    /// </summary>
+    public int[] EncodePrompt(string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        int bosTokenId = Session.Model.Shape.BosTokenId;
         IReadOnlyList<int> ids = Tokenizer.EncodeToIds(prompt);
         // SentencePiece encodes "" to nothing at all, and a tokenizer may be set not to add BOS.
         bool hasBos = ids.Count > 0 && ids[0] == bosTokenId;
@@ -78,47 +166,114 @@ public sealed class TextGenerator
         return result;
     }
 
-    private IEnumerable<string> Run(int[] promptIds, int maxNewTokens, Sampler sampler)
+    private int[] CheckIds(IReadOnlyList<int> promptIds)
     {
+        ArgumentNullException.ThrowIfNull(promptIds);
+        if (promptIds.Count == 0)
+            throw new ArgumentException("The prompt has no tokens; start it with BOS.", nameof(promptIds));
+        int vocabSize = Session.Model.Shape.VocabSize;
+        int[] ids = new int[promptIds.Count];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            int id = promptIds[i];
+            if ((uint)id >= (uint)vocabSize)
+                throw new ArgumentException($"Token id {id} at index {i} is outside the vocabulary of {vocabSize}.", nameof(promptIds));
+            ids[i] = id;
+        }
+        return ids;
+    }
+
+    /// <summary>Everything a generation needs, checked before it starts.</summary>
+    private sealed record RunSetup(int[] PromptIds, GenerationOptions Options, Sampler Sampler);
+
+    private RunSetup Prepare(int[] promptIds, GenerationOptions? options)
+    {
+        options ??= new GenerationOptions();
+        if (options.MaxNewTokens < 0)
+            throw new ArgumentOutOfRangeException(nameof(options.MaxNewTokens), options.MaxNewTokens, "MaxNewTokens must be >= 0.");
+        ArgumentNullException.ThrowIfNull(options.StopSequences, nameof(options.StopSequences));
+        ArgumentNullException.ThrowIfNull(options.StopTokenIds, nameof(options.StopTokenIds));
+        LlamaModelShape shape = Session.Model.Shape;
+        if (promptIds.Length > shape.MaxContext)
+            throw new ArgumentException($"The prompt is {promptIds.Length} tokens; the context holds {shape.MaxContext}.", "prompt");
+        return new RunSetup(promptIds, options, new Sampler(shape.VocabSize, options.Sampling));
+    }
+
+    /// <summary>How many ids at the start of the prompt are already in the KV cache and can be kept.</summary>
+    private int ReusablePrefix(int[] promptIds)
+    {
+        if (!ReuseSessionPrefix || !_sessionKnown || _sessionTokens.Count == 0)
+            return 0;
+        // At least one prompt id must be evaluated: its logits choose the first token.
+        if (_sessionTokens.Count >= promptIds.Length || Session.Position != _sessionTokens.Count)
+            return 0;
+        return promptIds.AsSpan(0, _sessionTokens.Count).SequenceEqual(CollectionsMarshal.AsSpan(_sessionTokens))
+            ? _sessionTokens.Count
+            : 0;
+    }
+
+    private IEnumerable<string> Run(RunSetup setup, CancellationToken cancellationToken)
+    {
+        int[] promptIds = setup.PromptIds;
+        GenerationOptions options = setup.Options;
+        Sampler sampler = setup.Sampler;
+        int maxNewTokens = options.MaxNewTokens;
         LlamaModelShape shape = Session.Model.Shape;
         var tokens = new List<int>(promptIds.Length + Math.Min(maxNewTokens, shape.MaxContext));
         tokens.AddRange(promptIds);
         var decoder = new StreamingDecoder(Tokenizer, promptIds);
-        int generated = 0;
+        var stops = new StopSequenceMatcher(options.StopSequences);
+        var text = new StringBuilder();
+        int generated = 0, reused = 0;
         long prefillTicks = 0, decodeTicks = 0;
         StopReason reason = StopReason.Abandoned;
         try
         {
+            cancellationToken.ThrowIfCancellationRequested();
             long started = Stopwatch.GetTimestamp();
-            Session.Reset();
+            reused = ReusablePrefix(promptIds);
+            if (reused == 0)
+            {
+                _sessionKnown = false;
+                Session.Reset();
+                _sessionTokens.Clear();
+                _sessionKnown = true;
+            }
+            ReadOnlySpan<int> prefill = promptIds.AsSpan(reused);
             if (maxNewTokens == 0)
             {
-                Session.Forward(promptIds);
+                Feed(prefill);
                 prefillTicks = Stopwatch.GetTimestamp() - started;
                 reason = StopReason.MaxNewTokens;
                 yield break;
             }
             // Time to the first token: the prompt's forward pass and the first draw.
-            int next = SampleNext(sampler, Session.Forward(promptIds), tokens);
+            int next = SampleNext(sampler, Feed(prefill), tokens);
             long resumed = Stopwatch.GetTimestamp();
             prefillTicks = resumed - started;
 
             while (true)
             {
-                if (next == shape.BosTokenId || Contains(shape.EosTokenIds, next))
+                if (next == shape.BosTokenId || Contains(shape.EosTokenIds, next) || Contains(options.StopTokenIds, next))
                 {
                     reason = StopReason.EndOfSequence;
                     break;
                 }
                 tokens.Add(next);
                 generated++;
-                string chunk = decoder.Append(next);
+                string chunk = stops.Push(decoder.Append(next));
                 if (chunk.Length > 0)
                 {
+                    text.Append(chunk);
                     // The caller's time between chunks is not generation time.
                     decodeTicks += Stopwatch.GetTimestamp() - resumed;
                     yield return chunk;
                     resumed = Stopwatch.GetTimestamp();
+                }
+                if (stops.Matched)
+                {
+                    reason = StopReason.StopSequence;
+                    break;
                 }
                 if (generated == maxNewTokens)
                 {
@@ -130,24 +285,69 @@ public sealed class TextGenerator
                     reason = StopReason.ContextFull;
                     break;
                 }
-                next = SampleNext(sampler, Session.Forward(next), tokens);
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    reason = StopReason.Cancelled;
+                    decodeTicks += Stopwatch.GetTimestamp() - resumed;
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+                next = SampleNext(sampler, Feed(next), tokens);
             }
 
-            string rest = decoder.Flush();
+            // What the decoder still holds (an incomplete character) may complete a stop sequence too.
+            string rest = string.Empty;
+            if (!stops.Matched)
+            {
+                rest = stops.Push(decoder.Flush());
+                if (stops.Matched)
+                    reason = StopReason.StopSequence;
+                else
+                    rest += stops.Flush();
+            }
             decodeTicks += Stopwatch.GetTimestamp() - resumed;
             if (rest.Length > 0)
+            {
+                text.Append(rest);
                 yield return rest;
+            }
         }
         finally
         {
-            LastStats = new GenerationStats(
+            if (reason == StopReason.Abandoned && cancellationToken.IsCancellationRequested)
+                reason = StopReason.Cancelled;
+            var stats = new GenerationStats(
                 promptIds.Length,
                 generated,
                 Stopwatch.GetElapsedTime(0, prefillTicks),
                 Stopwatch.GetElapsedTime(0, decodeTicks),
                 reason,
-                sampler.Seed);
+                sampler.Seed)
+            {
+                ReusedPromptTokens = reused,
+            };
+            LastStats = stats;
+            LastResult = new GenerationResult(text.ToString(), stats);
         }
+    }
+
+    /// <summary>Evaluates <paramref name="ids"/> and records them as being in the KV cache.</summary>
+    private ReadOnlySpan<float> Feed(ReadOnlySpan<int> ids)
+    {
+        // Should the forward pass throw, what the cache holds is unknown: the next generation resets.
+        _sessionKnown = false;
+        ReadOnlySpan<float> logits = Session.Forward(ids);
+        _sessionTokens.AddRange(ids);
+        _sessionKnown = true;
+        return logits;
+    }
+
+    private ReadOnlySpan<float> Feed(int id)
+    {
+        _sessionKnown = false;
+        ReadOnlySpan<float> logits = Session.Forward(id);
+        _sessionTokens.Add(id);
+        _sessionKnown = true;
+        return logits;
     }
 
     // The logits span cannot be a local of the iterator (it would live across a yield), so the

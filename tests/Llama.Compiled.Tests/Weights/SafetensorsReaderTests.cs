@@ -4,7 +4,7 @@ using System.IO;
 using System.Text;
 using Xunit;
 
-namespace Llama.Compiled.Tests;
+namespace Llama.Compiled.Tests.Weights;
 
 public sealed class SafetensorsReaderTests : IDisposable
 {
@@ -130,7 +130,7 @@ public sealed class SafetensorsReaderTests : IDisposable
         Assert.Contains(missingFolder, noDir.Message);
 
         var e = Assert.Throws<ModelFormatException>(() => ModelWeights.Open(_dir));
-        Assert.Equal($"no weights found in folder {_dir}: expected model.safetensors or model.safetensors.index.json", e.Message);
+        Assert.Equal($"no weights found in folder {_dir}: expected model.safetensors, model.safetensors.index.json, one .gguf file or one llama2.c .bin checkpoint", e.Message);
 
         string other = WriteFile("model.gguf", [1, 2, 3]);
         Assert.Throws<ModelFormatException>(() => ModelWeights.Open(other));

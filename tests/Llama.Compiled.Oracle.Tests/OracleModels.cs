@@ -1,0 +1,132 @@
+using System;
+using System.Collections.Generic;
+
+namespace Llama.Compiled.Oracle.Tests;
+
+// stories260K, the real model, compiled from its Hugging Face config in ../shared.
+[LlamaModel("stories260K/hf/config.json")]
+public partial class Stories260K;
+
+[LlamaModel("stories260K/hf/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Stories260KQ8;
+
+// Random-weight shapes: one config each under Models/, compiled as F32, Q8_0 and (where every
+// matrix width is a multiple of 32) Q4_0.
+
+/// <summary>GQA 1 (4/4 heads), head_dim 64, tied, vocab 512.</summary>
+[LlamaModel("Models/gqa1-hd64-tied/config.json")]
+public partial class Gqa1Hd64Tied;
+
+[LlamaModel("Models/gqa1-hd64-tied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa1Hd64TiedQ8;
+
+[LlamaModel("Models/gqa1-hd64-tied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa1Hd64TiedQ4;
+
+/// <summary>GQA 2 (8/4 heads), head_dim 8, untied, vocab 1000 (not a multiple of 32).</summary>
+[LlamaModel("Models/gqa2-hd8-untied/config.json")]
+public partial class Gqa2Hd8Untied;
+
+[LlamaModel("Models/gqa2-hd8-untied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa2Hd8UntiedQ8;
+
+[LlamaModel("Models/gqa2-hd8-untied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa2Hd8UntiedQ4;
+
+/// <summary>GQA 4 (4/1 heads), head_dim 128, tied, vocab 2048.</summary>
+[LlamaModel("Models/gqa4-hd128-tied/config.json")]
+public partial class Gqa4Hd128Tied;
+
+[LlamaModel("Models/gqa4-hd128-tied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa4Hd128TiedQ8;
+
+[LlamaModel("Models/gqa4-hd128-tied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa4Hd128TiedQ4;
+
+/// <summary>GQA 8 (8/1 heads), head_dim 64, untied, vocab 4096.</summary>
+[LlamaModel("Models/gqa8-hd64-untied/config.json")]
+public partial class Gqa8Hd64Untied;
+
+[LlamaModel("Models/gqa8-hd64-untied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa8Hd64UntiedQ8;
+
+[LlamaModel("Models/gqa8-hd64-untied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa8Hd64UntiedQ4;
+
+/// <summary>GQA 1 (2/2 heads), head_dim 128, tied, vocab 32000 (the Llama 2 vocabulary size).</summary>
+[LlamaModel("Models/gqa1-hd128-v32000-tied/config.json")]
+public partial class Gqa1Hd128V32000Tied;
+
+[LlamaModel("Models/gqa1-hd128-v32000-tied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa1Hd128V32000TiedQ8;
+
+[LlamaModel("Models/gqa1-hd128-v32000-tied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa1Hd128V32000TiedQ4;
+
+/// <summary>GQA 2 (4/2 heads), head_dim 64, untied, vocab 3000, FFN 672.</summary>
+[LlamaModel("Models/gqa2-hd64-untied/config.json")]
+public partial class Gqa2Hd64Untied;
+
+[LlamaModel("Models/gqa2-hd64-untied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa2Hd64UntiedQ8;
+
+[LlamaModel("Models/gqa2-hd64-untied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa2Hd64UntiedQ4;
+
+/// <summary>
+/// GQA 4 (16/4 heads), head_dim 8, tied, FFN 344: down_proj's 344 columns are not 32-blocks, so the
+/// quantized file stores it as F16 (as llama.cpp's converter does) and the Q8_0 model computes it in F32.
+/// </summary>
+[LlamaModel("Models/gqa4-hd8-ffn344-tied/config.json")]
+public partial class Gqa4Hd8Ffn344Tied;
+
+[LlamaModel("Models/gqa4-hd8-ffn344-tied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa4Hd8Ffn344TiedQ8;
+
+/// <summary>A compiled shape and its compiled classes, by compute format.</summary>
+/// <param name="Name">The folder under Models/.</param>
+/// <param name="Shape">The compiled constants (all formats share them).</param>
+/// <param name="Seed">Seed of the random weights.</param>
+/// <param name="Loaders">Load(path) of the class compiled for each format.</param>
+public sealed record OracleShape(string Name, LlamaModelShape Shape, int Seed, IReadOnlyDictionary<WeightFormat, Func<string, ILlamaModel>> Loaders)
+{
+    public override string ToString() => Name;
+}
+
+/// <summary>Every random-weight shape the oracle tests run.</summary>
+public static class OracleShapes
+{
+    public static IReadOnlyList<OracleShape> All { get; } =
+    [
+        Make("gqa1-hd64-tied", Gqa1Hd64Tied.CompiledShape, 101, Gqa1Hd64Tied.Load, Gqa1Hd64TiedQ8.Load, Gqa1Hd64TiedQ4.Load),
+        Make("gqa2-hd8-untied", Gqa2Hd8Untied.CompiledShape, 102, Gqa2Hd8Untied.Load, Gqa2Hd8UntiedQ8.Load, Gqa2Hd8UntiedQ4.Load),
+        Make("gqa4-hd128-tied", Gqa4Hd128Tied.CompiledShape, 103, Gqa4Hd128Tied.Load, Gqa4Hd128TiedQ8.Load, Gqa4Hd128TiedQ4.Load),
+        Make("gqa8-hd64-untied", Gqa8Hd64Untied.CompiledShape, 104, Gqa8Hd64Untied.Load, Gqa8Hd64UntiedQ8.Load, Gqa8Hd64UntiedQ4.Load),
+        Make("gqa1-hd128-v32000-tied", Gqa1Hd128V32000Tied.CompiledShape, 105, Gqa1Hd128V32000Tied.Load, Gqa1Hd128V32000TiedQ8.Load, Gqa1Hd128V32000TiedQ4.Load),
+        Make("gqa2-hd64-untied", Gqa2Hd64Untied.CompiledShape, 106, Gqa2Hd64Untied.Load, Gqa2Hd64UntiedQ8.Load, Gqa2Hd64UntiedQ4.Load),
+        Make("gqa4-hd8-ffn344-tied", Gqa4Hd8Ffn344Tied.CompiledShape, 107, Gqa4Hd8Ffn344Tied.Load, Gqa4Hd8Ffn344TiedQ8.Load, null),
+    ];
+
+    public static OracleShape Get(string name)
+    {
+        foreach (OracleShape shape in All)
+        {
+            if (shape.Name == name)
+                return shape;
+        }
+        throw new ArgumentException($"no oracle shape named {name}", nameof(name));
+    }
+
+    private static OracleShape Make(string name, LlamaModelShape shape, int seed,
+        Func<string, ILlamaModel> f32, Func<string, ILlamaModel> q8, Func<string, ILlamaModel>? q4)
+    {
+        var loaders = new Dictionary<WeightFormat, Func<string, ILlamaModel>>
+        {
+            [WeightFormat.F32] = f32,
+            [WeightFormat.Q8_0] = q8,
+        };
+        if (q4 is not null)
+            loaders[WeightFormat.Q4_0] = q4;
+        return new OracleShape(name, shape, seed, loaders);
+    }
+}
