@@ -147,7 +147,7 @@ internal static class Emitter
             public static {{cls}} Load(string path)
             {
                 ArgumentNullException.ThrowIfNull(path);
-                ModelWeights weights = ModelWeights.Open(path);
+                ModelWeights weights = ModelWeights.Open(path, CompiledShape);
                 try
                 {
                     return new {{cls}}(weights);

@@ -45,7 +45,8 @@ internal static class RandomWeights
             Matrix(p + "self_attn.q_proj.weight", qDim, c.HiddenSize, 2);
             Matrix(p + "self_attn.k_proj.weight", kvDim, c.HiddenSize, 2);
             Matrix(p + "self_attn.v_proj.weight", kvDim, c.HiddenSize);
-            Matrix(p + "self_attn.o_proj.weight", c.HiddenSize, qDim);
+            // Larger o/down so the layers, not the (tied) embedding, decide the next token.
+            Matrix(p + "self_attn.o_proj.weight", c.HiddenSize, qDim, 2);
             if (c.QkvBias)
             {
                 Vector(p + "self_attn.q_proj.bias", qDim, 0, 0.5);
@@ -57,7 +58,7 @@ internal static class RandomWeights
             Vector(p + "post_attention_layernorm.weight", c.HiddenSize, 1, 0.3);
             Matrix(p + "mlp.gate_proj.weight", c.IntermediateSize, c.HiddenSize, 2);
             Matrix(p + "mlp.up_proj.weight", c.IntermediateSize, c.HiddenSize);
-            Matrix(p + "mlp.down_proj.weight", c.HiddenSize, c.IntermediateSize);
+            Matrix(p + "mlp.down_proj.weight", c.HiddenSize, c.IntermediateSize, 2);
             if (c.MlpBias)
             {
                 Vector(p + "mlp.gate_proj.bias", c.IntermediateSize, 0, 0.5);

@@ -24,7 +24,7 @@ internal sealed record ReferenceConfig(
     bool QkvBias,
     bool OutputBias,
     bool MlpBias,
-    Llama3RopeScaling? Llama3Scaling)
+    RopeScaling? Scaling)
 {
     public static ReferenceConfig Load(string fileName) =>
         Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Configs", fileName)));
@@ -41,17 +41,17 @@ internal sealed record ReferenceConfig(
         bool Bool(string key) => c.TryGetProperty(key, out JsonElement e) && e.ValueKind == JsonValueKind.True;
         double Number(string key, double fallback) => c.TryGetProperty(key, out JsonElement e) && e.ValueKind == JsonValueKind.Number ? e.GetDouble() : fallback;
 
-        Llama3RopeScaling? scaling = null;
+        RopeScaling? scaling = null;
         if (c.TryGetProperty("rope_scaling", out JsonElement rs) && rs.ValueKind == JsonValueKind.Object)
         {
             string type = (rs.TryGetProperty("rope_type", out JsonElement t) ? t : rs.GetProperty("type")).GetString()!;
-            if (type != "llama3")
-                throw new NotSupportedException("the reference implements only llama3 rope scaling");
-            scaling = new Llama3RopeScaling(
-                rs.GetProperty("factor").GetDouble(),
-                rs.GetProperty("low_freq_factor").GetDouble(),
-                rs.GetProperty("high_freq_factor").GetDouble(),
-                rs.GetProperty("original_max_position_embeddings").GetDouble());
+            double Scaling(string key) => rs.TryGetProperty(key, out JsonElement e) ? e.GetDouble() : double.NaN;
+            scaling = type switch
+            {
+                "llama3" or "linear" => new RopeScaling(type, Scaling("factor"), Scaling("low_freq_factor"),
+                    Scaling("high_freq_factor"), Scaling("original_max_position_embeddings")),
+                _ => throw new NotSupportedException("the reference implements llama3 and linear rope scaling, not " + type),
+            };
         }
 
         bool attentionBias = modelType != "mistral" && Bool("attention_bias");
@@ -76,5 +76,5 @@ internal sealed record ReferenceConfig(
     }
 }
 
-/// <summary>rope_scaling of type llama3.</summary>
-internal sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, double OriginalMaxPositions);
+/// <summary>rope_scaling: "llama3" (all four parameters) or "linear" (factor only).</summary>
+internal sealed record RopeScaling(string Type, double Factor, double LowFreqFactor, double HighFreqFactor, double OriginalMaxPositions);

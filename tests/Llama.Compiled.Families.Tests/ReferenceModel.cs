@@ -6,7 +6,7 @@ namespace Llama.Compiled.Families.Tests;
 /// <summary>
 /// An independent forward pass with transformers semantics, in plain loops with double accumulation:
 /// RMSNorm, rotate-half RoPE on the Hugging Face layout (with llama3 rope scaling as
-/// <c>_compute_llama3_parameters</c>), grouped-query softmax attention, SwiGLU, the biases the config
+/// <c>_compute_llama3_parameters</c>, or linear scaling), grouped-query softmax attention, SwiGLU, the biases the config
 /// has, tied or untied classifier. No KV cache: every call recomputes the whole sequence.
 /// </summary>
 internal sealed class ReferenceModel(ReferenceConfig config, IReadOnlyDictionary<string, float[]> weights)
@@ -24,7 +24,13 @@ internal sealed class ReferenceModel(ReferenceConfig config, IReadOnlyDictionary
         var invFreq = new double[half];
         for (int j = 0; j < half; j++)
             invFreq[j] = 1.0 / Math.Pow(_c.RopeTheta, 2.0 * j / _c.HeadDim);
-        if (_c.Llama3Scaling is { } s)
+        if (_c.Scaling is { Type: "linear" } linear)
+        {
+            // transformers.modeling_rope_utils._compute_linear_scaling_rope_parameters: inv_freq /= factor
+            for (int j = 0; j < half; j++)
+                invFreq[j] /= linear.Factor;
+        }
+        else if (_c.Scaling is { Type: "llama3" } s)
         {
             // transformers.modeling_rope_utils._compute_llama3_parameters
             double lowFreqWavelen = s.OriginalMaxPositions / s.LowFreqFactor;

@@ -220,6 +220,16 @@ public sealed class DiagnosticCatalogueTests
     }
 
     [Fact]
+    public void LLC0005_OutOfRangeTokenListIsReportedOnce()
+    {
+        // One bad key is one diagnostic, not one per element of the list.
+        ConfigBuilder config = ConfigBuilder.Tiny().With("eos_token_id", "[" + string.Join(", ", Enumerable.Range(1000, 1000)) + "]");
+        Diagnostic d = Single(RunConfig(config), "LLC0005");
+        Assert.Contains("'eos_token_id'", d.GetMessage());
+        AssertAtKey(d, config, "eos_token_id");
+    }
+
+    [Fact]
     public void LLC0005_HiddenSizeNotDivisibleByHeadsWithoutHeadDim()
     {
         ConfigBuilder config = ConfigBuilder.Tiny().With("hidden_size", "100");

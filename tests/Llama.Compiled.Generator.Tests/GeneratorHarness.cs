@@ -74,16 +74,6 @@ internal static class GeneratorHarness
         return new GeneratorRun((CSharpCompilation)output, diagnostics, result.GeneratedSources, driver);
     }
 
-    /// <summary>
-    /// Runs the generator on <paramref name="compilation"/> with <paramref name="driver"/> and returns
-    /// the raw result, exception included (for tests that assert the generator never throws).
-    /// </summary>
-    public static (GeneratorDriver Driver, GeneratorRunResult Result) RunRaw(GeneratorDriver driver, Compilation compilation)
-    {
-        driver = driver.RunGenerators(compilation);
-        return (driver, driver.GetRunResult().Results.Single());
-    }
-
     /// <summary>A user source with one model class on a config at /project/models/config.json.</summary>
     public static string ModelSource(string attributeArguments = "\"models/config.json\"", string declaration = "public partial class TestModel;") => $$"""
         using Llama.Compiled;

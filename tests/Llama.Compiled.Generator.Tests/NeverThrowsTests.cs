@@ -23,7 +23,7 @@ public sealed class NeverThrowsTests(ITestOutputHelper output)
     private const int Seed = 20_260_311;
 
     /// <summary>Compile the output of every Nth clean run (compiling is ~100x slower than generating).</summary>
-    private const int CompileEvery = 25;
+    private const int CompileEvery = 10;
 
     [Fact]
     public void HostileConfigsBecomeDiagnosticsNeverExceptions()
@@ -115,6 +115,26 @@ public sealed class NeverThrowsTests(ITestOutputHelper output)
             Assert.Contains("num_hidden_layers", d.GetMessage());
             Assert.Empty(result.Sources);
         }
+    }
+
+    /// <summary>An AdditionalFiles item whose text cannot be read (GetText returns null, as for an unreadable file).</summary>
+    private sealed class UnreadableText(string path) : AdditionalText
+    {
+        public override string Path { get; } = path;
+
+        public override Microsoft.CodeAnalysis.Text.SourceText? GetText(System.Threading.CancellationToken cancellationToken = default) => null;
+    }
+
+    [Fact]
+    public void UnreadableConfigIsADiagnostic()
+    {
+        CSharpCompilation compilation = GeneratorHarness.CreateCompilation(GeneratorHarness.ModelSource());
+        GeneratorDriver driver = GeneratorHarness.CreateDriver([new UnreadableText(ConfigPath)]).RunGenerators(compilation);
+        GeneratorRunResult result = driver.GetRunResult().Results.Single();
+        Assert.Null(result.Exception);
+        Diagnostic d = Assert.Single(result.Diagnostics);
+        Assert.StartsWith("LLC", d.Id);
+        Assert.Empty(result.GeneratedSources);
     }
 
     private static string Excerpt(string text)

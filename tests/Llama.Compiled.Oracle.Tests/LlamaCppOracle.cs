@@ -80,15 +80,24 @@ public sealed class LlamaCppOracle : IDisposable
         }
         _vocabSize = _weights.Vocab.Count;
         Path = ggufPath;
-        Threads = threads;
         BatchSize = batchSize;
     }
 
     /// <summary>The GGUF file.</summary>
     public string Path { get; }
 
-    /// <summary>Threads llama.cpp uses.</summary>
-    public int Threads { get; }
+    /// <summary>Threads llama.cpp uses for single tokens and for batches (llama_set_n_threads).</summary>
+    public int Threads
+    {
+        get => _context.GenerationThreads;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _context.GenerationThreads = value;
+            _context.BatchThreads = value;
+        }
+    }
 
     /// <summary>The most tokens one <see cref="Evaluate"/> call takes.</summary>
     public int BatchSize { get; }

@@ -14,14 +14,15 @@ namespace Llama.Compiled.Oracle;
 /// </summary>
 /// <remarks>
 /// Standard deviations (H hidden, I intermediate, Q = heads·head_dim): embedding 1; q/k 1.5/√H; v 1/√H;
-/// o 3/√Q; gate/up 1/√H; down 3/√I; untied classifier 1/√H·4; norms 1 + N(0, 0.1).
+/// o 3/√Q; gate/up 1/√H; down 3/√I; untied classifier 4/√H; layer norms 1 + N(0, 0.1); the final norm
+/// N(0, 1) (random signs, so a tied classifier does not favour the current token).
 /// With N(0, 0.02) weights and unit norms a small model's logits are near-uniform and its residual is the
 /// embedding alone — a test that could not see a wrong RoPE.
 /// </remarks>
 public static class RandomLlama
 {
     /// <summary>Scale of what attention and the FFN add to the residual stream, relative to the embedding.</summary>
-    public static float Gain { get; set; } = float.Parse(Environment.GetEnvironmentVariable("ORACLE_GAIN") ?? "3", System.Globalization.CultureInfo.InvariantCulture);
+    private const float Gain = 3f;
 
     /// <summary>The Hugging Face tensor names of <paramref name="shape"/> in file order.</summary>
     public static IEnumerable<string> TensorNames(LlamaModelShape shape)
@@ -54,7 +55,10 @@ public static class RandomLlama
         {
             "model.embed_tokens.weight" => (shape.VocabSize * h, 0f, 1f),
             "lm_head.weight" => (shape.VocabSize * h, 0f, 4f / MathF.Sqrt(h)),
-            "model.norm.weight" or "input_layernorm.weight" or "post_attention_layernorm.weight" => (h, 1f, 0.1f),
+            // The final norm's weights have random signs: with tied embeddings the classifier is the embedding, and
+            // positive weights would make the current token's own logit win at every step (a constant sequence).
+            "model.norm.weight" => (h, 0f, 1f),
+            "input_layernorm.weight" or "post_attention_layernorm.weight" => (h, 1f, 0.1f),
             "self_attn.q_proj.weight" => (q * h, 0f, 1.5f / MathF.Sqrt(h)),
             "self_attn.k_proj.weight" => (kv * h, 0f, 1.5f / MathF.Sqrt(h)),
             "self_attn.v_proj.weight" => (kv * h, 0f, 1f / MathF.Sqrt(h)),

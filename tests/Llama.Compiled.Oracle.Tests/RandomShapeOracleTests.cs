@@ -43,6 +43,15 @@ public sealed class RandomShapeOracleTests(ITestOutputHelper output)
         c.AssertMeaningful();
         c.AssertTokensIdentical(Steps);
         c.AssertLogitsClose(1e-4f);
+
+        // Batched prefill (a separate, tiled code path) of the same 32 tokens: the last token's logits.
+        using ILlamaSession session = ours.CreateSession();
+        float[] batched = session.Forward(c.Tokens).ToArray();
+        float[] expected = c.LlamaLogits[^1];
+        float diff = OracleComparison.MaxAbsDiff(batched, expected);
+        float scale = expected.Max(Math.Abs);
+        output.WriteLine($"{name} F32 batched prefill of {Steps} tokens: max |diff| vs llama.cpp {OracleComparison.F(diff)} ({OracleComparison.F(diff / scale)} × max|logit|)");
+        Assert.True(diff <= 1e-4f * scale, $"{name}: batched prefill logits differ from llama.cpp by {diff} (> 1e-4 × {scale})");
     }
 
     [Theory]

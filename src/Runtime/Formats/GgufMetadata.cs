@@ -109,22 +109,19 @@ public sealed class GgufMetadata
     public int[]? GetInt32Array(string key)
     {
         object? value = Get(key);
-        switch (value)
-        {
-            case null:
-                return null;
-            case int[] ints:
-                return ints;
-            case byte[] a: return Narrow(key, a, v => v);
-            case sbyte[] a: return Narrow(key, a, v => v);
-            case ushort[] a: return Narrow(key, a, v => v);
-            case short[] a: return Narrow(key, a, v => v);
-            case uint[] a: return Narrow(key, a, v => v);
-            case long[] a: return Narrow(key, a, v => v);
-            case ulong[] a: return Narrow(key, a, v => v > long.MaxValue ? long.MaxValue : (long)v);
-            default:
-                throw WrongType(key, value, "an array of integers");
-        }
+        if (value is null)
+            return null;
+        // Exact types: the runtime lets a uint[] pass as an int[] in type tests.
+        Type type = value.GetType();
+        if (type == typeof(int[])) return (int[])value;
+        if (type == typeof(byte[])) return Narrow(key, (byte[])value, v => v);
+        if (type == typeof(sbyte[])) return Narrow(key, (sbyte[])value, v => v);
+        if (type == typeof(ushort[])) return Narrow(key, (ushort[])value, v => v);
+        if (type == typeof(short[])) return Narrow(key, (short[])value, v => v);
+        if (type == typeof(uint[])) return Narrow(key, (uint[])value, v => v);
+        if (type == typeof(long[])) return Narrow(key, (long[])value, v => v);
+        if (type == typeof(ulong[])) return Narrow(key, (ulong[])value, v => v > long.MaxValue ? long.MaxValue : (long)v);
+        throw WrongType(key, value, "an array of integers");
     }
 
     private int[] Narrow<T>(string key, T[] values, Func<T, long> widen)
@@ -179,22 +176,22 @@ public sealed class GgufMetadata
         ulong => "a uint64",
         long => "an int64",
         double => "a float64",
-        object[] => "an array of arrays",
-        Array => "an array of " + value switch
+        Array => GgufWriter.ArrayElementTypeOf(value.GetType()) switch
         {
-            byte[] => "uint8",
-            sbyte[] => "int8",
-            ushort[] => "uint16",
-            short[] => "int16",
-            uint[] => "uint32",
-            int[] => "int32",
-            float[] => "float32",
-            bool[] => "bool",
-            string[] => "string",
-            ulong[] => "uint64",
-            long[] => "int64",
-            double[] => "float64",
-            _ => "values",
+            0 => "an array of uint8",
+            1 => "an array of int8",
+            2 => "an array of uint16",
+            3 => "an array of int16",
+            4 => "an array of uint32",
+            5 => "an array of int32",
+            6 => "an array of float32",
+            7 => "an array of bool",
+            8 => "an array of string",
+            9 => "an array of arrays",
+            10 => "an array of uint64",
+            11 => "an array of int64",
+            12 => "an array of float64",
+            _ => "an array",
         },
         _ => "a value",
     };

@@ -490,16 +490,31 @@ public sealed class GgufWriter : IDisposable
 
     private long Align(long length) => (length + _alignment - 1) / _alignment * _alignment;
 
+    /// <summary>
+    /// The GGUF element type of a CLR array, by exact type: the runtime lets an <c>int[]</c> pass as a
+    /// <c>uint[]</c> (and <c>sbyte[]</c> as <c>byte[]</c>, ...), so type patterns cannot tell them apart.
+    /// </summary>
+    internal static uint? ArrayElementTypeOf(Type type) =>
+        type == typeof(byte[]) ? 0 : type == typeof(sbyte[]) ? 1 : type == typeof(ushort[]) ? 2 : type == typeof(short[]) ? 3
+        : type == typeof(uint[]) ? 4 : type == typeof(int[]) ? 5 : type == typeof(float[]) ? 6 : type == typeof(bool[]) ? 7
+        : type == typeof(string[]) ? 8 : type == typeof(object[]) ? 9 : type == typeof(ulong[]) ? 10 : type == typeof(long[]) ? 11
+        : type == typeof(double[]) ? 12 : null;
+
     private static uint TypeOf(object value, string paramName) => value switch
     {
         byte => 0, sbyte => 1, ushort => 2, short => 3, uint => 4, int => 5, float => 6, bool => 7, string => 8,
-        byte[] or sbyte[] or ushort[] or short[] or uint[] or int[] or float[] or bool[] or string[] or ulong[] or long[] or double[] or object[] => 9,
         ulong => 10, long => 11, double => 12,
+        _ when ArrayElementTypeOf(value.GetType()) is not null => 9,
         _ => throw new ArgumentException($"{value.GetType().Name} has no GGUF type", paramName),
     };
 
     private static void WriteValue(MemoryStream s, object value, int depth)
     {
+        if (ArrayElementTypeOf(value.GetType()) is uint elementType)
+        {
+            WriteArray(s, elementType, value, depth);
+            return;
+        }
         switch (value)
         {
             case byte v: s.WriteByte(v); break;
@@ -514,63 +529,55 @@ public sealed class GgufWriter : IDisposable
             case ulong v: WriteScalar(s, v); break;
             case long v: WriteScalar(s, v); break;
             case double v: WriteScalar(s, v); break;
-            case string[] a:
-                WriteArrayHeader(s, 8, a.Length);
-                foreach (string item in a)
-                    WriteString(s, item ?? throw new ArgumentException("arrays of strings cannot hold null"));
-                break;
-            case bool[] a:
-                WriteArrayHeader(s, 7, a.Length);
-                foreach (bool item in a)
-                    s.WriteByte(item ? (byte)1 : (byte)0);
-                break;
-            case object[] a:
-                if (depth >= 7)
-                    throw new ArgumentException("arrays are nested too deeply");
-                // Every element must be an array of the same element type; an empty outer array claims uint8.
-                uint elementType = a.Length == 0 ? 0 : ArrayElementType(a[0]);
-                WriteArrayHeader(s, 9, a.Length);
-                foreach (object item in a)
-                {
-                    if (item is null || TypeOf(item, nameof(value)) != 9)
-                        throw new ArgumentException("an object[] value must hold arrays");
-                    if (ArrayElementType(item) != elementType)
-                        throw new ArgumentException("the arrays in an array of arrays must have one element type");
-                    WriteValue(s, item, depth + 1);
-                }
-                break;
-            case byte[] a: WriteArrayHeader(s, 0, a.Length); s.Write(a); break;
-            case sbyte[] a: WriteScalars(s, 1, a); break;
-            case ushort[] a: WriteScalars(s, 2, a); break;
-            case short[] a: WriteScalars(s, 3, a); break;
-            case uint[] a: WriteScalars(s, 4, a); break;
-            case int[] a: WriteScalars(s, 5, a); break;
-            case float[] a: WriteScalars(s, 6, a); break;
-            case ulong[] a: WriteScalars(s, 10, a); break;
-            case long[] a: WriteScalars(s, 11, a); break;
-            case double[] a: WriteScalars(s, 12, a); break;
             default: throw new ArgumentException($"{value.GetType().Name} has no GGUF type");
         }
     }
 
-    /// <summary>The GGUF element type of an array value (the first element's array type for arrays of arrays).</summary>
-    private static uint ArrayElementType(object array) => array switch
+    /// <summary>An array value: element type, count, then the elements (each array of an array of arrays with its own type and count).</summary>
+    private static void WriteArray(MemoryStream s, uint elementType, object value, int depth)
     {
-        byte[] => 0, sbyte[] => 1, ushort[] => 2, short[] => 3, uint[] => 4, int[] => 5, float[] => 6, bool[] => 7,
-        string[] => 8, object[] => 9, ulong[] => 10, long[] => 11, double[] => 12,
-        _ => throw new ArgumentException($"{array.GetType().Name} is not a GGUF array"),
-    };
+        switch (elementType)
+        {
+            case 8:
+                var strings = (string[])value;
+                WriteArrayHeader(s, 8, strings.Length);
+                foreach (string item in strings)
+                    WriteString(s, item ?? throw new ArgumentException("arrays of strings cannot hold null"));
+                break;
+            case 7:
+                var bools = (bool[])value;
+                WriteArrayHeader(s, 7, bools.Length);
+                foreach (bool item in bools)
+                    s.WriteByte(item ? (byte)1 : (byte)0);
+                break;
+            case 9:
+                if (depth >= 32)
+                    throw new ArgumentException("arrays are nested too deeply"); // readers accept far less (this library: 8)
+                var arrays = (object[])value;
+                WriteArrayHeader(s, 9, arrays.Length);
+                foreach (object item in arrays)
+                {
+                    if (item is null || ArrayElementTypeOf(item.GetType()) is not uint inner)
+                        throw new ArgumentException("an object[] value must hold arrays");
+                    WriteArray(s, inner, item, depth + 1);
+                }
+                break;
+            default:
+                // Scalars: little-endian, as they are in memory on the machines this runtime supports.
+                var array = (Array)value;
+                WriteArrayHeader(s, elementType, array.Length);
+                int size = elementType switch { 0 or 1 => 1, 2 or 3 => 2, 4 or 5 or 6 => 4, _ => 8 };
+                var bytes = new byte[array.Length * size];
+                Buffer.BlockCopy(array, 0, bytes, 0, bytes.Length);
+                s.Write(bytes);
+                break;
+        }
+    }
 
     private static void WriteArrayHeader(MemoryStream s, uint elementType, int count)
     {
         WriteUInt32(s, elementType);
         WriteUInt64(s, (ulong)count);
-    }
-
-    private static void WriteScalars<T>(MemoryStream s, uint elementType, T[] values) where T : unmanaged
-    {
-        WriteArrayHeader(s, elementType, values.Length);
-        s.Write(MemoryMarshal.AsBytes(values.AsSpan()));
     }
 
     private static void WriteScalar<T>(MemoryStream s, T value) where T : unmanaged =>

@@ -1,0 +1,510 @@
+// LlamaBench: prompt processing (pp) and text generation (tg) speed of the compiled models and of llama.cpp
+// (LLamaSharp 0.30.0, CPU backend, flash attention off, F32 KV cache) on the same GGUF files, same threads,
+// in one process, as llama-bench reports them.
+//
+//   dotnet run -c Release --project samples/LlamaBench -- [--quick] [--models stories15M,stories110M]
+//       [--threads 1,2] [--formats f32,q8_0] [--pp 128] [--tg 32] [--runs 3] [--cache DIR] [--json FILE]
+//       [--budget SECONDS] [--no-llama]
+//
+// The Markdown table goes to stdout, progress to stderr.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Text;
+using System.Text.Json;
+using Llama.Compiled;
+using Llama.Compiled.Oracle;
+using LlamaBench;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+Options options;
+try
+{
+    options = Options.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 2;
+}
+if (options.Help)
+{
+    Console.WriteLine(Options.Usage);
+    return 0;
+}
+
+return new Bench(options).Run();
+
+namespace LlamaBench
+{
+    /// <summary>Command-line options.</summary>
+    internal sealed record Options
+    {
+        public const string Usage = """
+            LlamaBench: compiled models vs llama.cpp, prompt processing (pp) and text generation (tg).
+              --quick            < 2 min: stories260K, stories15M, stories110M; 2 runs, pp 64, tg 16
+              --models LIST      stories260K,stories15M,stories110M,tinyllama-1.1b (default: all)
+              --threads LIST     thread counts (default: 1,2)
+              --formats LIST     f32,q8_0 (default: both)
+              --pp P             prompt tokens evaluated in one batch (default 128; clamped to the context)
+              --tg N             tokens generated one at a time (default 32)
+              --runs R           measured runs after a warm-up; the median is reported (default 3)
+              --budget SECONDS   fewer runs when one run takes longer than SECONDS / R (default 20)
+              --cache DIR        where random-weight GGUF files are written once and reused (default: <temp>/llama-compiled-bench)
+              --json FILE        also write the results as JSON
+              --no-llama         skip llama.cpp
+            """;
+
+        public bool Help { get; init; }
+        public bool Quick { get; init; }
+        public string[] Models { get; init; } = [];
+        public int[] Threads { get; init; } = [1, 2];
+        public WeightFormat[] Formats { get; init; } = [WeightFormat.F32, WeightFormat.Q8_0];
+        public int Prompt { get; init; } = 128;
+        public int Generate { get; init; } = 32;
+        public int Runs { get; init; } = 3;
+        public double Budget { get; init; } = 20;
+        public string Cache { get; init; } = Path.Combine(Path.GetTempPath(), "llama-compiled-bench");
+        public string? Json { get; init; }
+        public bool NoLlama { get; init; }
+
+        public static Options Parse(string[] args)
+        {
+            var o = new Options();
+            bool quick = args.Contains("--quick");
+            if (quick)
+                o = o with { Quick = true, Models = ["stories260K", "stories15M", "stories110M"], Runs = 2, Prompt = 64, Generate = 16, Budget = 4 };
+            for (int i = 0; i < args.Length; i++)
+            {
+                string arg = args[i];
+                string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{arg} needs a value");
+                int Positive(string text) => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0
+                    ? v : throw new ArgumentException($"{arg}: '{text}' is not a positive integer");
+                string[] List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                switch (arg)
+                {
+                    case "--quick": break;
+                    case "-h" or "--help": o = o with { Help = true }; break;
+                    case "--models":
+                        string[] models = List(Value());
+                        foreach (string m in models)
+                        {
+                            if (!BenchModel.All.Any(b => b.Name.Equals(m, StringComparison.OrdinalIgnoreCase)))
+                                throw new ArgumentException($"--models: unknown model '{m}'; known: {string.Join(", ", BenchModel.All.Select(b => b.Name))}");
+                        }
+                        o = o with { Models = models };
+                        break;
+                    case "--threads": o = o with { Threads = List(Value()).Select(Positive).Distinct().ToArray() }; break;
+                    case "--formats":
+                        o = o with
+                        {
+                            Formats = List(Value()).Select(f => f.ToLowerInvariant() switch
+                            {
+                                "f32" => WeightFormat.F32,
+                                "q8_0" or "q8" => WeightFormat.Q8_0,
+                                _ => throw new ArgumentException($"--formats: unknown format '{f}'; use f32, q8_0"),
+                            }).Distinct().ToArray(),
+                        };
+                        break;
+                    case "--pp": o = o with { Prompt = Positive(Value()) }; break;
+                    case "--tg": o = o with { Generate = Positive(Value()) }; break;
+                    case "--runs": o = o with { Runs = Positive(Value()) }; break;
+                    case "--budget": o = o with { Budget = Positive(Value()) }; break;
+                    case "--cache": o = o with { Cache = Value() }; break;
+                    case "--json": o = o with { Json = Value() }; break;
+                    case "--no-llama": o = o with { NoLlama = true }; break;
+                    default: throw new ArgumentException($"unknown option {arg} (see --help)");
+                }
+            }
+            if (o.Threads.Length == 0 || o.Formats.Length == 0)
+                throw new ArgumentException("--threads and --formats need at least one value");
+            return o;
+        }
+    }
+
+    /// <summary>One table row: one model, format, thread count and test, both engines.</summary>
+    internal sealed record Row(string Model, string Format, int Threads, string Test, int Tokens,
+        double? Ours, double? LlamaCpp, int Runs, double? OursRoofline, double? LlamaRoofline, string? Note)
+    {
+        public double? Ratio => Ours is double o && LlamaCpp is double l && l > 0 ? o / l : null;
+    }
+
+    internal sealed class Bench(Options options)
+    {
+        private readonly List<Row> _rows = [];
+        private readonly Dictionary<int, double> _bandwidth = [];
+
+        public int Run()
+        {
+            var total = Stopwatch.StartNew();
+            string loadStart = LoadAverage();
+            Directory.CreateDirectory(options.Cache);
+            Log($"LlamaBench: {Environment.ProcessorCount} cores, {Cpu()}, .NET {Environment.Version}, "
+                + $"Vector256 {(Vector256.IsHardwareAccelerated ? "accelerated" : "NOT accelerated")}; load average {loadStart}");
+
+            foreach (int threads in options.Threads)
+            {
+                _bandwidth[threads] = Bandwidth.MeasureGBps(threads);
+                Log($"memory read bandwidth, {threads} thread(s): {_bandwidth[threads]:F1} GB/s");
+            }
+
+            string? llamaProblem = null;
+            if (!options.NoLlama)
+            {
+                try
+                {
+                    LlamaCppOracle.EnsureNativeLibrary();
+                }
+                catch (LlamaCppUnavailableException e)
+                {
+                    llamaProblem = "llama.cpp unavailable";
+                    Log($"warning: {e.Message}");
+                }
+            }
+
+            IEnumerable<BenchModel> models = options.Models.Length == 0
+                ? BenchModel.All
+                : BenchModel.All.Where(m => options.Models.Contains(m.Name, StringComparer.OrdinalIgnoreCase));
+            foreach (BenchModel model in models)
+            {
+                foreach (WeightFormat format in options.Formats)
+                    RunModel(model, format, options.NoLlama ? "skipped (--no-llama)" : llamaProblem);
+            }
+
+            string table = Table(loadStart, LoadAverage(), total.Elapsed);
+            Console.WriteLine(table);
+            if (options.Json is not null)
+                WriteJson(options.Json, loadStart, LoadAverage(), total.Elapsed);
+            Log($"done in {total.Elapsed.TotalSeconds:F0} s");
+            return 0;
+        }
+
+        private void RunModel(BenchModel model, WeightFormat format, string? llamaProblem)
+        {
+            string formatName = format == WeightFormat.F32 ? "F32" : "Q8_0";
+            string label = $"{model.Name} {formatName}";
+            string path;
+            try
+            {
+                path = model.GgufPath(format, options.Cache, Log);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+            {
+                NotAvailable(model, formatName, $"no GGUF file: {e.Message}");
+                return;
+            }
+
+            int context = model.Shape.MaxContext;
+            int prompt = Math.Min(options.Prompt, context);
+            int generate = Math.Min(options.Generate, context);
+            int[] tokens = PromptTokens(model.Shape.VocabSize, Math.Max(prompt, generate));
+
+            LoadedModel? ours = null;
+            string? oursProblem = null;
+            try
+            {
+                ours = model.Load(format, path);
+            }
+            catch (Exception e)
+            {
+                oursProblem = $"compiled model cannot load {Path.GetFileName(path)}: {e.GetType().Name}: {FirstLine(e.Message)}";
+                Log($"{label}: {oursProblem}");
+            }
+
+            LlamaCppOracle? llama = null;
+            if (llamaProblem is null)
+            {
+                try
+                {
+                    llama = new LlamaCppOracle(path, threads: options.Threads[0], contextSize: context, batchSize: Math.Max(prompt, 32));
+                }
+                catch (Exception e)
+                {
+                    llamaProblem = $"llama.cpp cannot load {Path.GetFileName(path)}: {FirstLine(e.Message)}";
+                    Log($"{label}: {llamaProblem}");
+                }
+            }
+
+            try
+            {
+                foreach (int threads in options.Threads)
+                {
+                    ILlamaSession? session = null;
+                    try
+                    {
+                        session = ours?.CreateSession(threads);
+                        if (llama is not null)
+                            llama.Threads = threads;
+                        Measure(model, formatName, format, threads, "pp", prompt, tokens, session, llama, oursProblem, llamaProblem);
+                        Measure(model, formatName, format, threads, "tg", generate, tokens, session, llama, oursProblem, llamaProblem);
+                    }
+                    finally
+                    {
+                        session?.Dispose();
+                    }
+                }
+            }
+            finally
+            {
+                llama?.Dispose();
+                ours?.Model.Dispose();
+            }
+        }
+
+        private void Measure(BenchModel model, string formatName, WeightFormat format, int threads, string test, int count, int[] tokens,
+            ILlamaSession? session, LlamaCppOracle? llama, string? oursProblem, string? llamaProblem)
+        {
+            Func<double>? oursRun = session is null ? null : test == "pp"
+                ? () => TimeOurs(session, tokens.AsSpan(0, count), batched: true)
+                : () => TimeOurs(session, tokens.AsSpan(0, count), batched: false);
+            Func<double>? llamaRun = llama is null ? null : test == "pp"
+                ? () => TimeLlama(llama, tokens.AsSpan(0, count), batched: true)
+                : () => TimeLlama(llama, tokens.AsSpan(0, count), batched: false);
+
+            // Warm-up: one full run of each engine, which also tells how many measured runs fit in the budget.
+            double warmOurs = 0, warmLlama = 0;
+            string? oursError = oursProblem, llamaError = llamaProblem;
+            if (oursRun is not null)
+                warmOurs = Guard(oursRun, ref oursError);
+            if (llamaRun is not null)
+                warmLlama = Guard(llamaRun, ref llamaError);
+            double perRun = (oursError is null ? warmOurs : 0) + (llamaError is null ? warmLlama : 0);
+            int runs = Math.Clamp(perRun > 0 ? (int)(options.Budget / perRun) : options.Runs, 1, options.Runs);
+
+            var oursTimes = new List<double>();
+            var llamaTimes = new List<double>();
+            for (int r = 0; r < runs; r++)
+            {
+                // Interleaved, so that a disturbance of the machine hits both engines alike.
+                if (oursError is null && oursRun is not null)
+                    oursTimes.Add(Guard(oursRun, ref oursError));
+                if (llamaError is null && llamaRun is not null)
+                    llamaTimes.Add(Guard(llamaRun, ref llamaError));
+            }
+
+            double? oursTps = oursError is null && oursTimes.Count > 0 ? count / Median(oursTimes) : null;
+            double? llamaTps = llamaError is null && llamaTimes.Count > 0 ? count / Median(llamaTimes) : null;
+            double? oursRoof = null, llamaRoof = null;
+            if (test == "tg")
+            {
+                double position = (count - 1) / 2.0;
+                double bw = _bandwidth[threads] * 1e9;
+                oursRoof = oursTps / (bw / model.BytesPerToken(format, llamaCpp: false, position));
+                llamaRoof = llamaTps / (bw / model.BytesPerToken(format, llamaCpp: true, position));
+            }
+            string? note = oursError is not null || llamaError is not null
+                ? string.Join("; ", new[] { oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError }.Where(s => s is not null))
+                : null;
+            var row = new Row(model.Name, formatName, threads, $"{test}{count}", count, oursTps, llamaTps, runs, oursRoof, llamaRoof, note);
+            _rows.Add(row);
+            Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-6} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  runs {runs}{(note is null ? "" : "  (" + note + ")")}");
+        }
+
+        private void NotAvailable(BenchModel model, string format, string reason)
+        {
+            foreach (int threads in options.Threads)
+            {
+                foreach (string test in new[] { $"pp{options.Prompt}", $"tg{options.Generate}" })
+                    _rows.Add(new Row(model.Name, format, threads, test, 0, null, null, 0, null, null, reason));
+            }
+            Log($"{model.Name} {format}: n/a ({reason})");
+        }
+
+        private static double Guard(Func<double> run, ref string? error)
+        {
+            try
+            {
+                return run();
+            }
+            catch (Exception e)
+            {
+                error = $"{e.GetType().Name}: {FirstLine(e.Message)}";
+                return 0;
+            }
+        }
+
+        private static double TimeOurs(ILlamaSession session, ReadOnlySpan<int> tokens, bool batched)
+        {
+            session.Reset();
+            long start = Stopwatch.GetTimestamp();
+            if (batched)
+            {
+                session.Forward(tokens);
+            }
+            else
+            {
+                foreach (int token in tokens)
+                    session.Forward(token);
+            }
+            return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+
+        private static double TimeLlama(LlamaCppOracle llama, ReadOnlySpan<int> tokens, bool batched)
+        {
+            llama.Reset();
+            long start = Stopwatch.GetTimestamp();
+            if (batched)
+            {
+                llama.Evaluate(tokens);
+                _ = llama.Logits();
+            }
+            else
+            {
+                foreach (int token in tokens)
+                {
+                    llama.Evaluate([token]);
+                    _ = llama.Logits();
+                }
+            }
+            return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+
+        private static int[] PromptTokens(int vocab, int count)
+        {
+            var random = new Random(1234);
+            var tokens = new int[count];
+            tokens[0] = 1; // BOS
+            for (int i = 1; i < count; i++)
+                tokens[i] = random.Next(3, vocab);
+            return tokens;
+        }
+
+        private string Table(string loadStart, string loadEnd, TimeSpan elapsed)
+        {
+            var text = new StringBuilder();
+            text.AppendLine($"LlamaBench {DateTime.Now:yyyy-MM-dd HH:mm} — {Cpu()}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, "
+                + $"llama.cpp: LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache.");
+            text.AppendLine($"Memory read bandwidth (measured): {string.Join(", ", _bandwidth.Select(kv => $"{kv.Key} thread(s) {kv.Value:F1} GB/s"))}. "
+                + $"Load average before/after: {loadStart} / {loadEnd}. Took {elapsed.TotalSeconds:F0} s.");
+            text.AppendLine("Median of the runs after a warm-up; t/s = tokens per second; ratio = ours / llama.cpp; "
+                + "roofline = bandwidth ÷ bytes read per generated token (weights in the engine's format + KV cache).");
+            text.AppendLine();
+            text.AppendLine("| model | format | threads | test | ours t/s | llama.cpp t/s | ratio | ours % roofline | llama.cpp % roofline | runs | note |");
+            text.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
+            foreach (Row r in _rows)
+            {
+                text.AppendLine($"| {r.Model} | {r.Format} | {r.Threads} | {r.Test} | {Fmt(r.Ours)} | {Fmt(r.LlamaCpp)} | {Fmt(r.Ratio, "F2")} "
+                    + $"| {Percent(r.OursRoofline)} | {Percent(r.LlamaRoofline)} | {r.Runs} | {r.Note?.Replace("|", "/", StringComparison.Ordinal) ?? ""} |");
+            }
+            return text.ToString();
+        }
+
+        private void WriteJson(string path, string loadStart, string loadEnd, TimeSpan elapsed)
+        {
+            using var stream = File.Create(path);
+            using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+            json.WriteStartObject();
+            json.WriteString("date", DateTimeOffset.Now);
+            json.WriteString("cpu", Cpu());
+            json.WriteNumber("cores", Environment.ProcessorCount);
+            json.WriteString("dotnet", Environment.Version.ToString());
+            json.WriteString("llamaCpp", $"LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache");
+            json.WriteString("loadAverageBefore", loadStart);
+            json.WriteString("loadAverageAfter", loadEnd);
+            json.WriteNumber("seconds", Math.Round(elapsed.TotalSeconds, 1));
+            json.WriteStartObject("bandwidthGBps");
+            foreach ((int threads, double gbps) in _bandwidth)
+                json.WriteNumber(threads.ToString(CultureInfo.InvariantCulture), Math.Round(gbps, 2));
+            json.WriteEndObject();
+            json.WriteStartArray("rows");
+            foreach (Row r in _rows)
+            {
+                json.WriteStartObject();
+                json.WriteString("model", r.Model);
+                json.WriteString("format", r.Format);
+                json.WriteNumber("threads", r.Threads);
+                json.WriteString("test", r.Test);
+                Number(json, "oursTokensPerSecond", r.Ours);
+                Number(json, "llamaCppTokensPerSecond", r.LlamaCpp);
+                Number(json, "ratio", r.Ratio);
+                Number(json, "oursRooflineFraction", r.OursRoofline);
+                Number(json, "llamaCppRooflineFraction", r.LlamaRoofline);
+                json.WriteNumber("runs", r.Runs);
+                if (r.Note is null)
+                    json.WriteNull("note");
+                else
+                    json.WriteString("note", r.Note);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+            Log($"wrote {path}");
+        }
+
+        private static void Number(Utf8JsonWriter json, string name, double? value)
+        {
+            if (value is double v)
+                json.WriteNumber(name, Math.Round(v, 4));
+            else
+                json.WriteNull(name);
+        }
+
+        private static double Median(List<double> values)
+        {
+            values.Sort();
+            int n = values.Count;
+            return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+        }
+
+        private static string Fmt(double? value, string format = "F1") => value is double v ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
+
+        private static string Percent(double? fraction) => fraction is double f ? (100 * f).ToString("F0", CultureInfo.InvariantCulture) + " %" : "–";
+
+        private static string FirstLine(string message)
+        {
+            int newline = message.IndexOf('\n');
+            return newline < 0 ? message : message[..newline];
+        }
+
+        private static string LibraryLevel()
+        {
+            string? path = LlamaCppOracle.NativeLibraryPath;
+            return path is null ? "not loaded" : Path.GetFileName(Path.GetDirectoryName(path)) ?? path;
+        }
+
+        private static string Cpu()
+        {
+            try
+            {
+                foreach (string line in File.ReadLines("/proc/cpuinfo"))
+                {
+                    if (line.StartsWith("model name", StringComparison.Ordinal))
+                        return line[(line.IndexOf(':') + 1)..].Trim();
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+            return RuntimeInformation.ProcessArchitecture.ToString();
+        }
+
+        private static string LoadAverage()
+        {
+            try
+            {
+                return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+            }
+            catch (IOException)
+            {
+                return "?";
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return "?";
+            }
+        }
+
+        private static void Log(string message) => Console.Error.WriteLine(message);
+    }
+}
