@@ -13,11 +13,15 @@ namespace Llama.Compiled.Generator;
 /// </summary>
 internal sealed class ConfigParser
 {
+    /// <summary>Bounds the generated code: one straight-line call per layer.</summary>
+    private const int MaxLayers = 1024;
+
     private static readonly string[] s_supportedModelTypes = { "llama", "mistral", "qwen2" };
 
     private readonly ConfigFile _file;
     private readonly SourceText _text;
     private readonly List<DiagnosticInfo> _diagnostics = new();
+    private readonly HashSet<string> _mistyped = new();
     private JsonObject _root = null!;
 
     private ConfigParser(ConfigFile file)
@@ -86,6 +90,9 @@ internal sealed class ConfigParser
         RequirePositive("hidden_size", hiddenSize);
         RequirePositive("intermediate_size", intermediateSize);
         RequirePositive("num_hidden_layers", layerCount);
+        if (layerCount > MaxLayers)
+            ReportAt("num_hidden_layers", Diagnostics.InvalidValue,
+                $"{layerCount} layers; the generator writes one call per layer and supports at most {MaxLayers} (the largest published LLaMA models have 126)");
         RequirePositive("num_attention_heads", headCount);
         RequirePositive("vocab_size", vocabSize);
         RequirePositive("num_key_value_heads", kvHeadCount);
@@ -142,7 +149,10 @@ internal sealed class ConfigParser
         foreach (int eos in eosTokenIds)
         {
             if (eos >= vocabSize)
+            {
                 ReportAt("eos_token_id", Diagnostics.InvalidValue, $"token id {eos} is not below vocab_size ({vocabSize})");
+                break; // one error for the key, not one per id
+            }
         }
         if (bosTokenId >= vocabSize)
             ReportAt("bos_token_id", Diagnostics.InvalidValue, $"token id {bosTokenId} is not below vocab_size ({vocabSize})");
@@ -245,7 +255,7 @@ internal sealed class ConfigParser
 
     private int RequiredInt(string key, string meaning)
     {
-        if (_root.Find(key) is null)
+        if (_root.Find(key) is null or { Value: JsonNull })
         {
             Report(Diagnostics.MissingKey, _root.Span.Length > 0 ? new TextSpan(_root.Span.Start, 1) : _root.Span, key, meaning);
             return 0;
@@ -253,10 +263,11 @@ internal sealed class ConfigParser
         return Int(key, 0);
     }
 
+    /// <summary>An integer key; absent or null takes <paramref name="fallback"/>, as transformers' defaults do.</summary>
     private int Int(string key, int fallback)
     {
         JsonProperty? property = _root.Find(key);
-        if (property is null)
+        if (property is null || property.Value is JsonNull)
             return fallback;
         if (property.Value is JsonNumber number && TryParseInt(number.Text, out int value))
             return value;
@@ -267,7 +278,7 @@ internal sealed class ConfigParser
     private double Number(string key, double fallback)
     {
         JsonProperty? property = _root.Find(key);
-        if (property is null)
+        if (property is null || property.Value is JsonNull)
             return fallback;
         if (property.Value is JsonNumber number
             && double.TryParse(number.Text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value)
@@ -340,7 +351,7 @@ internal sealed class ConfigParser
 
     private void RequirePositive(string key, int value)
     {
-        if (value <= 0 && _root.Find(key) is { Value: JsonNumber })
+        if (value <= 0 && !_mistyped.Contains(key) && _root.Find(key) is { Value: JsonNumber })
             ReportAt(key, Diagnostics.InvalidValue, $"{value} is not a positive size");
     }
 
@@ -364,8 +375,11 @@ internal sealed class ConfigParser
         return false;
     }
 
-    private void WrongType(JsonProperty property, string expected) =>
+    private void WrongType(JsonProperty property, string expected)
+    {
+        _mistyped.Add(property.Name);
         Report(Diagnostics.WrongType, property.Value.Span, property.Name, expected, $"{property.Value.Kind} {Excerpt(property.Value)}");
+    }
 
     private string Excerpt(JsonNode node)
     {

@@ -1,8 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
-using System.Numerics;
-using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Threading;
 
@@ -13,8 +11,8 @@ namespace Llama.Compiled;
 /// checkpoint; tensors are known by their Hugging Face names whatever the file format. A tensor requested
 /// in the format it is stored in is a view into the mapping (nothing is copied); any other request
 /// (F32 from F16/BF16/Q8_0/Q4_0, or a <see cref="WeightFormat"/> other than the stored one) is converted
-/// once, on first request, into memory this object owns. Every tensor is checked against the shape the compiled model expects, and
-/// <see cref="ThrowIfUnusedTensors"/> reports tensors the model never asked for, so a wrong file fails
+/// once, on first request, into memory this object owns. Every tensor is checked against the shape the
+/// compiled model expects, and <see cref="ThrowIfUnusedTensors"/> reports tensors the model never asked for, so a wrong file fails
 /// with a <see cref="ModelFormatException"/> instead of producing garbage.
 /// </summary>
 /// <remarks>
@@ -269,7 +267,8 @@ public sealed unsafe class ModelWeights : IDisposable
 
     /// <summary>
     /// Returns the matrix <paramref name="name"/>, which must have shape [<paramref name="rows"/>, <paramref name="cols"/>]
-    /// (row-major, [out][in] for a projection), as F32.
+    /// (row-major, [out][in] for a projection), as F32: a view of F32 data, else converted once from
+    /// F16, BF16, Q8_0 or Q4_0.
     /// </summary>
     /// <exception cref="ModelFormatException">The tensor is missing, has another shape, or an unsupported dtype.</exception>
     public WeightTensor GetMatrix(string name, int rows, int cols)

@@ -382,7 +382,7 @@ public sealed class SafetensorsReaderTests : IDisposable
         var random = new Random(20240607);
         int opened = 0, rejected = 0;
 
-        for (int iteration = 0; iteration < 2000; iteration++)
+        for (int iteration = 0; iteration < 10_000; iteration++)
         {
             byte[] bytes = (byte[])valid.Clone();
             int kind = random.Next(5);
@@ -435,6 +435,6 @@ public sealed class SafetensorsReaderTests : IDisposable
 
         // Both outcomes occur: some mutations hit only data or padding, most break the header.
         Assert.True(opened > 0, "no mutation left a readable file");
-        Assert.True(rejected > 1000, $"only {rejected} mutations were rejected");
+        Assert.True(rejected > 5000, $"only {rejected} mutations were rejected");
     }
 }
