@@ -441,9 +441,7 @@ internal static class Emitter
                     // Attention block: xb = RMSNorm(x) ⊙ input_layernorm; q, k, v = Wq·xb, Wk·xb, Wv·xb
                     for (int t = 0; t < count; t++)
                         Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.InputNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                    {{Call(qk, "w.Q", "_xb", "_q", "count", false)}};
-                    {{Call(kvk, "w.K", "_xb", "_k", "count", false)}};
-                    {{Call(kvk, "w.V", "_xb", "_v", "count", false)}};{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
+                    Kernels.Qkv(_pool, w.Q, w.K, w.V, _xb, _q, _k, _v, count{{(qk.IsBlockQuantized ? ", _xQuantized, _xScales" : "")}});{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
                     for (int t = 0; t < count; t++)
                     {
                         // Rotate q and k by the token's position, then append k and v to the cache.

@@ -26,7 +26,8 @@ internal static class KernelEmitter
         w.Line($"/// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least");
         w.Line($"///   {plan.ParallelWork} multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.");
         w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");
-        w.Line($"/// - gate_proj, up_proj and SwiGLU run as one job per row range (one pass over the pool instead of three).");
+        w.Line($"/// - q_proj, k_proj and v_proj run as one job over their {s.QueryDim + 2 * s.KvDim} rows together; gate_proj, up_proj and SwiGLU as one");
+        w.Line($"///   job per row range: one pass over the pool (and one quantization of the input) instead of three.");
         w.Line("/// </summary>");
         using (w.Block("private static class Kernels"))
         {
@@ -37,11 +38,20 @@ internal static class KernelEmitter
                 private const int RowGrain = {{plan.RowGrain}};
 
                 """);
-            foreach (MatMulKernel kernel in plan.MatMuls)
+            // Projections called on their own; q/k/v and gate/up go through their fused jobs below.
+            MatMulKernel[] standalone =
+            {
+                plan.MatMulFor(s.HiddenSize, s.QueryDim),
+                plan.MatMulFor(s.HiddenSize, s.IntermediateSize),
+                plan.MatMulFor(s.VocabSize, s.HiddenSize),
+            };
+            foreach (MatMulKernel kernel in plan.MatMuls.Where(k => standalone.Contains(k)))
             {
                 WriteDispatcher(w, kernel);
                 w.Line();
             }
+            WriteQkv(w, plan);
+            w.Line();
             WriteGateUp(w, plan);
             w.Line();
             WriteAttentionDispatcher(w, s);
@@ -231,6 +241,50 @@ internal static class KernelEmitter
                 }
                 """);
         }
+    }
+
+    /// <summary>
+    /// q_proj, k_proj and v_proj as one job over their stacked rows: the input is read (and for Q8_0/Q4_0
+    /// quantized) once and the pool is woken once.
+    /// </summary>
+    private static void WriteQkv(SourceWriter w, ForwardPlan plan)
+    {
+        ModelSpec s = plan.Spec;
+        MatMulKernel q = plan.MatMulFor(s.QueryDim, s.HiddenSize), kv = plan.MatMulFor(s.KvDim, s.HiddenSize);
+        string tensor = q.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
+        string data = q.Format == ComputeFormat.F32 ? "Span" : "Bytes";
+        string input = q.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] x";
+        string inputArgs = q.IsBlockQuantized ? "xQuantized, xScales" : "x";
+        w.Line($$"""
+            /// <summary>
+            /// q[t] = Wq·x[t], k[t] = Wk·x[t], v[t] = Wv·x[t] for t &lt; <paramref name="tokens"/>, split over the
+            /// QueryDim + 2·KvDim = {{s.QueryDim + 2 * s.KvDim}} stacked rows. Wq: {{q.Format}} [{{s.QueryDim}}, {{s.HiddenSize}}]; Wk, Wv: {{kv.Format}} [{{s.KvDim}}, {{s.HiddenSize}}];
+            /// x: [tokens, {{s.HiddenSize}}]; q: [tokens, {{s.QueryDim}}]; k, v: [tokens, {{s.KvDim}}].
+            /// </summary>
+            public static void Qkv(WorkerPool pool, {{tensor}} wq, {{tensor}} wk, {{tensor}} wv, float[] x, float[] q, float[] k, float[] v, int tokens{{(q.IsBlockQuantized ? ", sbyte[] xQuantized, float[] xScales" : "")}})
+            {
+            """);
+        if (q.IsBlockQuantized)
+            w.Line($"    QuantizeBlocks(x.AsSpan(0, tokens * HiddenSize), xQuantized, xScales);");
+        w.Line($$"""
+                var job = new QkvJob(wq, wk, wv, {{inputArgs}}, q, k, v, tokens);
+                Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
+            }
+
+            private struct QkvJob({{tensor}} wq, {{tensor}} wk, {{tensor}} wv, {{input}}, float[] q, float[] k, float[] v, int tokens) : IParallelJob
+            {
+                public void Execute(int start, int end, int worker)
+                {
+                    // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
+                    if (start < QueryDim)
+                        {{q.Name}}Rows(wq.{{data}}, {{inputArgs}}, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                    if (end > QueryDim && start < QueryDim + KvDim)
+                        {{kv.Name}}Rows(wk.{{data}}, {{inputArgs}}, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                    if (end > QueryDim + KvDim)
+                        {{kv.Name}}Rows(wv.{{data}}, {{inputArgs}}, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                }
+            }
+            """);
     }
 
     /// <summary>
