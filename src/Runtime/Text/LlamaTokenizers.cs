@@ -14,12 +14,15 @@ public static class LlamaTokenizers
     /// Reads the <c>tokenizer.model</c> (a SentencePiece model) of the model at
     /// <paramref name="modelPath"/>. Encoding adds BOS and no EOS, as Llama expects.
     /// </summary>
-    /// <param name="modelPath">The model's folder, or a file in it (the weights).</param>
+    /// <param name="modelPath">The model's folder, or a file in it (the weights); a <c>.gguf</c> file supplies its own vocabulary.</param>
     /// <exception cref="FileNotFoundException">There is no <c>tokenizer.model</c> where it was looked for; the message names that path.</exception>
     /// <exception cref="ModelFormatException">The file is not a SentencePiece model.</exception>
     public static Tokenizer Load(string modelPath)
     {
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
+        // A GGUF file carries its vocabulary: it alone is enough to generate text.
+        if (File.Exists(modelPath) && modelPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            return GgufTokenizer.Load(modelPath);
         string folder = Directory.Exists(modelPath)
             ? modelPath
             : Path.GetDirectoryName(Path.GetFullPath(modelPath)) ?? modelPath;
@@ -33,7 +36,7 @@ public static class LlamaTokenizers
         byte[] bytes = File.ReadAllBytes(path);
         try
         {
-            return LlamaTokenizer.Create(new MemoryStream(bytes, writable: false), addBeginOfSentence: true, addEndOfSentence: false);
+            return LlamaTokenizer.Create(new MemoryStream(SentencePieceModelPatch.KeepWhitespace(bytes), writable: false), addBeginOfSentence: true, addEndOfSentence: false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

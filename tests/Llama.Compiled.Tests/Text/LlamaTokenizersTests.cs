@@ -55,4 +55,16 @@ public class LlamaTokenizersTests
             Directory.Delete(folder, recursive: true);
         }
     }
+
+    [Fact]
+    public void KeepsSpacesAndSingleCharactersLikeLlama2cAndTheGgufVocabulary()
+    {
+        // tokenizer.model asks SentencePiece to collapse spaces; llama2.c and llama.cpp never do, and
+        // Microsoft.ML.Tokenizers 2.0.1 would then encode "I" to nothing. Both tokenizers must agree.
+        Tokenizer model = LlamaTokenizers.Load(TestPaths.Stories260KHf);
+        Tokenizer gguf = LlamaTokenizers.Load(System.IO.Path.Combine(TestPaths.Stories260K, "stories260K-f32.gguf"));
+        foreach (string text in new[] { "I", "a", "Once upon a time", "  two  spaces ", " leading", "trailing ", "line\nbreak" })
+            Assert.Equal(gguf.EncodeToIds(text), model.EncodeToIds(text));
+        Assert.Equal(2, model.EncodeToIds("I").Count);
+    }
 }

@@ -1,0 +1,184 @@
+using System;
+using System.Linq;
+using Microsoft.ML.Tokenizers;
+using Xunit;
+
+namespace Llama.Compiled.Tests;
+
+/// <summary>What a session does at MaxContext: throw by default (nothing evaluated), or shift the window.</summary>
+public sealed class ContextLimitTests
+{
+    private const int Max = Stories260K.MaxContext;
+
+    [Fact]
+    public void ForwardOfMoreTokensThanFitThrowsAndChangesNothing()
+    {
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession();
+        int[] tokens = Reliability.Prompt(1, Max);
+        session.Forward(tokens.AsSpan(0, Max - 12));
+        float[] before = session.Logits.ToArray();
+
+        var e = Assert.Throws<InvalidOperationException>(() => session.Forward(tokens.AsSpan(Max - 12, 13).ToArray().Append(5).ToArray()));
+        Assert.Contains("MaxContext", e.Message);
+        Assert.Contains((Max - 12).ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message); // the position
+        Assert.Equal(Max - 12, session.Position);
+        Assert.Equal(before, session.Logits.ToArray());
+
+        // What fits still runs, and the cache was not touched by the rejected call.
+        float[] last = session.Forward(tokens.AsSpan(Max - 12, 12)).ToArray();
+        Assert.Equal(Max, session.Position);
+        using var fresh = model.CreateSession();
+        Assert.Equal(fresh.Forward(tokens).ToArray(), last);
+
+        // Full: one more token throws, Reset makes room again.
+        Assert.Throws<InvalidOperationException>(() => session.Forward(1));
+        Assert.Equal(Max, session.Position);
+        session.Reset();
+        Assert.Equal(fresh.Forward(1).Length, session.Forward(1).Length);
+    }
+
+    [Fact]
+    public void PromptLongerThanTheContextIsRejectedUpFront()
+    {
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession();
+        Assert.Throws<InvalidOperationException>(() => session.Forward(Reliability.Prompt(2, Max + 1)));
+        Assert.Equal(0, session.Position);
+
+        // TextGenerator checks a prompt longer than the context before evaluating anything.
+        var generator = new TextGenerator(session, LlamaTokenizers.Load(TestPaths.Stories260KHf));
+        Assert.Throws<ArgumentException>(() => generator.Generate(Reliability.Prompt(3, Max + 1)));
+        Assert.Equal(0, session.Position);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(32)]
+    public void ShiftedSessionDecodesForThreeContextsOfTokens(int keep)
+    {
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession(new SessionOptions { Overflow = ContextOverflow.Shift, KeepTokens = keep });
+        int token = Stories260K.BosTokenId, shifts = 0, previous = 0, distinct = 0;
+        var seen = new bool[Stories260K.VocabSize];
+        for (int step = 0; step < 3 * Max; step++)
+        {
+            ReadOnlySpan<float> logits = session.Forward(token);
+            if (session.Position < previous)
+                shifts++;
+            previous = session.Position;
+            Assert.InRange(session.Position, keep + 1, Max);
+            foreach (float logit in logits)
+                Assert.True(float.IsFinite(logit), $"step {step}: a logit is {logit}");
+            token = Reliability.ArgMax(logits);
+            if (!seen[token])
+            {
+                seen[token] = true;
+                distinct++;
+            }
+        }
+        Assert.True(shifts >= 4, $"{shifts} shifts in {3 * Max} steps");
+        Assert.True(distinct > 20, $"only {distinct} distinct tokens: the shifted session degenerated");
+    }
+
+    [Fact]
+    public void ShiftedSessionStaysCloseToAFreshSessionOfTheSameWindow()
+    {
+        // After a shift, the next logits should be near a fresh session's over the surviving tokens
+        // (not equal: deeper layers saw the dropped tokens) and its greedy token mostly the same.
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var shifted = model.CreateSession(new SessionOptions { Overflow = ContextOverflow.Shift, KeepTokens = 1 });
+        var history = new System.Collections.Generic.List<int> { Stories260K.BosTokenId };
+        int token = Stories260K.BosTokenId;
+        int agree = 0, compared = 0;
+        using var fresh = model.CreateSession();
+        for (int step = 0; step < 2 * Max; step++)
+        {
+            int before = shifted.Position;
+            ReadOnlySpan<float> logits = shifted.Forward(token);
+            int next = Reliability.ArgMax(logits);
+            if (shifted.Position <= before)
+            {
+                // Just shifted: the window is BOS + the last Position - 1 tokens of history.
+                int kept = shifted.Position - 1;
+                fresh.Reset();
+                int freshNext = Reliability.ArgMax(fresh.Forward([Stories260K.BosTokenId, .. history.Skip(history.Count - kept)]));
+                compared++;
+                if (freshNext == next)
+                    agree++;
+            }
+            history.Add(next);
+            token = next;
+        }
+        Assert.True(compared >= 2);
+        Assert.True(agree * 2 >= compared, $"the shifted session agreed with a fresh one on {agree} of {compared} shifts");
+    }
+
+    [Fact]
+    public void ShiftWithPrefillChunksKeepsWorking()
+    {
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession(new SessionOptions { Overflow = ContextOverflow.Shift, KeepTokens = 4 });
+        for (int i = 0; i < 20; i++)
+        {
+            int[] chunk = Reliability.Prompt(100 + i, 97 + 13 * i % 150);
+            ReadOnlySpan<float> logits = session.Forward(chunk);
+            Assert.InRange(session.Position, chunk.Length, Max);
+            Assert.True(logits.ToArray().All(float.IsFinite));
+        }
+    }
+
+    [Theory]
+    [InlineData(0, 10, Max + 1)]   // more than the whole context
+    [InlineData(1, 10, Max)]       // more than MaxContext - KeepTokens
+    [InlineData(100, 200, Max - 99)]
+    public void ShiftCannotMakeRoomForMoreThanTheUnkeptContext(int keep, int position, int count)
+    {
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession(new SessionOptions { Overflow = ContextOverflow.Shift, KeepTokens = keep });
+        int[] tokens = Reliability.Prompt(5, position + count);
+        session.Forward(tokens.AsSpan(0, position));
+        float[] before = session.Logits.ToArray();
+
+        var e = Assert.Throws<InvalidOperationException>(() => session.Forward(tokens.AsSpan(position, count)));
+        Assert.Contains("MaxContext", e.Message);
+        Assert.Equal(position, session.Position);
+        Assert.Equal(before, session.Logits.ToArray());
+
+        // One token fewer fits after a shift.
+        session.Forward(tokens.AsSpan(position, count - 1));
+        Assert.Equal(Max, session.Position);
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(Max)]
+    public void KeepTokensOutsideTheContextIsRejected(int keep)
+    {
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.CreateSession(new SessionOptions { Overflow = ContextOverflow.Shift, KeepTokens = keep }));
+    }
+
+    [Fact]
+    public void TextGeneratorStopsAtAFullContextWithContextFull()
+    {
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession();
+        var generator = new TextGenerator(session, LlamaTokenizers.Load(TestPaths.Stories260KHf));
+        // A prompt that leaves 5 positions; EOS is a stop token the model may choose, so ban nothing but
+        // give it many tokens: the generation must end by ContextFull or EndOfSequence, never throw.
+        int[] prompt = Reliability.Prompt(8, Max - 5);
+        GenerationResult result = CollectResult(generator, prompt);
+        Assert.Contains(result.Stats.StopReason, new[] { StopReason.ContextFull, StopReason.EndOfSequence });
+        Assert.True(session.Position <= Max);
+    }
+
+    private static GenerationResult CollectResult(TextGenerator generator, int[] prompt)
+    {
+        foreach (string _ in generator.Generate(prompt, new GenerationOptions { MaxNewTokens = 100, Sampling = new SamplingOptions { Temperature = 0f } }))
+        {
+        }
+        return generator.LastResult!;
+    }
+}
