@@ -34,6 +34,22 @@ internal static class ForwardPlanner
     /// <summary>16 rows: threads' output ranges start on distinct 64-byte cache lines.</summary>
     private const int RowGrain = 16;
 
+    /// <summary>
+    /// Weight bytes a prefill row block may hold: half of a 256 KB L2, leaving room for the token tile's
+    /// activations, so that the block is read from memory once per chunk instead of once per tile.
+    /// </summary>
+    private const int RowBlockBytes = 128 * 1024;
+
+    private static int RowBlock(int rows, int rowBytes) => Math.Max(1, Math.Min(rows, RowBlockBytes / rowBytes));
+
+    private static int RowBytes(ComputeFormat format, int cols) => format switch
+    {
+        ComputeFormat.F32 => cols * 4,
+        ComputeFormat.F16 => cols * 2,
+        ComputeFormat.Q8_0 => cols / QuantBlock * 34,
+        _ => cols / QuantBlock * 18,
+    };
+
     /// <summary>Weights per Q8_0/Q4_0 block.</summary>
     internal const int QuantBlock = 32;
 
@@ -73,7 +89,8 @@ internal static class ForwardPlanner
         foreach (var (rows, cols, uses) in shapes)
         {
             int accumulators = Math.Max(1, Math.Min(MaxAccumulators, cols / VectorWidth));
-            kernels.Add(new MatMulKernel(rows, cols, FormatFor(target.Weights, cols), accumulators, string.Join(", ", uses)));
+            ComputeFormat format = FormatFor(target.Weights, cols);
+            kernels.Add(new MatMulKernel(rows, cols, format, accumulators, RowBlock(rows, RowBytes(format, cols)), string.Join(", ", uses)));
         }
 
         return new ForwardPlan(

@@ -18,7 +18,7 @@ internal static class KernelEmitter
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line($"/// - {k.Name} ({k.Uses}): {k.Accumulators} Vector256 accumulator(s) per row for one token, {plan.TokenTile} tokens per row pass in prefill.");
+            w.Line($"/// - {k.Name} ({k.Uses}): {k.Accumulators} Vector256 accumulator(s) per row for one token; in prefill {plan.TokenTile} tokens per row pass over blocks of {k.RowBlock} rows.");
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
             w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
@@ -134,23 +134,24 @@ internal static class KernelEmitter
         using (w.Block(signature))
         {
             w.Line($$"""
-                const int Rows = {{rows}}, Cols = {{cols}};
+                const int Rows = {{rows}}, Cols = {{cols}}, RowBlock = {{k.RowBlock}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * Cols{{(half ? " * 2" : "")}} || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
                     throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");{{(half ? "\nSpan<float> halfRow = stackalloc float[Cols]; // one weight row widened to F32" : "\nref float w0 = ref MemoryMarshal.GetReference(w);")}}
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                int t = 0;
 
-                // {{tile}} tokens per pass over the weights: each row is loaded once for all of them.
+                // Prefill: rows in blocks of RowBlock (about {{k.RowBlock * k.Cols * (half ? 2 : 4) / 1024}} KB of weights, which stay in cache) and, per block,
+                // {{tile}} tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
                 """);
-            using (w.Block($"for (; t + {tile} <= tokens; t += {tile})"))
+            using (w.Block("for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)"))
+            using (w.Block($"for (int t = 0; t + {tile} <= tokens; t += {tile})"))
             {
                 w.Line("ref float xa = ref Unsafe.Add(ref x0, t * Cols);");
                 for (int i = 1; i < tile; i++)
                     w.Line($"ref float x{tokens[i]} = ref Unsafe.Add(ref xa, {i} * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
+                using (w.Block("for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)"))
                 {
                     WriteRow(w, half);
                     if (vectorEnd > 0)
@@ -185,7 +186,7 @@ internal static class KernelEmitter
             w.Line(k.Accumulators > 1
                 ? $"// The remaining tokens (all of decode) one at a time, {k.Accumulators} independent sums per row to hide FMA latency."
                 : "// The remaining tokens (all of decode) one at a time.");
-            using (w.Block("for (; t < tokens; t++)"))
+            using (w.Block($"for (int t = tokens - tokens % {tile}; t < tokens; t++)"))
             {
                 w.Line("ref float xt = ref Unsafe.Add(ref x0, t * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
@@ -411,7 +412,7 @@ internal static class KernelEmitter
         using (w.Block($"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"))
         {
             w.Line($$"""
-                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, BlockBytes = {{blockBytes}}, RowBytes = Blocks * BlockBytes;
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, BlockBytes = {{blockBytes}}, RowBytes = Blocks * BlockBytes, RowBlock = {{k.RowBlock}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
@@ -420,11 +421,12 @@ internal static class KernelEmitter
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                int t = 0;
 
-                // {{tile}} tokens per pass over the weights: each block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about {{k.RowBlock * k.Cols / 32 * blockBytes / 1024}} KB of weights, which stay in cache) and, per block,
+                // {{tile}} tokens per pass: each weight block is unpacked once for all of them.
                 """);
-            using (w.Block($"for (; t + {tile} <= tokens; t += {tile})"))
+            using (w.Block("for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)"))
+            using (w.Block($"for (int t = 0; t + {tile} <= tokens; t += {tile})"))
             {
                 for (int i = 0; i < tile; i++)
                 {
@@ -432,7 +434,7 @@ internal static class KernelEmitter
                     w.Line($"ref float d{tokens[i]} = ref Unsafe.Add(ref d0, (t + {i}) * Blocks);");
                 }
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
+                using (w.Block("for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)"))
                 {
                     w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
                     w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
@@ -450,7 +452,7 @@ internal static class KernelEmitter
             }
             w.Line();
             w.Line("// The remaining tokens (all of decode) one at a time, two independent sums per row to hide FMA latency.");
-            using (w.Block("for (; t < tokens; t++)"))
+            using (w.Block($"for (int t = tokens - tokens % {tile}; t < tokens; t++)"))
             {
                 w.Line("ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);");
                 w.Line("ref float dt = ref Unsafe.Add(ref d0, t * Blocks);");

@@ -32,7 +32,7 @@ public class NativeChatTests(ITestOutputHelper log)
                 $"publish \"{Path.Combine(Paths.RepoRoot, "samples", "Chat", "Chat.csproj")}\" -c Release -o \"{publish}\" " +
                 $"--artifacts-path \"{Path.Combine(root, "artifacts")}\" --disable-build-servers",
                 Paths.RepoRoot, Limit);
-            Assert.Contains("0 Warning(s)", published.StdOut);
+            Tool.AssertNoWarnings(published);
             string native = Path.Combine(publish, OperatingSystem.IsWindows() ? "Chat.exe" : "Chat");
             Assert.True(File.Exists(native), "no native binary at " + native);
             // The JIT build, built with this test project (a project reference).

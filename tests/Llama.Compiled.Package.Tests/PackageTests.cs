@@ -52,10 +52,11 @@ public class PackageTests(ITestOutputHelper log)
         {
             // Pack, with bin/obj of its own so that nothing in the repository is touched.
             string feed = Path.Combine(root, "feed");
-            Tool.Run(log, "dotnet",
+            Tool.Result packed = Tool.Run(log, "dotnet",
                 $"pack \"{Path.Combine(Paths.RepoRoot, "src", "Runtime", "Llama.Compiled.Runtime.csproj")}\" -c Release -o \"{feed}\" " +
                 $"--artifacts-path \"{Path.Combine(root, "artifacts")}\" -p:Version={version} --disable-build-servers",
                 Paths.RepoRoot, Limit);
+            Tool.AssertNoWarnings(packed);
             string package = Path.Combine(feed, $"Llama.Compiled.{version}.nupkg");
             CheckPackageLayout(package, version);
 
@@ -81,6 +82,7 @@ public class PackageTests(ITestOutputHelper log)
 
             Tool.Result build = Tool.Run(log, "dotnet", "build -c Release --disable-build-servers", app, Limit);
             // The generator loads in the consumer's compiler without a warning (CS8032 and the like).
+            Tool.AssertNoWarnings(build);
             Assert.Contains("0 Warning(s)", build.StdOut);
             Tool.Result run = Tool.Run(log, "dotnet", $"\"{Path.Combine(app, "bin", "Release", "net10.0", "Consumer.dll")}\" \"{Paths.Stories260KHf}\"", app, Limit);
 

@@ -123,5 +123,12 @@ internal static class Tool
         return Process.Start(info) ?? throw new InvalidOperationException("Could not start " + fileName);
     }
 
+    /// <summary>Fails when MSBuild printed a warning (<c>file(line,col): warning CODE: …</c>).</summary>
+    public static void AssertNoWarnings(Result result)
+    {
+        foreach (string line in result.StdOut.Split('\n'))
+            Assert.DoesNotMatch(@"\bwarning [A-Z]+[0-9]+\b", line);
+    }
+
     private static string Tail(string text) => text.Length > 6000 ? "…" + text[^6000..] : text;
 }

@@ -380,9 +380,7 @@ namespace UserApp
                 // Attention block: xb = RMSNorm(x) ⊙ input_layernorm; q, k, v = Wq·xb, Wk·xb, Wv·xb
                 for (int t = 0; t < count; t++)
                     Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.InputNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                Kernels.MatMul_896x896(_pool, w.Q, _xb, _q, count, accumulate: false);
-                Kernels.MatMul_128x896(_pool, w.K, _xb, _k, count, accumulate: false);
-                Kernels.MatMul_128x896(_pool, w.V, _xb, _v, count, accumulate: false);
+                Kernels.Qkv(_pool, w.Q, w.K, w.V, _xb, _q, _k, _v, count);
                 Kernels.AddBias(_q, w.QBias.Span, count);
                 Kernels.AddBias(_k, w.KBias.Span, count);
                 Kernels.AddBias(_v, w.VBias.Span, count);

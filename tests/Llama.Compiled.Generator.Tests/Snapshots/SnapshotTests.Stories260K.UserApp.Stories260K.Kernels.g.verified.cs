@@ -17,17 +17,18 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_64x64 (q_proj, o_proj): 4 Vector256 accumulator(s) per row for one token, 4 tokens per row pass in prefill.
-        /// - MatMul_32x64 (k_proj, v_proj): 4 Vector256 accumulator(s) per row for one token, 4 tokens per row pass in prefill.
-        /// - MatMul_172x64 (gate_proj, up_proj): 4 Vector256 accumulator(s) per row for one token, 4 tokens per row pass in prefill.
-        /// - MatMul_64x172 (down_proj): 4 Vector256 accumulator(s) per row for one token, 4 tokens per row pass in prefill.
-        /// - MatMul_512x64 (classifier (tied embedding)): 4 Vector256 accumulator(s) per row for one token, 4 tokens per row pass in prefill.
+        /// - MatMul_64x64 (q_proj, o_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 64 rows.
+        /// - MatMul_32x64 (k_proj, v_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 32 rows.
+        /// - MatMul_172x64 (gate_proj, up_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 172 rows.
+        /// - MatMul_64x172 (down_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 64 rows.
+        /// - MatMul_512x64 (classifier (tied embedding)): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 512 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
         ///   131072 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
-        /// - gate_proj, up_proj and SwiGLU run as one job per row range (one pass over the pool instead of three).
+        /// - q_proj, k_proj and v_proj run as one job over their 128 rows together; gate_proj, up_proj and SwiGLU as one
+        ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
         /// </summary>
         private static class Kernels
         {
@@ -49,36 +50,6 @@ namespace UserApp
             private struct MatMul_64x64Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
                 public void Execute(int start, int end, int worker) => MatMul_64x64Rows(w.Span, x, y, tokens, accumulate, start, end);
-            }
-
-            /// <summary>
-            /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: F32 [32, 64]; x: [tokens, 64]; y: [tokens, 32]. Used by k_proj, v_proj.
-            /// </summary>
-            public static void MatMul_32x64(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
-            {
-                var job = new MatMul_32x64Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 32 * 64, 32, RowGrain);
-            }
-
-            private struct MatMul_32x64Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
-            {
-                public void Execute(int start, int end, int worker) => MatMul_32x64Rows(w.Span, x, y, tokens, accumulate, start, end);
-            }
-
-            /// <summary>
-            /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: F32 [172, 64]; x: [tokens, 64]; y: [tokens, 172]. Used by gate_proj, up_proj.
-            /// </summary>
-            public static void MatMul_172x64(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
-            {
-                var job = new MatMul_172x64Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 172 * 64, 172, RowGrain);
-            }
-
-            private struct MatMul_172x64Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
-            {
-                public void Execute(int start, int end, int worker) => MatMul_172x64Rows(w.Span, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -109,6 +80,31 @@ namespace UserApp
             private struct MatMul_512x64Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
                 public void Execute(int start, int end, int worker) => MatMul_512x64Rows(w.Span, x, y, tokens, accumulate, start, end);
+            }
+
+            /// <summary>
+            /// q[t] = Wq·x[t], k[t] = Wk·x[t], v[t] = Wv·x[t] for t &lt; <paramref name="tokens"/>, split over the
+            /// QueryDim + 2·KvDim = 128 stacked rows. Wq: F32 [64, 64]; Wk, Wv: F32 [32, 64];
+            /// x: [tokens, 64]; q: [tokens, 64]; k, v: [tokens, 32].
+            /// </summary>
+            public static void Qkv(WorkerPool pool, WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] q, float[] k, float[] v, int tokens)
+            {
+                var job = new QkvJob(wq, wk, wv, x, q, k, v, tokens);
+                Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
+            }
+
+            private struct QkvJob(WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] q, float[] k, float[] v, int tokens) : IParallelJob
+            {
+                public void Execute(int start, int end, int worker)
+                {
+                    // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
+                    if (start < QueryDim)
+                        MatMul_64x64Rows(wq.Span, x, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                    if (end > QueryDim && start < QueryDim + KvDim)
+                        MatMul_32x64Rows(wk.Span, x, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                    if (end > QueryDim + KvDim)
+                        MatMul_32x64Rows(wv.Span, x, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                }
             }
 
             /// <summary>
@@ -168,45 +164,48 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
             private static void MatMul_64x64Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 64, Cols = 64;
+                const int Rows = 64, Cols = 64, RowBlock = 64;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * Cols || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
                     throw new ArgumentException("MatMul_64x64: a buffer is smaller than its shape.");
                 ref float w0 = ref MemoryMarshal.GetReference(w);
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                int t = 0;
 
-                // 4 tokens per pass over the weights: each row is loaded once for all of them.
-                for (; t + 4 <= tokens; t += 4)
+                // Prefill: rows in blocks of RowBlock (about 16 KB of weights, which stay in cache) and, per block,
+                // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
+                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    ref float xa = ref Unsafe.Add(ref x0, t * Cols);
-                    ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
-                    ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
-                    ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 8)
+                        ref float xa = ref Unsafe.Add(ref x0, t * Cols);
+                        ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
+                        ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
+                        ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
+                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                            sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                            sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                            sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                            sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                            for (int i = 0; i < 64; i += 8)
+                            {
+                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
+                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
+                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
+                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
+                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            }
+                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
+                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                         }
-                        float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                        Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                     }
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (; t < tokens; t++)
+                for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -234,45 +233,48 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
             private static void MatMul_32x64Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 32, Cols = 64;
+                const int Rows = 32, Cols = 64, RowBlock = 32;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * Cols || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
                     throw new ArgumentException("MatMul_32x64: a buffer is smaller than its shape.");
                 ref float w0 = ref MemoryMarshal.GetReference(w);
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                int t = 0;
 
-                // 4 tokens per pass over the weights: each row is loaded once for all of them.
-                for (; t + 4 <= tokens; t += 4)
+                // Prefill: rows in blocks of RowBlock (about 8 KB of weights, which stay in cache) and, per block,
+                // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
+                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    ref float xa = ref Unsafe.Add(ref x0, t * Cols);
-                    ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
-                    ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
-                    ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 8)
+                        ref float xa = ref Unsafe.Add(ref x0, t * Cols);
+                        ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
+                        ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
+                        ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
+                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                            sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                            sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                            sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                            sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                            for (int i = 0; i < 64; i += 8)
+                            {
+                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
+                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
+                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
+                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
+                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            }
+                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
+                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                         }
-                        float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                        Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                     }
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (; t < tokens; t++)
+                for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -300,45 +302,48 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
             private static void MatMul_172x64Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 172, Cols = 64;
+                const int Rows = 172, Cols = 64, RowBlock = 172;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * Cols || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
                     throw new ArgumentException("MatMul_172x64: a buffer is smaller than its shape.");
                 ref float w0 = ref MemoryMarshal.GetReference(w);
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                int t = 0;
 
-                // 4 tokens per pass over the weights: each row is loaded once for all of them.
-                for (; t + 4 <= tokens; t += 4)
+                // Prefill: rows in blocks of RowBlock (about 43 KB of weights, which stay in cache) and, per block,
+                // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
+                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    ref float xa = ref Unsafe.Add(ref x0, t * Cols);
-                    ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
-                    ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
-                    ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 8)
+                        ref float xa = ref Unsafe.Add(ref x0, t * Cols);
+                        ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
+                        ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
+                        ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
+                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                            sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                            sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                            sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                            sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                            for (int i = 0; i < 64; i += 8)
+                            {
+                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
+                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
+                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
+                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
+                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            }
+                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
+                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                         }
-                        float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                        Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                     }
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (; t < tokens; t++)
+                for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -366,53 +371,56 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
             private static void MatMul_64x172Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 64, Cols = 172;
+                const int Rows = 64, Cols = 172, RowBlock = 64;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * Cols || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
                     throw new ArgumentException("MatMul_64x172: a buffer is smaller than its shape.");
                 ref float w0 = ref MemoryMarshal.GetReference(w);
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                int t = 0;
 
-                // 4 tokens per pass over the weights: each row is loaded once for all of them.
-                for (; t + 4 <= tokens; t += 4)
+                // Prefill: rows in blocks of RowBlock (about 43 KB of weights, which stay in cache) and, per block,
+                // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
+                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    ref float xa = ref Unsafe.Add(ref x0, t * Cols);
-                    ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
-                    ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
-                    ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                        for (int i = 0; i < 168; i += 8)
+                        ref float xa = ref Unsafe.Add(ref x0, t * Cols);
+                        ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
+                        ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
+                        ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
+                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                            sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                            sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                            sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                            sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                            for (int i = 0; i < 168; i += 8)
+                            {
+                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
+                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
+                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
+                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
+                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            }
+                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
+                            for (int i = 168; i < Cols; i++)
+                            {
+                                float wi = Unsafe.Add(ref row, i);
+                                a += wi * Unsafe.Add(ref xa, i);
+                                b += wi * Unsafe.Add(ref xb, i);
+                                c += wi * Unsafe.Add(ref xc, i);
+                                d += wi * Unsafe.Add(ref xd, i);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                         }
-                        float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                        for (int i = 168; i < Cols; i++)
-                        {
-                            float wi = Unsafe.Add(ref row, i);
-                            a += wi * Unsafe.Add(ref xa, i);
-                            b += wi * Unsafe.Add(ref xb, i);
-                            c += wi * Unsafe.Add(ref xc, i);
-                            d += wi * Unsafe.Add(ref xd, i);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                     }
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (; t < tokens; t++)
+                for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -445,45 +453,48 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
             private static void MatMul_512x64Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 512, Cols = 64;
+                const int Rows = 512, Cols = 64, RowBlock = 512;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * Cols || x.Length < (long)tokens * Cols || y.Length < (long)tokens * Rows)
                     throw new ArgumentException("MatMul_512x64: a buffer is smaller than its shape.");
                 ref float w0 = ref MemoryMarshal.GetReference(w);
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                int t = 0;
 
-                // 4 tokens per pass over the weights: each row is loaded once for all of them.
-                for (; t + 4 <= tokens; t += 4)
+                // Prefill: rows in blocks of RowBlock (about 128 KB of weights, which stay in cache) and, per block,
+                // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
+                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    ref float xa = ref Unsafe.Add(ref x0, t * Cols);
-                    ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
-                    ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
-                    ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 8)
+                        ref float xa = ref Unsafe.Add(ref x0, t * Cols);
+                        ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
+                        ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
+                        ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
+                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                            sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                            sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                            sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                            sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                            for (int i = 0; i < 64; i += 8)
+                            {
+                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
+                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
+                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
+                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
+                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                            }
+                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
+                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                         }
-                        float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                        Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                        Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
                     }
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (; t < tokens; t++)
+                for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);

@@ -355,9 +355,7 @@ namespace UserApp
                 // Attention block: xb = RMSNorm(x) ⊙ input_layernorm; q, k, v = Wq·xb, Wk·xb, Wv·xb
                 for (int t = 0; t < count; t++)
                     Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.InputNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                Kernels.MatMul_64x64(_pool, w.Q, _xb, _q, count, accumulate: false);
-                Kernels.MatMul_32x64(_pool, w.K, _xb, _k, count, accumulate: false);
-                Kernels.MatMul_32x64(_pool, w.V, _xb, _v, count, accumulate: false);
+                Kernels.Qkv(_pool, w.Q, w.K, w.V, _xb, _q, _k, _v, count);
                 for (int t = 0; t < count; t++)
                 {
                     // Rotate q and k by the token's position, then append k and v to the cache.

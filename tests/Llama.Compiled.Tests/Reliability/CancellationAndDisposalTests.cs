@@ -14,7 +14,7 @@ public sealed class CancellationAndDisposalTests
 {
     private static readonly Tokenizer Tokenizer = LlamaTokenizers.Load(TestPaths.Stories260KHf);
 
-    /// <summary>Never stops by itself before 200 tokens: EOS is not reachable with a large MaxNewTokens... unless the model picks it, so sample with a seed that does not.</summary>
+    /// <summary>A long sampled generation (the tests cancel it long before it could end by itself).</summary>
     private static readonly GenerationOptions Long = new() { MaxNewTokens = 400, Sampling = new SamplingOptions { Temperature = 1f, Seed = 11 } };
 
     [Fact]
