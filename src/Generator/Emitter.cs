@@ -38,8 +38,7 @@ internal static class Emitter
         w.Line("using System.Runtime.CompilerServices;");
         w.Line("using System.Runtime.InteropServices;");
         w.Line("using System.Runtime.Intrinsics;");
-        if (plan.MaxQuantizedCols > 0)
-            w.Line("using System.Runtime.Intrinsics.X86;");
+        w.Line("using System.Runtime.Intrinsics.X86;");
         w.Line("using Llama.Compiled;");
         w.Line();
         WrapInContainers(w, plan.Target, baseList: "", body: () => KernelEmitter.Write(w, plan));

@@ -18,7 +18,9 @@ internal static class KernelEmitter
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line($"/// - {k.Name} ({k.Uses}): {k.Accumulators} Vector256 accumulator(s) per row for one token; in prefill {plan.TokenTile} tokens per row pass over blocks of {k.RowBlock} rows.");
+            w.Line(k.RowsPerPass == 4
+                ? $"/// - {k.Name} ({k.Uses}): one token 4 rows per pass with 2 Vector256 sums each; in prefill {plan.TokenTile} tokens per row pass over blocks of {k.RowBlock} rows."
+                : $"/// - {k.Name} ({k.Uses}): one token {k.Accumulators} Vector256 sum(s) per row; in prefill {plan.TokenTile} tokens per row pass over blocks of {k.RowBlock} rows.");
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
             w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
@@ -102,6 +104,19 @@ internal static class KernelEmitter
                 [MethodImpl(MethodImplOptions.AggressiveInlining)]
                 private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
+                /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
+                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+                {
+                    if (Avx.IsSupported)
+                    {
+                        // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
+                        Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
+                        return sums.GetLower() + sums.GetUpper();
+                    }
+                    return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
+                }
+
                 /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
                 private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
                 {
@@ -183,20 +198,70 @@ internal static class KernelEmitter
                 }
             }
             w.Line();
-            w.Line(k.Accumulators > 1
-                ? $"// The remaining tokens (all of decode) one at a time, {k.Accumulators} independent sums per row to hide FMA latency."
-                : "// The remaining tokens (all of decode) one at a time.");
+            if (k.RowsPerPass == 4)
+            {
+                w.Line("// The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for");
+                w.Line("// four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.");
+            }
+            else
+            {
+                w.Line(k.Accumulators > 1
+                    ? $"// The remaining tokens (all of decode) one at a time, {k.Accumulators} independent sums per row to hide FMA latency."
+                    : "// The remaining tokens (all of decode) one at a time.");
+            }
             using (w.Block($"for (int t = tokens - tokens % {tile}; t < tokens; t++)"))
             {
                 w.Line("ref float xt = ref Unsafe.Add(ref x0, t * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
+                if (k.RowsPerPass == 4)
                 {
-                    WriteRow(w, half);
-                    WriteDot(w, k.Accumulators, cols, vectorEnd);
-                    w.Line("Store(ref Unsafe.Add(ref yt, r), sum, accumulate);");
+                    WriteFourRowDot(w, cols);
+                }
+                else
+                {
+                    using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
+                    {
+                        WriteRow(w, half);
+                        WriteDot(w, k.Accumulators, cols, vectorEnd);
+                        w.Line("Store(ref Unsafe.Add(ref yt, r), sum, accumulate);");
+                    }
                 }
             }
+        }
+    }
+
+    /// <summary>y[r..r+4) = four rows · xt, for F32 rows of a multiple of 8 columns (rowStart and rowEnd are multiples of 4).</summary>
+    private static void WriteFourRowDot(SourceWriter w, int cols)
+    {
+        string[] rows = { "a", "b", "c", "d" };
+        int pairEnd = cols - cols % 16;
+        using (w.Block("for (int r = rowStart; r < rowEnd; r += 4)"))
+        {
+            w.Line("ref float ra = ref Unsafe.Add(ref w0, r * Cols);");
+            for (int i = 1; i < 4; i++)
+                w.Line($"ref float r{rows[i]} = ref Unsafe.Add(ref ra, {i} * Cols);");
+            w.Line($"Vector256<float> {string.Join(", ", rows.SelectMany(n => new[] { $"{n}0 = Vector256<float>.Zero", $"{n}1 = Vector256<float>.Zero" }))};");
+            if (pairEnd > 0)
+            {
+                using (w.Block($"for (int i = 0; i < {pairEnd}; i += 16)"))
+                {
+                    w.Line("Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));");
+                    foreach (string n in rows)
+                    {
+                        w.Line($"{n}0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, (nuint)i), xLow, {n}0);");
+                        w.Line($"{n}1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, (nuint)(i + 8)), xHigh, {n}1);");
+                    }
+                }
+            }
+            if (pairEnd < cols)
+            {
+                w.Line($"Vector256<float> xLast = Vector256.LoadUnsafe(ref xt, {pairEnd});");
+                foreach (string n in rows)
+                    w.Line($"{n}0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, {pairEnd}), xLast, {n}0);");
+            }
+            w.Line("ref float yr = ref Unsafe.Add(ref yt, r);");
+            w.Line("Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);");
+            w.Line("(accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);");
         }
     }
 

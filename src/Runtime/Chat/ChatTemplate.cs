@@ -169,6 +169,10 @@ public abstract partial record ChatTemplate
         file = Path.GetFullPath(file);
         if (!File.Exists(file))
             return Plain;
+        // Checked before opening: an empty file is no JSON, and something that is not a regular file
+        // (a FIFO reports length 0) would block the read.
+        if (new FileInfo(file).Length == 0)
+            throw new ModelFormatException($"{file} is empty.");
 
         string? template, bos, eos;
         try

@@ -193,6 +193,11 @@ public class ChatTemplateTests
             File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), "{ \"chat_template\": ");
             var e = Assert.Throws<ModelFormatException>(() => ChatTemplate.FromTokenizerConfig(folder));
             Assert.Contains("tokenizer_config.json", e.Message);
+
+            // An empty file (or a FIFO, which reports no length) is not read at all.
+            File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), "");
+            e = Assert.Throws<ModelFormatException>(() => ChatTemplate.FromTokenizerConfig(folder));
+            Assert.Contains("empty", e.Message);
         }
         finally
         {

@@ -150,6 +150,8 @@ public sealed class LongRunTests(ITestOutputHelper output)
             }
         }
         Cycle(20);
+        using (var loaded = Stories260K.Load(TestPaths.Stories260KHf))
+            Assert.True(!File.Exists("/proc/self/maps") || MappingsOf(TestPaths.Stories260KHf) > 0, "the measurement does not see the mapping of a loaded model");
         int mapsBefore = MappingsOf(TestPaths.Stories260KHf);
         long residentBefore = Reliability.ResidentBytes();
         Cycle(300);
@@ -165,7 +167,8 @@ public sealed class LongRunTests(ITestOutputHelper output)
     {
         if (!File.Exists("/proc/self/maps"))
             return 0;
-        string full = Path.GetFullPath(folder);
+        // The kernel names the file by its real path.
+        string full = new DirectoryInfo(Path.GetFullPath(folder)).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(folder);
         int count = 0;
         foreach (string line in File.ReadLines("/proc/self/maps"))
         {

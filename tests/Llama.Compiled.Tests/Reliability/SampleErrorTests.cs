@@ -101,7 +101,7 @@ public sealed class SampleErrorTests(ITestOutputHelper output)
     }
 
     private static (int Code, string Stdout, string Stderr) Run(string dll, string[] args, string? stdin) =>
-        Run(dll, args, stdin, dotnetCommand: false, timeout: TimeSpan.FromSeconds(20));
+        Run(dll, args, stdin, dotnetCommand: false, timeout: TimeSpan.FromSeconds(15));
 
     /// <summary>Runs <c>dotnet dll args</c> (or <c>dotnet verb args</c>); a process still running after <paramref name="timeout"/> is killed and fails the test as a hang.</summary>
     private static (int Code, string Stdout, string Stderr) Run(string dllOrVerb, string[] args, string? stdin, bool dotnetCommand, TimeSpan timeout)
