@@ -48,7 +48,8 @@ internal static class ForwardPlanner
     private static int RowsPerPass(ComputeFormat format, int rows, int cols) =>
         format == ComputeFormat.F32 && rows % 4 == 0 && cols % VectorWidth == 0 ? 4 : 1;
 
-    private static int RowBlock(int rows, int rowBytes) => Math.Max(1, Math.Min(rows, RowBlockBytes / rowBytes));
+    /// <summary>Rows per prefill block: what fits the budget, even (the F32 tile takes rows in pairs), at least 2.</summary>
+    private static int RowBlock(int rows, int rowBytes) => Math.Min(rows, Math.Max(2, RowBlockBytes / rowBytes / 2 * 2));
 
     private static int RowBytes(ComputeFormat format, int cols) => format switch
     {

@@ -166,36 +166,10 @@ internal static class KernelEmitter
                 for (int i = 1; i < tile; i++)
                     w.Line($"ref float x{tokens[i]} = ref Unsafe.Add(ref xa, {i} * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)"))
-                {
-                    WriteRow(w, half);
-                    if (vectorEnd > 0)
-                    {
-                        w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
-                        using (w.Block($"for (int i = 0; i < {vectorEnd}; i += 8)"))
-                        {
-                            w.Line("Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);");
-                            foreach (string n in tokens)
-                                w.Line($"s{n} = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref x{n}, (nuint)i), s{n});");
-                        }
-                        w.Line($"float {string.Join(", ", tokens.Select(n => $"{n} = Vector256.Sum(s{n})"))};");
-                    }
-                    else
-                    {
-                        w.Line($"float {string.Join(", ", tokens.Select(n => $"{n} = 0f"))};");
-                    }
-                    if (vectorEnd < cols)
-                    {
-                        using (w.Block($"for (int i = {vectorEnd}; i < Cols; i++)"))
-                        {
-                            w.Line("float wi = Unsafe.Add(ref row, i);");
-                            foreach (string n in tokens)
-                                w.Line($"{n} += wi * Unsafe.Add(ref x{n}, i);");
-                        }
-                    }
-                    for (int i = 0; i < tile; i++)
-                        w.Line($"Store(ref Unsafe.Add(ref yt, {(i == 0 ? "" : $"{i} * Rows + ")}r), {tokens[i]}, accumulate);");
-                }
+                if (k.RowsPerPass == 4 && tile == 4)
+                    WriteTwoRowTile(w);
+                else
+                    WriteOneRowTile(w, half, cols, vectorEnd, tokens);
             }
             w.Line();
             if (k.RowsPerPass == 4)
@@ -226,6 +200,74 @@ internal static class KernelEmitter
                         w.Line("Store(ref Unsafe.Add(ref yt, r), sum, accumulate);");
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>The prefill tile for any row: one row × the tile's tokens, one sum per token.</summary>
+    private static void WriteOneRowTile(SourceWriter w, bool half, int cols, int vectorEnd, string[] tokens)
+    {
+        using (w.Block("for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)"))
+        {
+            WriteRow(w, half);
+            if (vectorEnd > 0)
+            {
+                w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
+                using (w.Block($"for (int i = 0; i < {vectorEnd}; i += 8)"))
+                {
+                    w.Line("Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);");
+                    foreach (string n in tokens)
+                        w.Line($"s{n} = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref x{n}, (nuint)i), s{n});");
+                }
+                w.Line($"float {string.Join(", ", tokens.Select(n => $"{n} = Vector256.Sum(s{n})"))};");
+            }
+            else
+            {
+                w.Line($"float {string.Join(", ", tokens.Select(n => $"{n} = 0f"))};");
+            }
+            if (vectorEnd < cols)
+            {
+                using (w.Block($"for (int i = {vectorEnd}; i < Cols; i++)"))
+                {
+                    w.Line("float wi = Unsafe.Add(ref row, i);");
+                    foreach (string n in tokens)
+                        w.Line($"{n} += wi * Unsafe.Add(ref x{n}, i);");
+                }
+            }
+            for (int i = 0; i < tokens.Length; i++)
+                w.Line($"Store(ref Unsafe.Add(ref yt, {(i == 0 ? "" : $"{i} * Rows + ")}r), {tokens[i]}, accumulate);");
+        }
+    }
+
+    /// <summary>
+    /// The prefill tile for F32 rows of whole vectors: two rows × four tokens, eight independent sums,
+    /// enough to keep both FMA ports busy through the 4-cycle FMA latency.
+    /// </summary>
+    private static void WriteTwoRowTile(SourceWriter w)
+    {
+        string[] tokens = { "a", "b", "c", "d" };
+        using (w.Block("for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r += 2)"))
+        {
+            w.Line("ref float row0 = ref Unsafe.Add(ref w0, r * Cols);");
+            w.Line("ref float row1 = ref Unsafe.Add(ref row0, Cols);");
+            w.Line($"Vector256<float> {string.Join(", ", tokens.SelectMany(n => new[] { $"{n}0 = Vector256<float>.Zero", $"{n}1 = Vector256<float>.Zero" }))};");
+            using (w.Block("for (int i = 0; i < Cols; i += 8)"))
+            {
+                w.Line("Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);");
+                foreach (string n in tokens)
+                {
+                    w.Line($"Vector256<float> x{n}v = Vector256.LoadUnsafe(ref x{n}, (nuint)i);");
+                    w.Line($"{n}0 = Vector256.FusedMultiplyAdd(w0v, x{n}v, {n}0);");
+                    w.Line($"{n}1 = Vector256.FusedMultiplyAdd(w1v, x{n}v, {n}1);");
+                }
+            }
+            w.Line("// [row r, row r + 1] × [tokens a, b, c, d]");
+            w.Line("Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);");
+            for (int i = 0; i < 4; i++)
+            {
+                string offset = i == 0 ? "r" : $"{i} * Rows + r";
+                w.Line($"Store(ref Unsafe.Add(ref yt, {offset}), sums0.GetElement({i}), accumulate);");
+                w.Line($"Store(ref Unsafe.Add(ref yt, {offset} + 1), sums1.GetElement({i}), accumulate);");
             }
         }
     }

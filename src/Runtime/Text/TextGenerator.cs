@@ -54,7 +54,9 @@ public sealed class TextGenerator
     /// When true, a generation whose prompt ids start with all the ids already in the session's KV cache
     /// (the previous prompt and the tokens generated after it) evaluates only the rest of the prompt
     /// instead of resetting the session and evaluating all of it: a chat's next turn costs only the new
-    /// text. Any other prompt resets the session. Default false (every generation starts afresh).
+    /// text. Any other prompt resets the session. Default false (every generation starts afresh). The
+    /// generator tracks what it evaluated itself: do not run the session directly between generations
+    /// (a changed <see cref="ILlamaSession.Position"/> is noticed and resets it, other changes are not).
     /// </summary>
     public bool ReuseSessionPrefix { get; set; }
 

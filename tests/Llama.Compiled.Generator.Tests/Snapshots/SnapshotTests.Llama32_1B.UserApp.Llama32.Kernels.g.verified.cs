@@ -9,6 +9,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Llama.Compiled;
 
 namespace UserApp
@@ -17,11 +18,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_2048x2048 (q_proj, o_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 16 rows.
-        /// - MatMul_512x2048 (k_proj, v_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 16 rows.
-        /// - MatMul_8192x2048 (gate_proj, up_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 16 rows.
-        /// - MatMul_2048x8192 (down_proj): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 4 rows.
-        /// - MatMul_128256x2048 (classifier (tied embedding)): 4 Vector256 accumulator(s) per row for one token; in prefill 4 tokens per row pass over blocks of 16 rows.
+        /// - MatMul_2048x2048 (q_proj, o_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
+        /// - MatMul_512x2048 (k_proj, v_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
+        /// - MatMul_8192x2048 (gate_proj, up_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
+        /// - MatMul_2048x8192 (down_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 4 rows.
+        /// - MatMul_128256x2048 (classifier (tied embedding)): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 4 query head(s) per KV head, HeadDim 64 = 8 Vector256.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -183,45 +184,69 @@ namespace UserApp
                         ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
                         ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
                         ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r += 2)
                         {
-                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int i = 0; i < 2048; i += 8)
+                            ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float row1 = ref Unsafe.Add(ref row0, Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (int i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
+                                a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
+                                b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
+                                c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
+                                d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
-                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
+                            // [row r, row r + 1] × [tokens a, b, c, d]
+                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r + 1), sums1.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), sums0.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r + 1), sums1.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), sums0.GetElement(3), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r + 1), sums1.GetElement(3), accumulate);
                         }
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
+                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int r = rowStart; r < rowEnd; r += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 16)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
                         }
-                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
-                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
+                        ref float yr = ref Unsafe.Add(ref yt, r);
+                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
                     }
                 }
             }
@@ -252,45 +277,69 @@ namespace UserApp
                         ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
                         ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
                         ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r += 2)
                         {
-                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int i = 0; i < 2048; i += 8)
+                            ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float row1 = ref Unsafe.Add(ref row0, Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (int i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
+                                a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
+                                b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
+                                c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
+                                d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
-                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
+                            // [row r, row r + 1] × [tokens a, b, c, d]
+                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r + 1), sums1.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), sums0.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r + 1), sums1.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), sums0.GetElement(3), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r + 1), sums1.GetElement(3), accumulate);
                         }
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
+                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int r = rowStart; r < rowEnd; r += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 16)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
                         }
-                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
-                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
+                        ref float yr = ref Unsafe.Add(ref yt, r);
+                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
                     }
                 }
             }
@@ -321,45 +370,69 @@ namespace UserApp
                         ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
                         ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
                         ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r += 2)
                         {
-                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int i = 0; i < 2048; i += 8)
+                            ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float row1 = ref Unsafe.Add(ref row0, Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (int i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
+                                a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
+                                b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
+                                c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
+                                d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
-                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
+                            // [row r, row r + 1] × [tokens a, b, c, d]
+                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r + 1), sums1.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), sums0.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r + 1), sums1.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), sums0.GetElement(3), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r + 1), sums1.GetElement(3), accumulate);
                         }
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
+                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int r = rowStart; r < rowEnd; r += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 16)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
                         }
-                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
-                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
+                        ref float yr = ref Unsafe.Add(ref yt, r);
+                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
                     }
                 }
             }
@@ -390,45 +463,69 @@ namespace UserApp
                         ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
                         ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
                         ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r += 2)
                         {
-                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int i = 0; i < 8192; i += 8)
+                            ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float row1 = ref Unsafe.Add(ref row0, Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (int i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
+                                a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
+                                b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
+                                c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
+                                d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
-                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
+                            // [row r, row r + 1] × [tokens a, b, c, d]
+                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r + 1), sums1.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), sums0.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r + 1), sums1.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), sums0.GetElement(3), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r + 1), sums1.GetElement(3), accumulate);
                         }
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
+                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int r = rowStart; r < rowEnd; r += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 8192; i += 32)
+                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        for (int i = 0; i < 8192; i += 16)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
                         }
-                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
-                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
+                        ref float yr = ref Unsafe.Add(ref yt, r);
+                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
                     }
                 }
             }
@@ -459,45 +556,69 @@ namespace UserApp
                         ref float xc = ref Unsafe.Add(ref xa, 2 * Cols);
                         ref float xd = ref Unsafe.Add(ref xa, 3 * Cols);
                         ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r += 2)
                         {
-                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int i = 0; i < 2048; i += 8)
+                            ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float row1 = ref Unsafe.Add(ref row0, Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (int i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
+                                a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
+                                b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
+                                c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
+                                d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
-                            float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
-                            Store(ref Unsafe.Add(ref yt, r), a, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), b, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), c, accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), d, accumulate);
+                            // [row r, row r + 1] × [tokens a, b, c, d]
+                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r + 1), sums1.GetElement(1), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), sums0.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r + 1), sums1.GetElement(2), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), sums0.GetElement(3), accumulate);
+                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r + 1), sums1.GetElement(3), accumulate);
                         }
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
+                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    for (int r = rowStart; r < rowEnd; r += 4)
                     {
-                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
-                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 16)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
                         }
-                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
-                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
+                        ref float yr = ref Unsafe.Add(ref yt, r);
+                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
                     }
                 }
             }
@@ -658,6 +779,19 @@ namespace UserApp
 
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
+
+            /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+            {
+                if (Avx.IsSupported)
+                {
+                    // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
+                    Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
+                    return sums.GetLower() + sums.GetUpper();
+                }
+                return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
+            }
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
