@@ -36,6 +36,11 @@ internal sealed unsafe class MappedFile : IDisposable
     /// <summary>Maps <paramref name="path"/>; an empty file is a <see cref="ModelFormatException"/> (it cannot be mapped).</summary>
     public static MappedFile Open(string path)
     {
+        // Checked before opening: opening a FIFO blocks until a writer appears, and devices and FIFOs
+        // report length 0, so "empty" here also rejects everything that is not a regular file.
+        var info = new FileInfo(path);
+        if (info.Exists && info.Length == 0)
+            throw new ModelFormatException($"{path}: the file is empty (or not a regular file)");
         var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
