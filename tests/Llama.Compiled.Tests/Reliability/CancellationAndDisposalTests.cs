@@ -202,7 +202,7 @@ public sealed class CancellationAndDisposalTests
         // A few hundred races: threads decode (single tokens and prefills) while the model is disposed
         // after a varying delay. Each thread must end with ObjectDisposedException at a call boundary:
         // never an access violation (that would kill the test host), never another exception.
-        const int Races = 300;
+        const int Races = 200;
         int disposedMidLoop = 0;
         for (int race = 0; race < Races; race++)
         {

@@ -258,4 +258,47 @@ public sealed class ConcurrencyTests
         }
         Assert.True(collisions > 0);
     }
+
+    [Fact]
+    public void ResetDuringForwardOnAnotherThreadIsDetected()
+    {
+        // Reset changes the position that a running Forward is writing the cache at. Like Save and
+        // Restore, it should take the session's busy flag and throw InvalidOperationException instead
+        // of silently racing (the cache then holds a mix of two sequences and the Reset is lost).
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession(new SessionOptions { Threads = 1 });
+        int[] prefill = Reliability.Prompt(11, Stories260K.MaxContext - 8);
+        int detected = 0, rounds = 0;
+        while (Volatile.Read(ref detected) == 0 && rounds++ < 200)
+        {
+            session.Reset();
+            int done = 0;
+            var prefiller = new Thread(() =>
+            {
+                try
+                {
+                    session.Forward(prefill);
+                }
+                catch (InvalidOperationException)
+                {
+                    // The Reset below raced ahead; either way is fine.
+                }
+                Volatile.Write(ref done, 1);
+            });
+            prefiller.Start();
+            while (Volatile.Read(ref done) == 0)
+            {
+                try
+                {
+                    session.Reset();
+                }
+                catch (InvalidOperationException)
+                {
+                    Interlocked.Increment(ref detected);
+                }
+            }
+            prefiller.Join();
+        }
+        Assert.True(detected > 0, $"Reset ran concurrently with Forward in {rounds} rounds without InvalidOperationException");
+    }
 }

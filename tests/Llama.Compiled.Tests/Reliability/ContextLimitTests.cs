@@ -182,4 +182,18 @@ public sealed class ContextLimitTests
         }
         return generator.LastResult!;
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(int.MaxValue)]
+    [InlineData(int.MinValue)]
+    public void ThreadsOutsideAUsableRangeAreAnArgumentError(int threads)
+    {
+        // SessionOptions.Threads is user input (a config value, a command-line flag). Out of range it must be
+        // ArgumentOutOfRangeException naming Threads, not OutOfMemoryException from sizing per-thread buffers.
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => model.CreateSession(new SessionOptions { Threads = threads }));
+        Assert.Contains("Threads", e.Message, StringComparison.OrdinalIgnoreCase);
+    }
 }

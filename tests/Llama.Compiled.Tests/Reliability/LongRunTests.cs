@@ -153,9 +153,11 @@ public sealed class LongRunTests(ITestOutputHelper output)
         using (var loaded = Stories260K.Load(TestPaths.Stories260KHf))
             Assert.True(!File.Exists("/proc/self/maps") || MappingsOf(TestPaths.Stories260KHf) > 0, "the measurement does not see the mapping of a loaded model");
         int mapsBefore = MappingsOf(TestPaths.Stories260KHf);
+        Reliability.SettledManagedBytes();
         long residentBefore = Reliability.ResidentBytes();
         Cycle(300);
         int mapsAfter = MappingsOf(TestPaths.Stories260KHf);
+        Reliability.SettledManagedBytes();
         long residentAfter = Reliability.ResidentBytes();
         output.WriteLine($"300 loads: mappings of the weights {mapsBefore} -> {mapsAfter}, resident {(residentAfter - residentBefore) / 1024:+#;-#;0} KB");
         Assert.Equal(mapsBefore, mapsAfter);

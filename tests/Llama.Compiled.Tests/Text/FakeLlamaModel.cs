@@ -1,5 +1,8 @@
-using System;
 using System.Collections.Generic;
+using System.Linq;
+using System;
+using Microsoft.ML.Tokenizers;
+using Xunit;
 
 namespace Llama.Compiled.Tests;
 
@@ -55,4 +58,29 @@ internal sealed class FakeSession(FakeLlamaModel model) : ILlamaSession
     }
 
     public void Dispose() { }
+}
+
+/// <summary>Text generators over a <see cref="FakeLlamaModel"/> that plays back scripted tokens.</summary>
+internal static class ScriptedGeneration
+{
+    public static readonly Tokenizer Tokenizer = LlamaTokenizers.Load(TestPaths.Stories260KHf);
+
+    public static readonly GenerationOptions Greedy = new() { Sampling = new SamplingOptions { Temperature = 0f } };
+
+    /// <summary>The ids the tokenizer gives <paramref name="text"/> after those of <paramref name="prompt"/>.</summary>
+    public static int[] Continuation(string prompt, string text)
+    {
+        IReadOnlyList<int> promptIds = Tokenizer.EncodeToIds(prompt);
+        IReadOnlyList<int> ids = Tokenizer.EncodeToIds(text);
+        Assert.Equal(promptIds, ids.Take(promptIds.Count));
+        return ids.Skip(promptIds.Count).ToArray();
+    }
+
+    /// <summary>A generator whose session answers with <paramref name="script"/>, one token per step.</summary>
+    public static (TextGenerator Generator, FakeSession Session) Create(IReadOnlyList<int> script, int maxContext = 512)
+    {
+        var model = new FakeLlamaModel(512, maxContext, script);
+        var session = (FakeSession)model.CreateSession();
+        return (new TextGenerator(session, Tokenizer), session);
+    }
 }

@@ -8,26 +8,15 @@ namespace Llama.Compiled.Tests;
 
 public class TextGeneratorTests
 {
-    private static readonly Tokenizer Tokenizer = LlamaTokenizers.Load(TestPaths.Stories260KHf);
-    private static readonly GenerationOptions Greedy = new() { Sampling = new SamplingOptions { Temperature = 0f } };
+    private static readonly Tokenizer Tokenizer = ScriptedGeneration.Tokenizer;
+    private static readonly GenerationOptions Greedy = ScriptedGeneration.Greedy;
 
     private const string Story = "Once upon a time, there was a little girl named Lily.";
 
-    /// <summary>The ids the tokenizer gives <paramref name="text"/> after those of <paramref name="prompt"/>.</summary>
-    private static int[] Continuation(string prompt, string text)
-    {
-        IReadOnlyList<int> promptIds = Tokenizer.EncodeToIds(prompt);
-        IReadOnlyList<int> ids = Tokenizer.EncodeToIds(text);
-        Assert.Equal(promptIds, ids.Take(promptIds.Count));
-        return ids.Skip(promptIds.Count).ToArray();
-    }
+    private static int[] Continuation(string prompt, string text) => ScriptedGeneration.Continuation(prompt, text);
 
-    private static (TextGenerator Generator, FakeSession Session) Create(IReadOnlyList<int> script, int maxContext = 512)
-    {
-        var model = new FakeLlamaModel(512, maxContext, script);
-        var session = (FakeSession)model.CreateSession();
-        return (new TextGenerator(session, Tokenizer), session);
-    }
+    private static (TextGenerator Generator, FakeSession Session) Create(IReadOnlyList<int> script, int maxContext = 512) =>
+        ScriptedGeneration.Create(script, maxContext);
 
     [Fact]
     public void StopsAtEndOfSequenceAndContinuesThePromptText()
