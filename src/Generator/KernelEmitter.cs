@@ -548,7 +548,7 @@ internal static class KernelEmitter
                     using (w.Block("for (int b = 0; b < Blocks; b++)"))
                     {
                         w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
-                        w.Line("float scale = (float)Unsafe.ReadUnaligned<Half>(ref block);");
+                        w.Line("float scale = HalfToSingle(ref block);");
                         w.Line($"Vector256<sbyte> weights = {load}(ref block);");
                         foreach (string n in tokens)
                             w.Line($"s{n} = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref d{n}, b)), DotInt8(weights, Vector256.LoadUnsafe(ref q{n}, (nuint)(b * 32))), s{n});");
@@ -573,13 +573,13 @@ internal static class KernelEmitter
                     {
                         w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
                         w.Line("ref byte next = ref Unsafe.Add(ref block, BlockBytes);");
-                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create((float)Unsafe.ReadUnaligned<Half>(ref block) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
-                        w.Line($"s1 = Vector256.FusedMultiplyAdd(Vector256.Create((float)Unsafe.ReadUnaligned<Half>(ref next) * Unsafe.Add(ref dt, b + 1)), DotInt8({load}(ref next), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32 + 32))), s1);");
+                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref block) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
+                        w.Line($"s1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref next) * Unsafe.Add(ref dt, b + 1)), DotInt8({load}(ref next), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32 + 32))), s1);");
                     }
                     if (blocks % 2 != 0)
                     {
                         w.Line("ref byte last = ref Unsafe.Add(ref row, b * BlockBytes);");
-                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create((float)Unsafe.ReadUnaligned<Half>(ref last) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref last), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
+                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref last) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref last), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
                     }
                     w.Line("Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(s0 + s1), accumulate);");
                 }
@@ -609,9 +609,9 @@ internal static class KernelEmitter
                     Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
                     Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
                     float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
-                    float scale = max / 127f;
-                    Vector256<float> inverse = Vector256.Create(scale != 0f ? 1f / scale : 0f);
-                    scales[b] = (float)(Half)scale;
+                    // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
+                    Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
+                    scales[b] = (float)(Half)(max / 127f);
                     Vector256<short> low = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v1 * inverse)));
                     Vector256<short> high = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v3 * inverse)));
                     Vector256.Narrow(low, high).StoreUnsafe(ref q0, (nuint)(b * 32));
@@ -622,10 +622,12 @@ internal static class KernelEmitter
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static Vector256<float> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b)
             {
+                // The instructions multiply unsigned by signed bytes: move a's sign onto b.
+                if (AvxVnni.IsSupported)
+                    return Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(a), Avx2.Sign(b, a)));
                 if (Avx2.IsSupported)
                 {
-                    // maddubs multiplies unsigned by signed bytes: move a's sign onto b. |a| ≤ 128 and |b| ≤ 127,
-                    // so a pair of products never saturates the int16 sum.
+                    // |a| ≤ 128 and |b| ≤ 127, so a pair of products never saturates maddubs' int16 sum.
                     Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
                     return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One));
                 }
@@ -634,6 +636,21 @@ internal static class KernelEmitter
                 (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(aLow * bLow);
                 (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(aHigh * bHigh);
                 return Vector256.ConvertToSingle((p0 + p1) + (p2 + p3));
+            }
+            """);
+        w.Line("""
+
+            /// <summary>
+            /// The F16 block scale at <paramref name="block"/> as a float, inline: the exponent and mantissa move into
+            /// float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and subnormal
+            /// values (infinities and NaNs, which no quantizer writes, become large finite numbers).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float HalfToSingle(ref byte block)
+            {
+                uint half = Unsafe.ReadUnaligned<ushort>(ref block);
+                float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
+                return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
             }
             """);
         if (plan.MatMuls.Any(k => k.Format == ComputeFormat.Q8_0))

@@ -298,4 +298,51 @@ public sealed class CancellationAndDisposalTests
             Assert.Throws<ObjectDisposedException>(() => session.Forward(1));
         }
     }
+
+    [Fact]
+    public void DisposingASessionWhileItRunsOnAnotherThreadIsRefusedNotTornDown()
+    {
+        // Session.Dispose during a Forward on another thread throws InvalidOperationException (it would
+        // otherwise stop the worker pool under the running pass); the session finishes its work, and a
+        // later Dispose succeeds. If Dispose wins the race, the other thread gets ObjectDisposedException.
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        int[] prefill = Reliability.Prompt(12, Stories260K.MaxContext - 8);
+        int refused = 0;
+        for (int round = 0; round < 200 && refused == 0; round++)
+        {
+            var session = model.CreateSession(new SessionOptions { Threads = 2 });
+            Exception? forwardFailure = null;
+            int done = 0;
+            var runner = new Thread(() =>
+            {
+                try
+                {
+                    session.Forward(prefill);
+                }
+                catch (Exception e)
+                {
+                    forwardFailure = e;
+                }
+                Volatile.Write(ref done, 1);
+            });
+            runner.Start();
+            bool disposed = false;
+            while (!disposed)
+            {
+                try
+                {
+                    session.Dispose();
+                    disposed = true;
+                }
+                catch (InvalidOperationException)
+                {
+                    refused++;
+                }
+            }
+            runner.Join();
+            Assert.True(forwardFailure is null or ObjectDisposedException, $"Forward failed with {forwardFailure}");
+            Assert.Throws<ObjectDisposedException>(() => session.Forward(1));
+        }
+        Assert.True(refused > 0, "Dispose never collided with a running Forward");
+    }
 }

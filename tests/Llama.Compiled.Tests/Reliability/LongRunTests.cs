@@ -149,7 +149,7 @@ public sealed class LongRunTests(ITestOutputHelper output)
                 s.Forward(1);
             }
         }
-        Cycle(20);
+        Cycle(200); // warm-up: the GC and the native allocator settle in the first hundred loads
         using (var loaded = Stories260K.Load(TestPaths.Stories260KHf))
             Assert.True(!File.Exists("/proc/self/maps") || MappingsOf(TestPaths.Stories260KHf) > 0, "the measurement does not see the mapping of a loaded model");
         int mapsBefore = MappingsOf(TestPaths.Stories260KHf);
