@@ -18,9 +18,8 @@ internal static class KernelEmitter
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line(k.RowsPerPass == 4
-                ? $"/// - {k.Name} ({k.Uses}): one token 4 rows per pass with 2 Vector256 sums each; in prefill {plan.TokenTile} tokens per row pass over blocks of {k.RowBlock} rows."
-                : $"/// - {k.Name} ({k.Uses}): one token {k.Accumulators} Vector256 sum(s) per row; in prefill {plan.TokenTile} tokens per row pass over blocks of {k.RowBlock} rows.");
+            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row")}; "
+                + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows.");
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
             w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
@@ -166,13 +165,13 @@ internal static class KernelEmitter
                 for (int i = 1; i < tile; i++)
                     w.Line($"ref float x{tokens[i]} = ref Unsafe.Add(ref xa, {i} * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                if (k.RowsPerPass == 4 && tile == 4)
+                if (k.PrefillRows == 2 && tile == 4)
                     WriteTwoRowTile(w);
                 else
                     WriteOneRowTile(w, half, cols, vectorEnd, tokens);
             }
             w.Line();
-            if (k.RowsPerPass == 4)
+            if (k.DecodeRows == 4)
             {
                 w.Line("// The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for");
                 w.Line("// four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.");
@@ -187,7 +186,7 @@ internal static class KernelEmitter
             {
                 w.Line("ref float xt = ref Unsafe.Add(ref x0, t * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                if (k.RowsPerPass == 4)
+                if (k.DecodeRows == 4)
                 {
                     WriteFourRowDot(w, cols);
                 }

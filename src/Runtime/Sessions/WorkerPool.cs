@@ -37,10 +37,18 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _grain;
     private ExceptionDispatchInfo? _failure;
 
+    /// <summary>
+    /// Most threads a pool may have: a few per processor is already past any gain, and every thread
+    /// reserves a 4 MB stack.
+    /// </summary>
+    public static int MaxThreads { get; } = Math.Max(64, 4 * Environment.ProcessorCount);
+
     /// <summary>Creates a pool that runs jobs on <paramref name="threads"/> threads, the caller's included.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is not in [1, <see cref="MaxThreads"/>].</exception>
     public WorkerPool(int threads)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(threads, MaxThreads);
         Threads = threads;
         _workers = new Thread[threads - 1];
         for (int i = 0; i < _workers.Length; i++)

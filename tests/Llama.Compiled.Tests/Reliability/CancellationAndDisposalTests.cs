@@ -10,7 +10,7 @@ using Xunit;
 namespace Llama.Compiled.Tests;
 
 /// <summary>Cancellation between tokens in every generation API; disposal of models and sessions in any order and under races.</summary>
-public sealed class CancellationAndDisposalTests
+public sealed class CancellationAndDisposalTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static readonly Tokenizer Tokenizer = LlamaTokenizers.Load(TestPaths.Stories260KHf);
 
@@ -253,6 +253,7 @@ public sealed class CancellationAndDisposalTests
                 sessions[i].Dispose();
             }
         }
+        output.WriteLine($"{disposedMidLoop} of the session threads had run at least one Forward when the model was disposed");
         Assert.True(disposedMidLoop > Races / 2, $"only {disposedMidLoop} disposals landed after the loops started");
     }
 
