@@ -18,11 +18,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_64x64 (q_proj, o_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 64 rows.
-        /// - MatMul_32x64 (k_proj, v_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 32 rows.
-        /// - MatMul_172x64 (gate_proj, up_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 172 rows.
-        /// - MatMul_64x172 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 4 tokens per row pass over blocks of 64 rows.
-        /// - MatMul_512x64 (classifier (tied embedding)): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 512 rows.
+        /// - MatMul_64x64 (q_proj, o_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 64 rows.
+        /// - MatMul_32x64 (k_proj, v_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 32 rows.
+        /// - MatMul_172x64 (gate_proj, up_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 172 rows.
+        /// - MatMul_64x172 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
+        /// - MatMul_512x64 (classifier (tied embedding)): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 512 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least

@@ -18,11 +18,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_2048x2048 (q_proj, o_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
-        /// - MatMul_256x2048 (k_proj, v_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
-        /// - MatMul_5632x2048 (gate_proj, up_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
-        /// - MatMul_2048x5632 (down_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 4 rows.
-        /// - MatMul_32000x2048 (lm_head): one token 4 rows per pass with 2 Vector256 sums each; in prefill 4 tokens per row pass over blocks of 16 rows.
+        /// - MatMul_2048x2048 (q_proj, o_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
+        /// - MatMul_256x2048 (k_proj, v_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
+        /// - MatMul_5632x2048 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
+        /// - MatMul_2048x5632 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 4 rows.
+        /// - MatMul_32000x2048 (lm_head): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -219,34 +219,24 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
-                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
+                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r += 4)
+                    for (int r = rowStart; r < rowEnd; r++)
                     {
-                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
-                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
-                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
-                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
-                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 16)
+                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 32)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
                         }
-                        ref float yr = ref Unsafe.Add(ref yt, r);
-                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
-                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
+                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
                 }
             }
@@ -312,34 +302,24 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
-                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
+                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r += 4)
+                    for (int r = rowStart; r < rowEnd; r++)
                     {
-                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
-                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
-                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
-                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
-                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 16)
+                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 32)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
                         }
-                        ref float yr = ref Unsafe.Add(ref yt, r);
-                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
-                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
+                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
                 }
             }
@@ -405,34 +385,24 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
-                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
+                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r += 4)
+                    for (int r = rowStart; r < rowEnd; r++)
                     {
-                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
-                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
-                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
-                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
-                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 16)
+                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 32)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
                         }
-                        ref float yr = ref Unsafe.Add(ref yt, r);
-                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
-                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
+                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
                 }
             }
@@ -498,34 +468,24 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
-                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
+                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r += 4)
+                    for (int r = rowStart; r < rowEnd; r++)
                     {
-                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
-                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
-                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
-                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
-                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 5632; i += 16)
+                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
+                        for (int i = 0; i < 5632; i += 32)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
                         }
-                        ref float yr = ref Unsafe.Add(ref yt, r);
-                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
-                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
+                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
                 }
             }
@@ -591,34 +551,24 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for
-                // four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.
+                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
-                    for (int r = rowStart; r < rowEnd; r += 4)
+                    for (int r = rowStart; r < rowEnd; r++)
                     {
-                        ref float ra = ref Unsafe.Add(ref w0, r * Cols);
-                        ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
-                        ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
-                        ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
-                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 16)
+                        ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                        Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
+                        for (int i = 0; i < 2048; i += 32)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
                         }
-                        ref float yr = ref Unsafe.Add(ref yt, r);
-                        Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
-                        (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
+                        Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
                 }
             }

@@ -219,6 +219,8 @@ namespace UserApp
             internal Session(TinyLlama model, SessionOptions options)
             {
                 _model = model;
+                if (options.Threads < 1 || options.Threads > WorkerPool.MaxThreads)
+                    throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"Threads must be in [1, {WorkerPool.MaxThreads}].");
                 if (options.KeepTokens < 0 || options.KeepTokens >= MaxContext)
                     throw new ArgumentOutOfRangeException(nameof(options), options.KeepTokens, $"KeepTokens must be in [0, MaxContext = {MaxContext}).");
                 _overflow = options.Overflow;
@@ -267,7 +269,13 @@ namespace UserApp
             public ReadOnlySpan<float> Logits => _logits;
 
             /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
-            public void Reset() => _position = 0;
+            public void Reset()
+            {
+                if (Interlocked.Exchange(ref _busy, 1) != 0)
+                    throw new InvalidOperationException("The session is evaluating on another thread; reset it after Forward returns.");
+                _position = 0;
+                Volatile.Write(ref _busy, 0);
+            }
 
             /// <summary>Ends the session and stops its worker threads; later calls throw <see cref="ObjectDisposedException"/>.</summary>
             public void Dispose()
