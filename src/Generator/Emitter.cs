@@ -295,7 +295,7 @@ internal static class Emitter
                 private readonly float[] _k;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
                 private readonly float[] _v;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
                 private readonly float[] _attention;    // [PrefillChunk={{chunk}}, QueryDim={{s.QueryDim}}] attention output, heads side by side
-                private readonly float[] _scores;       // [Threads, MaxContext={{s.MaxContext}}] one head's attention weights per thread
+                private readonly float[] _scores;       // [Threads, GroupSize={{s.GroupSize}}, MaxContext={{s.MaxContext}}] attention weights of one KV head's query heads, per thread
                 private readonly float[] _gate;         // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]
                 private readonly float[] _up;           // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]
                 private readonly float[] _logits;       // [VocabSize={{s.VocabSize}}] of the last evaluated token{{ScratchFields(plan)}}
@@ -328,7 +328,7 @@ internal static class Emitter
                     _k = new float[PrefillChunk * KvDim];
                     _v = new float[PrefillChunk * KvDim];
                     _attention = new float[PrefillChunk * QueryDim];
-                    _scores = new float[_pool.Threads * MaxContext];
+                    _scores = new float[_pool.Threads * GroupSize * MaxContext];
                     _gate = new float[PrefillChunk * IntermediateSize];
                     _up = new float[PrefillChunk * IntermediateSize];
                     _logits = new float[VocabSize];{{ScratchAllocations(plan)}}

@@ -23,7 +23,9 @@ internal static class KernelEmitter
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
             w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
-        w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}.");
+        w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}; "
+            + (s.GroupSize > 1 ? "one pass over each KV head's keys and values serves its whole group."
+                : s.HeadDim % Width == 0 && s.HeadDim / Width <= 8 ? "each head's output sums stay in registers across the positions." : "outputs accumulate in memory (too wide for registers)."));
         w.Line($"/// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least");
         w.Line($"///   {plan.ParallelWork} multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.");
         w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");
@@ -457,7 +459,7 @@ internal static class KernelEmitter
             /// <summary>
             /// Causal attention of <paramref name="tokens"/> tokens at positions pos, pos+1, ...: token t attends to cache
             /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
-            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, MaxContext] scratch, one row per thread.
+            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
             /// </summary>
             public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
             {
@@ -472,7 +474,7 @@ internal static class KernelEmitter
                     for (int item = start; item < end; item++)
                     {
                         int t = item / KvHeadCount, kvHead = item % KvHeadCount;
-                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * MaxContext, MaxContext),
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext),
                             output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
                     }
                 }
@@ -805,6 +807,11 @@ internal static class KernelEmitter
 
     private static void WriteAttention(SourceWriter w, ModelSpec s)
     {
+        if (s.GroupSize > 1)
+        {
+            WriteGroupedAttention(w, s);
+            return;
+        }
         int vectors = s.HeadDim % Width == 0 ? s.HeadDim / Width : 0;
         // Up to 8 output vectors stay in registers across the positions; wider heads accumulate in memory.
         bool outputInRegisters = vectors > 0 && vectors <= 8;
@@ -904,6 +911,104 @@ internal static class KernelEmitter
             w.Line("            }");
         }
         w.Line("""
+                    }
+                }
+            }
+            """);
+    }
+
+    /// <summary>
+    /// Grouped-query attention with one pass over the KV cache per KV head: each key and value is loaded
+    /// once for all GroupSize query heads that share it.
+    /// </summary>
+    private static void WriteGroupedAttention(SourceWriter w, ModelSpec s)
+    {
+        bool vectorized = s.HeadDim % Width == 0;
+        w.Line($$"""
+            /// <summary>
+            /// Attention of one token over cache positions [0, positions) for the KV heads in [kvHeadStart, kvHeadEnd) of
+            /// KvHeadCount={{s.KvHeadCount}}: one pass over each KV head's keys and one over its values serve all GroupSize={{s.GroupSize}}
+            /// query heads that share it. q, output: [QueryDim={{s.QueryDim}}]; keys, values: one layer's cache
+            /// [KvHeadCount, MaxContext, HeadDim={{s.HeadDim}}]; scores: [GroupSize, MaxContext] scratch.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void AttentionHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output, int kvHeadStart, int kvHeadEnd)
+            {
+                if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
+                    || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < GroupSize * MaxContext)
+                    throw new ArgumentException("Attention: a buffer is smaller than its shape.");
+                const float Scale = {{Emitter.Float((float)(1.0 / System.Math.Sqrt(s.HeadDim)))}}; // 1 / sqrt(HeadDim)
+                ref float q0 = ref MemoryMarshal.GetReference(q);
+                ref float k0 = ref MemoryMarshal.GetReference(keys);
+                ref float v0 = ref MemoryMarshal.GetReference(values);
+                ref float s0 = ref MemoryMarshal.GetReference(scores);
+                ref float o0 = ref MemoryMarshal.GetReference(output);
+                for (int kvHead = kvHeadStart; kvHead < kvHeadEnd; kvHead++)
+                {
+                    ref float headKeys = ref Unsafe.Add(ref k0, kvHead * MaxContext * HeadDim);
+                    ref float headValues = ref Unsafe.Add(ref v0, kvHead * MaxContext * HeadDim);
+                    ref float groupQ = ref Unsafe.Add(ref q0, kvHead * GroupSize * HeadDim);   // [GroupSize, HeadDim]
+                    ref float groupOut = ref Unsafe.Add(ref o0, kvHead * GroupSize * HeadDim); // [GroupSize, HeadDim]
+
+                    // scores[g, p] = q_g·k[p] / sqrt(HeadDim)
+                    for (int p = 0; p < positions; p++)
+                    {
+                        ref float kp = ref Unsafe.Add(ref headKeys, p * HeadDim);
+                        for (int g = 0; g < GroupSize; g++)
+                        {
+                            ref float qg = ref Unsafe.Add(ref groupQ, g * HeadDim);
+            """);
+        if (vectorized)
+        {
+            w.Line("""
+                                Vector256<float> dot = Vector256<float>.Zero;
+                                for (int i = 0; i < HeadDim; i += 8)
+                                    dot = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref qg, (nuint)i), Vector256.LoadUnsafe(ref kp, (nuint)i), dot);
+                                Unsafe.Add(ref s0, g * MaxContext + p) = Vector256.Sum(dot) * Scale;
+                """);
+        }
+        else
+        {
+            w.Line("""
+                                float dot = 0f;
+                                for (int i = 0; i < HeadDim; i++)
+                                    dot += Unsafe.Add(ref qg, i) * Unsafe.Add(ref kp, i);
+                                Unsafe.Add(ref s0, g * MaxContext + p) = dot * Scale;
+                """);
+        }
+        w.Line("""
+                        }
+                    }
+                    for (int g = 0; g < GroupSize; g++)
+                        Softmax(scores.Slice(g * MaxContext, positions));
+
+                    // output_g = Σ_p scores[g, p]·v[p], accumulated in the output rows
+                    output.Slice(kvHead * GroupSize * HeadDim, GroupSize * HeadDim).Clear();
+                    for (int p = 0; p < positions; p++)
+                    {
+                        ref float vp = ref Unsafe.Add(ref headValues, p * HeadDim);
+                        for (int g = 0; g < GroupSize; g++)
+                        {
+                            ref float og = ref Unsafe.Add(ref groupOut, g * HeadDim);
+            """);
+        if (vectorized)
+        {
+            w.Line("""
+                                Vector256<float> weight = Vector256.Create(Unsafe.Add(ref s0, g * MaxContext + p));
+                                for (int i = 0; i < HeadDim; i += 8)
+                                    Vector256.FusedMultiplyAdd(weight, Vector256.LoadUnsafe(ref vp, (nuint)i), Vector256.LoadUnsafe(ref og, (nuint)i)).StoreUnsafe(ref og, (nuint)i);
+                """);
+        }
+        else
+        {
+            w.Line("""
+                                float weight = Unsafe.Add(ref s0, g * MaxContext + p);
+                                for (int i = 0; i < HeadDim; i++)
+                                    Unsafe.Add(ref og, i) += weight * Unsafe.Add(ref vp, i);
+                """);
+        }
+        w.Line("""
+                        }
                     }
                 }
             }

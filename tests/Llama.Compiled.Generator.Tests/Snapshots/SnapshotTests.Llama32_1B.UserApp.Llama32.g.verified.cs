@@ -209,7 +209,7 @@ namespace UserApp
             private readonly float[] _k;            // [PrefillChunk=64, KvDim=512]
             private readonly float[] _v;            // [PrefillChunk=64, KvDim=512]
             private readonly float[] _attention;    // [PrefillChunk=64, QueryDim=2048] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, MaxContext=4096] one head's attention weights per thread
+            private readonly float[] _scores;       // [Threads, GroupSize=4, MaxContext=4096] attention weights of one KV head's query heads, per thread
             private readonly float[] _gate;         // [PrefillChunk=64, IntermediateSize=8192]
             private readonly float[] _up;           // [PrefillChunk=64, IntermediateSize=8192]
             private readonly float[] _logits;       // [VocabSize=128256] of the last evaluated token
@@ -242,7 +242,7 @@ namespace UserApp
                 _k = new float[PrefillChunk * KvDim];
                 _v = new float[PrefillChunk * KvDim];
                 _attention = new float[PrefillChunk * QueryDim];
-                _scores = new float[_pool.Threads * MaxContext];
+                _scores = new float[_pool.Threads * GroupSize * MaxContext];
                 _gate = new float[PrefillChunk * IntermediateSize];
                 _up = new float[PrefillChunk * IntermediateSize];
                 _logits = new float[VocabSize];

@@ -215,7 +215,7 @@ namespace UserApp
             private readonly float[] _k;            // [PrefillChunk=64, KvDim=128]
             private readonly float[] _v;            // [PrefillChunk=64, KvDim=128]
             private readonly float[] _attention;    // [PrefillChunk=64, QueryDim=896] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, MaxContext=32768] one head's attention weights per thread
+            private readonly float[] _scores;       // [Threads, GroupSize=7, MaxContext=32768] attention weights of one KV head's query heads, per thread
             private readonly float[] _gate;         // [PrefillChunk=64, IntermediateSize=4864]
             private readonly float[] _up;           // [PrefillChunk=64, IntermediateSize=4864]
             private readonly float[] _logits;       // [VocabSize=151936] of the last evaluated token
@@ -248,7 +248,7 @@ namespace UserApp
                 _k = new float[PrefillChunk * KvDim];
                 _v = new float[PrefillChunk * KvDim];
                 _attention = new float[PrefillChunk * QueryDim];
-                _scores = new float[_pool.Threads * MaxContext];
+                _scores = new float[_pool.Threads * GroupSize * MaxContext];
                 _gate = new float[PrefillChunk * IntermediateSize];
                 _up = new float[PrefillChunk * IntermediateSize];
                 _logits = new float[VocabSize];

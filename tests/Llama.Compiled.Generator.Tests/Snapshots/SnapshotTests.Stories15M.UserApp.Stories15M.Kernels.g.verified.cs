@@ -23,9 +23,9 @@ namespace UserApp
         /// - MatMul_288x768 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 42 rows.
         /// - MatMul_32000x288 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
-        /// - Attention: 1 query head(s) per KV head, HeadDim 48 = 6 Vector256.
+        /// - Attention: 1 query head(s) per KV head, HeadDim 48 = 6 Vector256; each head's output sums stay in registers across the positions.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
-        ///   131072 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
+        ///   1048576 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 864 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
@@ -33,7 +33,7 @@ namespace UserApp
         private static class Kernels
         {
             /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-            private const long ParallelWork = 131072;
+            private const long ParallelWork = 1048576;
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
             private const int RowGrain = 16;
 
@@ -136,7 +136,7 @@ namespace UserApp
             /// <summary>
             /// Causal attention of <paramref name="tokens"/> tokens at positions pos, pos+1, ...: token t attends to cache
             /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
-            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, MaxContext] scratch, one row per thread.
+            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
             /// </summary>
             public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
             {
@@ -151,7 +151,7 @@ namespace UserApp
                     for (int item = start; item < end; item++)
                     {
                         int t = item / KvHeadCount, kvHead = item % KvHeadCount;
-                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * MaxContext, MaxContext),
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext),
                             output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
                     }
                 }

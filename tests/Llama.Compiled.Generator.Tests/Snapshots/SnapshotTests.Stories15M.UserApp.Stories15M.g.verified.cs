@@ -209,7 +209,7 @@ namespace UserApp
             private readonly float[] _k;            // [PrefillChunk=64, KvDim=288]
             private readonly float[] _v;            // [PrefillChunk=64, KvDim=288]
             private readonly float[] _attention;    // [PrefillChunk=64, QueryDim=288] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, MaxContext=256] one head's attention weights per thread
+            private readonly float[] _scores;       // [Threads, GroupSize=1, MaxContext=256] attention weights of one KV head's query heads, per thread
             private readonly float[] _gate;         // [PrefillChunk=64, IntermediateSize=768]
             private readonly float[] _up;           // [PrefillChunk=64, IntermediateSize=768]
             private readonly float[] _logits;       // [VocabSize=32000] of the last evaluated token
@@ -242,7 +242,7 @@ namespace UserApp
                 _k = new float[PrefillChunk * KvDim];
                 _v = new float[PrefillChunk * KvDim];
                 _attention = new float[PrefillChunk * QueryDim];
-                _scores = new float[_pool.Threads * MaxContext];
+                _scores = new float[_pool.Threads * GroupSize * MaxContext];
                 _gate = new float[PrefillChunk * IntermediateSize];
                 _up = new float[PrefillChunk * IntermediateSize];
                 _logits = new float[VocabSize];

@@ -24,9 +24,9 @@ namespace UserApp
         /// - MatMul_64x172 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
         /// - MatMul_512x64 (classifier (tied embedding)): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 512 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
-        /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256.
+        /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
-        ///   131072 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
+        ///   1048576 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 128 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
@@ -34,7 +34,7 @@ namespace UserApp
         private static class Kernels
         {
             /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-            private const long ParallelWork = 131072;
+            private const long ParallelWork = 1048576;
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
             private const int RowGrain = 16;
 
@@ -137,7 +137,7 @@ namespace UserApp
             /// <summary>
             /// Causal attention of <paramref name="tokens"/> tokens at positions pos, pos+1, ...: token t attends to cache
             /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
-            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, MaxContext] scratch, one row per thread.
+            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
             /// </summary>
             public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
             {
@@ -152,7 +152,7 @@ namespace UserApp
                     for (int item = start; item < end; item++)
                     {
                         int t = item / KvHeadCount, kvHead = item % KvHeadCount;
-                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * MaxContext, MaxContext),
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext),
                             output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
                     }
                 }
@@ -667,16 +667,16 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Attention of one token over cache positions [0, positions): for each KV head in [kvHeadStart, kvHeadEnd)
-            /// of KvHeadCount=4, the GroupSize=2 query heads that share it (grouped-query attention).
-            /// q, output: [QueryDim=64]; keys, values: one layer's cache [KvHeadCount, MaxContext, HeadDim=8];
-            /// scores: [MaxContext] scratch.
+            /// Attention of one token over cache positions [0, positions) for the KV heads in [kvHeadStart, kvHeadEnd) of
+            /// KvHeadCount=4: one pass over each KV head's keys and one over its values serve all GroupSize=2
+            /// query heads that share it. q, output: [QueryDim=64]; keys, values: one layer's cache
+            /// [KvHeadCount, MaxContext, HeadDim=8]; scores: [GroupSize, MaxContext] scratch.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void AttentionHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output, int kvHeadStart, int kvHeadEnd)
             {
                 if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
-                    || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < positions)
+                    || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < GroupSize * MaxContext)
                     throw new ArgumentException("Attention: a buffer is smaller than its shape.");
                 const float Scale = 0.35355338f; // 1 / sqrt(HeadDim)
                 ref float q0 = ref MemoryMarshal.GetReference(q);
@@ -688,30 +688,37 @@ namespace UserApp
                 {
                     ref float headKeys = ref Unsafe.Add(ref k0, kvHead * MaxContext * HeadDim);
                     ref float headValues = ref Unsafe.Add(ref v0, kvHead * MaxContext * HeadDim);
-                    for (int g = 0; g < GroupSize; g++)
+                    ref float groupQ = ref Unsafe.Add(ref q0, kvHead * GroupSize * HeadDim);   // [GroupSize, HeadDim]
+                    ref float groupOut = ref Unsafe.Add(ref o0, kvHead * GroupSize * HeadDim); // [GroupSize, HeadDim]
+
+                    // scores[g, p] = q_g·k[p] / sqrt(HeadDim)
+                    for (int p = 0; p < positions; p++)
                     {
-                        int head = kvHead * GroupSize + g;
-                        ref float qh = ref Unsafe.Add(ref q0, head * HeadDim);
-                        ref float oh = ref Unsafe.Add(ref o0, head * HeadDim);
-
-                        // scores[p] = q·k[p] / sqrt(HeadDim)
-                        for (int p = 0; p < positions; p++)
+                        ref float kp = ref Unsafe.Add(ref headKeys, p * HeadDim);
+                        for (int g = 0; g < GroupSize; g++)
                         {
-                            ref float kp = ref Unsafe.Add(ref headKeys, p * HeadDim);
-                            Vector256<float> dot = Vector256.LoadUnsafe(ref qh) * Vector256.LoadUnsafe(ref kp);
-                            Unsafe.Add(ref s0, p) = Vector256.Sum(dot) * Scale;
+                            ref float qg = ref Unsafe.Add(ref groupQ, g * HeadDim);
+                            Vector256<float> dot = Vector256<float>.Zero;
+                            for (int i = 0; i < HeadDim; i += 8)
+                                dot = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref qg, (nuint)i), Vector256.LoadUnsafe(ref kp, (nuint)i), dot);
+                            Unsafe.Add(ref s0, g * MaxContext + p) = Vector256.Sum(dot) * Scale;
                         }
-                        Softmax(scores.Slice(0, positions));
+                    }
+                    for (int g = 0; g < GroupSize; g++)
+                        Softmax(scores.Slice(g * MaxContext, positions));
 
-                        // output = Σ_p scores[p]·v[p]
-                        Vector256<float> acc0 = Vector256<float>.Zero;
-                        for (int p = 0; p < positions; p++)
+                    // output_g = Σ_p scores[g, p]·v[p], accumulated in the output rows
+                    output.Slice(kvHead * GroupSize * HeadDim, GroupSize * HeadDim).Clear();
+                    for (int p = 0; p < positions; p++)
+                    {
+                        ref float vp = ref Unsafe.Add(ref headValues, p * HeadDim);
+                        for (int g = 0; g < GroupSize; g++)
                         {
-                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref s0, p));
-                            ref float vp = ref Unsafe.Add(ref headValues, p * HeadDim);
-                            acc0 = Vector256.FusedMultiplyAdd(weight, Vector256.LoadUnsafe(ref vp), acc0);
+                            ref float og = ref Unsafe.Add(ref groupOut, g * HeadDim);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref s0, g * MaxContext + p));
+                            for (int i = 0; i < HeadDim; i += 8)
+                                Vector256.FusedMultiplyAdd(weight, Vector256.LoadUnsafe(ref vp, (nuint)i), Vector256.LoadUnsafe(ref og, (nuint)i)).StoreUnsafe(ref og, (nuint)i);
                         }
-                        acc0.StoreUnsafe(ref oh);
                     }
                 }
             }

@@ -206,7 +206,7 @@ namespace UserApp
             private readonly float[] _k;            // [PrefillChunk=64, KvDim=256]
             private readonly float[] _v;            // [PrefillChunk=64, KvDim=256]
             private readonly float[] _attention;    // [PrefillChunk=64, QueryDim=2048] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, MaxContext=2048] one head's attention weights per thread
+            private readonly float[] _scores;       // [Threads, GroupSize=8, MaxContext=2048] attention weights of one KV head's query heads, per thread
             private readonly float[] _gate;         // [PrefillChunk=64, IntermediateSize=5632]
             private readonly float[] _up;           // [PrefillChunk=64, IntermediateSize=5632]
             private readonly float[] _logits;       // [VocabSize=32000] of the last evaluated token
@@ -239,7 +239,7 @@ namespace UserApp
                 _k = new float[PrefillChunk * KvDim];
                 _v = new float[PrefillChunk * KvDim];
                 _attention = new float[PrefillChunk * QueryDim];
-                _scores = new float[_pool.Threads * MaxContext];
+                _scores = new float[_pool.Threads * GroupSize * MaxContext];
                 _gate = new float[PrefillChunk * IntermediateSize];
                 _up = new float[PrefillChunk * IntermediateSize];
                 _logits = new float[VocabSize];
