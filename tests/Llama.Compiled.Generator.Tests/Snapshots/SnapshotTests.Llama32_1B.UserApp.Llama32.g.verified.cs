@@ -2,6 +2,7 @@
 // Llama.Compiled: Llama32, compiled from models/config.json: the model: constants, loading, sessions and the forward pass.
 // model_type llama: 16 layers, hidden 2048, 32 query heads / 8 KV heads of 64,
 // feed-forward 8192, vocabulary 128256, context 4096, tied embeddings.
+// RoPE theta 500000, llama3 scaling (factor 32, low/high frequency factors 1/4, original context 8192) applied at build time; biases: none; computes in F32 (trained as bfloat16).
 #nullable enable
 
 using System;

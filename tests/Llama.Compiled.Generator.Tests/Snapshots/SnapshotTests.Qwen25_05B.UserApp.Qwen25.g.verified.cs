@@ -2,6 +2,7 @@
 // Llama.Compiled: Qwen25, compiled from models/config.json: the model: constants, loading, sessions and the forward pass.
 // model_type qwen2: 24 layers, hidden 896, 14 query heads / 2 KV heads of 64,
 // feed-forward 4864, vocabulary 151936, context 32768, tied embeddings.
+// RoPE theta 1000000; biases: q/k/v; computes in F32 (trained as bfloat16).
 #nullable enable
 
 using System;

@@ -2,6 +2,7 @@
 // Llama.Compiled: Stories15M, compiled from models/config.json: kernels specialized to the model's shapes, one per distinct shape.
 // model_type llama: 6 layers, hidden 288, 6 query heads / 6 KV heads of 48,
 // feed-forward 768, vocabulary 32000, context 256, tied embeddings.
+// RoPE theta 10000; biases: none; computes in F32 (trained as float32).
 #nullable enable
 
 using System;

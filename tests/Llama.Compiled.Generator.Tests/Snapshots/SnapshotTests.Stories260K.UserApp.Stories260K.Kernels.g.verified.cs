@@ -2,6 +2,7 @@
 // Llama.Compiled: Stories260K, compiled from models/config.json: kernels specialized to the model's shapes, one per distinct shape.
 // model_type llama: 5 layers, hidden 64, 8 query heads / 4 KV heads of 8,
 // feed-forward 172, vocabulary 512, context 512, tied embeddings.
+// RoPE theta 10000; biases: none; computes in F32 (trained as float32).
 #nullable enable
 
 using System;

@@ -2,6 +2,7 @@
 // Llama.Compiled: TinyLlama, compiled from models/config.json: the model: constants, loading, sessions and the forward pass.
 // model_type llama: 22 layers, hidden 2048, 32 query heads / 4 KV heads of 64,
 // feed-forward 5632, vocabulary 32000, context 2048, untied embeddings.
+// RoPE theta 10000; biases: none; computes in F32 (trained as bfloat16).
 #nullable enable
 
 using System;
