@@ -17,6 +17,7 @@ using System.Linq;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
+using System.Threading;
 using System.Text.Json;
 using Llama.Compiled;
 using Llama.Compiled.Oracle;
@@ -287,6 +288,9 @@ namespace LlamaBench
             }
         }
 
+        /// <summary>Pause before a timed run, longer than either engine's workers spin after a job.</summary>
+        private const int SettleMilliseconds = 50;
+
         private void Measure(BenchModel model, string formatName, WeightFormat format, int threads, string test, int count, int[] tokens,
             ILlamaSession? session, LlamaCppOracle? llama, string? oursProblem, string? llamaProblem)
         {
@@ -309,11 +313,19 @@ namespace LlamaBench
             var llamaTimes = new List<double>();
             for (int r = 0; r < runs; r++)
             {
-                // Interleaved, so that a disturbance of the machine hits both engines alike.
+                // Interleaved, so that a disturbance of the machine hits both engines alike. Before each run the
+                // other engine's worker threads get time to stop spinning: on 2 cores a spinning worker of one
+                // engine takes a core from the other (llama.cpp's 2-thread rows otherwise steal ours, and back).
                 if (oursError is null && oursRun is not null)
+                {
+                    Thread.Sleep(SettleMilliseconds);
                     oursTimes.Add(Guard(() => oursRun(count), ref oursError));
+                }
                 if (llamaError is null && llamaRun is not null)
+                {
+                    Thread.Sleep(SettleMilliseconds);
                     llamaTimes.Add(Guard(() => llamaRun(count), ref llamaError));
+                }
             }
 
             double? oursTps = oursError is null && oursTimes.Count > 0 ? count / Median(oursTimes) : null;
