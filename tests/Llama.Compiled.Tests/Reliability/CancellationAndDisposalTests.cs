@@ -305,7 +305,8 @@ public sealed class CancellationAndDisposalTests(Xunit.Abstractions.ITestOutputH
     {
         // Session.Dispose during a Forward on another thread throws InvalidOperationException (it would
         // otherwise stop the worker pool under the running pass); the session finishes its work, and a
-        // later Dispose succeeds. If Dispose wins the race, the other thread gets ObjectDisposedException.
+        // later Dispose succeeds. If Dispose wins the race, the other thread gets ObjectDisposedException, or
+        // InvalidOperationException if it arrived while Dispose was checking.
         using var model = Stories260K.Load(TestPaths.Stories260KHf);
         int[] prefill = Reliability.Prompt(12, Stories260K.MaxContext - 8);
         int refused = 0;
@@ -341,7 +342,8 @@ public sealed class CancellationAndDisposalTests(Xunit.Abstractions.ITestOutputH
                 }
             }
             runner.Join();
-            Assert.True(forwardFailure is null or ObjectDisposedException, $"Forward failed with {forwardFailure}");
+            // A Forward that starts while Dispose holds the session is refused the same way (the two calls collided).
+            Assert.True(forwardFailure is null or ObjectDisposedException or InvalidOperationException, $"Forward failed with {forwardFailure}");
             Assert.Throws<ObjectDisposedException>(() => session.Forward(1));
         }
         Assert.True(refused > 0, "Dispose never collided with a running Forward");
