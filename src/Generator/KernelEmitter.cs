@@ -1,4 +1,3 @@
-using System;
 using System.Linq;
 using Llama.Compiled.Generator.Model;
 
@@ -684,10 +683,7 @@ internal static class KernelEmitter
         w.Line();
     }
 
-    /// <summary>
-    /// sum = row · xt over Cols, with <paramref name="accumulators"/> independent vector sums; 512-bit vectors
-    /// where the JIT reports them accelerated (a constant when the method is compiled, so only one branch remains).
-    /// </summary>
+    /// <summary>sum = row · xt over Cols, with <paramref name="accumulators"/> independent vector sums.</summary>
     private static void WriteDot(SourceWriter w, int accumulators, int cols, int vectorEnd)
     {
         if (vectorEnd == 0)
@@ -696,50 +692,29 @@ internal static class KernelEmitter
         }
         else
         {
-            w.Line("float sum;");
-            using (w.Block("if (Vector512.IsHardwareAccelerated)"))
-                WriteVectorDot(w, "Vector512", 16, accumulators, vectorEnd);
-            using (w.Block("else"))
-                WriteVectorDot(w, "Vector256", Width, accumulators, vectorEnd);
+            int step = accumulators * Width;
+            int unrolledEnd = vectorEnd - vectorEnd % step;
+            w.Line($"Vector256<float> {string.Join(", ", Enumerable.Range(0, accumulators).Select(a => $"s{a} = Vector256<float>.Zero"))};");
+            if (unrolledEnd > 0)
+            {
+                using (w.Block($"for (int i = 0; i < {unrolledEnd}; i += {step})"))
+                {
+                    for (int a = 0; a < accumulators; a++)
+                    {
+                        string offset = a == 0 ? "i" : $"i + {a * Width}";
+                        w.Line($"s{a} = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)({offset})), Vector256.LoadUnsafe(ref xt, (nuint)({offset})), s{a});");
+                    }
+                }
+            }
+            for (int i = unrolledEnd, a = 0; i < vectorEnd; i += Width, a++)
+                w.Line($"s{a} = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, {i}), Vector256.LoadUnsafe(ref xt, {i}), s{a});");
+            w.Line($"float sum = Vector256.Sum({SumTree(accumulators)});");
         }
         if (vectorEnd < cols)
         {
             using (w.Block($"for (int i = {vectorEnd}; i < Cols; i++)"))
                 w.Line("sum += Unsafe.Add(ref row, i) * Unsafe.Add(ref xt, i);");
         }
-    }
-
-    /// <summary>sum = row · xt over [0, vectorEnd) with vectors of <paramref name="width"/> floats (a multiple of 8 remains in 256-bit steps).</summary>
-    private static void WriteVectorDot(SourceWriter w, string vector, int width, int accumulators, int vectorEnd)
-    {
-        int wideEnd = vectorEnd - vectorEnd % width;
-        int count = Math.Max(1, Math.Min(accumulators, wideEnd / width));
-        int step = count * width;
-        int unrolledEnd = wideEnd - wideEnd % step;
-        if (wideEnd > 0)
-        {
-            w.Line($"{vector}<float> {string.Join(", ", Enumerable.Range(0, count).Select(a => $"s{a} = {vector}<float>.Zero"))};");
-            if (unrolledEnd > 0)
-            {
-                using (w.Block($"for (int i = 0; i < {unrolledEnd}; i += {step})"))
-                {
-                    for (int a = 0; a < count; a++)
-                    {
-                        string offset = a == 0 ? "i" : $"i + {a * width}";
-                        w.Line($"s{a} = {vector}.FusedMultiplyAdd({vector}.LoadUnsafe(ref row, (nuint)({offset})), {vector}.LoadUnsafe(ref xt, (nuint)({offset})), s{a});");
-                    }
-                }
-            }
-            for (int i = unrolledEnd, a = 0; i < wideEnd; i += width, a++)
-                w.Line($"s{a} = {vector}.FusedMultiplyAdd({vector}.LoadUnsafe(ref row, {i}), {vector}.LoadUnsafe(ref xt, {i}), s{a});");
-            w.Line($"sum = {vector}.Sum({SumTree(count)});");
-        }
-        else
-        {
-            w.Line("sum = 0f;");
-        }
-        if (wideEnd < vectorEnd)
-            w.Line($"sum += Vector256.Sum(Vector256.LoadUnsafe(ref row, {wideEnd}) * Vector256.LoadUnsafe(ref xt, {wideEnd}));");
     }
 
     /// <summary>s0..s(n-1) added pairwise: "(s0 + s1) + (s2 + s3)".</summary>
