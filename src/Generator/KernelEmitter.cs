@@ -18,7 +18,7 @@ internal static class KernelEmitter
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row")}; "
+            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? $"2 sums per row, block scales {(k.DecodeScaleTable ? "from a float table" : "converted inline")}" : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row")}; "
                 + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows.");
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
             w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
@@ -308,6 +308,18 @@ internal static class KernelEmitter
         }
     }
 
+    /// <summary>The scale of weight block <paramref name="index"/> of the row: from the float table, or converted from the block's F16.</summary>
+    private static string Scale(MatMulKernel k, string block, string index) =>
+        k.DecodeScaleTable ? $"Unsafe.Add(ref rowScales, {index})" : $"HalfToSingle(ref {block})";
+
+    /// <summary>The weight arguments of a rows kernel: the floats, the packed bytes, or the blocks and their float scales.</summary>
+    private static string WeightArgs(MatMulKernel k, string tensor) => k.Format switch
+    {
+        ComputeFormat.F32 => $"{tensor}.Span",
+        ComputeFormat.F16 => $"{tensor}.Bytes",
+        _ => $"{tensor}.Bytes, {tensor}.BlockScales",
+    };
+
     /// <summary>The public entry of a matrix kernel: quantizes the input if needed, then runs the rows, threaded or not.</summary>
     private static void WriteDispatcher(SourceWriter w, MatMulKernel k)
     {
@@ -331,7 +343,7 @@ internal static class KernelEmitter
 
                 private struct {{k.Name}}Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
                 {
-                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, xQuantized, xScales, y, tokens, accumulate, start, end);
+                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, w.BlockScales, xQuantized, xScales, y, tokens, accumulate, start, end);
                 }
                 """);
         }
@@ -361,7 +373,6 @@ internal static class KernelEmitter
         ModelSpec s = plan.Spec;
         MatMulKernel q = plan.MatMulFor(s.QueryDim, s.HiddenSize), kv = plan.MatMulFor(s.KvDim, s.HiddenSize);
         string tensor = q.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
-        string data = q.Format == ComputeFormat.F32 ? "Span" : "Bytes";
         string input = q.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] x";
         string inputArgs = q.IsBlockQuantized ? "xQuantized, xScales" : "x";
         w.Line($$"""
@@ -386,11 +397,11 @@ internal static class KernelEmitter
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        {{q.Name}}Rows(wq.{{data}}, {{inputArgs}}, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        {{q.Name}}Rows({{WeightArgs(q, "wq")}}, {{inputArgs}}, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        {{kv.Name}}Rows(wk.{{data}}, {{inputArgs}}, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        {{kv.Name}}Rows({{WeightArgs(kv, "wk")}}, {{inputArgs}}, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        {{kv.Name}}Rows(wv.{{data}}, {{inputArgs}}, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        {{kv.Name}}Rows({{WeightArgs(kv, "wv")}}, {{inputArgs}}, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
             """);
@@ -405,7 +416,6 @@ internal static class KernelEmitter
         ModelSpec s = plan.Spec;
         MatMulKernel k = plan.MatMulFor(s.IntermediateSize, s.HiddenSize);
         string tensor = k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
-        string data = k.Format == ComputeFormat.F32 ? "Span" : "Bytes";
         string input = k.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] x";
         string inputArgs = k.IsBlockQuantized ? "xQuantized, xScales" : "x";
         string biasParams = s.MlpBias ? ", WeightTensor gateBias, WeightTensor upBias" : "";
@@ -430,8 +440,8 @@ internal static class KernelEmitter
             {
                 public void Execute(int start, int end, int worker)
                 {
-                    {{k.Name}}Rows(gate.{{data}}, {{inputArgs}}, h, tokens, accumulate: false, start, end);
-                    {{k.Name}}Rows(up.{{data}}, {{inputArgs}}, upOut, tokens, accumulate: false, start, end);
+                    {{k.Name}}Rows({{WeightArgs(k, "gate")}}, {{inputArgs}}, h, tokens, accumulate: false, start, end);
+                    {{k.Name}}Rows({{WeightArgs(k, "up")}}, {{inputArgs}}, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
@@ -517,15 +527,16 @@ internal static class KernelEmitter
             /// </summary>
             """);
         w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code");
-        using (w.Block($"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"))
+        using (w.Block($"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"))
         {
             w.Line($$"""
                 const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, BlockBytes = {{blockBytes}}, RowBytes = Blocks * BlockBytes, RowBlock = {{k.RowBlock}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
                     throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
+                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
@@ -545,11 +556,12 @@ internal static class KernelEmitter
                 using (w.Block("for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)"))
                 {
                     w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
+                    w.Line("ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);");
                     w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
                     using (w.Block("for (int b = 0; b < Blocks; b++)"))
                     {
                         w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
-                        w.Line("float scale = HalfToSingle(ref block);");
+                        w.Line("float scale = Unsafe.Add(ref rowScales, b);");
                         w.Line($"Vector256<sbyte> weights = {load}(ref block);");
                         foreach (string n in tokens)
                             w.Line($"s{n} = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref d{n}, b)), DotInt8(weights, Vector256.LoadUnsafe(ref q{n}, (nuint)(b * 32))), s{n});");
@@ -559,7 +571,10 @@ internal static class KernelEmitter
                 }
             }
             w.Line();
-            w.Line("// The remaining tokens (all of decode) one at a time, two independent sums per row to hide FMA latency.");
+            w.Line("// The remaining tokens (all of decode) one at a time, two independent sums per row to hide FMA latency;");
+            w.Line(k.DecodeScaleTable
+                ? "// block scales from the float table (the model stays in cache, so the extra stream is free)."
+                : "// block scales converted from the blocks' F16 (the model streams from memory: no second stream).");
             using (w.Block($"for (int t = tokens - tokens % {tile}; t < tokens; t++)"))
             {
                 w.Line("ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);");
@@ -568,19 +583,21 @@ internal static class KernelEmitter
                 using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
                 {
                     w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
+                    if (k.DecodeScaleTable)
+                        w.Line("ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);");
                     w.Line("Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero;");
                     w.Line("int b = 0;");
                     using (w.Block("for (; b + 2 <= Blocks; b += 2)"))
                     {
                         w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
                         w.Line("ref byte next = ref Unsafe.Add(ref block, BlockBytes);");
-                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref block) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
-                        w.Line($"s1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref next) * Unsafe.Add(ref dt, b + 1)), DotInt8({load}(ref next), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32 + 32))), s1);");
+                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "block", "b")} * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
+                        w.Line($"s1 = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "next", "b + 1")} * Unsafe.Add(ref dt, b + 1)), DotInt8({load}(ref next), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32 + 32))), s1);");
                     }
                     if (blocks % 2 != 0)
                     {
                         w.Line("ref byte last = ref Unsafe.Add(ref row, b * BlockBytes);");
-                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref last) * Unsafe.Add(ref dt, b)), DotInt8({load}(ref last), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
+                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "last", "b")} * Unsafe.Add(ref dt, b)), DotInt8({load}(ref last), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
                     }
                     w.Line("Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(s0 + s1), accumulate);");
                 }
@@ -639,21 +656,24 @@ internal static class KernelEmitter
                 return Vector256.ConvertToSingle((p0 + p1) + (p2 + p3));
             }
             """);
-        w.Line("""
+        if (plan.MatMuls.Any(k => k.IsBlockQuantized && !k.DecodeScaleTable))
+        {
+            w.Line("""
 
-            /// <summary>
-            /// The F16 block scale at <paramref name="block"/> as a float, inline: the exponent and mantissa move into
-            /// float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and subnormal
-            /// values (infinities and NaNs, which no quantizer writes, become large finite numbers).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float HalfToSingle(ref byte block)
-            {
-                uint half = Unsafe.ReadUnaligned<ushort>(ref block);
-                float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
-                return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
-            }
-            """);
+                /// <summary>
+                /// The F16 block scale at <paramref name="block"/> as a float, inline: the exponent and mantissa move into
+                /// float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and subnormal
+                /// values (infinities and NaNs, which no quantizer writes, become large finite numbers).
+                /// </summary>
+                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                private static float HalfToSingle(ref byte block)
+                {
+                    uint half = Unsafe.ReadUnaligned<ushort>(ref block);
+                    float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
+                    return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
+                }
+                """);
+        }
         if (plan.MatMuls.Any(k => k.Format == ComputeFormat.Q8_0))
         {
             w.Line("""

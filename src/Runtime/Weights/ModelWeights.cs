@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
 
@@ -315,7 +316,8 @@ public sealed unsafe class ModelWeights : IDisposable
                 ? tensor.File.Pointer + tensor.Offset
                 : ConvertOnce(entry, rows, cols, format);
             entry.Used = true;
-            return new PackedTensor(name, format, rows, cols, (int)rowBytes, data);
+            float* scales = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockScalesOnce(entry, data, rows, cols, format, (int)rowBytes) : null;
+            return new PackedTensor(name, format, rows, cols, (int)rowBytes, data, scales);
         }
     }
 
@@ -380,6 +382,12 @@ public sealed unsafe class ModelWeights : IDisposable
                         entry.Converted[i] = 0;
                     }
                 }
+                foreach (nint scales in entry.BlockScales)
+                {
+                    if (scales != 0)
+                        NativeMemory.AlignedFree((void*)scales);
+                }
+                Array.Clear(entry.BlockScales);
             }
             foreach (MappedFile file in _files)
                 file.Dispose();
@@ -446,6 +454,30 @@ public sealed unsafe class ModelWeights : IDisposable
     }
 
     /// <summary>A tensor plus what loading has done with it.</summary>
+    /// <summary>
+    /// The F16 scales of a Q8_0/Q4_0 tensor's blocks as a float table [rows, cols/32], computed once: the
+    /// kernels then read one float per block instead of converting a half in their inner loop. The blocks
+    /// themselves stay where they are (in the file for a stored Q8_0 tensor).
+    /// </summary>
+    private static float* BlockScalesOnce(Entry entry, byte* data, int rows, int cols, WeightFormat format, int rowBytes)
+    {
+        int index = format == WeightFormat.Q8_0 ? 0 : 1;
+        if (entry.BlockScales[index] != 0)
+            return (float*)entry.BlockScales[index];
+        int blocks = cols / BlockQuantization.BlockSize;
+        int blockBytes = rowBytes / Math.Max(blocks, 1);
+        long count = (long)rows * blocks;
+        float* scales = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(count, 1) * sizeof(float), ConvertedAlignment);
+        for (long row = 0; row < rows; row++)
+        {
+            byte* rowData = data + row * rowBytes;
+            for (int block = 0; block < blocks; block++)
+                scales[row * blocks + block] = (float)Unsafe.ReadUnaligned<Half>(rowData + (long)block * blockBytes);
+        }
+        entry.BlockScales[index] = (nint)scales;
+        return scales;
+    }
+
     private sealed class Entry(TensorInfo tensor)
     {
         public TensorInfo Tensor { get; } = tensor;
@@ -458,5 +490,8 @@ public sealed unsafe class ModelWeights : IDisposable
         /// requested in that format (never set for the stored format, which is used in place).
         /// </summary>
         public nint[] Converted { get; } = new nint[4];
+
+        /// <summary>Float tables of the block scales as Q8_0 [0] and Q4_0 [1], owned by the weights; zero until needed.</summary>
+        public nint[] BlockScales { get; } = new nint[2];
     }
 }

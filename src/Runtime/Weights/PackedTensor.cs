@@ -13,10 +13,12 @@ namespace Llama.Compiled;
 public readonly unsafe struct PackedTensor
 {
     private readonly byte* _data;
+    private readonly float* _blockScales;
     private readonly string? _name;
 
-    internal PackedTensor(string name, WeightFormat format, int rows, int cols, int rowBytes, byte* data)
+    internal PackedTensor(string name, WeightFormat format, int rows, int cols, int rowBytes, byte* data, float* blockScales)
     {
+        _blockScales = blockScales;
         _name = name;
         Format = format;
         Rows = rows;
@@ -42,6 +44,12 @@ public readonly unsafe struct PackedTensor
 
     /// <summary>All rows, <see cref="Rows"/> × <see cref="RowBytes"/> bytes.</summary>
     public ReadOnlySpan<byte> Bytes => new(_data, Rows * RowBytes);
+
+    /// <summary>
+    /// Q8_0/Q4_0: each block's F16 scale as a float, [Rows, Cols/32] (the same values as in <see cref="Bytes"/>,
+    /// converted once at load so kernels need no half conversion). Empty for F32 and F16.
+    /// </summary>
+    public ReadOnlySpan<float> BlockScales => _blockScales is null ? default : new(_blockScales, Rows * (Cols / 32));
 
     /// <summary>The bytes of row <paramref name="row"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="row"/> is not in [0, Rows).</exception>
