@@ -1,4 +1,5 @@
 using System;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Threading;
@@ -14,15 +15,19 @@ public interface IParallelJob
 
 /// <summary>
 /// A persistent set of threads that run one job at a time, split into contiguous ranges: the calling
-/// thread takes the first range, each worker one of the others. Workers spin briefly between jobs
-/// (a forward pass issues jobs microseconds apart) and then sleep, so an idle pool costs nothing.
+/// thread takes the first range, each worker one of the others. Workers spin for a millisecond after a
+/// job (a forward pass issues jobs microseconds apart) and then sleep, so an idle pool costs nothing.
 /// Running a job allocates nothing: the job is a struct on the caller's stack, invoked through a
 /// function pointer.
 /// </summary>
 public sealed unsafe class WorkerPool : IDisposable
 {
-    /// <summary>Spins (about 50 µs) before a worker sleeps; long enough to bridge the gaps inside a forward pass.</summary>
-    private const int SpinsBeforeSleep = 20_000;
+    /// <summary>
+    /// How long a worker spins for the next job before it sleeps: longer than the serial stretches inside a
+    /// forward pass (a small model's layer between two split calls takes 50–100 µs), so that a job never waits
+    /// for a sleeping thread to be woken (tens of µs on a VM), and short enough that an idle pool goes quiet.
+    /// </summary>
+    private static readonly long s_spinTicks = Stopwatch.Frequency / 1000; // 1 ms
 
     private readonly Thread[] _workers;
     private readonly object _gate = new();
@@ -136,9 +141,13 @@ public sealed unsafe class WorkerPool : IDisposable
         int seen = 0;
         while (true)
         {
-            int spins = 0;
-            while (Volatile.Read(ref _generation) == seen && spins++ < SpinsBeforeSleep)
+            long spinUntil = Stopwatch.GetTimestamp() + s_spinTicks;
+            for (int spins = 0; Volatile.Read(ref _generation) == seen; spins++)
+            {
                 Thread.SpinWait(1);
+                if ((spins & 63) == 0 && Stopwatch.GetTimestamp() > spinUntil)
+                    break;
+            }
             if (Volatile.Read(ref _generation) == seen)
             {
                 lock (_gate)
