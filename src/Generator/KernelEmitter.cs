@@ -842,22 +842,7 @@ internal static class KernelEmitter
             /// q, output: [QueryDim={{s.QueryDim}}]; keys, values: one layer's cache [KvHeadCount, MaxContext, HeadDim={{s.HeadDim}}];
             /// scores: [MaxContext] scratch.
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private static void AttentionHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output, int kvHeadStart, int kvHeadEnd)
-            {
-                if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
-                    || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < positions)
-                    throw new ArgumentException("Attention: a buffer is smaller than its shape.");
-                const float Scale = {{Emitter.Float((float)(1.0 / System.Math.Sqrt(s.HeadDim)))}}; // 1 / sqrt(HeadDim)
-                ref float q0 = ref MemoryMarshal.GetReference(q);
-                ref float k0 = ref MemoryMarshal.GetReference(keys);
-                ref float v0 = ref MemoryMarshal.GetReference(values);
-                ref float s0 = ref MemoryMarshal.GetReference(scores);
-                ref float o0 = ref MemoryMarshal.GetReference(output);
-                for (int kvHead = kvHeadStart; kvHead < kvHeadEnd; kvHead++)
-                {
-                    ref float headKeys = ref Unsafe.Add(ref k0, kvHead * MaxContext * HeadDim);
-                    ref float headValues = ref Unsafe.Add(ref v0, kvHead * MaxContext * HeadDim);
+            {{AttentionPrologue(s, "positions")}}
                     for (int g = 0; g < GroupSize; g++)
                     {
                         int head = kvHead * GroupSize + g;
@@ -938,6 +923,29 @@ internal static class KernelEmitter
     }
 
     /// <summary>
+    /// The start of both attention kernels up to the loop over KV heads: the signature, the one bounds check
+    /// (<paramref name="scoresLength"/> is what the variant needs of its scratch), the refs.
+    /// </summary>
+    private static string AttentionPrologue(ModelSpec s, string scoresLength) => $$"""
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void AttentionHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output, int kvHeadStart, int kvHeadEnd)
+        {
+            if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
+                || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < {{scoresLength}})
+                throw new ArgumentException("Attention: a buffer is smaller than its shape.");
+            const float Scale = {{Emitter.Float((float)(1.0 / System.Math.Sqrt(s.HeadDim)))}}; // 1 / sqrt(HeadDim)
+            ref float q0 = ref MemoryMarshal.GetReference(q);
+            ref float k0 = ref MemoryMarshal.GetReference(keys);
+            ref float v0 = ref MemoryMarshal.GetReference(values);
+            ref float s0 = ref MemoryMarshal.GetReference(scores);
+            ref float o0 = ref MemoryMarshal.GetReference(output);
+            for (int kvHead = kvHeadStart; kvHead < kvHeadEnd; kvHead++)
+            {
+                ref float headKeys = ref Unsafe.Add(ref k0, kvHead * MaxContext * HeadDim);
+                ref float headValues = ref Unsafe.Add(ref v0, kvHead * MaxContext * HeadDim);
+        """;
+
+    /// <summary>
     /// Grouped-query attention with one pass over the KV cache per KV head: each key and value is loaded
     /// once for all GroupSize query heads that share it.
     /// </summary>
@@ -951,22 +959,7 @@ internal static class KernelEmitter
             /// query heads that share it. q, output: [QueryDim={{s.QueryDim}}]; keys, values: one layer's cache
             /// [KvHeadCount, MaxContext, HeadDim={{s.HeadDim}}]; scores: [GroupSize, MaxContext] scratch.
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private static void AttentionHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output, int kvHeadStart, int kvHeadEnd)
-            {
-                if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
-                    || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < GroupSize * MaxContext)
-                    throw new ArgumentException("Attention: a buffer is smaller than its shape.");
-                const float Scale = {{Emitter.Float((float)(1.0 / System.Math.Sqrt(s.HeadDim)))}}; // 1 / sqrt(HeadDim)
-                ref float q0 = ref MemoryMarshal.GetReference(q);
-                ref float k0 = ref MemoryMarshal.GetReference(keys);
-                ref float v0 = ref MemoryMarshal.GetReference(values);
-                ref float s0 = ref MemoryMarshal.GetReference(scores);
-                ref float o0 = ref MemoryMarshal.GetReference(output);
-                for (int kvHead = kvHeadStart; kvHead < kvHeadEnd; kvHead++)
-                {
-                    ref float headKeys = ref Unsafe.Add(ref k0, kvHead * MaxContext * HeadDim);
-                    ref float headValues = ref Unsafe.Add(ref v0, kvHead * MaxContext * HeadDim);
+            {{AttentionPrologue(s, "GroupSize * MaxContext")}}
                     ref float groupQ = ref Unsafe.Add(ref q0, kvHead * GroupSize * HeadDim);   // [GroupSize, HeadDim]
                     ref float groupOut = ref Unsafe.Add(ref o0, kvHead * GroupSize * HeadDim); // [GroupSize, HeadDim]
 
