@@ -121,7 +121,7 @@ internal static class ForwardPlanner
             int accumulators = Math.Max(1, Math.Min(MaxAccumulators, cols / VectorWidth));
             ComputeFormat format = FormatFor(target.Weights, cols);
             kernels.Add(new MatMulKernel(rows, cols, format, accumulators, DecodeRows(format, rows, cols, modelBytes), PrefillRows(format, rows, cols),
-                modelBytes <= CacheResidentBytes, RowBlock(rows, RowBytes(format, cols)), string.Join(", ", uses)));
+                modelBytes <= CacheResidentBytes, rows % RowGrain == 0, RowBlock(rows, RowBytes(format, cols)), string.Join(", ", uses)));
         }
 
         return new ForwardPlan(

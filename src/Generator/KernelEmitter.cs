@@ -19,7 +19,8 @@ internal static class KernelEmitter
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
             w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? $"2 sums per row, block scales {(k.DecodeScaleTable ? "from a float table" : "converted inline")}" : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row")}; "
-                + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows.");
+                + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
+                + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
             w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
@@ -312,6 +313,16 @@ internal static class KernelEmitter
     private static string Scale(MatMulKernel k, string block, string index) =>
         k.DecodeScaleTable ? $"Unsafe.Add(ref rowScales, {index})" : $"HalfToSingle(ref {block})";
 
+    /// <summary>
+    /// The multiply-adds a call reports to <c>Run</c>. A kernel whose output rows are not a whole number of
+    /// cache lines reports nothing for a batch of tokens: split by rows, two threads would write the same
+    /// line at every token's row boundary (false sharing measured on stories260K's 172-wide feed-forward:
+    /// 2-thread prefill slower than 1-thread), so it splits only for one token.
+    /// </summary>
+    private static string Work(MatMulKernel k, string factor) => k.PrefillSplit
+        ? $"{factor} * tokens * {k.Rows} * {k.Cols}"
+        : $"tokens == 1 ? {factor} * {k.Rows} * {k.Cols} : 0";
+
     /// <summary>The weight arguments of a rows kernel: the floats, the packed bytes, or the blocks and their float scales.</summary>
     private static string WeightArgs(MatMulKernel k, string tensor) => k.Format switch
     {
@@ -338,7 +349,7 @@ internal static class KernelEmitter
                 {
                     QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales);
                     var job = new {{k.Name}}Job(w, xQuantized, xScales, y, tokens, accumulate);
-                    Run(pool, ref job, (long)tokens * {{k.Rows}} * {{k.Cols}}, {{k.Rows}}, RowGrain);
+                    Run(pool, ref job, {{Work(k, "1L")}}, {{k.Rows}}, RowGrain);
                 }
 
                 private struct {{k.Name}}Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -353,7 +364,7 @@ internal static class KernelEmitter
                 public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate)
                 {
                     var job = new {{k.Name}}Job(w, x, y, tokens, accumulate);
-                    Run(pool, ref job, (long)tokens * {{k.Rows}} * {{k.Cols}}, {{k.Rows}}, RowGrain);
+                    Run(pool, ref job, {{Work(k, "1L")}}, {{k.Rows}}, RowGrain);
                 }
 
                 private struct {{k.Name}}Job({{tensor}} w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -433,7 +444,7 @@ internal static class KernelEmitter
             w.Line($"    QuantizeBlocks(x.AsSpan(0, tokens * {k.Cols}), xQuantized, xScales);");
         w.Line($$"""
                 var job = new GateUpJob(gate, up, {{inputArgs}}, h, upOut, tokens{{biasArgs}});
-                Run(pool, ref job, 2L * tokens * {{k.Rows}} * {{k.Cols}}, {{k.Rows}}, RowGrain);
+                Run(pool, ref job, {{Work(k, "2L")}}, {{k.Rows}}, RowGrain);
             }
 
             private struct GateUpJob({{tensor}} gate, {{tensor}} up, {{input}}, float[] h, float[] upOut, int tokens{{biasParams}}) : IParallelJob

@@ -40,6 +40,8 @@ public sealed unsafe class WorkerPool : IDisposable
     private delegate*<void*, int, int, int, void> _invoke;
     private int _count;
     private int _grain;
+    private int _parts;                // parts of the current job, at most Threads
+    private readonly int[] _claims;    // per part: the generation of the last job whose part was claimed
     private ExceptionDispatchInfo? _failure;
 
     /// <summary>
@@ -55,6 +57,7 @@ public sealed unsafe class WorkerPool : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(threads, MaxThreads);
         Threads = threads;
+        _claims = new int[threads];
         _workers = new Thread[threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
@@ -87,15 +90,16 @@ public sealed unsafe class WorkerPool : IDisposable
             return;
         }
 
-        // The job stays on this stack frame until every worker has finished with it.
+        // The job stays on this stack frame until every part has finished with it.
         TJob local = job;
         _job = Unsafe.AsPointer(ref local);
         _invoke = &Invoke<TJob>;
         _count = count;
         _grain = grain;
+        _parts = parts;
         _failure = null;
-        Volatile.Write(ref _pending, _workers.Length);
-        Interlocked.Increment(ref _generation);
+        Volatile.Write(ref _pending, parts - 1);
+        int generation = Interlocked.Increment(ref _generation);
         if (Volatile.Read(ref _sleeping) > 0)
         {
             lock (_gate)
@@ -103,6 +107,13 @@ public sealed unsafe class WorkerPool : IDisposable
         }
 
         RunPart(0);
+        // A worker that has not started its part yet (asleep, or its core taken by another process) would
+        // make this thread wait; run such parts here instead. Whoever claims a part first runs it.
+        for (int part = 1; part < parts; part++)
+        {
+            if (TryClaim(part, generation))
+                RunClaimedPart(part);
+        }
         var spin = new SpinWait();
         while (Volatile.Read(ref _pending) > 0)
             spin.SpinOnce(sleep1Threshold: -1);
@@ -126,14 +137,38 @@ public sealed unsafe class WorkerPool : IDisposable
     private static void Invoke<TJob>(void* job, int start, int end, int worker) where TJob : struct, IParallelJob =>
         Unsafe.AsRef<TJob>(job).Execute(start, end, worker);
 
-    /// <summary>Range <paramref name="part"/> of Threads: equal shares rounded to the grain.</summary>
+    /// <summary>Range <paramref name="part"/> of the job's parts: equal shares rounded to the grain.</summary>
     private void RunPart(int part)
     {
         int blocks = (_count + _grain - 1) / _grain;
-        int start = Math.Min(_count, (int)((long)blocks * part / Threads) * _grain);
-        int end = Math.Min(_count, (int)((long)blocks * (part + 1) / Threads) * _grain);
+        int start = Math.Min(_count, (int)((long)blocks * part / _parts) * _grain);
+        int end = Math.Min(_count, (int)((long)blocks * (part + 1) / _parts) * _grain);
         if (start < end)
             _invoke(_job, start, end, part);
+    }
+
+    /// <summary>
+    /// Claims <paramref name="part"/> of job <paramref name="generation"/>. A claim records the generation, so a
+    /// worker that wakes up late for a finished job finds its part already claimed and runs nothing.
+    /// </summary>
+    private bool TryClaim(int part, int generation)
+    {
+        int previous = Volatile.Read(ref _claims[part]);
+        return previous != generation && Interlocked.CompareExchange(ref _claims[part], generation, previous) == previous;
+    }
+
+    /// <summary>Runs a claimed part (the job's scratch is per part, so whichever thread runs it may use it).</summary>
+    private void RunClaimedPart(int part)
+    {
+        try
+        {
+            RunPart(part);
+        }
+        catch (Exception e)
+        {
+            _failure ??= ExceptionDispatchInfo.Capture(e);
+        }
+        Interlocked.Decrement(ref _pending);
     }
 
     private void WorkerLoop(int worker)
@@ -161,15 +196,8 @@ public sealed unsafe class WorkerPool : IDisposable
             seen = Volatile.Read(ref _generation);
             if (_disposed)
                 return;
-            try
-            {
-                RunPart(worker);
-            }
-            catch (Exception e)
-            {
-                _failure ??= ExceptionDispatchInfo.Capture(e);
-            }
-            Interlocked.Decrement(ref _pending);
+            if (worker < Volatile.Read(ref _parts) && TryClaim(worker, seen))
+                RunClaimedPart(worker);
         }
     }
 }

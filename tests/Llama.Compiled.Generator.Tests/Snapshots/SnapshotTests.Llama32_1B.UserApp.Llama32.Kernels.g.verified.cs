@@ -46,7 +46,7 @@ namespace UserApp
             public static void MatMul_2048x2048(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_2048x2048Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 2048 * 2048, 2048, RowGrain);
+                Run(pool, ref job, 1L * tokens * 2048 * 2048, 2048, RowGrain);
             }
 
             private struct MatMul_2048x2048Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -61,7 +61,7 @@ namespace UserApp
             public static void MatMul_2048x8192(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_2048x8192Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 2048 * 8192, 2048, RowGrain);
+                Run(pool, ref job, 1L * tokens * 2048 * 8192, 2048, RowGrain);
             }
 
             private struct MatMul_2048x8192Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -76,7 +76,7 @@ namespace UserApp
             public static void MatMul_128256x2048(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_128256x2048Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 128256 * 2048, 128256, RowGrain);
+                Run(pool, ref job, 1L * tokens * 128256 * 2048, 128256, RowGrain);
             }
 
             private struct MatMul_128256x2048Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob

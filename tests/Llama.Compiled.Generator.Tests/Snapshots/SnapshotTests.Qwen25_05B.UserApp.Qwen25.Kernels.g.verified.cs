@@ -46,7 +46,7 @@ namespace UserApp
             public static void MatMul_896x896(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_896x896Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 896 * 896, 896, RowGrain);
+                Run(pool, ref job, 1L * tokens * 896 * 896, 896, RowGrain);
             }
 
             private struct MatMul_896x896Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -61,7 +61,7 @@ namespace UserApp
             public static void MatMul_896x4864(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_896x4864Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 896 * 4864, 896, RowGrain);
+                Run(pool, ref job, 1L * tokens * 896 * 4864, 896, RowGrain);
             }
 
             private struct MatMul_896x4864Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -76,7 +76,7 @@ namespace UserApp
             public static void MatMul_151936x896(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_151936x896Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 151936 * 896, 151936, RowGrain);
+                Run(pool, ref job, 1L * tokens * 151936 * 896, 151936, RowGrain);
             }
 
             private struct MatMul_151936x896Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob

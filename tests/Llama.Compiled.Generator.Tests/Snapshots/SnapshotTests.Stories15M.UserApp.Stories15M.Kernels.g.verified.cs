@@ -45,7 +45,7 @@ namespace UserApp
             public static void MatMul_288x288(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_288x288Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 288 * 288, 288, RowGrain);
+                Run(pool, ref job, 1L * tokens * 288 * 288, 288, RowGrain);
             }
 
             private struct MatMul_288x288Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -60,7 +60,7 @@ namespace UserApp
             public static void MatMul_288x768(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_288x768Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 288 * 768, 288, RowGrain);
+                Run(pool, ref job, 1L * tokens * 288 * 768, 288, RowGrain);
             }
 
             private struct MatMul_288x768Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -75,7 +75,7 @@ namespace UserApp
             public static void MatMul_32000x288(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_32000x288Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 32000 * 288, 32000, RowGrain);
+                Run(pool, ref job, 1L * tokens * 32000 * 288, 32000, RowGrain);
             }
 
             private struct MatMul_32000x288Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob

@@ -21,7 +21,7 @@ namespace UserApp
         /// Kernels specialized to this model's shapes. Planner decisions:
         /// - MatMul_64x64 (q_proj, o_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 64 rows.
         /// - MatMul_32x64 (k_proj, v_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 32 rows.
-        /// - MatMul_172x64 (gate_proj, up_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 172 rows.
+        /// - MatMul_172x64 (gate_proj, up_proj): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 172 rows, on one thread (172 rows are not whole cache lines: a split would share lines).
         /// - MatMul_64x172 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
         /// - MatMul_512x64 (classifier (tied embedding)): one token 4 rows per pass with 2 Vector256 sums each; in prefill 2 row(s) × 4 tokens per pass over blocks of 512 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
@@ -46,7 +46,7 @@ namespace UserApp
             public static void MatMul_64x64(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_64x64Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 64 * 64, 64, RowGrain);
+                Run(pool, ref job, 1L * tokens * 64 * 64, 64, RowGrain);
             }
 
             private struct MatMul_64x64Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -61,7 +61,7 @@ namespace UserApp
             public static void MatMul_64x172(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_64x172Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 64 * 172, 64, RowGrain);
+                Run(pool, ref job, 1L * tokens * 64 * 172, 64, RowGrain);
             }
 
             private struct MatMul_64x172Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -76,7 +76,7 @@ namespace UserApp
             public static void MatMul_512x64(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_512x64Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 512 * 64, 512, RowGrain);
+                Run(pool, ref job, 1L * tokens * 512 * 64, 512, RowGrain);
             }
 
             private struct MatMul_512x64Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -117,7 +117,7 @@ namespace UserApp
             public static void GateUp(WorkerPool pool, WeightTensor gate, WeightTensor up, float[] x, float[] h, float[] upOut, int tokens)
             {
                 var job = new GateUpJob(gate, up, x, h, upOut, tokens);
-                Run(pool, ref job, 2L * tokens * 172 * 64, 172, RowGrain);
+                Run(pool, ref job, tokens == 1 ? 2L * 172 * 64 : 0, 172, RowGrain);
             }
 
             private struct GateUpJob(WeightTensor gate, WeightTensor up, float[] x, float[] h, float[] upOut, int tokens) : IParallelJob

@@ -46,7 +46,7 @@ namespace UserApp
             public static void MatMul_2048x2048(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_2048x2048Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 2048 * 2048, 2048, RowGrain);
+                Run(pool, ref job, 1L * tokens * 2048 * 2048, 2048, RowGrain);
             }
 
             private struct MatMul_2048x2048Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -61,7 +61,7 @@ namespace UserApp
             public static void MatMul_2048x5632(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_2048x5632Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 2048 * 5632, 2048, RowGrain);
+                Run(pool, ref job, 1L * tokens * 2048 * 5632, 2048, RowGrain);
             }
 
             private struct MatMul_2048x5632Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
@@ -76,7 +76,7 @@ namespace UserApp
             public static void MatMul_32000x2048(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_32000x2048Job(w, x, y, tokens, accumulate);
-                Run(pool, ref job, (long)tokens * 32000 * 2048, 32000, RowGrain);
+                Run(pool, ref job, 1L * tokens * 32000 * 2048, 32000, RowGrain);
             }
 
             private struct MatMul_32000x2048Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
