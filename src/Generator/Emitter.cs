@@ -292,7 +292,7 @@ internal static class Emitter
                 private readonly float[][] _keyCache;   // [LayerCount={{s.LayerCount}}][KvHeadCount={{s.KvHeadCount}}, MaxContext={{s.MaxContext}}, HeadDim={{s.HeadDim}}]
                 private readonly float[][] _valueCache; // [LayerCount={{s.LayerCount}}][KvHeadCount={{s.KvHeadCount}}, MaxContext={{s.MaxContext}}, HeadDim={{s.HeadDim}}]
                 private readonly float[] _x;            // [PrefillChunk={{chunk}}, HiddenSize={{s.HiddenSize}}] residual stream
-                private readonly float[] _xb;           // [PrefillChunk={{chunk}}, HiddenSize={{s.HiddenSize}}] normalized input of a sublayer
+                private readonly float[] _xb;           // [PrefillChunk={{chunk}}, HiddenSize={{s.HiddenSize}}] RMSNorm(x) ⊙ weight: input of F32 projections and the classifier
                 private readonly float[] _q;            // [PrefillChunk={{chunk}}, QueryDim={{s.QueryDim}}]
                 private readonly float[] _k;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
                 private readonly float[] _v;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
@@ -447,10 +447,8 @@ internal static class Emitter
                     float[] keys = _keyCache[layer];     // [KvHeadCount={{s.KvHeadCount}}, MaxContext={{s.MaxContext}}, HeadDim={{s.HeadDim}}]
                     float[] values = _valueCache[layer]; // [KvHeadCount={{s.KvHeadCount}}, MaxContext={{s.MaxContext}}, HeadDim={{s.HeadDim}}]
 
-                    // Attention block: xb = RMSNorm(x) ⊙ input_layernorm; q, k, v = Wq·xb, Wk·xb, Wv·xb
-                    for (int t = 0; t < count; t++)
-                        Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.InputNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                    Kernels.Qkv(_pool, w.Q, w.K, w.V, _xb, _q, _k, _v, count{{(qk.IsBlockQuantized ? ", _xQuantized, _xScales" : "")}});{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
+                    // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being Qkv's input stage
+                    Kernels.Qkv(_pool, w.InputNorm, w.Q, w.K, w.V, _x, {{NormedInput(qk)}}, _q, _k, _v, count);{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
                     for (int t = 0; t < count; t++)
                     {
                         // Rotate q and k by the token's position, then append k and v to the cache.
@@ -480,10 +478,8 @@ internal static class Emitter
                     // x += Wo·attention (the residual add is fused into the projection)
                     {{Call(ok, "w.O", "_attention", "_x", "count", true)}};{{Bias(s.OutputBias, "_x", "OBias")}}
 
-                    // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb), xb = RMSNorm(x) ⊙ post_attention_layernorm
-                    for (int t = 0; t < count; t++)
-                        Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.PostNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                    Kernels.GateUp(_pool, w.Gate, w.Up, _xb, _gate, _up, count{{(upk.IsBlockQuantized ? ", _xQuantized, _xScales" : "")}}{{(s.MlpBias ? ", w.GateBias, w.UpBias" : "")}});
+                    // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb) with xb = RMSNorm(x) ⊙ post_attention_layernorm, the norm being GateUp's input stage
+                    Kernels.GateUp(_pool, w.PostNorm, w.Gate, w.Up, _x, {{NormedInput(upk)}}, _gate, _up, count{{(s.MlpBias ? ", w.GateBias, w.UpBias" : "")}});
                     {{Call(downk, "w.Down", "_gate", "_x", "count", true)}};{{Bias(s.MlpBias, "_x", "DownBias")}}
                 }
 
@@ -498,6 +494,9 @@ internal static class Emitter
         return (plan.MatMulFor(s.QueryDim, s.HiddenSize), plan.MatMulFor(s.KvDim, s.HiddenSize), plan.MatMulFor(s.HiddenSize, s.QueryDim),
             plan.MatMulFor(s.IntermediateSize, s.HiddenSize), plan.MatMulFor(s.HiddenSize, s.IntermediateSize), plan.MatMulFor(s.VocabSize, s.HiddenSize));
     }
+
+    /// <summary>Where a normalized input goes: the float buffer for F32 kernels, the int8 blocks and scales for quantized ones.</summary>
+    private static string NormedInput(MatMulKernel kernel) => kernel.IsBlockQuantized ? "_xQuantized, _xScales" : "_xb";
 
     /// <summary>F32 kernels read a <c>WeightTensor</c>; the others read the packed bytes of a <c>PackedTensor</c>.</summary>
     private static string TensorType(MatMulKernel kernel) => kernel.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";

@@ -12,13 +12,19 @@ internal static class KernelEmitter
 {
     private const int Width = 8; // floats per Vector256
 
+    /// <summary>
+    /// Weight blocks per step of the Q8_0/Q4_0 one-token loop: 8 integer block sums reduce to one Vector256,
+    /// so conversion and scaling cost one instruction per 8 blocks instead of one per block.
+    /// </summary>
+    private const int GroupBlocks = 8;
+
     public static void Write(SourceWriter w, ForwardPlan plan)
     {
         ModelSpec s = plan.Spec;
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? $"2 sums per row, block scales {(k.DecodeScaleTable ? "from a float table" : "converted inline")}" : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row")}; "
+            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? $"{(k.Cols / ForwardPlanner.QuantBlock >= GroupBlocks ? $"{GroupBlocks} blocks per step" : "one block per step")}, block scales {(k.DecodeScaleTable ? "from a float table" : "converted inline")}" : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row")}; "
                 + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
                 + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
@@ -32,6 +38,9 @@ internal static class KernelEmitter
         w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");
         w.Line($"/// - q_proj, k_proj and v_proj run as one job over their {s.QueryDim + 2 * s.KvDim} rows together; gate_proj, up_proj and SwiGLU as one");
         w.Line($"///   job per row range: one pass over the pool (and one quantization of the input) instead of three.");
+        w.Line(plan.MaxQuantizedCols > 0
+            ? "/// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy)."
+            : "/// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.");
         w.Line("/// </summary>");
         using (w.Block("private static class Kernels"))
         {
@@ -68,7 +77,7 @@ internal static class KernelEmitter
                     WriteMatMul(w, kernel, plan.TokenTile);
                 w.Line();
             }
-            WriteRmsNorm(w, s);
+            WriteRmsNorm(w, plan);
             w.Line();
             WriteRope(w, s);
             w.Line();
@@ -384,19 +393,18 @@ internal static class KernelEmitter
         ModelSpec s = plan.Spec;
         MatMulKernel q = plan.MatMulFor(s.QueryDim, s.HiddenSize), kv = plan.MatMulFor(s.KvDim, s.HiddenSize);
         string tensor = q.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
-        string input = q.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] x";
-        string inputArgs = q.IsBlockQuantized ? "xQuantized, xScales" : "x";
+        string input = NormInputParams(q);
+        string inputArgs = q.IsBlockQuantized ? "xQuantized, xScales" : "xNormed";
         w.Line($$"""
             /// <summary>
-            /// q[t] = Wq·x[t], k[t] = Wk·x[t], v[t] = Wv·x[t] for t &lt; <paramref name="tokens"/>, split over the
+            /// q[t] = Wq·n[t], k[t] = Wk·n[t], v[t] = Wv·n[t] with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, split over the
             /// QueryDim + 2·KvDim = {{s.QueryDim + 2 * s.KvDim}} stacked rows. Wq: {{q.Format}} [{{s.QueryDim}}, {{s.HiddenSize}}]; Wk, Wv: {{kv.Format}} [{{s.KvDim}}, {{s.HiddenSize}}];
-            /// x: [tokens, {{s.HiddenSize}}]; q: [tokens, {{s.QueryDim}}]; k, v: [tokens, {{s.KvDim}}].
+            /// norm: [{{s.HiddenSize}}]; x: [tokens, {{s.HiddenSize}}]; q: [tokens, {{s.QueryDim}}]; k, v: [tokens, {{s.KvDim}}].
             /// </summary>
-            public static void Qkv(WorkerPool pool, {{tensor}} wq, {{tensor}} wk, {{tensor}} wv, float[] x, float[] q, float[] k, float[] v, int tokens{{(q.IsBlockQuantized ? ", sbyte[] xQuantized, float[] xScales" : "")}})
+            public static void Qkv(WorkerPool pool, WeightTensor norm, {{tensor}} wq, {{tensor}} wk, {{tensor}} wv, float[] x, {{NormInputParams(q)}}, float[] q, float[] k, float[] v, int tokens)
             {
             """);
-        if (q.IsBlockQuantized)
-            w.Line($"    QuantizeBlocks(x.AsSpan(0, tokens * HiddenSize), xQuantized, xScales);");
+        WriteNormInput(w, q);
         w.Line($$"""
                 var job = new QkvJob(wq, wk, wv, {{inputArgs}}, q, k, v, tokens);
                 Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
@@ -418,6 +426,33 @@ internal static class KernelEmitter
             """);
     }
 
+    /// <summary>The buffers a normalized input goes to: floats for F32 kernels, int8 blocks and their scales for quantized ones.</summary>
+    private static string NormInputParams(MatMulKernel k) => k.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] xNormed";
+
+    /// <summary>
+    /// The input stage of a projection that follows an RMSNorm: every token is normalized once, before the rows are
+    /// split across threads; for quantized kernels the norm is fused with the activation quantization.
+    /// </summary>
+    private static void WriteNormInput(SourceWriter w, MatMulKernel k)
+    {
+        if (k.IsBlockQuantized)
+        {
+            w.Line("""
+                    // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
+                    for (int t = 0; t < tokens; t++)
+                        RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize), xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
+                """);
+        }
+        else
+        {
+            w.Line("""
+                    // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                    for (int t = 0; t < tokens; t++)
+                        RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
+                """);
+        }
+    }
+
     /// <summary>
     /// gate_proj, up_proj, their biases and SwiGLU fused into one job: each thread computes its rows of
     /// both products and applies SiLU(gate) ⊙ up to them while they are still in cache.
@@ -427,21 +462,20 @@ internal static class KernelEmitter
         ModelSpec s = plan.Spec;
         MatMulKernel k = plan.MatMulFor(s.IntermediateSize, s.HiddenSize);
         string tensor = k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
-        string input = k.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] x";
-        string inputArgs = k.IsBlockQuantized ? "xQuantized, xScales" : "x";
+        string input = NormInputParams(k);
+        string inputArgs = k.IsBlockQuantized ? "xQuantized, xScales" : "xNormed";
         string biasParams = s.MlpBias ? ", WeightTensor gateBias, WeightTensor upBias" : "";
         string biasArgs = s.MlpBias ? ", gateBias, upBias" : "";
         w.Line($$"""
             /// <summary>
-            /// h[t] = SiLU(Wgate·x[t]) ⊙ (Wup·x[t]) for t &lt; <paramref name="tokens"/>, gate_proj, up_proj and SwiGLU in one pass
-            /// per row range. Wgate, Wup: {{k.Format}} [IntermediateSize={{k.Rows}}, HiddenSize={{k.Cols}}]; x: [tokens, {{k.Cols}}];
-            /// h, up: [tokens, {{k.Rows}}] (up is scratch).
+            /// h[t] = SiLU(Wgate·n[t]) ⊙ (Wup·n[t]) with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, gate_proj, up_proj
+            /// and SwiGLU in one pass per row range. Wgate, Wup: {{k.Format}} [IntermediateSize={{k.Rows}}, HiddenSize={{k.Cols}}]; norm: [{{k.Cols}}];
+            /// x: [tokens, {{k.Cols}}]; h, up: [tokens, {{k.Rows}}] (up is scratch).
             /// </summary>
-            public static void GateUp(WorkerPool pool, {{tensor}} gate, {{tensor}} up, float[] x, float[] h, float[] upOut, int tokens{{(k.IsBlockQuantized ? ", sbyte[] xQuantized, float[] xScales" : "")}}{{biasParams}})
+            public static void GateUp(WorkerPool pool, WeightTensor norm, {{tensor}} gate, {{tensor}} up, float[] x, {{NormInputParams(k)}}, float[] h, float[] upOut, int tokens{{biasParams}})
             {
             """);
-        if (k.IsBlockQuantized)
-            w.Line($"    QuantizeBlocks(x.AsSpan(0, tokens * {k.Cols}), xQuantized, xScales);");
+        WriteNormInput(w, k);
         w.Line($$"""
                 var job = new GateUpJob(gate, up, {{inputArgs}}, h, upOut, tokens{{biasArgs}});
                 Run(pool, ref job, {{Work(k, "2L")}}, {{k.Rows}}, RowGrain);
@@ -582,7 +616,11 @@ internal static class KernelEmitter
                 }
             }
             w.Line();
-            w.Line("// The remaining tokens (all of decode) one at a time, two independent sums per row to hide FMA latency;");
+            w.Line();
+            w.Line(blocks >= GroupBlocks
+                ? $"// The remaining tokens (all of decode) one at a time, {GroupBlocks} blocks per step: their integer sums are reduced to one vector,"
+                    + " converted once and scaled by the 8 blocks' scales in one multiply-add;"
+                : "// The remaining tokens (all of decode) one at a time, one block per step;");
             w.Line(k.DecodeScaleTable
                 ? "// block scales from the float table (the model stays in cache, so the extra stream is free)."
                 : "// block scales converted from the blocks' F16 (the model streams from memory: no second stream).");
@@ -596,21 +634,27 @@ internal static class KernelEmitter
                     w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
                     if (k.DecodeScaleTable)
                         w.Line("ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);");
-                    w.Line("Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero;");
+                    w.Line("Vector256<float> sum = Vector256<float>.Zero;");
                     w.Line("int b = 0;");
-                    using (w.Block("for (; b + 2 <= Blocks; b += 2)"))
+                    if (blocks >= GroupBlocks)
                     {
-                        w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
-                        w.Line("ref byte next = ref Unsafe.Add(ref block, BlockBytes);");
-                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "block", "b")} * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
-                        w.Line($"s1 = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "next", "b + 1")} * Unsafe.Add(ref dt, b + 1)), DotInt8({load}(ref next), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32 + 32))), s1);");
+                        using (w.Block($"for (; b + {GroupBlocks} <= Blocks; b += {GroupBlocks})"))
+                        {
+                            w.Line("ref byte group = ref Unsafe.Add(ref row, b * BlockBytes);");
+                            string scales = k.DecodeScaleTable ? "Vector256.LoadUnsafe(ref rowScales, (nuint)b)" : "HalfToSingle8(ref group, BlockBytes)";
+                            w.Line($"Vector256<float> scales = {scales} * Vector256.LoadUnsafe(ref dt, (nuint)b);");
+                            w.Line($"sum = Vector256.FusedMultiplyAdd(scales, Vector256.ConvertToSingle({k.Format}Sums8(ref group, ref Unsafe.Add(ref qt, b * 32))), sum);");
+                        }
                     }
-                    if (blocks % 2 != 0)
+                    if (blocks % GroupBlocks != 0)
                     {
-                        w.Line("ref byte last = ref Unsafe.Add(ref row, b * BlockBytes);");
-                        w.Line($"s0 = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "last", "b")} * Unsafe.Add(ref dt, b)), DotInt8({load}(ref last), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), s0);");
+                        using (w.Block("for (; b < Blocks; b++)"))
+                        {
+                            w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
+                            w.Line($"sum = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "block", "b")} * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), sum);");
+                        }
                     }
-                    w.Line("Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(s0 + s1), accumulate);");
+                    w.Line("Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);");
                 }
             }
         }
@@ -630,44 +674,55 @@ internal static class KernelEmitter
                     throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(q);
+                ref float scales0 = ref MemoryMarshal.GetReference(scales);
                 for (int b = 0; b < x.Length / 32; b++)
                 {
                     ref float xb = ref Unsafe.Add(ref x0, b * 32);
-                    Vector256<float> v0 = Vector256.LoadUnsafe(ref xb), v1 = Vector256.LoadUnsafe(ref xb, 8);
-                    Vector256<float> v2 = Vector256.LoadUnsafe(ref xb, 16), v3 = Vector256.LoadUnsafe(ref xb, 24);
-                    Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-                    Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
-                    float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
-                    // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
-                    Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
-                    scales[b] = (float)(Half)(max / 127f);
-                    Vector256<short> low = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v1 * inverse)));
-                    Vector256<short> high = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v3 * inverse)));
-                    Vector256.Narrow(low, high).StoreUnsafe(ref q0, (nuint)(b * 32));
+                    Unsafe.Add(ref scales0, b) = QuantizeBlock(Vector256.LoadUnsafe(ref xb), Vector256.LoadUnsafe(ref xb, 8), Vector256.LoadUnsafe(ref xb, 16), Vector256.LoadUnsafe(ref xb, 24),
+                        ref Unsafe.Add(ref q0, b * 32));
                 }
+            }
+
+            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/>; returns the block's scale, max|v|/127 rounded to F16.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q)
+            {
+                Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+                Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
+                float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
+                // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
+                Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
+                Vector256<short> low = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v1 * inverse)));
+                Vector256<short> high = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v3 * inverse)));
+                Vector256.Narrow(low, high).StoreUnsafe(ref q);
+                return (float)(Half)(max / 127f);
             }
 
             /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 float lanes.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<float> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b)
+            private static Vector256<float> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b) => Vector256.ConvertToSingle(DotInt32(a, b));
+
+            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
             {
                 // The instructions multiply unsigned by signed bytes: move a's sign onto b.
                 if (AvxVnni.IsSupported)
-                    return Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(a), Avx2.Sign(b, a)));
+                    return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(a), Avx2.Sign(b, a));
                 if (Avx2.IsSupported)
                 {
                     // |a| ≤ 128 and |b| ≤ 127, so a pair of products never saturates maddubs' int16 sum.
                     Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
-                    return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One));
+                    return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
                 }
                 (Vector256<short> aLow, Vector256<short> aHigh) = Vector256.Widen(a);
                 (Vector256<short> bLow, Vector256<short> bHigh) = Vector256.Widen(b);
                 (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(aLow * bLow);
                 (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(aHigh * bHigh);
-                return Vector256.ConvertToSingle((p0 + p1) + (p2 + p3));
+                return (p0 + p1) + (p2 + p3);
             }
             """);
-        if (plan.MatMuls.Any(k => k.IsBlockQuantized && !k.DecodeScaleTable))
+        if (plan.MatMuls.Any(k => k.IsBlockQuantized && !k.DecodeScaleTable && Blocks(k) % GroupBlocks != 0))
         {
             w.Line("""
 
@@ -682,6 +737,65 @@ internal static class KernelEmitter
                     uint half = Unsafe.ReadUnaligned<ushort>(ref block);
                     float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
                     return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
+                }
+                """);
+        }
+        if (plan.MatMuls.Any(k => k.IsBlockQuantized && Blocks(k) >= GroupBlocks))
+        {
+            w.Line("""
+
+                /// <summary>[Σp0, Σp1, ..., Σp7]: the lanes of eight vectors summed, lane i holding vector i's sum.</summary>
+                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                private static Vector256<int> Sum8(Vector256<int> p0, Vector256<int> p1, Vector256<int> p2, Vector256<int> p3, Vector256<int> p4, Vector256<int> p5, Vector256<int> p6, Vector256<int> p7)
+                {
+                    if (Avx2.IsSupported)
+                    {
+                        // Two levels of hadd leave [Σlow p0..p3 | Σhigh p0..p3] per 128-bit half; adding the halves finishes each sum.
+                        Vector256<int> first = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3));
+                        Vector256<int> second = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p4, p5), Avx2.HorizontalAdd(p6, p7));
+                        return Avx2.Permute2x128(first, second, 0x20) + Avx2.Permute2x128(first, second, 0x31);
+                    }
+                    return Vector256.Create(Vector256.Sum(p0), Vector256.Sum(p1), Vector256.Sum(p2), Vector256.Sum(p3), Vector256.Sum(p4), Vector256.Sum(p5), Vector256.Sum(p6), Vector256.Sum(p7));
+                }
+                """);
+            foreach (ComputeFormat format in plan.MatMuls.Where(k => k.IsBlockQuantized && Blocks(k) >= GroupBlocks).Select(k => k.Format).Distinct())
+            {
+                int blockBytes = format == ComputeFormat.Q8_0 ? 34 : 18;
+                w.Line($$"""
+
+                    /// <summary>The integer dot products of 8 consecutive {{format}} blocks at <paramref name="group"/> with 256 int8 activations: lane i is block i's.</summary>
+                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    private static Vector256<int> {{format}}Sums8(ref byte group, ref sbyte x) => Sum8(
+                        DotInt32(Load{{format}}(ref group), Vector256.LoadUnsafe(ref x)),
+                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{blockBytes}})), Vector256.LoadUnsafe(ref x, 32)),
+                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{2 * blockBytes}})), Vector256.LoadUnsafe(ref x, 64)),
+                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{3 * blockBytes}})), Vector256.LoadUnsafe(ref x, 96)),
+                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{4 * blockBytes}})), Vector256.LoadUnsafe(ref x, 128)),
+                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{5 * blockBytes}})), Vector256.LoadUnsafe(ref x, 160)),
+                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{6 * blockBytes}})), Vector256.LoadUnsafe(ref x, 192)),
+                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{7 * blockBytes}})), Vector256.LoadUnsafe(ref x, 224)));
+                    """);
+            }
+        }
+        if (plan.MatMuls.Any(k => k.IsBlockQuantized && !k.DecodeScaleTable && Blocks(k) >= GroupBlocks))
+        {
+            w.Line("""
+
+                /// <summary>
+                /// The F16 scales of 8 consecutive blocks <paramref name="blockBytes"/> apart as floats: the exponent and mantissa
+                /// move into float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and
+                /// subnormal values (infinities and NaNs, which no quantizer writes, become large finite numbers).
+                /// </summary>
+                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                private static Vector256<float> HalfToSingle8(ref byte group, int blockBytes)
+                {
+                    Vector256<int> half = Vector256.Create(
+                        (int)Unsafe.ReadUnaligned<ushort>(ref group), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, blockBytes)),
+                        Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 2 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 3 * blockBytes)),
+                        Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 4 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 5 * blockBytes)),
+                        Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 6 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 7 * blockBytes)));
+                    Vector256<float> magnitude = ((half & Vector256.Create(0x7FFF)) << 13).AsSingle() * Vector256.Create(5.192297E+33f); // 2^112
+                    return (magnitude.AsInt32() | (half & Vector256.Create(0x8000)) << 16).AsSingle();
                 }
                 """);
         }
@@ -713,6 +827,8 @@ internal static class KernelEmitter
         }
         w.Line();
     }
+
+    private static int Blocks(MatMulKernel k) => k.Cols / ForwardPlanner.QuantBlock;
 
     /// <summary>sum = row · xt over Cols, with <paramref name="accumulators"/> independent vector sums.</summary>
     private static void WriteDot(SourceWriter w, int accumulators, int cols, int vectorEnd)
@@ -757,18 +873,15 @@ internal static class KernelEmitter
         _ => "(s0 + s1) + (s2 + s3)",
     };
 
-    private static void WriteRmsNorm(SourceWriter w, ModelSpec s)
+    private static void WriteRmsNorm(SourceWriter w, ForwardPlan plan)
     {
+        ModelSpec s = plan.Spec;
         int vectorEnd = s.HiddenSize - s.HiddenSize % Width;
         w.Line("""
-            /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
-            public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
+            /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float InverseRms(ref float x0)
             {
-                if (x.Length < HiddenSize || weight.Length < HiddenSize || y.Length < HiddenSize)
-                    throw new ArgumentException("RmsNorm: a buffer is smaller than HiddenSize.");
-                ref float x0 = ref MemoryMarshal.GetReference(x);
-                ref float w0 = ref MemoryMarshal.GetReference(weight);
-                ref float y0 = ref MemoryMarshal.GetReference(y);
             """);
         w.Line(vectorEnd > 0 ? "    Vector256<float> squares = Vector256<float>.Zero;" : "    float sumOfSquares = 0f;");
         if (vectorEnd > 0)
@@ -784,7 +897,20 @@ internal static class KernelEmitter
         }
         if (vectorEnd < s.HiddenSize)
             w.Line($"    for (int i = {vectorEnd}; i < HiddenSize; i++)\n        sumOfSquares += Unsafe.Add(ref x0, i) * Unsafe.Add(ref x0, i);");
-        w.Line("    float scale = 1f / MathF.Sqrt(sumOfSquares / HiddenSize + RmsNormEps);");
+        w.Line("""
+                return 1f / MathF.Sqrt(sumOfSquares / HiddenSize + RmsNormEps);
+            }
+
+            /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
+            public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
+            {
+                if (x.Length < HiddenSize || weight.Length < HiddenSize || y.Length < HiddenSize)
+                    throw new ArgumentException("RmsNorm: a buffer is smaller than HiddenSize.");
+                ref float x0 = ref MemoryMarshal.GetReference(x);
+                ref float w0 = ref MemoryMarshal.GetReference(weight);
+                ref float y0 = ref MemoryMarshal.GetReference(y);
+                float scale = InverseRms(ref x0);
+            """);
         if (vectorEnd > 0)
         {
             w.Line($$"""
@@ -795,6 +921,36 @@ internal static class KernelEmitter
         if (vectorEnd < s.HiddenSize)
             w.Line($"    for (int i = {vectorEnd}; i < HiddenSize; i++)\n        Unsafe.Add(ref y0, i) = Unsafe.Add(ref w0, i) * (Unsafe.Add(ref x0, i) * scale);");
         w.Line("}");
+        if (plan.MatMulFor(s.QueryDim, s.HiddenSize).IsBlockQuantized || plan.MatMulFor(s.IntermediateSize, s.HiddenSize).IsBlockQuantized)
+        {
+            w.Line("""
+
+                /// <summary>
+                /// RMSNorm fused into a quantized matrix product's input: q and scales are what QuantizeBlocks makes of
+                /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
+                /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales: [HiddenSize/32].
+                /// </summary>
+                public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales)
+                {
+                    if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32)
+                        throw new ArgumentException("RmsNormQuantize: a buffer is smaller than HiddenSize.");
+                    ref float x0 = ref MemoryMarshal.GetReference(x);
+                    ref float w0 = ref MemoryMarshal.GetReference(weight);
+                    ref sbyte q0 = ref MemoryMarshal.GetReference(q);
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    Vector256<float> scale = Vector256.Create(InverseRms(ref x0));
+                    for (int b = 0; b < HiddenSize / 32; b++)
+                    {
+                        ref float xb = ref Unsafe.Add(ref x0, b * 32);
+                        ref float wb = ref Unsafe.Add(ref w0, b * 32);
+                        Unsafe.Add(ref scales0, b) = QuantizeBlock(
+                            Vector256.LoadUnsafe(ref wb) * (Vector256.LoadUnsafe(ref xb) * scale), Vector256.LoadUnsafe(ref wb, 8) * (Vector256.LoadUnsafe(ref xb, 8) * scale),
+                            Vector256.LoadUnsafe(ref wb, 16) * (Vector256.LoadUnsafe(ref xb, 16) * scale), Vector256.LoadUnsafe(ref wb, 24) * (Vector256.LoadUnsafe(ref xb, 24) * scale),
+                            ref Unsafe.Add(ref q0, b * 32));
+                    }
+                }
+                """);
+        }
     }
 
     private static void WriteRope(SourceWriter w, ModelSpec s)

@@ -31,6 +31,14 @@ public sealed class SnapshotTests
         VerifyModel(nameof(Qwen25_05B), "Qwen25", GeneratorHarness.Config("Qwen2.5-0.5B.json"));
 
     [Fact]
+    public void TinyLlamaQ8_0() =>
+        VerifyModel(nameof(TinyLlamaQ8_0), "TinyLlamaQ8", GeneratorHarness.Config("TinyLlama-1.1B-Chat-v1.0.json"), weights: "Q8_0");
+
+    [Fact]
+    public void Stories260KQ4_0() =>
+        VerifyModel(nameof(Stories260KQ4_0), "Stories260KQ4", GeneratorHarness.Stories260KConfig(), weights: "Q4_0");
+
+    [Fact]
     public void SnapshotFolderIsInTheSourceTree()
     {
         Assert.EndsWith(System.IO.Path.Combine("tests", "Llama.Compiled.Generator.Tests", "Snapshots"), Snapshot.Folder);
@@ -44,9 +52,10 @@ public sealed class SnapshotTests
         Assert.Equal("first difference at line 3: expected <end of file>, received \"x\"", Snapshot.FirstDifference("a\nb", "a\nb\nx"));
     }
 
-    private static void VerifyModel(string testName, string className, string config, int maxContext = 0)
+    private static void VerifyModel(string testName, string className, string config, int maxContext = 0, string? weights = null)
     {
-        string arguments = "\"models/config.json\"" + (maxContext > 0 ? $", MaxContext = {maxContext}" : "");
+        string arguments = "\"models/config.json\"" + (maxContext > 0 ? $", MaxContext = {maxContext}" : "")
+            + (weights is null ? "" : $", Weights = WeightFormat.{weights}");
         GeneratorRun run = GeneratorHarness.Run(
             GeneratorHarness.ModelSource(arguments, $"public partial class {className};"),
             ("/project/models/config.json", config));

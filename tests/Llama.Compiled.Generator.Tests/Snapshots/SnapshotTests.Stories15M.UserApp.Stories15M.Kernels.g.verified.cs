@@ -30,6 +30,7 @@ namespace UserApp
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 864 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
+        /// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.
         /// </summary>
         private static class Kernels
         {
@@ -84,47 +85,53 @@ namespace UserApp
             }
 
             /// <summary>
-            /// q[t] = Wq·x[t], k[t] = Wk·x[t], v[t] = Wv·x[t] for t &lt; <paramref name="tokens"/>, split over the
+            /// q[t] = Wq·n[t], k[t] = Wk·n[t], v[t] = Wv·n[t] with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, split over the
             /// QueryDim + 2·KvDim = 864 stacked rows. Wq: F32 [288, 288]; Wk, Wv: F32 [288, 288];
-            /// x: [tokens, 288]; q: [tokens, 288]; k, v: [tokens, 288].
+            /// norm: [288]; x: [tokens, 288]; q: [tokens, 288]; k, v: [tokens, 288].
             /// </summary>
-            public static void Qkv(WorkerPool pool, WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] q, float[] k, float[] v, int tokens)
+            public static void Qkv(WorkerPool pool, WeightTensor norm, WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] xNormed, float[] q, float[] k, float[] v, int tokens)
             {
-                var job = new QkvJob(wq, wk, wv, x, q, k, v, tokens);
+                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                for (int t = 0; t < tokens; t++)
+                    RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
+                var job = new QkvJob(wq, wk, wv, xNormed, q, k, v, tokens);
                 Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
             }
 
-            private struct QkvJob(WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] q, float[] k, float[] v, int tokens) : IParallelJob
+            private struct QkvJob(WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] xNormed, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        MatMul_288x288Rows(wq.Span, x, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        MatMul_288x288Rows(wq.Span, xNormed, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        MatMul_288x288Rows(wk.Span, x, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        MatMul_288x288Rows(wk.Span, xNormed, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        MatMul_288x288Rows(wv.Span, x, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        MatMul_288x288Rows(wv.Span, xNormed, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
 
             /// <summary>
-            /// h[t] = SiLU(Wgate·x[t]) ⊙ (Wup·x[t]) for t &lt; <paramref name="tokens"/>, gate_proj, up_proj and SwiGLU in one pass
-            /// per row range. Wgate, Wup: F32 [IntermediateSize=768, HiddenSize=288]; x: [tokens, 288];
-            /// h, up: [tokens, 768] (up is scratch).
+            /// h[t] = SiLU(Wgate·n[t]) ⊙ (Wup·n[t]) with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, gate_proj, up_proj
+            /// and SwiGLU in one pass per row range. Wgate, Wup: F32 [IntermediateSize=768, HiddenSize=288]; norm: [288];
+            /// x: [tokens, 288]; h, up: [tokens, 768] (up is scratch).
             /// </summary>
-            public static void GateUp(WorkerPool pool, WeightTensor gate, WeightTensor up, float[] x, float[] h, float[] upOut, int tokens)
+            public static void GateUp(WorkerPool pool, WeightTensor norm, WeightTensor gate, WeightTensor up, float[] x, float[] xNormed, float[] h, float[] upOut, int tokens)
             {
-                var job = new GateUpJob(gate, up, x, h, upOut, tokens);
+                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                for (int t = 0; t < tokens; t++)
+                    RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
+                var job = new GateUpJob(gate, up, xNormed, h, upOut, tokens);
                 Run(pool, ref job, 2L * tokens * 768 * 288, 768, RowGrain);
             }
 
-            private struct GateUpJob(WeightTensor gate, WeightTensor up, float[] x, float[] h, float[] upOut, int tokens) : IParallelJob
+            private struct GateUpJob(WeightTensor gate, WeightTensor up, float[] xNormed, float[] h, float[] upOut, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
-                    MatMul_768x288Rows(gate.Span, x, h, tokens, accumulate: false, start, end);
-                    MatMul_768x288Rows(up.Span, x, upOut, tokens, accumulate: false, start, end);
+                    MatMul_768x288Rows(gate.Span, xNormed, h, tokens, accumulate: false, start, end);
+                    MatMul_768x288Rows(up.Span, xNormed, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
@@ -490,6 +497,20 @@ namespace UserApp
                 }
             }
 
+            /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float InverseRms(ref float x0)
+            {
+                Vector256<float> squares = Vector256<float>.Zero;
+                for (int i = 0; i < 288; i += 8)
+                {
+                    Vector256<float> v = Vector256.LoadUnsafe(ref x0, (nuint)i);
+                    squares = Vector256.FusedMultiplyAdd(v, v, squares);
+                }
+                float sumOfSquares = Vector256.Sum(squares);
+                return 1f / MathF.Sqrt(sumOfSquares / HiddenSize + RmsNormEps);
+            }
+
             /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
             public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
             {
@@ -498,14 +519,7 @@ namespace UserApp
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float w0 = ref MemoryMarshal.GetReference(weight);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                Vector256<float> squares = Vector256<float>.Zero;
-                for (int i = 0; i < 288; i += 8)
-                {
-                    Vector256<float> v = Vector256.LoadUnsafe(ref x0, (nuint)i);
-                    squares = Vector256.FusedMultiplyAdd(v, v, squares);
-                }
-                float sumOfSquares = Vector256.Sum(squares);
-                float scale = 1f / MathF.Sqrt(sumOfSquares / HiddenSize + RmsNormEps);
+                float scale = InverseRms(ref x0);
                 for (int i = 0; i < 288; i += 8)
                     (Vector256.LoadUnsafe(ref w0, (nuint)i) * (Vector256.LoadUnsafe(ref x0, (nuint)i) * scale)).StoreUnsafe(ref y0, (nuint)i);
             }

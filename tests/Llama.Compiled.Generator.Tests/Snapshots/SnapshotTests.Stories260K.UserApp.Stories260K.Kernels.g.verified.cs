@@ -31,6 +31,7 @@ namespace UserApp
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 128 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
+        /// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.
         /// </summary>
         private static class Kernels
         {
@@ -85,47 +86,53 @@ namespace UserApp
             }
 
             /// <summary>
-            /// q[t] = Wq·x[t], k[t] = Wk·x[t], v[t] = Wv·x[t] for t &lt; <paramref name="tokens"/>, split over the
+            /// q[t] = Wq·n[t], k[t] = Wk·n[t], v[t] = Wv·n[t] with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, split over the
             /// QueryDim + 2·KvDim = 128 stacked rows. Wq: F32 [64, 64]; Wk, Wv: F32 [32, 64];
-            /// x: [tokens, 64]; q: [tokens, 64]; k, v: [tokens, 32].
+            /// norm: [64]; x: [tokens, 64]; q: [tokens, 64]; k, v: [tokens, 32].
             /// </summary>
-            public static void Qkv(WorkerPool pool, WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] q, float[] k, float[] v, int tokens)
+            public static void Qkv(WorkerPool pool, WeightTensor norm, WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] xNormed, float[] q, float[] k, float[] v, int tokens)
             {
-                var job = new QkvJob(wq, wk, wv, x, q, k, v, tokens);
+                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                for (int t = 0; t < tokens; t++)
+                    RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
+                var job = new QkvJob(wq, wk, wv, xNormed, q, k, v, tokens);
                 Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
             }
 
-            private struct QkvJob(WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] q, float[] k, float[] v, int tokens) : IParallelJob
+            private struct QkvJob(WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] xNormed, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        MatMul_64x64Rows(wq.Span, x, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        MatMul_64x64Rows(wq.Span, xNormed, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        MatMul_32x64Rows(wk.Span, x, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        MatMul_32x64Rows(wk.Span, xNormed, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        MatMul_32x64Rows(wv.Span, x, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        MatMul_32x64Rows(wv.Span, xNormed, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
 
             /// <summary>
-            /// h[t] = SiLU(Wgate·x[t]) ⊙ (Wup·x[t]) for t &lt; <paramref name="tokens"/>, gate_proj, up_proj and SwiGLU in one pass
-            /// per row range. Wgate, Wup: F32 [IntermediateSize=172, HiddenSize=64]; x: [tokens, 64];
-            /// h, up: [tokens, 172] (up is scratch).
+            /// h[t] = SiLU(Wgate·n[t]) ⊙ (Wup·n[t]) with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, gate_proj, up_proj
+            /// and SwiGLU in one pass per row range. Wgate, Wup: F32 [IntermediateSize=172, HiddenSize=64]; norm: [64];
+            /// x: [tokens, 64]; h, up: [tokens, 172] (up is scratch).
             /// </summary>
-            public static void GateUp(WorkerPool pool, WeightTensor gate, WeightTensor up, float[] x, float[] h, float[] upOut, int tokens)
+            public static void GateUp(WorkerPool pool, WeightTensor norm, WeightTensor gate, WeightTensor up, float[] x, float[] xNormed, float[] h, float[] upOut, int tokens)
             {
-                var job = new GateUpJob(gate, up, x, h, upOut, tokens);
+                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                for (int t = 0; t < tokens; t++)
+                    RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
+                var job = new GateUpJob(gate, up, xNormed, h, upOut, tokens);
                 Run(pool, ref job, tokens == 1 ? 2L * 172 * 64 : 0, 172, RowGrain);
             }
 
-            private struct GateUpJob(WeightTensor gate, WeightTensor up, float[] x, float[] h, float[] upOut, int tokens) : IParallelJob
+            private struct GateUpJob(WeightTensor gate, WeightTensor up, float[] xNormed, float[] h, float[] upOut, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
-                    MatMul_172x64Rows(gate.Span, x, h, tokens, accumulate: false, start, end);
-                    MatMul_172x64Rows(up.Span, x, upOut, tokens, accumulate: false, start, end);
+                    MatMul_172x64Rows(gate.Span, xNormed, h, tokens, accumulate: false, start, end);
+                    MatMul_172x64Rows(up.Span, xNormed, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
@@ -613,6 +620,20 @@ namespace UserApp
                 }
             }
 
+            /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float InverseRms(ref float x0)
+            {
+                Vector256<float> squares = Vector256<float>.Zero;
+                for (int i = 0; i < 64; i += 8)
+                {
+                    Vector256<float> v = Vector256.LoadUnsafe(ref x0, (nuint)i);
+                    squares = Vector256.FusedMultiplyAdd(v, v, squares);
+                }
+                float sumOfSquares = Vector256.Sum(squares);
+                return 1f / MathF.Sqrt(sumOfSquares / HiddenSize + RmsNormEps);
+            }
+
             /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
             public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
             {
@@ -621,14 +642,7 @@ namespace UserApp
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float w0 = ref MemoryMarshal.GetReference(weight);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
-                Vector256<float> squares = Vector256<float>.Zero;
-                for (int i = 0; i < 64; i += 8)
-                {
-                    Vector256<float> v = Vector256.LoadUnsafe(ref x0, (nuint)i);
-                    squares = Vector256.FusedMultiplyAdd(v, v, squares);
-                }
-                float sumOfSquares = Vector256.Sum(squares);
-                float scale = 1f / MathF.Sqrt(sumOfSquares / HiddenSize + RmsNormEps);
+                float scale = InverseRms(ref x0);
                 for (int i = 0; i < 64; i += 8)
                     (Vector256.LoadUnsafe(ref w0, (nuint)i) * (Vector256.LoadUnsafe(ref x0, (nuint)i) * scale)).StoreUnsafe(ref y0, (nuint)i);
             }

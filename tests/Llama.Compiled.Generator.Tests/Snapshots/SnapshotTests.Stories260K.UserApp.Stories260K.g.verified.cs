@@ -205,7 +205,7 @@ namespace UserApp
             private readonly float[][] _keyCache;   // [LayerCount=5][KvHeadCount=4, MaxContext=512, HeadDim=8]
             private readonly float[][] _valueCache; // [LayerCount=5][KvHeadCount=4, MaxContext=512, HeadDim=8]
             private readonly float[] _x;            // [PrefillChunk=64, HiddenSize=64] residual stream
-            private readonly float[] _xb;           // [PrefillChunk=64, HiddenSize=64] normalized input of a sublayer
+            private readonly float[] _xb;           // [PrefillChunk=64, HiddenSize=64] RMSNorm(x) ⊙ weight: input of F32 projections and the classifier
             private readonly float[] _q;            // [PrefillChunk=64, QueryDim=64]
             private readonly float[] _k;            // [PrefillChunk=64, KvDim=32]
             private readonly float[] _v;            // [PrefillChunk=64, KvDim=32]
@@ -361,10 +361,8 @@ namespace UserApp
                 float[] keys = _keyCache[layer];     // [KvHeadCount=4, MaxContext=512, HeadDim=8]
                 float[] values = _valueCache[layer]; // [KvHeadCount=4, MaxContext=512, HeadDim=8]
 
-                // Attention block: xb = RMSNorm(x) ⊙ input_layernorm; q, k, v = Wq·xb, Wk·xb, Wv·xb
-                for (int t = 0; t < count; t++)
-                    Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.InputNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                Kernels.Qkv(_pool, w.Q, w.K, w.V, _xb, _q, _k, _v, count);
+                // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being Qkv's input stage
+                Kernels.Qkv(_pool, w.InputNorm, w.Q, w.K, w.V, _x, _xb, _q, _k, _v, count);
                 for (int t = 0; t < count; t++)
                 {
                     // Rotate q and k by the token's position, then append k and v to the cache.
@@ -394,10 +392,8 @@ namespace UserApp
                 // x += Wo·attention (the residual add is fused into the projection)
                 Kernels.MatMul_64x64(_pool, w.O, _attention, _x, count, accumulate: true);
 
-                // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb), xb = RMSNorm(x) ⊙ post_attention_layernorm
-                for (int t = 0; t < count; t++)
-                    Kernels.RmsNorm(_x.AsSpan(t * HiddenSize, HiddenSize), w.PostNorm.Span, _xb.AsSpan(t * HiddenSize, HiddenSize));
-                Kernels.GateUp(_pool, w.Gate, w.Up, _xb, _gate, _up, count);
+                // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb) with xb = RMSNorm(x) ⊙ post_attention_layernorm, the norm being GateUp's input stage
+                Kernels.GateUp(_pool, w.PostNorm, w.Gate, w.Up, _x, _xb, _gate, _up, count);
                 Kernels.MatMul_64x172(_pool, w.Down, _gate, _x, count, accumulate: true);
             }
 
