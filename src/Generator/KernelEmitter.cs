@@ -224,11 +224,11 @@ internal static class KernelEmitter
             if (vectorEnd > 0)
             {
                 w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
-                using (w.Block($"for (int i = 0; i < {vectorEnd}; i += 8)"))
+                using (w.Block($"for (nuint i = 0; i < {vectorEnd}; i += 8)"))
                 {
-                    w.Line("Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);");
+                    w.Line("Vector256<float> wv = Vector256.LoadUnsafe(ref row, i);");
                     foreach (string n in tokens)
-                        w.Line($"s{n} = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref x{n}, (nuint)i), s{n});");
+                        w.Line($"s{n} = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref x{n}, i), s{n});");
                 }
                 w.Line($"float {string.Join(", ", tokens.Select(n => $"{n} = Vector256.Sum(s{n})"))};");
             }
@@ -262,12 +262,12 @@ internal static class KernelEmitter
             w.Line("ref float row0 = ref Unsafe.Add(ref w0, r * Cols);");
             w.Line("ref float row1 = ref Unsafe.Add(ref row0, Cols);");
             w.Line($"Vector256<float> {string.Join(", ", tokens.SelectMany(n => new[] { $"{n}0 = Vector256<float>.Zero", $"{n}1 = Vector256<float>.Zero" }))};");
-            using (w.Block("for (int i = 0; i < Cols; i += 8)"))
+            using (w.Block("for (nuint i = 0; i < Cols; i += 8)"))
             {
-                w.Line("Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);");
+                w.Line("Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);");
                 foreach (string n in tokens)
                 {
-                    w.Line($"Vector256<float> x{n}v = Vector256.LoadUnsafe(ref x{n}, (nuint)i);");
+                    w.Line($"Vector256<float> x{n}v = Vector256.LoadUnsafe(ref x{n}, i);");
                     w.Line($"{n}0 = Vector256.FusedMultiplyAdd(w0v, x{n}v, {n}0);");
                     w.Line($"{n}1 = Vector256.FusedMultiplyAdd(w1v, x{n}v, {n}1);");
                 }
@@ -296,13 +296,13 @@ internal static class KernelEmitter
             w.Line($"Vector256<float> {string.Join(", ", rows.SelectMany(n => new[] { $"{n}0 = Vector256<float>.Zero", $"{n}1 = Vector256<float>.Zero" }))};");
             if (pairEnd > 0)
             {
-                using (w.Block($"for (int i = 0; i < {pairEnd}; i += 16)"))
+                using (w.Block($"for (nuint i = 0; i < {pairEnd}; i += 16)"))
                 {
-                    w.Line("Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));");
+                    w.Line("Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);");
                     foreach (string n in rows)
                     {
-                        w.Line($"{n}0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, (nuint)i), xLow, {n}0);");
-                        w.Line($"{n}1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, (nuint)(i + 8)), xHigh, {n}1);");
+                        w.Line($"{n}0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, i), xLow, {n}0);");
+                        w.Line($"{n}1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, i + 8), xHigh, {n}1);");
                     }
                 }
             }
@@ -844,12 +844,13 @@ internal static class KernelEmitter
             w.Line($"Vector256<float> {string.Join(", ", Enumerable.Range(0, accumulators).Select(a => $"s{a} = Vector256<float>.Zero"))};");
             if (unrolledEnd > 0)
             {
-                using (w.Block($"for (int i = 0; i < {unrolledEnd}; i += {step})"))
+                // A native-sized index: constant offsets fold into the loads' addressing, no sign extension per load.
+                using (w.Block($"for (nuint i = 0; i < {unrolledEnd}; i += {step})"))
                 {
                     for (int a = 0; a < accumulators; a++)
                     {
                         string offset = a == 0 ? "i" : $"i + {a * Width}";
-                        w.Line($"s{a} = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)({offset})), Vector256.LoadUnsafe(ref xt, (nuint)({offset})), s{a});");
+                        w.Line($"s{a} = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, {offset}), Vector256.LoadUnsafe(ref xt, {offset}), s{a});");
                     }
                 }
             }

@@ -197,19 +197,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -240,17 +240,17 @@ namespace UserApp
                         ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
                         ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
                         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 16)
+                        for (nuint i = 0; i < 64; i += 16)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
                         }
                         ref float yr = ref Unsafe.Add(ref yt, r);
                         Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
@@ -290,19 +290,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -333,17 +333,17 @@ namespace UserApp
                         ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
                         ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
                         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 16)
+                        for (nuint i = 0; i < 64; i += 16)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
                         }
                         ref float yr = ref Unsafe.Add(ref yt, r);
                         Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
@@ -383,19 +383,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -426,17 +426,17 @@ namespace UserApp
                         ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
                         ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
                         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 16)
+                        for (nuint i = 0; i < 64; i += 16)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
                         }
                         ref float yr = ref Unsafe.Add(ref yt, r);
                         Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
@@ -475,13 +475,13 @@ namespace UserApp
                         {
                             ref float row = ref Unsafe.Add(ref w0, r * Cols);
                             Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int i = 0; i < 168; i += 8)
+                            for (nuint i = 0; i < 168; i += 8)
                             {
-                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, i);
+                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, i), sa);
+                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, i), sb);
+                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, i), sc);
+                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, i), sd);
                             }
                             float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
                             for (int i = 168; i < Cols; i++)
@@ -509,12 +509,12 @@ namespace UserApp
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
                         Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 160; i += 32)
+                        for (nuint i = 0; i < 160; i += 32)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i), Vector256.LoadUnsafe(ref xt, i), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 8), Vector256.LoadUnsafe(ref xt, i + 8), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 16), Vector256.LoadUnsafe(ref xt, i + 16), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 24), Vector256.LoadUnsafe(ref xt, i + 24), s3);
                         }
                         s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, 160), Vector256.LoadUnsafe(ref xt, 160), s0);
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
@@ -558,19 +558,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -601,17 +601,17 @@ namespace UserApp
                         ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
                         ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
                         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                        for (int i = 0; i < 64; i += 16)
+                        for (nuint i = 0; i < 64; i += 16)
                         {
-                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, (nuint)i), xHigh = Vector256.LoadUnsafe(ref xt, (nuint)(i + 8));
-                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)i), xLow, a0);
-                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, (nuint)(i + 8)), xHigh, a1);
-                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)i), xLow, b0);
-                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, (nuint)(i + 8)), xHigh, b1);
-                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)i), xLow, c0);
-                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, (nuint)(i + 8)), xHigh, c1);
-                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)i), xLow, d0);
-                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, (nuint)(i + 8)), xHigh, d1);
+                            Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                            a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                            a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                            b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                            b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                            c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                            c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                            d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                            d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
                         }
                         ref float yr = ref Unsafe.Add(ref yt, r);
                         Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);

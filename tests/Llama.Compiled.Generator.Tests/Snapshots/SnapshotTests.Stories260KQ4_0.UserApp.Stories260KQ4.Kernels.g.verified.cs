@@ -442,13 +442,13 @@ namespace UserApp
                         {
                             ref float row = ref Unsafe.Add(ref w0, r * Cols);
                             Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int i = 0; i < 168; i += 8)
+                            for (nuint i = 0; i < 168; i += 8)
                             {
-                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, (nuint)i);
-                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, (nuint)i), sa);
-                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, (nuint)i), sb);
-                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, (nuint)i), sc);
-                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, (nuint)i), sd);
+                                Vector256<float> wv = Vector256.LoadUnsafe(ref row, i);
+                                sa = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xa, i), sa);
+                                sb = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xb, i), sb);
+                                sc = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xc, i), sc);
+                                sd = Vector256.FusedMultiplyAdd(wv, Vector256.LoadUnsafe(ref xd, i), sd);
                             }
                             float a = Vector256.Sum(sa), b = Vector256.Sum(sb), c = Vector256.Sum(sc), d = Vector256.Sum(sd);
                             for (int i = 168; i < Cols; i++)
@@ -476,12 +476,12 @@ namespace UserApp
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
                         Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 160; i += 32)
+                        for (nuint i = 0; i < 160; i += 32)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i), Vector256.LoadUnsafe(ref xt, i), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 8), Vector256.LoadUnsafe(ref xt, i + 8), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 16), Vector256.LoadUnsafe(ref xt, i + 16), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 24), Vector256.LoadUnsafe(ref xt, i + 24), s3);
                         }
                         s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, 160), Vector256.LoadUnsafe(ref xt, 160), s0);
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));

@@ -197,19 +197,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -236,12 +236,12 @@ namespace UserApp
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
                         Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        for (nuint i = 0; i < 2048; i += 32)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i), Vector256.LoadUnsafe(ref xt, i), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 8), Vector256.LoadUnsafe(ref xt, i + 8), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 16), Vector256.LoadUnsafe(ref xt, i + 16), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 24), Vector256.LoadUnsafe(ref xt, i + 24), s3);
                         }
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
@@ -280,19 +280,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -319,12 +319,12 @@ namespace UserApp
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
                         Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        for (nuint i = 0; i < 2048; i += 32)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i), Vector256.LoadUnsafe(ref xt, i), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 8), Vector256.LoadUnsafe(ref xt, i + 8), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 16), Vector256.LoadUnsafe(ref xt, i + 16), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 24), Vector256.LoadUnsafe(ref xt, i + 24), s3);
                         }
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
@@ -363,19 +363,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -402,12 +402,12 @@ namespace UserApp
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
                         Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        for (nuint i = 0; i < 2048; i += 32)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i), Vector256.LoadUnsafe(ref xt, i), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 8), Vector256.LoadUnsafe(ref xt, i + 8), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 16), Vector256.LoadUnsafe(ref xt, i + 16), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 24), Vector256.LoadUnsafe(ref xt, i + 24), s3);
                         }
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
@@ -446,19 +446,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -485,12 +485,12 @@ namespace UserApp
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
                         Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 5632; i += 32)
+                        for (nuint i = 0; i < 5632; i += 32)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i), Vector256.LoadUnsafe(ref xt, i), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 8), Vector256.LoadUnsafe(ref xt, i + 8), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 16), Vector256.LoadUnsafe(ref xt, i + 16), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 24), Vector256.LoadUnsafe(ref xt, i + 24), s3);
                         }
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
@@ -529,19 +529,19 @@ namespace UserApp
                             ref float row0 = ref Unsafe.Add(ref w0, r * Cols);
                             ref float row1 = ref Unsafe.Add(ref row0, Cols);
                             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
-                            for (int i = 0; i < Cols; i += 8)
+                            for (nuint i = 0; i < Cols; i += 8)
                             {
-                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, (nuint)i), w1v = Vector256.LoadUnsafe(ref row1, (nuint)i);
-                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, (nuint)i);
+                                Vector256<float> w0v = Vector256.LoadUnsafe(ref row0, i), w1v = Vector256.LoadUnsafe(ref row1, i);
+                                Vector256<float> xav = Vector256.LoadUnsafe(ref xa, i);
                                 a0 = Vector256.FusedMultiplyAdd(w0v, xav, a0);
                                 a1 = Vector256.FusedMultiplyAdd(w1v, xav, a1);
-                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, (nuint)i);
+                                Vector256<float> xbv = Vector256.LoadUnsafe(ref xb, i);
                                 b0 = Vector256.FusedMultiplyAdd(w0v, xbv, b0);
                                 b1 = Vector256.FusedMultiplyAdd(w1v, xbv, b1);
-                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, (nuint)i);
+                                Vector256<float> xcv = Vector256.LoadUnsafe(ref xc, i);
                                 c0 = Vector256.FusedMultiplyAdd(w0v, xcv, c0);
                                 c1 = Vector256.FusedMultiplyAdd(w1v, xcv, c1);
-                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, (nuint)i);
+                                Vector256<float> xdv = Vector256.LoadUnsafe(ref xd, i);
                                 d0 = Vector256.FusedMultiplyAdd(w0v, xdv, d0);
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
@@ -568,12 +568,12 @@ namespace UserApp
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
                         Vector256<float> s0 = Vector256<float>.Zero, s1 = Vector256<float>.Zero, s2 = Vector256<float>.Zero, s3 = Vector256<float>.Zero;
-                        for (int i = 0; i < 2048; i += 32)
+                        for (nuint i = 0; i < 2048; i += 32)
                         {
-                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i)), Vector256.LoadUnsafe(ref xt, (nuint)(i)), s0);
-                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 8)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 8)), s1);
-                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 16)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 16)), s2);
-                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, (nuint)(i + 24)), Vector256.LoadUnsafe(ref xt, (nuint)(i + 24)), s3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i), Vector256.LoadUnsafe(ref xt, i), s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 8), Vector256.LoadUnsafe(ref xt, i + 8), s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 16), Vector256.LoadUnsafe(ref xt, i + 16), s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref row, i + 24), Vector256.LoadUnsafe(ref xt, i + 24), s3);
                         }
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
