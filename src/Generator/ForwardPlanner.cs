@@ -27,11 +27,13 @@ internal static class ForwardPlanner
 
     /// <summary>
     /// Multiply-adds from which a call is split across the worker pool. Measured with LlamaBench on this
-    /// 2-core machine: handing a job to a worker and waiting for it costs on the order of 10 µs, so at
-    /// 128 K splits made stories15M/110M decode slower than one thread (e.g. 526 vs 890 t/s); at 1 M
-    /// every model gained; at 4 M stories110M lost its per-layer splits again (79 vs 125 t/s).
+    /// 2-core machine (2-thread decode, ratio to llama.cpp in the same run): since the caller runs the parts
+    /// no worker has claimed yet, a split costs about a microsecond, and lowering this from 1 M to 64 K took
+    /// stories15M from 1.23× to 1.50× (F32) and 1.50× to 2.42× (Q8_0), where every per-layer product of that
+    /// model had run on one thread; 128 K left its 288×288 products unsplit. Below 64 K (stories260K) a
+    /// product takes about a microsecond, as long as the split itself.
     /// </summary>
-    private const long ParallelWork = 1 << 20;
+    private const long ParallelWork = 1 << 16;
 
     /// <summary>16 rows: threads' output ranges start on distinct 64-byte cache lines.</summary>
     private const int RowGrain = 16;

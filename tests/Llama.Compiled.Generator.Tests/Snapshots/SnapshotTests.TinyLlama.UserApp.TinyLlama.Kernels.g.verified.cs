@@ -27,7 +27,7 @@ namespace UserApp
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
-        ///   1048576 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
+        ///   65536 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 2560 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
@@ -36,7 +36,7 @@ namespace UserApp
         private static class Kernels
         {
             /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-            private const long ParallelWork = 1048576;
+            private const long ParallelWork = 65536;
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
             private const int RowGrain = 16;
 
