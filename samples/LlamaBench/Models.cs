@@ -36,7 +36,7 @@ public partial class TinyLlamaQ8;
 internal sealed record LoadedModel(IDisposable Model, Func<int, ILlamaSession> CreateSession);
 
 /// <summary>A benchmarked model: its compiled shape, its compiled classes and where its GGUF files come from.</summary>
-internal sealed class BenchModel(string name, LlamaModelShape shape, bool random, Func<string, LoadedModel> loadF32, Func<string, LoadedModel> loadQ8)
+internal sealed class BenchModel(string name, LlamaModelShape shape, bool random, Func<string, WeightLoading, LoadedModel> loadF32, Func<string, WeightLoading, LoadedModel> loadQ8)
 {
     /// <summary>Bump when the random weights or the writer's output change, so stale cached files are not reused.</summary>
     private const string CacheVersion = "v1";
@@ -48,10 +48,10 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
     /// <summary>True for random weights written into the cache; false for the real stories260K in ../shared.</summary>
     public bool IsRandom { get; } = random;
 
-    public LoadedModel Load(WeightFormat format, string path) => format switch
+    public LoadedModel Load(WeightFormat format, string path, WeightLoading loading) => format switch
     {
-        WeightFormat.F32 => loadF32(path),
-        WeightFormat.Q8_0 => loadQ8(path),
+        WeightFormat.F32 => loadF32(path, loading),
+        WeightFormat.Q8_0 => loadQ8(path, loading),
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, "the bench compiles F32 and Q8_0 only"),
     };
 
@@ -97,17 +97,17 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
     public static IReadOnlyList<BenchModel> All { get; } =
     [
         new("stories260K", Stories260K.CompiledShape, random: false,
-            p => Loaded(Stories260K.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            p => Loaded(Stories260KQ8.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
+            (p, l) => Loaded(Stories260K.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            (p, l) => Loaded(Stories260KQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
         new("stories15M", Stories15M.CompiledShape, random: true,
-            p => Loaded(Stories15M.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            p => Loaded(Stories15MQ8.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
+            (p, l) => Loaded(Stories15M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            (p, l) => Loaded(Stories15MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
         new("stories110M", Stories110M.CompiledShape, random: true,
-            p => Loaded(Stories110M.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            p => Loaded(Stories110MQ8.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
+            (p, l) => Loaded(Stories110M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            (p, l) => Loaded(Stories110MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
         new("tinyllama-1.1b", TinyLlama.CompiledShape, random: true,
-            p => Loaded(TinyLlama.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            p => Loaded(TinyLlamaQ8.Load(p), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
+            (p, l) => Loaded(TinyLlama.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            (p, l) => Loaded(TinyLlamaQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
     ];
 
     private static LoadedModel Loaded<T>(T model, Func<T, Func<int, ILlamaSession>> sessions) where T : IDisposable =>

@@ -4,7 +4,7 @@
 //
 //   dotnet run -c Release --project samples/LlamaBench -- [--quick] [--models stories15M,stories110M]
 //       [--threads 1,2] [--formats f32,q8_0] [--pp 128] [--tg 32] [--runs 3] [--cache DIR] [--json FILE]
-//       [--budget SECONDS] [--no-llama]
+//       [--budget SECONDS] [--loading copy|map] [--no-llama]
 //
 // The Markdown table goes to stdout, progress to stderr.
 
@@ -61,6 +61,8 @@ namespace LlamaBench
               --budget SECONDS   fewer runs when one run takes longer than SECONDS / R (default 20)
               --cache DIR        where random-weight GGUF files are written once and reused (default: <temp>/llama-compiled-bench)
               --json FILE        also write the results as JSON
+              --loading MODE     copy (default): weights read into huge-page memory, as llama.cpp (through LLamaSharp)
+                                 holds them; map: memory-mapped, zero-copy (WeightLoading.Map)
               --no-llama         skip llama.cpp
             """;
 
@@ -76,6 +78,7 @@ namespace LlamaBench
         public string Cache { get; init; } = Path.Combine(Path.GetTempPath(), "llama-compiled-bench");
         public string? Json { get; init; }
         public bool NoLlama { get; init; }
+        public WeightLoading Loading { get; init; } = WeightLoading.Copy;
 
         public static Options Parse(string[] args)
         {
@@ -122,6 +125,17 @@ namespace LlamaBench
                     case "--cache": o = o with { Cache = Value() }; break;
                     case "--json": o = o with { Json = Value() }; break;
                     case "--no-llama": o = o with { NoLlama = true }; break;
+                    case "--loading":
+                        o = o with
+                        {
+                            Loading = Value().ToLowerInvariant() switch
+                            {
+                                "copy" => WeightLoading.Copy,
+                                "map" => WeightLoading.Map,
+                                string m => throw new ArgumentException($"--loading: unknown mode '{m}'; use copy, map"),
+                            },
+                        };
+                        break;
                     default: throw new ArgumentException($"unknown option {arg} (see --help)");
                 }
             }
@@ -240,7 +254,7 @@ namespace LlamaBench
             string? oursProblem = null;
             try
             {
-                ours = model.Load(format, path);
+                ours = model.Load(format, path, options.Loading);
             }
             catch (Exception e)
             {
@@ -411,7 +425,7 @@ namespace LlamaBench
         {
             var text = new StringBuilder();
             text.AppendLine($"LlamaBench {DateTime.Now:yyyy-MM-dd HH:mm} — {Cpu()}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, "
-                + $"llama.cpp: LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache.");
+                + $"llama.cpp: LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache; ours: weights loaded with WeightLoading.{options.Loading}.");
             text.AppendLine($"Memory read bandwidth (measured): {string.Join(", ", _bandwidth.Select(kv => $"{kv.Key} thread(s) {kv.Value:F1} GB/s"))}. "
                 + $"Load average before/after: {loadStart} / {loadEnd}. Took {elapsed.TotalSeconds:F0} s.");
             text.AppendLine("Median of the runs after a warm-up; t/s = tokens per second; ratio = ours / llama.cpp; "
@@ -438,6 +452,7 @@ namespace LlamaBench
             json.WriteNumber("cores", Environment.ProcessorCount);
             json.WriteString("dotnet", Environment.Version.ToString());
             json.WriteString("llamaCpp", $"LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache");
+            json.WriteString("loading", options.Loading.ToString());
             json.WriteString("loadAverageBefore", loadStart);
             json.WriteString("loadAverageAfter", loadEnd);
             json.WriteNumber("seconds", Math.Round(elapsed.TotalSeconds, 1));

@@ -1,21 +1,32 @@
 using System;
 using System.IO;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace Llama.Compiled;
 
 /// <summary>
-/// A whole file mapped read-only, with its base pointer acquired for the lifetime of this object.
-/// Holding the pointer keeps the view's SafeHandle referenced, so even a leaked (never disposed)
-/// mapping is never unmapped under a reader.
+/// A whole file in memory, read-only: either mapped, with its base pointer acquired for the lifetime of
+/// this object (holding the pointer keeps the view's SafeHandle referenced, so even a leaked, never
+/// disposed mapping is never unmapped under a reader), or copied into memory this object owns
+/// (<see cref="WeightLoading.Copy"/>; a leaked copy is never freed, so never freed under a reader either).
 /// </summary>
-internal sealed unsafe class MappedFile : IDisposable
+internal sealed unsafe partial class MappedFile : IDisposable
 {
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    /// <summary>Alignment of a copy: one x86-64 huge page, so the kernel can back it with 2 MB pages from its first byte.</summary>
+    private const int HugePageBytes = 2 << 20;
+
+    /// <summary>Linux madvise advice: back this range with transparent huge pages where possible.</summary>
+    private const int MadviseHugePage = 14;
+
+    /// <summary>Bytes read per call when copying (a span holds at most 2 GB).</summary>
+    private const int CopyChunkBytes = 1 << 30;
+
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
     private bool _disposed;
 
-    private MappedFile(string path, long length, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* pointer)
+    private MappedFile(string path, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* pointer)
     {
         Path = path;
         Length = length;
@@ -33,8 +44,11 @@ internal sealed unsafe class MappedFile : IDisposable
     /// <summary>Address of the file's first byte.</summary>
     public byte* Pointer { get; }
 
-    /// <summary>Maps <paramref name="path"/>; an empty file is a <see cref="ModelFormatException"/> (it cannot be mapped).</summary>
-    public static MappedFile Open(string path)
+    /// <summary>
+    /// Maps or copies <paramref name="path"/> as <paramref name="loading"/> says; an empty file is a
+    /// <see cref="ModelFormatException"/> (it cannot be mapped).
+    /// </summary>
+    public static MappedFile Open(string path, WeightLoading loading = WeightLoading.Map)
     {
         // Checked before opening: opening a FIFO blocks until a writer appears, and devices and FIFOs
         // report length 0, so "empty" here also rejects everything that is not a regular file.
@@ -42,6 +56,16 @@ internal sealed unsafe class MappedFile : IDisposable
         if (info.Exists && info.Length == 0)
             throw new ModelFormatException($"{path}: the file is empty (or not a regular file)");
         var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        if (loading == WeightLoading.Copy)
+        {
+            using (stream)
+                return Copy(path, stream);
+        }
+        if (loading != WeightLoading.Map)
+        {
+            stream.Dispose();
+            throw new ArgumentOutOfRangeException(nameof(loading), loading, "not a WeightLoading value");
+        }
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         try
@@ -70,13 +94,51 @@ internal sealed unsafe class MappedFile : IDisposable
         }
     }
 
+    /// <summary>Reads the whole file into huge-page-aligned memory this object owns.</summary>
+    private static MappedFile Copy(string path, FileStream stream)
+    {
+        long length = stream.Length;
+        if (length == 0)
+            throw new ModelFormatException($"{path}: the file is empty");
+        byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)length, HugePageBytes);
+        try
+        {
+            // Advice before the first touch, so the pages are huge from the start; without it (other systems,
+            // or a kernel with huge pages off) the copy works the same on ordinary pages.
+            if (OperatingSystem.IsLinux())
+                _ = Madvise(memory, (nuint)length, MadviseHugePage);
+            for (long offset = 0; offset < length;)
+            {
+                int chunk = (int)Math.Min(CopyChunkBytes, length - offset);
+                int read = RandomAccess.Read(stream.SafeFileHandle, new Span<byte>(memory + offset, chunk), offset);
+                if (read == 0)
+                    throw new ModelFormatException($"{path}: the file shrank from {length} to {offset} bytes while it was read");
+                offset += read;
+            }
+            return new MappedFile(path, length, null, null, memory);
+        }
+        catch
+        {
+            NativeMemory.AlignedFree(memory);
+            throw;
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
+
     public void Dispose()
     {
         if (_disposed)
             return;
         _disposed = true;
+        if (_view is null)
+        {
+            NativeMemory.AlignedFree(Pointer);
+            return;
+        }
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
-        _map.Dispose();
+        _map!.Dispose();
     }
 }

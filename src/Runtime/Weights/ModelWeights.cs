@@ -82,13 +82,25 @@ public sealed unsafe class ModelWeights : IDisposable
     /// No weights in the folder, a file is truncated or corrupted, or a stored hyperparameter differs from
     /// <paramref name="shape"/> (the message names the key, the expected and the stored value).
     /// </exception>
-    public static ModelWeights Open(string path, LlamaModelShape shape)
+    public static ModelWeights Open(string path, LlamaModelShape shape) => Open(path, shape, WeightLoading.Map);
+
+    /// <summary>
+    /// Opens the weights at <paramref name="path"/> as <see cref="Open(string, LlamaModelShape)"/> does, mapping
+    /// or copying the files as <paramref name="loading"/> says.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="ModelFormatException">No weights in the folder, a file is truncated or corrupted, or a stored hyperparameter differs from <paramref name="shape"/>.</exception>
+    /// <exception cref="OutOfMemoryException"><see cref="WeightLoading.Copy"/>: the files do not fit in memory.</exception>
+    public static ModelWeights Open(string path, LlamaModelShape shape, WeightLoading loading)
     {
         ArgumentNullException.ThrowIfNull(shape);
-        return OpenCore(path, shape);
+        if (!Enum.IsDefined(loading))
+            throw new ArgumentOutOfRangeException(nameof(loading), loading, "not a WeightLoading value");
+        return OpenCore(path, shape, loading);
     }
 
-    private static ModelWeights OpenCore(string path, LlamaModelShape? shape)
+    private static ModelWeights OpenCore(string path, LlamaModelShape? shape, WeightLoading loading = WeightLoading.Map)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = System.IO.Path.GetFullPath(path);
@@ -97,29 +109,29 @@ public sealed unsafe class ModelWeights : IDisposable
         {
             string single = System.IO.Path.Combine(fullPath, "model.safetensors");
             if (File.Exists(single))
-                return OpenSafetensors(fullPath, single);
+                return OpenSafetensors(fullPath, single, loading);
             string index = System.IO.Path.Combine(fullPath, "model.safetensors.index.json");
             if (File.Exists(index))
-                return OpenSharded(fullPath, index);
+                return OpenSharded(fullPath, index, loading);
             string? gguf = SingleFile(fullPath, ".gguf", "GGUF", static _ => true);
             if (gguf is not null)
-                return OpenGguf(fullPath, gguf, shape);
+                return OpenGguf(fullPath, gguf, shape, loading);
             string? bin = SingleFile(fullPath, ".bin", "llama2.c .bin", IsCheckpointName);
             if (bin is not null)
-                return OpenLlama2c(fullPath, bin, shape);
+                return OpenLlama2c(fullPath, bin, shape, loading);
             throw new ModelFormatException($"no weights found in folder {fullPath}: expected model.safetensors, model.safetensors.index.json, one .gguf file or one llama2.c .bin checkpoint");
         }
 
         if (File.Exists(fullPath))
         {
             if (fullPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
-                return OpenSafetensors(fullPath, fullPath);
+                return OpenSafetensors(fullPath, fullPath, loading);
             if (fullPath.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase))
-                return OpenSharded(fullPath, fullPath);
+                return OpenSharded(fullPath, fullPath, loading);
             if (fullPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
-                return OpenGguf(fullPath, fullPath, shape);
+                return OpenGguf(fullPath, fullPath, shape, loading);
             if (fullPath.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
-                return OpenLlama2c(fullPath, fullPath, shape);
+                return OpenLlama2c(fullPath, fullPath, shape, loading);
             throw new ModelFormatException($"unsupported weights file {fullPath}: expected a folder, a .safetensors, .gguf or llama2.c .bin file, or a model.safetensors.index.json");
         }
 
@@ -153,9 +165,9 @@ public sealed unsafe class ModelWeights : IDisposable
         && !fileName.StartsWith("pytorch_model", StringComparison.OrdinalIgnoreCase)
         && !fileName.Equals("training_args.bin", StringComparison.OrdinalIgnoreCase);
 
-    private static ModelWeights OpenGguf(string path, string file, LlamaModelShape? shape)
+    private static ModelWeights OpenGguf(string path, string file, LlamaModelShape? shape, WeightLoading loading)
     {
-        MappedFile mapped = MappedFile.Open(file);
+        MappedFile mapped = MappedFile.Open(file, loading);
         try
         {
             GgufFormat.Contents contents = GgufFormat.Read(mapped);
@@ -172,9 +184,9 @@ public sealed unsafe class ModelWeights : IDisposable
         }
     }
 
-    private static ModelWeights OpenLlama2c(string path, string file, LlamaModelShape? shape)
+    private static ModelWeights OpenLlama2c(string path, string file, LlamaModelShape? shape, WeightLoading loading)
     {
-        MappedFile mapped = MappedFile.Open(file);
+        MappedFile mapped = MappedFile.Open(file, loading);
         try
         {
             (Llama2cFormat.Header header, List<TensorInfo> tensors) = Llama2cFormat.Read(mapped);
@@ -189,9 +201,9 @@ public sealed unsafe class ModelWeights : IDisposable
         }
     }
 
-    private static ModelWeights OpenSafetensors(string path, string file)
+    private static ModelWeights OpenSafetensors(string path, string file, WeightLoading loading)
     {
-        MappedFile mapped = MappedFile.Open(file);
+        MappedFile mapped = MappedFile.Open(file, loading);
         try
         {
             return new ModelWeights(path, file, RopeLayout.RotateHalf, [mapped], SafetensorsFormat.ReadTensors(mapped));
@@ -208,7 +220,7 @@ public sealed unsafe class ModelWeights : IDisposable
     /// a tensor missing from its shard, or a shard tensor the index does not map to that shard,
     /// means the download is incomplete or mixed up.
     /// </summary>
-    private static ModelWeights OpenSharded(string path, string indexPath)
+    private static ModelWeights OpenSharded(string path, string indexPath, WeightLoading loading)
     {
         List<KeyValuePair<string, string>> weightMap = SafetensorsFormat.ReadIndex(indexPath);
         var shardOf = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -230,7 +242,7 @@ public sealed unsafe class ModelWeights : IDisposable
                 string shardPath = System.IO.Path.Combine(folder, shard);
                 if (!File.Exists(shardPath))
                     throw new ModelFormatException($"{indexPath}: shard {shard} does not exist in {folder}");
-                MappedFile file = MappedFile.Open(shardPath);
+                MappedFile file = MappedFile.Open(shardPath, loading);
                 files.Add(file);
                 var inShard = new HashSet<string>(StringComparer.Ordinal);
                 foreach (TensorInfo tensor in SafetensorsFormat.ReadTensors(file))

@@ -77,14 +77,21 @@ namespace UserApp
         private int _activeCalls;                    // session calls reading the weights right now
 
         /// <summary>
-        /// Loads the weights at <paramref name="path"/> (a model folder or a weights file) and checks
+        /// Loads the weights at <paramref name="path"/> (a model folder or a weights file), memory-mapped, and checks
         /// every tensor against the compiled shape.
         /// </summary>
         /// <exception cref="ModelFormatException">A tensor is missing, unknown, of the wrong shape, or the file is corrupt.</exception>
-        public static Qwen25 Load(string path)
+        public static Qwen25 Load(string path) => Load(path, WeightLoading.Map);
+
+        /// <summary>
+        /// Loads the weights at <paramref name="path"/> (a model folder or a weights file), mapped or copied into
+        /// memory as <paramref name="loading"/> says, and checks every tensor against the compiled shape.
+        /// </summary>
+        /// <exception cref="ModelFormatException">A tensor is missing, unknown, of the wrong shape, or the file is corrupt.</exception>
+        public static Qwen25 Load(string path, WeightLoading loading)
         {
             ArgumentNullException.ThrowIfNull(path);
-            ModelWeights weights = ModelWeights.Open(path, CompiledShape);
+            ModelWeights weights = ModelWeights.Open(path, CompiledShape, loading);
             try
             {
                 return new Qwen25(weights);

@@ -45,6 +45,30 @@ public sealed class StoredFormsTests
     }
 
     [Theory]
+    [InlineData("hf", false)]
+    [InlineData("stories260K-f32.gguf", false)]  // F32 read in place from the copy
+    [InlineData("stories260K.bin", false)]
+    [InlineData("stories260K-f16.gguf", false)]
+    [InlineData("stories260K-q8_0.gguf", true)]  // Q8_0 blocks used in place from the copy
+    public void CopiedWeightsGiveTheMappedWeightsLogitsExactly(string file, bool q8Compute)
+    {
+        string path = Path.Combine(TestPaths.Stories260K, file);
+        using ILlamaModel mapped = q8Compute ? Stories260KQ8.Load(path, WeightLoading.Map) : Stories260K.Load(path, WeightLoading.Map);
+        using ILlamaModel copied = q8Compute ? Stories260KQ8.Load(path, WeightLoading.Copy) : Stories260K.Load(path, WeightLoading.Copy);
+        using ILlamaSession mappedSession = mapped.CreateSession();
+        using ILlamaSession copiedSession = copied.CreateSession();
+        foreach (int token in ReferenceLogitsTests.ReferenceTokens())
+            Assert.Equal(mappedSession.Forward(token).ToArray(), copiedSession.Forward(token).ToArray());
+    }
+
+    [Fact]
+    public void AnUndefinedLoadingModeIsRejected()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => Stories260K.Load(Path.Combine(TestPaths.Stories260K, "hf"), (WeightLoading)7));
+        Assert.Equal("loading", e.ParamName);
+    }
+
+    [Theory]
     [InlineData("stories260K-q8_0.gguf")] // Q8_0 stored: used in place
     [InlineData("hf")]                    // F32 stored: quantized at load
     public void Q8ComputeFollowsTheReferenceGreedyPath(string file)

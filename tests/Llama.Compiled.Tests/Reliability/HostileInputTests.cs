@@ -18,13 +18,13 @@ public sealed class HostileInputTests(ITestOutputHelper output)
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
 
     /// <summary>Runs Load on another thread; a hang fails with the case name (and unblocks a FIFO so the thread can end).</summary>
-    internal static Exception? LoadFailure(string path, string name)
+    internal static Exception? LoadFailure(string path, string name, WeightLoading loading = WeightLoading.Map)
     {
         Task<Exception?> load = Task.Factory.StartNew(() =>
         {
             try
             {
-                using var model = Stories260K.Load(path);
+                using var model = Stories260K.Load(path, loading);
                 return null;
             }
             catch (Exception e)
@@ -59,11 +59,17 @@ public sealed class HostileInputTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(HostileInputs.Theory), MemberType = typeof(HostileInputs))]
-    public void LoadFailsClearlyWithThePath(string name)
+    public void LoadFailsClearlyWithThePath(string name) => FailsClearly(name, WeightLoading.Map);
+
+    [Theory]
+    [MemberData(nameof(HostileInputs.Theory), MemberType = typeof(HostileInputs))]
+    public void CopyingLoadFailsClearlyWithThePath(string name) => FailsClearly(name, WeightLoading.Copy);
+
+    private void FailsClearly(string name, WeightLoading loading)
     {
         using var folder = new TempFolder();
         string path = HostileInputs.Create(name, folder);
-        Exception? e = LoadFailure(path, name);
+        Exception? e = LoadFailure(path, name, loading);
 
         Assert.True(e is not null, $"{name}: Load({path}) succeeded");
         output.WriteLine($"{name}: {e.GetType().Name}: {e.Message}");
