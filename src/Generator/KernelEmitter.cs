@@ -24,7 +24,7 @@ internal static class KernelEmitter
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? $"{(k.Cols / ForwardPlanner.QuantBlock >= GroupBlocks ? $"{GroupBlocks} blocks per step" : "one block per step")}, block scales {(k.DecodeScaleTable ? "from a float table" : "converted inline")}" : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row")}; "
+            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? $"{(k.Cols / ForwardPlanner.QuantBlock >= GroupBlocks ? $"{GroupBlocks} blocks per step" : "one block per step")}, block scales {(k.DecodeScaleTable ? "from a float table" : "converted inline")}" : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row{(k.DecodeWide ? " (4 Vector512 sums when the CPU has them and W starts a cache line)" : "")}")}; "
                 + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
                 + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
@@ -155,7 +155,7 @@ internal static class KernelEmitter
         bool half = k.Format == ComputeFormat.F16;
         string signature = half
             ? $"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"
-            : $"private static void {k.Name}Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)";
+            : $"private static void {k.Name}Rows(ReadOnlySpan<float> w, {(k.DecodeWide ? "bool lineAligned, " : "")}ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)";
         w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code");
         using (w.Block(signature))
         {
@@ -204,6 +204,8 @@ internal static class KernelEmitter
                 }
                 else
                 {
+                    if (k.DecodeWide)
+                        WriteWideDecode(w);
                     using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
                     {
                         WriteRow(w, half);
@@ -335,7 +337,7 @@ internal static class KernelEmitter
     /// <summary>The weight arguments of a rows kernel: the floats, the packed bytes, or the blocks and their float scales.</summary>
     private static string WeightArgs(MatMulKernel k, string tensor) => k.Format switch
     {
-        ComputeFormat.F32 => $"{tensor}.Span",
+        ComputeFormat.F32 => k.DecodeWide ? $"{tensor}.Span, {tensor}.IsCacheLineAligned" : $"{tensor}.Span",
         ComputeFormat.F16 => $"{tensor}.Bytes",
         _ => $"{tensor}.Bytes, {tensor}.BlockScales",
     };
@@ -344,7 +346,6 @@ internal static class KernelEmitter
     private static void WriteDispatcher(SourceWriter w, MatMulKernel k)
     {
         string tensor = k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
-        string data = k.Format == ComputeFormat.F32 ? "Span" : "Bytes";
         w.Line($$"""
             /// <summary>
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -378,7 +379,7 @@ internal static class KernelEmitter
 
                 private struct {{k.Name}}Job({{tensor}} w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
                 {
-                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.{{data}}, x, y, tokens, accumulate, start, end);
+                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows({{WeightArgs(k, "w")}}, x, y, tokens, accumulate, start, end);
                 }
                 """);
         }
@@ -829,6 +830,34 @@ internal static class KernelEmitter
     }
 
     private static int Blocks(MatMulKernel k) => k.Cols / ForwardPlanner.QuantBlock;
+
+    /// <summary>
+    /// The 512-bit one-token loop: four Vector512 sums per row, one whole cache line per load. Taken only when the
+    /// rows start cache lines (Cols is a multiple of 16, so all rows do when the first does): a 512-bit load that
+    /// straddles two lines costs more than two 256-bit loads.
+    /// </summary>
+    private static void WriteWideDecode(SourceWriter w)
+    {
+        w.Line("// With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.");
+        using (w.Block("if (Vector512.IsHardwareAccelerated && lineAligned)"))
+        {
+            using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
+            {
+                w.Line("ref float row = ref Unsafe.Add(ref w0, r * Cols);");
+                w.Line("Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;");
+                using (w.Block("for (nuint i = 0; i < Cols; i += 64)"))
+                {
+                    for (int a = 0; a < 4; a++)
+                    {
+                        string offset = a == 0 ? "i" : $"i + {a * 16}";
+                        w.Line($"s{a} = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, {offset}), Vector512.LoadUnsafe(ref xt, {offset}), s{a});");
+                    }
+                }
+                w.Line("Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);");
+            }
+            w.Line("continue;");
+        }
+    }
 
     /// <summary>sum = row · xt over Cols, with <paramref name="accumulators"/> independent vector sums.</summary>
     private static void WriteDot(SourceWriter w, int accumulators, int cols, int vectorEnd)

@@ -22,16 +22,21 @@ internal sealed unsafe partial class MappedFile : IDisposable
     /// <summary>Bytes read per call when copying (a span holds at most 2 GB).</summary>
     private const int CopyChunkBytes = 1 << 30;
 
+    /// <summary>A cache line: a copy puts a chosen file offset on a multiple of this.</summary>
+    private const int CacheLineBytes = 64;
+
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _copy; // the allocation holding a copy (Pointer may start a few bytes into it), else null
     private bool _disposed;
 
-    private MappedFile(string path, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* pointer)
+    private MappedFile(string path, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* copy, byte* pointer)
     {
         Path = path;
         Length = length;
         _map = map;
         _view = view;
+        _copy = copy;
         Pointer = pointer;
     }
 
@@ -46,9 +51,11 @@ internal sealed unsafe partial class MappedFile : IDisposable
 
     /// <summary>
     /// Maps or copies <paramref name="path"/> as <paramref name="loading"/> says; an empty file is a
-    /// <see cref="ModelFormatException"/> (it cannot be mapped).
+    /// <see cref="ModelFormatException"/> (it cannot be mapped). A copy is placed so that the byte at
+    /// <paramref name="lineAlignedOffset"/> (where the tensor data starts) begins a cache line; a mapping
+    /// has the file's own alignment.
     /// </summary>
-    public static MappedFile Open(string path, WeightLoading loading = WeightLoading.Map)
+    public static MappedFile Open(string path, WeightLoading loading = WeightLoading.Map, long lineAlignedOffset = 0)
     {
         // Checked before opening: opening a FIFO blocks until a writer appears, and devices and FIFOs
         // report length 0, so "empty" here also rejects everything that is not a regular file.
@@ -59,7 +66,7 @@ internal sealed unsafe partial class MappedFile : IDisposable
         if (loading == WeightLoading.Copy)
         {
             using (stream)
-                return Copy(path, stream);
+                return Copy(path, stream, (int)((CacheLineBytes - lineAlignedOffset % CacheLineBytes) % CacheLineBytes));
         }
         if (loading != WeightLoading.Map)
         {
@@ -80,7 +87,7 @@ internal sealed unsafe partial class MappedFile : IDisposable
             view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
             byte* pointer = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            return new MappedFile(path, length, map, view, pointer + view.PointerOffset);
+            return new MappedFile(path, length, map, view, null, pointer + view.PointerOffset);
         }
         catch
         {
@@ -94,28 +101,29 @@ internal sealed unsafe partial class MappedFile : IDisposable
         }
     }
 
-    /// <summary>Reads the whole file into huge-page-aligned memory this object owns.</summary>
-    private static MappedFile Copy(string path, FileStream stream)
+    /// <summary>Reads the whole file into huge-page-aligned memory this object owns, <paramref name="shift"/> bytes in.</summary>
+    private static MappedFile Copy(string path, FileStream stream, int shift)
     {
         long length = stream.Length;
         if (length == 0)
             throw new ModelFormatException($"{path}: the file is empty");
-        byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)length, HugePageBytes);
+        byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)(length + shift), HugePageBytes);
+        byte* start = memory + shift;
         try
         {
             // Advice before the first touch, so the pages are huge from the start; without it (other systems,
             // or a kernel with huge pages off) the copy works the same on ordinary pages.
             if (OperatingSystem.IsLinux())
-                _ = Madvise(memory, (nuint)length, MadviseHugePage);
+                _ = Madvise(memory, (nuint)(length + shift), MadviseHugePage);
             for (long offset = 0; offset < length;)
             {
                 int chunk = (int)Math.Min(CopyChunkBytes, length - offset);
-                int read = RandomAccess.Read(stream.SafeFileHandle, new Span<byte>(memory + offset, chunk), offset);
+                int read = RandomAccess.Read(stream.SafeFileHandle, new Span<byte>(start + offset, chunk), offset);
                 if (read == 0)
                     throw new ModelFormatException($"{path}: the file shrank from {length} to {offset} bytes while it was read");
                 offset += read;
             }
-            return new MappedFile(path, length, null, null, memory);
+            return new MappedFile(path, length, null, null, memory, start);
         }
         catch
         {
@@ -132,12 +140,12 @@ internal sealed unsafe partial class MappedFile : IDisposable
         if (_disposed)
             return;
         _disposed = true;
-        if (_view is null)
+        if (_copy is not null)
         {
-            NativeMemory.AlignedFree(Pointer);
+            NativeMemory.AlignedFree(_copy);
             return;
         }
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view!.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map!.Dispose();
     }

@@ -26,6 +26,12 @@ public readonly unsafe struct WeightTensor
     /// <summary>Number of floats (rows × columns for a matrix).</summary>
     public int Length { get; }
 
+    /// <summary>
+    /// True when the first value starts a 64-byte cache line. Generated kernels read such weights with 512-bit loads
+    /// where the CPU has them; <see cref="WeightLoading.Copy"/> places tensor data so, a mapped GGUF file often does not.
+    /// </summary>
+    public bool IsCacheLineAligned => ((nuint)_data & 63) == 0;
+
     /// <summary>The values, row-major ([out][in] for a projection matrix).</summary>
     public ReadOnlySpan<float> Span => new(_data, Length);
 }

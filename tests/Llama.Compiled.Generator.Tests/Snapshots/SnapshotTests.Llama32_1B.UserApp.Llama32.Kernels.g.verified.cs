@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_2048x2048 (q_proj, o_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
-        /// - MatMul_512x2048 (k_proj, v_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
-        /// - MatMul_8192x2048 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
-        /// - MatMul_2048x8192 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 4 rows.
-        /// - MatMul_128256x2048 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
+        /// - MatMul_2048x2048 (q_proj, o_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
+        /// - MatMul_512x2048 (k_proj, v_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
+        /// - MatMul_8192x2048 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
+        /// - MatMul_2048x8192 (down_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 4 rows.
+        /// - MatMul_128256x2048 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 4 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -52,7 +52,7 @@ namespace UserApp
 
             private struct MatMul_2048x2048Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_2048x2048Rows(w.Span, x, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_2048x2048Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -67,7 +67,7 @@ namespace UserApp
 
             private struct MatMul_2048x8192Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_2048x8192Rows(w.Span, x, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_2048x8192Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -82,7 +82,7 @@ namespace UserApp
 
             private struct MatMul_128256x2048Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_128256x2048Rows(w.Span, x, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_128256x2048Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -105,11 +105,11 @@ namespace UserApp
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        MatMul_2048x2048Rows(wq.Span, xNormed, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        MatMul_2048x2048Rows(wq.Span, wq.IsCacheLineAligned, xNormed, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        MatMul_512x2048Rows(wk.Span, xNormed, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        MatMul_512x2048Rows(wk.Span, wk.IsCacheLineAligned, xNormed, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        MatMul_512x2048Rows(wv.Span, xNormed, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        MatMul_512x2048Rows(wv.Span, wv.IsCacheLineAligned, xNormed, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
 
@@ -131,8 +131,8 @@ namespace UserApp
             {
                 public void Execute(int start, int end, int worker)
                 {
-                    MatMul_8192x2048Rows(gate.Span, xNormed, h, tokens, accumulate: false, start, end);
-                    MatMul_8192x2048Rows(up.Span, xNormed, upOut, tokens, accumulate: false, start, end);
+                    MatMul_8192x2048Rows(gate.Span, gate.IsCacheLineAligned, xNormed, h, tokens, accumulate: false, start, end);
+                    MatMul_8192x2048Rows(up.Span, up.IsCacheLineAligned, xNormed, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
@@ -171,7 +171,7 @@ namespace UserApp
             /// W: F32 [2048, 2048] row-major; x: [tokens, 2048]; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_2048x2048Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_2048x2048Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 2048, Cols = 2048, RowBlock = 16;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -232,6 +232,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -254,7 +272,7 @@ namespace UserApp
             /// W: F32 [512, 2048] row-major; x: [tokens, 2048]; y: [tokens, 512].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_512x2048Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_512x2048Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 512, Cols = 2048, RowBlock = 16;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -315,6 +333,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -337,7 +373,7 @@ namespace UserApp
             /// W: F32 [8192, 2048] row-major; x: [tokens, 2048]; y: [tokens, 8192].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_8192x2048Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_8192x2048Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 8192, Cols = 2048, RowBlock = 16;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -398,6 +434,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -420,7 +474,7 @@ namespace UserApp
             /// W: F32 [2048, 8192] row-major; x: [tokens, 8192]; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_2048x8192Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_2048x8192Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 2048, Cols = 8192, RowBlock = 4;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -481,6 +535,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -503,7 +575,7 @@ namespace UserApp
             /// W: F32 [128256, 2048] row-major; x: [tokens, 2048]; y: [tokens, 128256].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_128256x2048Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_128256x2048Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 128256, Cols = 2048, RowBlock = 16;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -564,6 +636,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);

@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_896x896 (q_proj, o_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
-        /// - MatMul_128x896 (k_proj, v_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
-        /// - MatMul_4864x896 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
-        /// - MatMul_896x4864 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 6 rows.
-        /// - MatMul_151936x896 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_896x896 (q_proj, o_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_128x896 (k_proj, v_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_4864x896 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_896x4864 (down_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 6 rows.
+        /// - MatMul_151936x896 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 7 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -52,7 +52,7 @@ namespace UserApp
 
             private struct MatMul_896x896Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_896x896Rows(w.Span, x, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_896x896Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -67,7 +67,7 @@ namespace UserApp
 
             private struct MatMul_896x4864Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_896x4864Rows(w.Span, x, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_896x4864Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -82,7 +82,7 @@ namespace UserApp
 
             private struct MatMul_151936x896Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_151936x896Rows(w.Span, x, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_151936x896Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -105,11 +105,11 @@ namespace UserApp
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        MatMul_896x896Rows(wq.Span, xNormed, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        MatMul_896x896Rows(wq.Span, wq.IsCacheLineAligned, xNormed, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        MatMul_128x896Rows(wk.Span, xNormed, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        MatMul_128x896Rows(wk.Span, wk.IsCacheLineAligned, xNormed, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        MatMul_128x896Rows(wv.Span, xNormed, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        MatMul_128x896Rows(wv.Span, wv.IsCacheLineAligned, xNormed, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
 
@@ -131,8 +131,8 @@ namespace UserApp
             {
                 public void Execute(int start, int end, int worker)
                 {
-                    MatMul_4864x896Rows(gate.Span, xNormed, h, tokens, accumulate: false, start, end);
-                    MatMul_4864x896Rows(up.Span, xNormed, upOut, tokens, accumulate: false, start, end);
+                    MatMul_4864x896Rows(gate.Span, gate.IsCacheLineAligned, xNormed, h, tokens, accumulate: false, start, end);
+                    MatMul_4864x896Rows(up.Span, up.IsCacheLineAligned, xNormed, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
@@ -171,7 +171,7 @@ namespace UserApp
             /// W: F32 [896, 896] row-major; x: [tokens, 896]; y: [tokens, 896].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_896x896Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_896x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 896, Cols = 896, RowBlock = 36;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -232,6 +232,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -254,7 +272,7 @@ namespace UserApp
             /// W: F32 [128, 896] row-major; x: [tokens, 896]; y: [tokens, 128].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_128x896Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_128x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 128, Cols = 896, RowBlock = 36;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -315,6 +333,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -337,7 +373,7 @@ namespace UserApp
             /// W: F32 [4864, 896] row-major; x: [tokens, 896]; y: [tokens, 4864].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_4864x896Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_4864x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 4864, Cols = 896, RowBlock = 36;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -398,6 +434,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -420,7 +474,7 @@ namespace UserApp
             /// W: F32 [896, 4864] row-major; x: [tokens, 4864]; y: [tokens, 896].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_896x4864Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_896x4864Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 896, Cols = 4864, RowBlock = 6;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -481,6 +535,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -503,7 +575,7 @@ namespace UserApp
             /// W: F32 [151936, 896] row-major; x: [tokens, 896]; y: [tokens, 151936].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_151936x896Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_151936x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 151936, Cols = 896, RowBlock = 36;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -564,6 +636,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);

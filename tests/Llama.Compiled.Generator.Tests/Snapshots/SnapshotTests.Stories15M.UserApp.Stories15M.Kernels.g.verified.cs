@@ -21,7 +21,7 @@ namespace UserApp
         /// Kernels specialized to this model's shapes. Planner decisions:
         /// - MatMul_288x288 (q_proj, k_proj, v_proj, o_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
         /// - MatMul_768x288 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
-        /// - MatMul_288x768 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 42 rows.
+        /// - MatMul_288x768 (down_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 42 rows.
         /// - MatMul_32000x288 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 1 query head(s) per KV head, HeadDim 48 = 6 Vector256; each head's output sums stay in registers across the positions.
@@ -66,7 +66,7 @@ namespace UserApp
 
             private struct MatMul_288x768Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_288x768Rows(w.Span, x, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_288x768Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -336,7 +336,7 @@ namespace UserApp
             /// W: F32 [288, 768] row-major; x: [tokens, 768]; y: [tokens, 288].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_288x768Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_288x768Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 288, Cols = 768, RowBlock = 42;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
@@ -397,6 +397,24 @@ namespace UserApp
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
+                    if (Vector512.IsHardwareAccelerated && lineAligned)
+                    {
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref float row = ref Unsafe.Add(ref w0, r * Cols);
+                            Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero, s2 = Vector512<float>.Zero, s3 = Vector512<float>.Zero;
+                            for (nuint i = 0; i < Cols; i += 64)
+                            {
+                                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i), Vector512.LoadUnsafe(ref xt, i), s0);
+                                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 16), Vector512.LoadUnsafe(ref xt, i + 16), s1);
+                                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 32), Vector512.LoadUnsafe(ref xt, i + 32), s2);
+                                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref row, i + 48), Vector512.LoadUnsafe(ref xt, i + 48), s3);
+                            }
+                            Store(ref Unsafe.Add(ref yt, r), Vector512.Sum((s0 + s1) + (s2 + s3)), accumulate);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);

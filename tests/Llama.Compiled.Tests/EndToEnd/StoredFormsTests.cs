@@ -61,6 +61,19 @@ public sealed class StoredFormsTests
             Assert.Equal(mappedSession.Forward(token).ToArray(), copiedSession.Forward(token).ToArray());
     }
 
+    [Theory]
+    [InlineData("hf/model.safetensors")]
+    [InlineData("stories260K-f32.gguf")]
+    [InlineData("stories260K.bin")]
+    public void CopiedTensorsStartCacheLines(string file)
+    {
+        // Every stored tensor of stories260K is a multiple of 64 bytes, so placing the first on a line places all.
+        using var weights = ModelWeights.Open(Path.Combine(TestPaths.Stories260K, file), Stories260K.CompiledShape, WeightLoading.Copy);
+        Assert.True(weights.GetMatrix("model.embed_tokens.weight", Stories260K.VocabSize, Stories260K.HiddenSize).IsCacheLineAligned);
+        Assert.True(weights.GetMatrix("model.layers.4.mlp.down_proj.weight", Stories260K.HiddenSize, Stories260K.IntermediateSize).IsCacheLineAligned);
+        Assert.True(weights.GetVector("model.norm.weight", Stories260K.HiddenSize).IsCacheLineAligned);
+    }
+
     [Fact]
     public void AnUndefinedLoadingModeIsRejected()
     {
