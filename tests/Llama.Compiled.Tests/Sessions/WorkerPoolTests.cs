@@ -1,0 +1,80 @@
+using System;
+using System.Threading;
+using Xunit;
+
+namespace Llama.Compiled.Tests;
+
+/// <summary>
+/// The pool's contract, checked directly: every item of every job runs exactly once, inside a range on the
+/// grain, with a worker index below Threads that no other range running at the same time uses.
+/// </summary>
+public sealed class WorkerPoolTests
+{
+    private sealed class Tally(int count, int threads)
+    {
+        public readonly int[] Runs = new int[count];      // per item: how often it ran in this job
+        public readonly int[] Busy = new int[threads];    // per worker index: ranges running right now
+        public int Violations;
+    }
+
+    private readonly struct CountingJob(Tally tally, int grain) : IParallelJob
+    {
+        public void Execute(int start, int end, int worker)
+        {
+            if (worker < 0 || worker >= tally.Busy.Length || start % grain != 0 || Interlocked.Increment(ref tally.Busy[worker]) != 1)
+                Interlocked.Increment(ref tally.Violations);
+            for (int i = start; i < end; i++)
+                Interlocked.Increment(ref tally.Runs[i]);
+            if (worker >= 0 && worker < tally.Busy.Length)
+                Interlocked.Decrement(ref tally.Busy[worker]);
+        }
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    public void EveryItemRunsExactlyOnceAcrossThousandsOfBackToBackJobs(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var random = new Random(threads);
+        for (int job = 0; job < 5000; job++)
+        {
+            // Sizes from one grain to many ranges per thread, and pauses that let workers fall asleep,
+            // so that late wake-ups meet the next job.
+            int grain = random.Next(1, 20);
+            int count = random.Next(1, 3000);
+            var tally = new Tally(count, threads);
+            var work = new CountingJob(tally, grain);
+            pool.For(ref work, count, grain);
+            Assert.Equal(0, tally.Violations);
+            for (int i = 0; i < count; i++)
+                Assert.True(tally.Runs[i] == 1, $"job {job} ({count} items, grain {grain}): item {i} ran {tally.Runs[i]} times");
+            if (job % 500 == 0)
+                Thread.Sleep(3);
+        }
+    }
+
+    private readonly struct ThrowingJob(int failAt) : IParallelJob
+    {
+        public void Execute(int start, int end, int worker)
+        {
+            if (start <= failAt && failAt < end)
+                throw new InvalidOperationException($"item {failAt}");
+        }
+    }
+
+    [Fact]
+    public void AnExceptionInAnyRangeReachesTheCallerAndThePoolKeepsWorking()
+    {
+        using var pool = new WorkerPool(2);
+        var failing = new ThrowingJob(failAt: 999);
+        var e = Assert.Throws<InvalidOperationException>(() => pool.For(ref failing, 1000, 1));
+        Assert.Equal("item 999", e.Message);
+
+        var tally = new Tally(100, 2);
+        var work = new CountingJob(tally, 1);
+        pool.For(ref work, 100, 1);
+        Assert.All(tally.Runs, runs => Assert.Equal(1, runs));
+    }
+}
