@@ -114,7 +114,16 @@ internal sealed unsafe partial class MappedFile : IDisposable
             // Advice before the first touch, so the pages are huge from the start; without it (other systems,
             // or a kernel with huge pages off) the copy works the same on ordinary pages.
             if (OperatingSystem.IsLinux())
-                _ = Madvise(memory, (nuint)(length + shift), MadviseHugePage);
+            {
+                try
+                {
+                    _ = Madvise(memory, (nuint)(length + shift), MadviseHugePage);
+                }
+                catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+                {
+                    // A C library the loader cannot find by the name "libc": only the advice is lost.
+                }
+            }
             for (long offset = 0; offset < length;)
             {
                 int chunk = (int)Math.Min(CopyChunkBytes, length - offset);
