@@ -70,6 +70,87 @@ public sealed class RandomShapeOracleTests(ITestOutputHelper output)
         c.AssertLogitsClose(1e-4f);
     }
 
+    [Fact]
+    public void MappedWeightsOffCacheLinesGiveTheCopiedWeightsResults()
+    {
+        // The other decode loop: a mapped safetensors file whose data starts 32 bytes into a cache line takes the
+        // 256-bit loop, its copy (on a line) the 512-bit one where the CPU has it. Same tokens, logits equal up to
+        // the order of the additions.
+        OracleShape shape = OracleShapes.Get("gqa1-hd128-v32000-tied");
+        string path = Path.Combine(OraclePaths.Scratch, shape.Name, $"{shape.Name}-off-line.safetensors");
+        WriteSafetensorsOffCacheLine(path, shape);
+        using (var weights = ModelWeights.Open(path, shape.Shape))
+            Assert.False(weights.GetMatrix("model.layers.0.mlp.up_proj.weight", shape.Shape.IntermediateSize, shape.Shape.HiddenSize).IsCacheLineAligned);
+
+        using ILlamaModel mapped = Gqa1Hd128V32000Tied.Load(path);
+        using ILlamaModel copied = Gqa1Hd128V32000Tied.Load(path, WeightLoading.Copy);
+        using ILlamaSession mappedSession = mapped.CreateSession();
+        using ILlamaSession copiedSession = copied.CreateSession();
+        int token = Bos;
+        for (int step = 0; step < Steps; step++)
+        {
+            float[] expected = copiedSession.Forward(token).ToArray();
+            float[] actual = mappedSession.Forward(token).ToArray();
+            float scale = expected.Max(Math.Abs);
+            float diff = OracleComparison.MaxAbsDiff(actual, expected);
+            Assert.True(diff <= 1e-5f * scale, $"step {step}: max |diff| {diff} (> 1e-5 × {scale})");
+            token = Array.IndexOf(expected, expected.Max());
+            Assert.Equal(token, Array.IndexOf(actual, actual.Max()));
+        }
+    }
+
+    /// <summary>The model as F32 safetensors, with a metadata entry sized so that the tensor data starts 32 bytes into a cache line.</summary>
+    private static void WriteSafetensorsOffCacheLine(string path, OracleShape shape)
+    {
+        if (File.Exists(path))
+            return;
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        string partial = path + ".partial-" + Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        int padding = 0;
+        while (true)
+        {
+            using (var writer = new SafetensorsWriter(partial))
+            {
+                writer.AddMetadata("padding", new string('x', padding));
+                string[] names = RandomLlama.TensorNames(shape.Shape).ToArray();
+                float[][] values = names.Select(n => RandomLlama.Tensor(shape.Shape, shape.Seed, n)).ToArray();
+                for (int i = 0; i < names.Length; i++)
+                    writer.AddTensor(names[i], "F32", ShapeOf(shape.Shape, names[i]));
+                for (int i = 0; i < names.Length; i++)
+                    writer.WriteTensorData(names[i], values[i]);
+                writer.Finish();
+            }
+            long dataStart;
+            using (var file = File.OpenRead(partial))
+            {
+                var length = new byte[8];
+                file.ReadExactly(length);
+                dataStart = 8 + BitConverter.ToInt64(length);
+            }
+            if (dataStart % 64 == 32)
+                break;
+            padding += (int)((32 - dataStart % 64 + 64) % 64);
+        }
+        File.Move(partial, path, overwrite: true);
+    }
+
+    private static long[] ShapeOf(LlamaModelShape s, string name)
+    {
+        int q = s.HeadCount * s.HeadDim, kv = s.KvHeadCount * s.HeadDim;
+        string kind = name.StartsWith("model.layers.", StringComparison.Ordinal) ? name[(name.IndexOf('.', "model.layers.".Length) + 1)..] : name;
+        return kind switch
+        {
+            "model.embed_tokens.weight" or "lm_head.weight" => [s.VocabSize, s.HiddenSize],
+            "input_layernorm.weight" or "post_attention_layernorm.weight" or "model.norm.weight" => [s.HiddenSize],
+            "self_attn.q_proj.weight" => [q, s.HiddenSize],
+            "self_attn.k_proj.weight" or "self_attn.v_proj.weight" => [kv, s.HiddenSize],
+            "self_attn.o_proj.weight" => [s.HiddenSize, q],
+            "mlp.gate_proj.weight" or "mlp.up_proj.weight" => [s.IntermediateSize, s.HiddenSize],
+            "mlp.down_proj.weight" => [s.HiddenSize, s.IntermediateSize],
+            _ => throw new ArgumentException($"unknown tensor {name}", nameof(name)),
+        };
+    }
+
     [Theory]
     [MemberData(nameof(AllShapes))]
     public void F16GreedyTokensMatchLlamaCpp(string name)
