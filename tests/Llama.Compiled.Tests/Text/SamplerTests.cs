@@ -223,11 +223,11 @@ public class SamplerTests
         for (int i = 0; i < 50; i++)
             sampler.Sample(logits, recent);
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 20; i++)
-            sampler.Sample(logits, recent);
-
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        AllocationMeter.AssertSomeWindowAllocatesNothing(() =>
+        {
+            for (int i = 0; i < 20; i++)
+                sampler.Sample(logits, recent);
+        });
     }
 
     [Theory]
