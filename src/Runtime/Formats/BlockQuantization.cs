@@ -1,5 +1,6 @@
 using System;
 using System.Buffers.Binary;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 
 namespace Llama.Compiled;
@@ -148,6 +149,68 @@ public static class BlockQuantization
                 int packed = x[2 + j];
                 y[j] = ((packed & 0x0F) - 8) * d;
                 y[j + BlockSize / 2] = ((packed >> 4) - 8) * d;
+            }
+        }
+    }
+
+    /// <summary>Blocks per group in the kernel layout of a Q8_0/Q4_0 row (see <see cref="ToKernelLayout"/>).</summary>
+    public const int KernelGroupBlocks = 16;
+
+    /// <summary>
+    /// Rearranges one row of llama.cpp blocks into the layout the generated Q8_0/Q4_0 kernels read (the same number of
+    /// bytes): the row's blocks in groups of <see cref="KernelGroupBlocks"/> (the last group holds the remaining
+    /// blocks), each group the blocks' F16 scales first (2 bytes each), then their weights (32 bytes per Q8_0 block,
+    /// 16 per Q4_0 block). Q8_0 weights are stored as unsigned bytes <c>q + 128</c>; Q4_0 weights keep llama.cpp's
+    /// nibble bytes (byte j: weight j low, weight j + 16 high, each + 8).
+    /// </summary>
+    /// <remarks>
+    /// Why: the scales of 8 blocks are then one 16-byte load instead of 8 loads 34 bytes apart, the weights of a
+    /// 16-block Q8_0 group start 32-byte boundaries when the row does, and unsigned weights are what the
+    /// AVX-VNNI byte dot product (<c>vpdpbusd</c>, unsigned × signed) takes without moving signs onto the
+    /// activations; the kernels subtract 128·Σx (Q8_0) or 8·Σx (Q4_0) per block afterwards.
+    /// </remarks>
+    /// <param name="format">Q8_0 or Q4_0.</param>
+    /// <param name="blocks">One row of blocks in llama.cpp's layout.</param>
+    /// <param name="destination">At least as long as <paramref name="blocks"/>; must not overlap it.</param>
+    /// <exception cref="ArgumentException">The source is not whole blocks, the destination is shorter, or the spans overlap.</exception>
+    public static void ToKernelLayout(WeightFormat format, ReadOnlySpan<byte> blocks, Span<byte> destination) =>
+        Regroup(format, blocks, destination, toKernel: true);
+
+    /// <summary>The inverse of <see cref="ToKernelLayout"/>: one row in the kernel layout back to llama.cpp's blocks.</summary>
+    /// <exception cref="ArgumentException">The source is not whole blocks, the destination is shorter, or the spans overlap.</exception>
+    public static void FromKernelLayout(WeightFormat format, ReadOnlySpan<byte> kernelRow, Span<byte> blocks) =>
+        Regroup(format, kernelRow, blocks, toKernel: false);
+
+    private static void Regroup(WeightFormat format, ReadOnlySpan<byte> source, Span<byte> destination, bool toKernel)
+    {
+        int blockBytes = format switch
+        {
+            WeightFormat.Q8_0 => Q8_0BlockBytes,
+            WeightFormat.Q4_0 => Q4_0BlockBytes,
+            _ => throw new ArgumentOutOfRangeException(nameof(format), format, "only Q8_0 and Q4_0 have a kernel layout"),
+        };
+        if (source.Length % blockBytes != 0)
+            throw new ArgumentException($"a row of {format} blocks is a multiple of {blockBytes} bytes; got {source.Length}", nameof(source));
+        if (destination.Length < source.Length)
+            throw new ArgumentException($"the destination has {destination.Length} bytes; the row needs {source.Length}", nameof(destination));
+        if (source.Overlaps(destination))
+            throw new ArgumentException("the source and destination overlap", nameof(destination));
+
+        int quantBytes = blockBytes - 2;
+        byte flip = format == WeightFormat.Q8_0 ? (byte)0x80 : (byte)0; // q + 128 = q ^ 0x80 for a signed byte
+        int blocks = source.Length / blockBytes;
+        for (int group = 0; group < blocks; group += KernelGroupBlocks)
+        {
+            int count = Math.Min(KernelGroupBlocks, blocks - group);
+            int groupStart = group * blockBytes;
+            for (int j = 0; j < count; j++)
+            {
+                int block = groupStart + j * blockBytes;                 // llama.cpp: [scale][quants] per block
+                int scale = groupStart + 2 * j;                          // kernel: [count scales][count × quants]
+                int quants = groupStart + 2 * count + j * quantBytes;
+                (int scaleFrom, int scaleTo, int quantsFrom, int quantsTo) = toKernel ? (block, scale, block + 2, quants) : (scale, block, quants, block + 2);
+                source.Slice(scaleFrom, 2).CopyTo(destination.Slice(scaleTo, 2));
+                TensorPrimitives.Xor(source.Slice(quantsFrom, quantBytes), flip, destination.Slice(quantsTo, quantBytes));
             }
         }
     }

@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 
 namespace Llama.Compiled;
 
@@ -36,9 +37,10 @@ internal static unsafe class TensorConversion
     /// <summary>
     /// Converts <paramref name="rows"/> rows of <paramref name="cols"/> elements stored as <paramref name="dtype"/>
     /// at <paramref name="source"/> into <paramref name="format"/> at <paramref name="destination"/>
-    /// (<see cref="BlockQuantization.RowBytes"/> bytes per row).
+    /// (<see cref="BlockQuantization.RowBytes"/> bytes per row). Q8_0 and Q4_0 are written in the kernels' layout
+    /// (<see cref="BlockQuantization.ToKernelLayout"/>), and read from it when <paramref name="sourceInKernelLayout"/>.
     /// </summary>
-    public static void Convert(string dtype, byte* source, long rows, int cols, WeightFormat format, byte* destination)
+    public static void Convert(string dtype, byte* source, long rows, int cols, WeightFormat format, byte* destination, bool sourceInKernelLayout = false)
     {
         long sourceRow = StoredRowBytes(dtype, cols);
         long destinationRow = BlockQuantization.RowBytes(format, cols);
@@ -64,13 +66,35 @@ internal static unsafe class TensorConversion
             }
         }
 
-        float[]? rented = format == WeightFormat.F32 || dtype == "F32" ? null : ArrayPool<float>.Shared.Rent(cols);
+        bool blocksIn = dtype is "Q8_0" or "Q4_0";
+        bool blocksOut = format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
+        bool sameFormat = Matches(dtype, format);
+        float[]? rented = format == WeightFormat.F32 || dtype == "F32" || sameFormat ? null : ArrayPool<float>.Shared.Rent(cols);
+        // A stored row in llama.cpp's block layout when the source is in the kernel layout, and an encoded row before
+        // it is rearranged into the kernel layout.
+        byte* storedRow = blocksIn && sourceInKernelLayout ? (byte*)NativeMemory.Alloc((nuint)sourceRow) : null;
+        byte[]? encodedRow = blocksOut && !sameFormat ? ArrayPool<byte>.Shared.Rent((int)destinationRow) : null;
         try
         {
             for (long r = 0; r < rows; r++)
             {
                 byte* src = source + r * sourceRow;
                 byte* dst = destination + r * destinationRow;
+                Span<byte> destinationBytes = new(dst, (int)destinationRow);
+                if (storedRow is not null)
+                {
+                    BlockQuantization.FromKernelLayout(DTypeFormat(dtype), new ReadOnlySpan<byte>(src, (int)sourceRow), new Span<byte>(storedRow, (int)sourceRow));
+                    src = storedRow;
+                }
+                if (sameFormat)
+                {
+                    var stored = new ReadOnlySpan<byte>(src, (int)sourceRow);
+                    if (blocksOut)
+                        BlockQuantization.ToKernelLayout(format, stored, destinationBytes);
+                    else
+                        stored.CopyTo(destinationBytes);
+                    continue;
+                }
                 Span<float> row;
                 if (format == WeightFormat.F32)
                 {
@@ -85,15 +109,28 @@ internal static unsafe class TensorConversion
                     row = rented.AsSpan(0, cols);
                     Dequantize(dtype, src, row);
                 }
-                Encode(row, format, new Span<byte>(dst, (int)destinationRow));
+                if (encodedRow is null)
+                {
+                    Encode(row, format, destinationBytes);
+                    continue;
+                }
+                Span<byte> encoded = encodedRow.AsSpan(0, (int)destinationRow);
+                Encode(row, format, encoded);
+                BlockQuantization.ToKernelLayout(format, encoded, destinationBytes);
             }
         }
         finally
         {
             if (rented is not null)
                 ArrayPool<float>.Shared.Return(rented);
+            NativeMemory.Free(storedRow);
+            if (encodedRow is not null)
+                ArrayPool<byte>.Shared.Return(encodedRow);
         }
     }
+
+    /// <summary>The compute format a block dtype is stored in.</summary>
+    private static WeightFormat DTypeFormat(string dtype) => dtype == "Q8_0" ? WeightFormat.Q8_0 : WeightFormat.Q4_0;
 
     /// <summary>Expands <c>destination.Length</c> elements stored as <paramref name="dtype"/> to F32.</summary>
     public static void Dequantize(string dtype, byte* source, Span<float> destination)

@@ -49,6 +49,9 @@ internal sealed unsafe partial class MappedFile : IDisposable
     /// <summary>Address of the file's first byte.</summary>
     public byte* Pointer { get; }
 
+    /// <summary>True for a <see cref="WeightLoading.Copy"/>: memory this object owns, which the weights may rearrange in place.</summary>
+    public bool IsCopy => _copy is not null;
+
     /// <summary>
     /// Maps or copies <paramref name="path"/> as <paramref name="loading"/> says; an empty file is a
     /// <see cref="ModelFormatException"/> (it cannot be mapped). A copy is placed so that the byte at
@@ -107,23 +110,10 @@ internal sealed unsafe partial class MappedFile : IDisposable
         long length = stream.Length;
         if (length == 0)
             throw new ModelFormatException($"{path}: the file is empty");
-        byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)(length + shift), HugePageBytes);
+        byte* memory = AllocateWeightMemory((nuint)(length + shift));
         byte* start = memory + shift;
         try
         {
-            // Advice before the first touch, so the pages are huge from the start; without it (other systems,
-            // or a kernel with huge pages off) the copy works the same on ordinary pages.
-            if (OperatingSystem.IsLinux())
-            {
-                try
-                {
-                    _ = Madvise(memory, (nuint)(length + shift), MadviseHugePage);
-                }
-                catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-                {
-                    // A C library the loader cannot find by the name "libc": only the advice is lost.
-                }
-            }
             for (long offset = 0; offset < length;)
             {
                 int chunk = (int)Math.Min(CopyChunkBytes, length - offset);
@@ -139,6 +129,31 @@ internal sealed unsafe partial class MappedFile : IDisposable
             NativeMemory.AlignedFree(memory);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Memory for weights, freed with <see cref="NativeMemory.AlignedFree"/>: from 2 MB on, aligned to a huge page and
+    /// advised to be backed by huge pages (before the first touch, so the pages are huge from the start; without the
+    /// advice, on other systems or with huge pages off, the memory works the same on ordinary pages); smaller
+    /// blocks on a cache line.
+    /// </summary>
+    internal static byte* AllocateWeightMemory(nuint length)
+    {
+        if (length < HugePageBytes)
+            return (byte*)NativeMemory.AlignedAlloc(Math.Max(length, 1), CacheLineBytes);
+        byte* memory = (byte*)NativeMemory.AlignedAlloc(length, HugePageBytes);
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                _ = Madvise(memory, length, MadviseHugePage);
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                // A C library the loader cannot find by the name "libc": only the advice is lost.
+            }
+        }
+        return memory;
     }
 
     [LibraryImport("libc", EntryPoint = "madvise")]

@@ -24,9 +24,6 @@ namespace Llama.Compiled;
 /// </remarks>
 public sealed unsafe class ModelWeights : IDisposable
 {
-    /// <summary>Alignment of converted tensors: one cache line, also the widest vector (AVX-512).</summary>
-    private const nuint ConvertedAlignment = 64;
-
     private readonly MappedFile[] _files;
     private readonly Dictionary<string, Entry> _tensors;
     private readonly string _source;
@@ -321,9 +318,11 @@ public sealed unsafe class ModelWeights : IDisposable
 
     /// <summary>
     /// Returns the matrix <paramref name="name"/>, which must have shape [<paramref name="rows"/>, <paramref name="cols"/>],
-    /// in the compute format <paramref name="format"/>: a view into the mapped file when the file stores
-    /// exactly that format, otherwise a copy converted once, on the first request, into 64-byte-aligned
-    /// memory the weights own (expanded to F32, then encoded with llama.cpp's reference quantizers).
+    /// in the compute format <paramref name="format"/>. F32 and F16: a view into the file when it stores exactly that
+    /// format, otherwise a copy converted once, on the first request, into memory the weights own. Q8_0 and Q4_0 are
+    /// returned in the kernels' layout (<see cref="BlockQuantization.ToKernelLayout"/>): blocks the file stores in that
+    /// format are rearranged once (in place in a <see cref="WeightLoading.Copy"/>, else into a copy), other types are
+    /// expanded to F32 and encoded with llama.cpp's reference quantizers first.
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="format"/> is Q8_0 or Q4_0 and <paramref name="cols"/> is not a multiple of 32.</exception>
     /// <exception cref="ModelFormatException">The tensor is missing, has another shape or an unsupported stored type, or is larger than 2 GB in <paramref name="format"/>.</exception>
@@ -344,12 +343,14 @@ public sealed unsafe class ModelWeights : IDisposable
             if (bytes > int.MaxValue)
                 throw new ModelFormatException($"tensor {name} in {tensor.File.Path} takes {bytes} bytes as {format}; at most {int.MaxValue} are supported");
 
-            byte* data = TensorConversion.Matches(tensor.DType, format)
-                ? tensor.File.Pointer + tensor.Offset
-                : ConvertOnce(entry, rows, cols, format);
+            bool stored = TensorConversion.Matches(tensor.DType, format);
+            byte* data;
+            if (format is WeightFormat.F32 or WeightFormat.F16)
+                data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format);
+            else
+                data = stored && tensor.File.IsCopy ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : ConvertOnce(entry, rows, cols, format);
             entry.Used = true;
-            float* scales = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockScalesOnce(entry, data, rows, cols, format, (int)rowBytes) : null;
-            return new PackedTensor(name, format, rows, cols, (int)rowBytes, data, scales);
+            return new PackedTensor(name, format, rows, cols, (int)rowBytes, data);
         }
     }
 
@@ -414,12 +415,6 @@ public sealed unsafe class ModelWeights : IDisposable
                         entry.Converted[i] = 0;
                     }
                 }
-                foreach (nint scales in entry.BlockScales)
-                {
-                    if (scales != 0)
-                        NativeMemory.AlignedFree((void*)scales);
-                }
-                Array.Clear(entry.BlockScales);
             }
             foreach (MappedFile file in _files)
                 file.Dispose();
@@ -460,7 +455,8 @@ public sealed unsafe class ModelWeights : IDisposable
     }
 
     /// <summary>
-    /// Converts a tensor to <paramref name="format"/> in new 64-byte-aligned native memory, on its first
+    /// Converts a tensor to <paramref name="format"/> in new native memory (<see cref="MappedFile.AllocateWeightMemory"/>:
+    /// cache-line aligned, huge pages from 2 MB), on its first
     /// request in that format only. The stored size was checked against the file when the header was
     /// read, and the shape against the request, so the allocation is a bounded multiple of stored bytes.
     /// </summary>
@@ -471,10 +467,10 @@ public sealed unsafe class ModelWeights : IDisposable
             return converted;
         TensorInfo tensor = entry.Tensor;
         long bytes = rows * BlockQuantization.RowBytes(format, cols);
-        converted = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), ConvertedAlignment);
+        converted = MappedFile.AllocateWeightMemory((nuint)bytes);
         try
         {
-            TensorConversion.Convert(tensor.DType, tensor.File.Pointer + tensor.Offset, rows, cols, format, converted);
+            TensorConversion.Convert(tensor.DType, tensor.File.Pointer + tensor.Offset, rows, cols, format, converted, entry.InKernelLayout);
         }
         catch
         {
@@ -485,31 +481,28 @@ public sealed unsafe class ModelWeights : IDisposable
         return converted;
     }
 
-    /// <summary>A tensor plus what loading has done with it.</summary>
     /// <summary>
-    /// The F16 scales of a Q8_0/Q4_0 tensor's blocks as a float table [rows, cols/32], computed once: the
-    /// kernels then read one float per block instead of converting a half in their inner loop. The blocks
-    /// themselves stay where they are (in the file for a stored Q8_0 tensor).
+    /// Rearranges a Q8_0/Q4_0 tensor of a <see cref="WeightLoading.Copy"/> into the kernels' layout where it lies, once,
+    /// one row at a time through a scratch row. Later conversions of the tensor read it back through
+    /// <see cref="Entry.InKernelLayout"/>.
     /// </summary>
-    private static float* BlockScalesOnce(Entry entry, byte* data, int rows, int cols, WeightFormat format, int rowBytes)
+    private static byte* ToKernelLayoutInPlaceOnce(Entry entry, int rows, int rowBytes, WeightFormat format)
     {
-        int index = format == WeightFormat.Q8_0 ? 0 : 1;
-        if (entry.BlockScales[index] != 0)
-            return (float*)entry.BlockScales[index];
-        int blocks = cols / BlockQuantization.BlockSize;
-        int blockBytes = rowBytes / Math.Max(blocks, 1);
-        long count = (long)rows * blocks;
-        float* scales = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(count, 1) * sizeof(float), ConvertedAlignment);
-        for (long row = 0; row < rows; row++)
+        byte* data = entry.Tensor.File.Pointer + entry.Tensor.Offset;
+        if (entry.InKernelLayout)
+            return data;
+        byte[] row = new byte[rowBytes];
+        for (long r = 0; r < rows; r++)
         {
-            byte* rowData = data + row * rowBytes;
-            for (int block = 0; block < blocks; block++)
-                scales[row * blocks + block] = (float)Unsafe.ReadUnaligned<Half>(rowData + (long)block * blockBytes);
+            var stored = new Span<byte>(data + r * rowBytes, rowBytes);
+            stored.CopyTo(row);
+            BlockQuantization.ToKernelLayout(format, row, stored);
         }
-        entry.BlockScales[index] = (nint)scales;
-        return scales;
+        entry.InKernelLayout = true;
+        return data;
     }
 
+    /// <summary>A tensor plus what loading has done with it.</summary>
     private sealed class Entry(TensorInfo tensor)
     {
         public TensorInfo Tensor { get; } = tensor;
@@ -519,11 +512,12 @@ public sealed unsafe class ModelWeights : IDisposable
 
         /// <summary>
         /// Converted copies owned by the weights, indexed by <see cref="WeightFormat"/>; zero until first
-        /// requested in that format (never set for the stored format, which is used in place).
+        /// requested in that format (never set for a stored F32/F16 format, or a stored block format of a copied file,
+        /// which are used in place).
         /// </summary>
         public nint[] Converted { get; } = new nint[4];
 
-        /// <summary>Float tables of the block scales as Q8_0 [0] and Q4_0 [1], owned by the weights; zero until needed.</summary>
-        public nint[] BlockScales { get; } = new nint[2];
+        /// <summary>The stored Q8_0/Q4_0 blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
+        public bool InKernelLayout { get; set; }
     }
 }

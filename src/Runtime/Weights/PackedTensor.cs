@@ -5,20 +5,19 @@ namespace Llama.Compiled;
 /// <summary>
 /// A read-only view of one weight matrix in a compute format (<see cref="WeightFormat"/>), from
 /// <see cref="ModelWeights.GetPackedMatrix"/>: row-major, <see cref="Rows"/> rows of <see cref="RowBytes"/>
-/// bytes each. F32 rows are floats, F16 rows IEEE halves, Q8_0 rows <c>Cols/32</c> blocks of 34 bytes
-/// (llama.cpp's <c>block_q8_0</c>) and Q4_0 rows <c>Cols/32</c> blocks of 18 bytes (<c>block_q4_0</c>); see
-/// <see cref="BlockQuantization"/>. The view points into the memory-mapped file or into memory the
-/// weights own, and is valid only while the <see cref="ModelWeights"/> it came from is not disposed.
+/// bytes each. F32 rows are floats, F16 rows IEEE halves; Q8_0 and Q4_0 rows hold <c>Cols/32</c> blocks of llama.cpp's
+/// <c>block_q8_0</c> (34 bytes) or <c>block_q4_0</c> (18 bytes) rearranged into the generated kernels' layout
+/// (<see cref="BlockQuantization.ToKernelLayout"/>; <see cref="BlockQuantization.FromKernelLayout"/> gives llama.cpp's
+/// blocks back). The view points into the file's memory or into memory the weights own, and is valid only while the
+/// <see cref="ModelWeights"/> it came from is not disposed.
 /// </summary>
 public readonly unsafe struct PackedTensor
 {
     private readonly byte* _data;
-    private readonly float* _blockScales;
     private readonly string? _name;
 
-    internal PackedTensor(string name, WeightFormat format, int rows, int cols, int rowBytes, byte* data, float* blockScales)
+    internal PackedTensor(string name, WeightFormat format, int rows, int cols, int rowBytes, byte* data)
     {
-        _blockScales = blockScales;
         _name = name;
         Format = format;
         Rows = rows;
@@ -44,12 +43,6 @@ public readonly unsafe struct PackedTensor
 
     /// <summary>All rows, <see cref="Rows"/> × <see cref="RowBytes"/> bytes.</summary>
     public ReadOnlySpan<byte> Bytes => new(_data, Rows * RowBytes);
-
-    /// <summary>
-    /// Q8_0/Q4_0: each block's F16 scale as a float, [Rows, Cols/32] (the same values as in <see cref="Bytes"/>,
-    /// converted once at load so kernels need no half conversion). Empty for F32 and F16.
-    /// </summary>
-    public ReadOnlySpan<float> BlockScales => _blockScales is null ? default : new(_blockScales, Rows * (Cols / 32));
 
     /// <summary>The bytes of row <paramref name="row"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="row"/> is not in [0, Rows).</exception>
