@@ -502,8 +502,8 @@ internal static class Emitter
             plan.MatMulFor(s.IntermediateSize, s.HiddenSize), plan.MatMulFor(s.HiddenSize, s.IntermediateSize), plan.MatMulFor(s.VocabSize, s.HiddenSize));
     }
 
-    /// <summary>Where a normalized input goes: the float buffer for F32 kernels, the int8 blocks and scales for quantized ones.</summary>
-    private static string NormedInput(MatMulKernel kernel) => kernel.IsBlockQuantized ? "_xQuantized, _xScales" : "_xb";
+    /// <summary>Where a normalized input goes: the float buffer for F32 kernels, the int8 blocks, their scales and sums for quantized ones.</summary>
+    private static string NormedInput(MatMulKernel kernel) => kernel.IsBlockQuantized ? "_xQuantized, _xScales, _xSums" : "_xb";
 
     /// <summary>F32 kernels read a <c>WeightTensor</c>; the others read the packed bytes of a <c>PackedTensor</c>.</summary>
     private static string TensorType(MatMulKernel kernel) => kernel.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
@@ -542,7 +542,7 @@ internal static class Emitter
     /// <summary>A call of a matrix kernel, with the scratch buffers its format needs.</summary>
     private static string Call(MatMulKernel kernel, string weights, string x, string y, string tokens, bool accumulate)
     {
-        string scratch = kernel.IsBlockQuantized ? ", _xQuantized, _xScales" : "";
+        string scratch = kernel.IsBlockQuantized ? ", _xQuantized, _xScales, _xSums" : "";
         string tokenArg = tokens == "1" ? "tokens: 1" : tokens;
         return $"Kernels.{kernel.Name}(_pool, {weights}, {x}, {y}, {tokenArg}, accumulate: {(accumulate ? "true" : "false")}{scratch})";
     }
@@ -555,6 +555,7 @@ internal static class Emitter
         {
             fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols}] a kernel's input as int8 blocks");
             fields.Append($"\n    private readonly float[] _xScales;      // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQuantized");
+            fields.Append($"\n    private readonly int[] _xSums;          // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}] the sum of each 32-block of _xQuantized");
         }
         return fields.ToString();
     }
@@ -566,6 +567,7 @@ internal static class Emitter
         {
             lines.Append($"\n        _xQuantized = new sbyte[PrefillChunk * {plan.MaxQuantizedCols}];");
             lines.Append($"\n        _xScales = new float[PrefillChunk * {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xSums = new int[PrefillChunk * {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}];");
         }
         return lines.ToString();
     }

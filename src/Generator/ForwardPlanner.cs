@@ -47,10 +47,8 @@ internal static class ForwardPlanner
     /// <summary>
     /// Weights that stay in the last-level cache (32 MB here) from one token to the next. Such a model is
     /// compute-bound in decode: four F32 rows per pass share every load of x (5 loads per 4 FMAs instead of
-    /// 2 per FMA), and Q8_0/Q4_0 read their block scales from a float table. A larger model streams from
-    /// memory, where one row at a time keeps a single sequential stream per thread, which the prefetchers
-    /// follow best (measured: stories110M F32 1.2x), and the F16 scales inside the blocks cost no second
-    /// stream (measured: TinyLlama Q8_0 0.97x vs 0.88x of llama.cpp with the table).
+    /// 2 per FMA). A larger model streams from memory, where one row at a time keeps a single sequential
+    /// stream per thread, which the prefetchers follow best (measured: stories110M F32 1.2x).
     /// </summary>
     private const long CacheResidentBytes = 32L << 20;
 
@@ -133,7 +131,7 @@ internal static class ForwardPlanner
             ComputeFormat format = FormatFor(target.Weights, cols);
             int decodeRows = DecodeRows(format, rows, cols, modelBytes);
             kernels.Add(new MatMulKernel(rows, cols, format, accumulators, decodeRows, DecodeWide(format, decodeRows, cols), PrefillRows(format, rows, cols),
-                modelBytes <= CacheResidentBytes, rows % RowGrain == 0, RowBlock(rows, RowBytes(format, cols)), string.Join(", ", uses)));
+                rows % RowGrain == 0, RowBlock(rows, RowBytes(format, cols)), string.Join(", ", uses)));
         }
 
         return new ForwardPlan(

@@ -13,10 +13,16 @@ internal static class KernelEmitter
     private const int Width = 8; // floats per Vector256
 
     /// <summary>
-    /// Weight blocks per step of the Q8_0/Q4_0 one-token loop: 8 integer block sums reduce to one Vector256,
-    /// so conversion and scaling cost one instruction per 8 blocks instead of one per block.
+    /// Weight blocks per step of the Q8_0/Q4_0 row loop: 8 integer block sums reduce to one Vector256, so
+    /// conversion and scaling cost one instruction per 8 blocks instead of one per block.
     /// </summary>
-    private const int GroupBlocks = 8;
+    private const int StepBlocks = 8;
+
+    /// <summary>
+    /// Blocks per group of the runtime's kernel layout of Q8_0/Q4_0 rows (BlockQuantization.KernelGroupBlocks):
+    /// each group is the blocks' F16 scales, then their weights.
+    /// </summary>
+    private const int GroupBlocks = 16;
 
     public static void Write(SourceWriter w, ForwardPlan plan)
     {
@@ -24,7 +30,7 @@ internal static class KernelEmitter
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? $"{(k.Cols / ForwardPlanner.QuantBlock >= GroupBlocks ? $"{GroupBlocks} blocks per step" : "one block per step")}, block scales {(k.DecodeScaleTable ? "from a float table" : "converted inline")}" : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row{(k.DecodeWide ? " (4 Vector512 sums when the CPU has them and W starts a cache line)" : "")}")}; "
+            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? BlockDecodeSummary(k) : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row{(k.DecodeWide ? " (4 Vector512 sums when the CPU has them and W starts a cache line)" : "")}")}; "
                 + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
                 + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
@@ -320,10 +326,6 @@ internal static class KernelEmitter
         }
     }
 
-    /// <summary>The scale of weight block <paramref name="index"/> of the row: from the float table, or converted from the block's F16.</summary>
-    private static string Scale(MatMulKernel k, string block, string index) =>
-        k.DecodeScaleTable ? $"Unsafe.Add(ref rowScales, {index})" : $"HalfToSingle(ref {block})";
-
     /// <summary>
     /// The multiply-adds a call reports to <c>Run</c>. A kernel whose output rows are not a whole number of
     /// cache lines reports nothing for a batch of tokens: split by rows, two threads would write the same
@@ -339,7 +341,7 @@ internal static class KernelEmitter
     {
         ComputeFormat.F32 => k.DecodeWide ? $"{tensor}.Span, {tensor}.IsCacheLineAligned" : $"{tensor}.Span",
         ComputeFormat.F16 => $"{tensor}.Bytes",
-        _ => $"{tensor}.Bytes, {tensor}.BlockScales",
+        _ => $"{tensor}.Bytes",
     };
 
     /// <summary>The public entry of a matrix kernel: quantizes the input if needed, then runs the rows, threaded or not.</summary>
@@ -355,16 +357,16 @@ internal static class KernelEmitter
         if (k.IsBlockQuantized)
         {
             w.Line($$"""
-                public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales)
+                public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
                 {
-                    QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales);
-                    var job = new {{k.Name}}Job(w, xQuantized, xScales, y, tokens, accumulate);
+                    QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales, xSums);
+                    var job = new {{k.Name}}Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                     Run(pool, ref job, {{Work(k, "1L")}}, {{k.Rows}}, RowGrain);
                 }
 
-                private struct {{k.Name}}Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
+                private struct {{k.Name}}Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
                 {
-                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, w.BlockScales, xQuantized, xScales, y, tokens, accumulate, start, end);
+                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
                 }
                 """);
         }
@@ -395,7 +397,7 @@ internal static class KernelEmitter
         MatMulKernel q = plan.MatMulFor(s.QueryDim, s.HiddenSize), kv = plan.MatMulFor(s.KvDim, s.HiddenSize);
         string tensor = q.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
         string input = NormInputParams(q);
-        string inputArgs = q.IsBlockQuantized ? "xQuantized, xScales" : "xNormed";
+        string inputArgs = q.IsBlockQuantized ? "xQuantized, xScales, xSums" : "xNormed";
         w.Line($$"""
             /// <summary>
             /// q[t] = Wq·n[t], k[t] = Wk·n[t], v[t] = Wv·n[t] with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, split over the
@@ -428,7 +430,7 @@ internal static class KernelEmitter
     }
 
     /// <summary>The buffers a normalized input goes to: floats for F32 kernels, int8 blocks and their scales for quantized ones.</summary>
-    private static string NormInputParams(MatMulKernel k) => k.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales" : "float[] xNormed";
+    private static string NormInputParams(MatMulKernel k) => k.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales, int[] xSums" : "float[] xNormed";
 
     /// <summary>
     /// The input stage of a projection that follows an RMSNorm: every token is normalized once, before the rows are
@@ -441,7 +443,8 @@ internal static class KernelEmitter
             w.Line("""
                     // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
                     for (int t = 0; t < tokens; t++)
-                        RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize), xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
+                        RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),
+                            xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
                 """);
         }
         else
@@ -464,7 +467,7 @@ internal static class KernelEmitter
         MatMulKernel k = plan.MatMulFor(s.IntermediateSize, s.HiddenSize);
         string tensor = k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
         string input = NormInputParams(k);
-        string inputArgs = k.IsBlockQuantized ? "xQuantized, xScales" : "xNormed";
+        string inputArgs = k.IsBlockQuantized ? "xQuantized, xScales, xSums" : "xNormed";
         string biasParams = s.MlpBias ? ", WeightTensor gateBias, WeightTensor upBias" : "";
         string biasArgs = s.MlpBias ? ", gateBias, upBias" : "";
         w.Line($$"""
@@ -552,167 +555,185 @@ internal static class KernelEmitter
         }
     }
 
+    /// <summary>Bytes of one block's weights: 32 int8 (Q8_0) or 16 bytes of 4-bit values (Q4_0).</summary>
+    private static int QuantBytes(ComputeFormat format) => format == ComputeFormat.Q8_0 ? 32 : 16;
+
+    /// <summary>Bytes of one block: its F16 scale and its weights.</summary>
+    private static int BlockBytes(ComputeFormat format) => 2 + QuantBytes(format);
+
+    /// <summary>The one-token loop of a Q8_0/Q4_0 kernel, for the header.</summary>
+    private static string BlockDecodeSummary(MatMulKernel k)
+    {
+        int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks;
+        string steps = blocks >= StepBlocks ? $"{StepBlocks} blocks per step (their scales converted and integer sums reduced together)" : "one block per step";
+        return $"{steps}, {groups} group(s) of {GroupBlocks} blocks{(tail > 0 ? $" and one of {tail}" : "")} per row";
+    }
+
     /// <summary>
-    /// A Q8_0/Q4_0 matrix kernel: x is quantized to int8 blocks first, then every block product is an
-    /// integer dot product (AVX2 maddubs/madd), scaled by both blocks' scales.
+    /// A Q8_0/Q4_0 matrix kernel: x is quantized to int8 blocks first (with each block's scale and sum), then each
+    /// output is one call of the shape's row product (<see cref="WriteBlockRow"/>): a tile of tokens per row in
+    /// prefill, one token in decode.
     /// </summary>
     private static void WriteBlockMatMul(SourceWriter w, MatMulKernel k, int tile)
     {
-        int blocks = k.Cols / ForwardPlanner.QuantBlock;
-        int blockBytes = k.Format == ComputeFormat.Q8_0 ? 34 : 18;
-        string load = k.Format == ComputeFormat.Q8_0 ? "LoadQ8_0" : "LoadQ4_0";
-        string layout = k.Format == ComputeFormat.Q8_0
-            ? "per row Cols/32 blocks of 34 bytes (F16 scale, 32 × int8)"
-            : "per row Cols/32 blocks of 18 bytes (F16 scale, 16 bytes of 4-bit weights)";
-        string[] tokens = Enumerable.Range(0, tile).Select(i => ((char)('a' + i)).ToString()).ToArray();
+        int blocks = Blocks(k);
         w.Line($$"""
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}], {{layout}}; x, already quantized: [tokens, {{k.Cols}}] int8 with
-            /// [tokens, {{blocks}}] scales; y: [tokens, {{k.Rows}}].
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in the runtime's kernel layout ({{blocks}} blocks of {{BlockBytes(k.Format)}} bytes per row, see {{k.Name}}Row);
+            /// x, already quantized: [tokens, {{k.Cols}}] int8 with [tokens, {{blocks}}] block scales and block sums; y: [tokens, {{k.Rows}}].
             /// </summary>
-            """);
-        w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code");
-        using (w.Block($"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"))
-        {
-            w.Line($$"""
-                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, BlockBytes = {{blockBytes}}, RowBytes = Blocks * BlockBytes, RowBlock = {{k.RowBlock}};
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, RowBytes = Blocks * {{BlockBytes(k.Format)}}, RowBlock = {{k.RowBlock}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about {{k.RowBlock * k.Cols / 32 * blockBytes / 1024}} KB of weights, which stay in cache) and, per block,
-                // {{tile}} tokens per pass: each weight block is unpacked once for all of them.
-                """);
-            using (w.Block("for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)"))
-            using (w.Block($"for (int t = 0; t + {tile} <= tokens; t += {tile})"))
-            {
-                for (int i = 0; i < tile; i++)
+                // Prefill: rows in blocks of RowBlock (about {{k.RowBlock * blocks * BlockBytes(k.Format) / 1024}} KB of weights, which stay in cache) and
+                // {{tile}} tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    w.Line($"ref sbyte q{tokens[i]} = ref Unsafe.Add(ref q0, (t + {i}) * Cols);");
-                    w.Line($"ref float d{tokens[i]} = ref Unsafe.Add(ref d0, (t + {i}) * Blocks);");
-                }
-                w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)"))
-                {
-                    w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
-                    w.Line("ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);");
-                    w.Line($"Vector256<float> {string.Join(", ", tokens.Select(n => $"s{n} = Vector256<float>.Zero"))};");
-                    using (w.Block("for (int b = 0; b < Blocks; b++)"))
+                    for (int t = 0; t + {{tile}} <= tokens; t += {{tile}})
                     {
-                        w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
-                        w.Line("float scale = Unsafe.Add(ref rowScales, b);");
-                        w.Line($"Vector256<sbyte> weights = {load}(ref block);");
-                        foreach (string n in tokens)
-                            w.Line($"s{n} = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref d{n}, b)), DotInt8(weights, Vector256.LoadUnsafe(ref q{n}, (nuint)(b * 32))), s{n});");
+                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
+                        {
+                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
+                            for (int i = t; i < t + {{tile}}; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), {{k.Name}}Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                        }
                     }
-                    for (int i = 0; i < tile; i++)
-                        w.Line($"Store(ref Unsafe.Add(ref yt, {(i == 0 ? "" : $"{i} * Rows + ")}r), Vector256.Sum(s{tokens[i]}), accumulate);");
+                }
+
+                // The remaining tokens (all of decode) one at a time.
+                for (int t = tokens - tokens % {{tile}}; t < tokens; t++)
+                {
+                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
+                    for (int r = rowStart; r < rowEnd; r++)
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), {{k.Name}}Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
-            w.Line();
-            w.Line();
-            w.Line(blocks >= GroupBlocks
-                ? $"// The remaining tokens (all of decode) one at a time, {GroupBlocks} blocks per step: their integer sums are reduced to one vector,"
-                    + " converted once and scaled by the 8 blocks' scales in one multiply-add;"
-                : "// The remaining tokens (all of decode) one at a time, one block per step;");
-            w.Line(k.DecodeScaleTable
-                ? "// block scales from the float table (the model stays in cache, so the extra stream is free)."
-                : "// block scales converted from the blocks' F16 (the model streams from memory: no second stream).");
-            using (w.Block($"for (int t = tokens - tokens % {tile}; t < tokens; t++)"))
+
+            """);
+        WriteBlockRow(w, k);
+    }
+
+    /// <summary>
+    /// One row of a Q8_0/Q4_0 matrix times one quantized token, shaped by the kernel layout: per group of 16 blocks,
+    /// two steps of 8 (one load converts 8 F16 scales, one reduction gives 8 integer block sums, one multiply-add
+    /// scales them), then the blocks of a last, smaller group.
+    /// </summary>
+    private static void WriteBlockRow(SourceWriter w, MatMulKernel k)
+    {
+        int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks, first = groups * GroupBlocks;
+        int quant = QuantBytes(k.Format), blockBytes = BlockBytes(k.Format);
+        string weights = k.Format == ComputeFormat.Q8_0 ? "32 weights + 128 (unsigned bytes)" : "16 bytes of 4-bit weights + 8";
+        string layout = $"{(groups > 0 ? $"{groups} group(s) of {GroupBlocks} blocks, each [{GroupBlocks} F16 scales][{GroupBlocks} × {weights}] ({GroupBlocks * blockBytes} bytes)" : "")}"
+            + $"{(groups > 0 && tail > 0 ? ", then " : "")}{(tail > 0 ? $"one group of {tail} block(s) [{tail} F16 scales][{tail} × {weights}]" : "")}";
+        w.Line($$"""
+            /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: {{layout}};
+            /// x: [{{k.Cols}}] int8; xScales, xSums: [{{blocks}}] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            """);
+        using var body = w.Block($"private static float {k.Name}Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)");
+        w.Line("Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;");
+        if (groups > 0)
+        {
+            using (w.Block($"for (int b = 0; b < {first}; b += {GroupBlocks})"))
             {
-                w.Line("ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);");
-                w.Line("ref float dt = ref Unsafe.Add(ref d0, t * Blocks);");
-                w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                using (w.Block("for (int r = rowStart; r < rowEnd; r++)"))
+                w.Line($"ref byte group = ref Unsafe.Add(ref row, b * {blockBytes});");
+                w.Line($"sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),");
+                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8(ref Unsafe.Add(ref group, {2 * GroupBlocks}), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);");
+                w.Line($"sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, {2 * StepBlocks})) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + {StepBlocks})),");
+                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8(ref Unsafe.Add(ref group, {2 * GroupBlocks + StepBlocks * quant}), ref Unsafe.Add(ref x, (b + {StepBlocks}) * 32), ref Unsafe.Add(ref xSums, b + {StepBlocks}))), sum1);");
+            }
+        }
+        if (tail > 0)
+        {
+            w.Line($"// Blocks {first}..{blocks - 1}: the last group, {tail} F16 scales then {tail} blocks of weights.");
+            w.Line(first == 0 ? "ref byte tail = ref row;" : $"ref byte tail = ref Unsafe.Add(ref row, {first * blockBytes});");
+            string block = first == 0 ? "j" : $"{first} + j";
+            if (tail >= StepBlocks)
+            {
+                w.Line($"sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref tail) * Vector256.LoadUnsafe(ref xScales, {first}),");
+                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8(ref Unsafe.Add(ref tail, {2 * tail}), ref Unsafe.Add(ref x, {first * 32}), ref Unsafe.Add(ref xSums, {first}))), sum0);");
+            }
+            if (tail % StepBlocks != 0)
+            {
+                using (w.Block($"for (int j = {(tail >= StepBlocks ? StepBlocks : 0)}; j < {tail}; j++)"))
                 {
-                    w.Line("ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);");
-                    if (k.DecodeScaleTable)
-                        w.Line("ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);");
-                    w.Line("Vector256<float> sum = Vector256<float>.Zero;");
-                    w.Line("int b = 0;");
-                    if (blocks >= GroupBlocks)
-                    {
-                        using (w.Block($"for (; b + {GroupBlocks} <= Blocks; b += {GroupBlocks})"))
-                        {
-                            w.Line("ref byte group = ref Unsafe.Add(ref row, b * BlockBytes);");
-                            string scales = k.DecodeScaleTable ? "Vector256.LoadUnsafe(ref rowScales, (nuint)b)" : "HalfToSingle8(ref group, BlockBytes)";
-                            w.Line($"Vector256<float> scales = {scales} * Vector256.LoadUnsafe(ref dt, (nuint)b);");
-                            w.Line($"sum = Vector256.FusedMultiplyAdd(scales, Vector256.ConvertToSingle({k.Format}Sums8(ref group, ref Unsafe.Add(ref qt, b * 32))), sum);");
-                        }
-                    }
-                    if (blocks % GroupBlocks != 0)
-                    {
-                        using (w.Block("for (; b < Blocks; b++)"))
-                        {
-                            w.Line("ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);");
-                            w.Line($"sum = Vector256.FusedMultiplyAdd(Vector256.Create({Scale(k, "block", "b")} * Unsafe.Add(ref dt, b)), DotInt8({load}(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), sum);");
-                        }
-                    }
-                    w.Line("Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);");
+                    w.Line($"sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, {block})),");
+                    w.Line($"    Vector256.ConvertToSingle({k.Format}Block(ref Unsafe.Add(ref tail, {2 * tail} + j * {quant}), ref Unsafe.Add(ref x, {(first == 0 ? "j * 32" : $"({block}) * 32")}), Unsafe.Add(ref xSums, {block}))), sum1);");
                 }
             }
         }
+        w.Line("return Vector256.Sum(sum0 + sum1);");
     }
 
-    /// <summary>Activation quantization, the int8 dot product and the block loaders the Q8_0/Q4_0 kernels share.</summary>
+    /// <summary>Activation quantization, the int8 dot products, scale conversion and the weight loaders the Q8_0/Q4_0 kernels share.</summary>
     private static void WriteBlockHelpers(SourceWriter w, ForwardPlan plan)
     {
+        MatMulKernel[] quantized = plan.MatMuls.Where(k => k.IsBlockQuantized).ToArray();
         w.Line("""
             /// <summary>
             /// x → int8 blocks of 32 with one scale each, as llama.cpp quantizes activations for Q8_0 dot
-            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale). x: [n], q: [n], scales: [n/32].
+            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale); and each block's Σq, which the kernels
+            /// subtract for the offset the weights are stored with. x: [n], q: [n], scales, sums: [n/32].
             /// </summary>
-            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales)
+            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
-                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32)
+                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32 || sums.Length < x.Length / 32)
                     throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(q);
                 ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                ref int sums0 = ref MemoryMarshal.GetReference(sums);
                 for (int b = 0; b < x.Length / 32; b++)
                 {
                     ref float xb = ref Unsafe.Add(ref x0, b * 32);
                     Unsafe.Add(ref scales0, b) = QuantizeBlock(Vector256.LoadUnsafe(ref xb), Vector256.LoadUnsafe(ref xb, 8), Vector256.LoadUnsafe(ref xb, 16), Vector256.LoadUnsafe(ref xb, 24),
-                        ref Unsafe.Add(ref q0, b * 32));
+                        ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
                 }
             }
 
-            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/>; returns the block's scale, max|v|/127 rounded to F16.</summary>
+            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/> and their sum; returns the block's scale, max|v|/127 rounded to F16.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q)
+            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
             {
                 Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
                 Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
                 float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
                 // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
                 Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
-                Vector256<short> low = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v1 * inverse)));
-                Vector256<short> high = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v3 * inverse)));
-                Vector256.Narrow(low, high).StoreUnsafe(ref q);
+                Vector256<int> i0 = Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), i1 = Vector256.ConvertToInt32(Vector256.Round(v1 * inverse));
+                Vector256<int> i2 = Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), i3 = Vector256.ConvertToInt32(Vector256.Round(v3 * inverse));
+                Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).StoreUnsafe(ref q);
+                sum = Vector256.Sum((i0 + i1) + (i2 + i3));
                 return (float)(Half)(max / 127f);
             }
 
-            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 float lanes.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<float> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b) => Vector256.ConvertToSingle(DotInt32(a, b));
-
-            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes.</summary>
+            /// <summary>
+            /// The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes: the path for CPUs without AVX-VNNI,
+            /// which take the weights back to signed values.
+            /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
             {
-                // The instructions multiply unsigned by signed bytes: move a's sign onto b.
-                if (AvxVnni.IsSupported)
-                    return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(a), Avx2.Sign(b, a));
                 if (Avx2.IsSupported)
                 {
-                    // |a| ≤ 128 and |b| ≤ 127, so a pair of products never saturates maddubs' int16 sum.
+                    // maddubs multiplies unsigned by signed bytes: move a's sign onto b. |a| ≤ 128 and |b| ≤ 127, so a pair
+                    // of products never saturates its int16 sum.
                     Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
                     return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
                 }
@@ -723,27 +744,39 @@ internal static class KernelEmitter
                 return (p0 + p1) + (p2 + p3);
             }
             """);
-        if (plan.MatMuls.Any(k => k.IsBlockQuantized && !k.DecodeScaleTable && Blocks(k) % GroupBlocks != 0))
+        if (quantized.Any(k => Blocks(k) % GroupBlocks % StepBlocks != 0))
         {
             w.Line("""
 
                 /// <summary>
-                /// The F16 block scale at <paramref name="block"/> as a float, inline: the exponent and mantissa move into
+                /// The F16 block scale at <paramref name="scale"/> as a float, inline: the exponent and mantissa move into
                 /// float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and subnormal
                 /// values (infinities and NaNs, which no quantizer writes, become large finite numbers).
                 /// </summary>
                 [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static float HalfToSingle(ref byte block)
+                private static float HalfToSingle(ref byte scale)
                 {
-                    uint half = Unsafe.ReadUnaligned<ushort>(ref block);
+                    uint half = Unsafe.ReadUnaligned<ushort>(ref scale);
                     float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
                     return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
                 }
                 """);
         }
-        if (plan.MatMuls.Any(k => k.IsBlockQuantized && Blocks(k) >= GroupBlocks))
+        if (quantized.Any(k => Blocks(k) >= StepBlocks))
         {
             w.Line("""
+
+                /// <summary>
+                /// The 8 consecutive F16 scales at <paramref name="scales"/> as floats, converted together as HalfToSingle
+                /// converts one.
+                /// </summary>
+                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                private static Vector256<float> HalfToSingle8(ref byte scales)
+                {
+                    Vector256<int> half = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<byte, ushort>(ref scales)).ToVector256Unsafe()).AsInt32();
+                    Vector256<float> magnitude = ((half & Vector256.Create(0x7FFF)) << 13).AsSingle() * Vector256.Create(5.192297E+33f); // 2^112
+                    return (magnitude.AsInt32() | (half & Vector256.Create(0x8000)) << 16).AsSingle();
+                }
 
                 /// <summary>[Σp0, Σp1, ..., Σp7]: the lanes of eight vectors summed, lane i holding vector i's sum.</summary>
                 [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -759,72 +792,84 @@ internal static class KernelEmitter
                     return Vector256.Create(Vector256.Sum(p0), Vector256.Sum(p1), Vector256.Sum(p2), Vector256.Sum(p3), Vector256.Sum(p4), Vector256.Sum(p5), Vector256.Sum(p6), Vector256.Sum(p7));
                 }
                 """);
-            foreach (ComputeFormat format in plan.MatMuls.Where(k => k.IsBlockQuantized && Blocks(k) >= GroupBlocks).Select(k => k.Format).Distinct())
+        }
+        foreach (ComputeFormat format in quantized.Select(k => k.Format).Distinct())
+        {
+            MatMulKernel[] ofFormat = quantized.Where(k => k.Format == format).ToArray();
+            if (format == ComputeFormat.Q8_0)
             {
-                int blockBytes = format == ComputeFormat.Q8_0 ? 34 : 18;
-                w.Line($$"""
+                w.Line("""
 
-                    /// <summary>The integer dot products of 8 consecutive {{format}} blocks at <paramref name="group"/> with 256 int8 activations: lane i is block i's.</summary>
+                    /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
                     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                    private static Vector256<int> {{format}}Sums8(ref byte group, ref sbyte x) => Sum8(
-                        DotInt32(Load{{format}}(ref group), Vector256.LoadUnsafe(ref x)),
-                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{blockBytes}})), Vector256.LoadUnsafe(ref x, 32)),
-                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{2 * blockBytes}})), Vector256.LoadUnsafe(ref x, 64)),
-                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{3 * blockBytes}})), Vector256.LoadUnsafe(ref x, 96)),
-                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{4 * blockBytes}})), Vector256.LoadUnsafe(ref x, 128)),
-                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{5 * blockBytes}})), Vector256.LoadUnsafe(ref x, 160)),
-                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{6 * blockBytes}})), Vector256.LoadUnsafe(ref x, 192)),
-                        DotInt32(Load{{format}}(ref Unsafe.Add(ref group, {{7 * blockBytes}})), Vector256.LoadUnsafe(ref x, 224)));
+                    private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
+
+                    /// <summary>The same weights as int8 again (for CPUs without AVX-VNNI).</summary>
+                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    private static Vector256<sbyte> Q8_0Signed(Vector256<byte> weights) => (weights ^ Vector256.Create((byte)0x80)).AsSByte();
                     """);
             }
-        }
-        if (plan.MatMuls.Any(k => k.IsBlockQuantized && !k.DecodeScaleTable && Blocks(k) >= GroupBlocks))
-        {
-            w.Line("""
+            else
+            {
+                w.Line("""
 
-                /// <summary>
-                /// The F16 scales of 8 consecutive blocks <paramref name="blockBytes"/> apart as floats: the exponent and mantissa
-                /// move into float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and
-                /// subnormal values (infinities and NaNs, which no quantizer writes, become large finite numbers).
-                /// </summary>
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static Vector256<float> HalfToSingle8(ref byte group, int blockBytes)
-                {
-                    Vector256<int> half = Vector256.Create(
-                        (int)Unsafe.ReadUnaligned<ushort>(ref group), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, blockBytes)),
-                        Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 2 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 3 * blockBytes)),
-                        Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 4 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 5 * blockBytes)),
-                        Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 6 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 7 * blockBytes)));
-                    Vector256<float> magnitude = ((half & Vector256.Create(0x7FFF)) << 13).AsSingle() * Vector256.Create(5.192297E+33f); // 2^112
-                    return (magnitude.AsInt32() | (half & Vector256.Create(0x8000)) << 16).AsSingle();
-                }
-                """);
-        }
-        if (plan.MatMuls.Any(k => k.Format == ComputeFormat.Q8_0))
-        {
-            w.Line("""
+                    /// <summary>
+                    /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
+                    /// in its low nibble and weight j + 16 in its high nibble.
+                    /// </summary>
+                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    private static Vector256<byte> Q4_0Weights(ref byte weights)
+                    {
+                        Vector128<byte> packed = Vector128.LoadUnsafe(ref weights);
+                        return Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4));
+                    }
 
-                /// <summary>The 32 int8 weights of a Q8_0 block (after its 2-byte F16 scale).</summary>
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static Vector256<sbyte> LoadQ8_0(ref byte block) => Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2)));
-                """);
-        }
-        if (plan.MatMuls.Any(k => k.Format == ComputeFormat.Q4_0))
-        {
-            w.Line("""
+                    /// <summary>The same weights as int8 in [-8, 7] (for CPUs without AVX-VNNI).</summary>
+                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    private static Vector256<sbyte> Q4_0Signed(Vector256<byte> weights) => (weights - Vector256.Create((byte)8)).AsSByte();
+                    """);
+            }
+            int quant = QuantBytes(format);
+            string offset = format == ComputeFormat.Q8_0 ? "128" : "8";
+            int shift = format == ComputeFormat.Q8_0 ? 7 : 3;
+            if (ofFormat.Any(k => Blocks(k) >= StepBlocks))
+            {
+                string Weights(int i) => $"{format}Weights(ref {(i == 0 ? "weights" : $"Unsafe.Add(ref weights, {i * quant})")})";
+                string X(int i) => $"Vector256.LoadUnsafe(ref x{(i == 0 ? "" : $", {i * 32}")})";
+                w.Line($$"""
 
-                /// <summary>
-                /// The 32 weights of a Q4_0 block as int8 in [-8, 7]: byte j of the 16 after the F16 scale holds
-                /// weight j in its low nibble and weight j + 16 in its high nibble, both offset by 8.
-                /// </summary>
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static Vector256<sbyte> LoadQ4_0(ref byte block)
-                {
-                    Vector128<byte> packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, 2));
-                    Vector256<byte> nibbles = Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4));
-                    return (nibbles - Vector256.Create((byte)8)).AsSByte();
-                }
-                """);
+                    /// <summary>
+                    /// The integer dot products of 8 consecutive {{format}} blocks' weights (kernel layout, {{quant}} bytes each from
+                    /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
+                    /// </summary>
+                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    private static Vector256<int> {{format}}Sums8(ref byte weights, ref sbyte x, ref int xSums)
+                    {
+                        if (AvxVnni.IsSupported)
+                        {
+                            // vpdpbusd multiplies the stored unsigned weights by x as they are; the {{offset}}·Σx they add is taken off per block.
+                            return Sum8({{string.Join(", ", Enumerable.Range(0, StepBlocks).Select(i => $"AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, {Weights(i)}, {X(i)})"))}})
+                                - (Vector256.LoadUnsafe(ref xSums) << {{shift}});
+                        }
+                        return Sum8({{string.Join(", ", Enumerable.Range(0, StepBlocks).Select(i => $"DotInt32({format}Signed({Weights(i)}), {X(i)})"))}});
+                    }
+                    """);
+            }
+            if (ofFormat.Any(k => Blocks(k) % GroupBlocks % StepBlocks != 0))
+            {
+                w.Line($$"""
+
+                    /// <summary>One {{format}} block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
+                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    private static Vector256<int> {{format}}Block(ref byte weights, ref sbyte x, int xSum)
+                    {
+                        // With AVX-VNNI the {{offset}}·Σx the offset weights add is taken off up front, spread over the 8 lanes.
+                        if (AvxVnni.IsSupported)
+                            return AvxVnni.MultiplyWideningAndAdd(Vector256.Create({{(shift == 3 ? "-xSum" : $"-(xSum << {shift - 3})")}}), {{format}}Weights(ref weights), Vector256.LoadUnsafe(ref x));
+                        return DotInt32({{format}}Signed({{format}}Weights(ref weights)), Vector256.LoadUnsafe(ref x));
+                    }
+                    """);
+            }
         }
         w.Line();
     }
@@ -958,16 +1003,17 @@ internal static class KernelEmitter
                 /// <summary>
                 /// RMSNorm fused into a quantized matrix product's input: q and scales are what QuantizeBlocks makes of
                 /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
-                /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales: [HiddenSize/32].
+                /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales, sums: [HiddenSize/32].
                 /// </summary>
-                public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales)
+                public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales, Span<int> sums)
                 {
-                    if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32)
+                    if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32 || sums.Length < HiddenSize / 32)
                         throw new ArgumentException("RmsNormQuantize: a buffer is smaller than HiddenSize.");
                     ref float x0 = ref MemoryMarshal.GetReference(x);
                     ref float w0 = ref MemoryMarshal.GetReference(weight);
                     ref sbyte q0 = ref MemoryMarshal.GetReference(q);
                     ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    ref int sums0 = ref MemoryMarshal.GetReference(sums);
                     Vector256<float> scale = Vector256.Create(InverseRms(ref x0));
                     for (int b = 0; b < HiddenSize / 32; b++)
                     {
@@ -976,7 +1022,7 @@ internal static class KernelEmitter
                         Unsafe.Add(ref scales0, b) = QuantizeBlock(
                             Vector256.LoadUnsafe(ref wb) * (Vector256.LoadUnsafe(ref xb) * scale), Vector256.LoadUnsafe(ref wb, 8) * (Vector256.LoadUnsafe(ref xb, 8) * scale),
                             Vector256.LoadUnsafe(ref wb, 16) * (Vector256.LoadUnsafe(ref xb, 16) * scale), Vector256.LoadUnsafe(ref wb, 24) * (Vector256.LoadUnsafe(ref xb, 24) * scale),
-                            ref Unsafe.Add(ref q0, b * 32));
+                            ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
                     }
                 }
                 """);

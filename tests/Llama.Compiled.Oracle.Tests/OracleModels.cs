@@ -74,6 +74,19 @@ public partial class Gqa2Hd64UntiedQ8;
 public partial class Gqa2Hd64UntiedQ4;
 
 /// <summary>
+/// GQA 3 (9/3 heads), head_dim 32, untied, vocab 800, hidden 288, FFN 928: rows of 9 and 29 blocks, so the
+/// quantized kernels' last group is 8 blocks as one step plus 1, and 8 plus 5 single blocks.
+/// </summary>
+[LlamaModel("Models/gqa3-hd32-h288-ffn928-untied/config.json")]
+public partial class Gqa3Hd32H288Ffn928Untied;
+
+[LlamaModel("Models/gqa3-hd32-h288-ffn928-untied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa3Hd32H288Ffn928UntiedQ8;
+
+[LlamaModel("Models/gqa3-hd32-h288-ffn928-untied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa3Hd32H288Ffn928UntiedQ4;
+
+/// <summary>
 /// GQA 4 (16/4 heads), head_dim 8, tied, FFN 344: down_proj's 344 columns are not 32-blocks, so the
 /// quantized file stores it as F16 (as llama.cpp's converter does) and the Q8_0 model computes it in F32.
 /// </summary>
@@ -104,6 +117,7 @@ public static class OracleShapes
         Make("gqa8-hd64-untied", Gqa8Hd64Untied.CompiledShape, 104, Gqa8Hd64Untied.Load, Gqa8Hd64UntiedQ8.Load, Gqa8Hd64UntiedQ4.Load),
         Make("gqa1-hd128-v32000-tied", Gqa1Hd128V32000Tied.CompiledShape, 105, Gqa1Hd128V32000Tied.Load, Gqa1Hd128V32000TiedQ8.Load, Gqa1Hd128V32000TiedQ4.Load),
         Make("gqa2-hd64-untied", Gqa2Hd64Untied.CompiledShape, 106, Gqa2Hd64Untied.Load, Gqa2Hd64UntiedQ8.Load, Gqa2Hd64UntiedQ4.Load),
+        Make("gqa3-hd32-h288-ffn928-untied", Gqa3Hd32H288Ffn928Untied.CompiledShape, 108, Gqa3Hd32H288Ffn928Untied.Load, Gqa3Hd32H288Ffn928UntiedQ8.Load, Gqa3Hd32H288Ffn928UntiedQ4.Load),
         Make("gqa4-hd8-ffn344-tied", Gqa4Hd8Ffn344Tied.CompiledShape, 107, Gqa4Hd8Ffn344Tied.Load, Gqa4Hd8Ffn344TiedQ8.Load, null),
     ];
 

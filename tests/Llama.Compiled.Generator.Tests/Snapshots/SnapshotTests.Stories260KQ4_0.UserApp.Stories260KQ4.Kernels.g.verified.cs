@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q4_0_64x64 (q_proj, o_proj): one token one block per step, block scales from a float table; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
-        /// - MatMul_Q4_0_32x64 (k_proj, v_proj): one token one block per step, block scales from a float table; in prefill 1 row(s) × 4 tokens per pass over blocks of 32 rows.
-        /// - MatMul_Q4_0_172x64 (gate_proj, up_proj): one token one block per step, block scales from a float table; in prefill 1 row(s) × 4 tokens per pass over blocks of 172 rows, on one thread (172 rows are not whole cache lines: a split would share lines).
+        /// - MatMul_Q4_0_64x64 (q_proj, o_proj): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
+        /// - MatMul_Q4_0_32x64 (k_proj, v_proj): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 32 rows.
+        /// - MatMul_Q4_0_172x64 (gate_proj, up_proj): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 172 rows, on one thread (172 rows are not whole cache lines: a split would share lines).
         /// - MatMul_64x172 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
-        /// - MatMul_Q4_0_512x64 (classifier (tied embedding)): one token one block per step, block scales from a float table; in prefill 1 row(s) × 4 tokens per pass over blocks of 512 rows.
+        /// - MatMul_Q4_0_512x64 (classifier (tied embedding)): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 512 rows.
         /// - MatMul_64x172 stays F32 although Q4_0 was asked for: its 172 columns do not split into 32-weight blocks.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; one pass over each KV head's keys and values serves its whole group.
@@ -45,16 +45,16 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q4_0 [64, 64]; x: [tokens, 64]; y: [tokens, 64]. Used by q_proj, o_proj.
             /// </summary>
-            public static void MatMul_Q4_0_64x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales)
+            public static void MatMul_Q4_0_64x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
-                QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales);
-                var job = new MatMul_Q4_0_64x64Job(w, xQuantized, xScales, y, tokens, accumulate);
+                QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
+                var job = new MatMul_Q4_0_64x64Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                 Run(pool, ref job, 1L * tokens * 64 * 64, 64, RowGrain);
             }
 
-            private struct MatMul_Q4_0_64x64Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
+            private struct MatMul_Q4_0_64x64Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_Q4_0_64x64Rows(w.Bytes, w.BlockScales, xQuantized, xScales, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_Q4_0_64x64Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -76,16 +76,16 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q4_0 [512, 64]; x: [tokens, 64]; y: [tokens, 512]. Used by classifier (tied embedding).
             /// </summary>
-            public static void MatMul_Q4_0_512x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales)
+            public static void MatMul_Q4_0_512x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
-                QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales);
-                var job = new MatMul_Q4_0_512x64Job(w, xQuantized, xScales, y, tokens, accumulate);
+                QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
+                var job = new MatMul_Q4_0_512x64Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                 Run(pool, ref job, 1L * tokens * 512 * 64, 512, RowGrain);
             }
 
-            private struct MatMul_Q4_0_512x64Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
+            private struct MatMul_Q4_0_512x64Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_Q4_0_512x64Rows(w.Bytes, w.BlockScales, xQuantized, xScales, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_Q4_0_512x64Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -93,26 +93,27 @@ namespace UserApp
             /// QueryDim + 2·KvDim = 128 stacked rows. Wq: Q4_0 [64, 64]; Wk, Wv: Q4_0 [32, 64];
             /// norm: [64]; x: [tokens, 64]; q: [tokens, 64]; k, v: [tokens, 32].
             /// </summary>
-            public static void Qkv(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, sbyte[] xQuantized, float[] xScales, float[] q, float[] k, float[] v, int tokens)
+            public static void Qkv(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] q, float[] k, float[] v, int tokens)
             {
                 // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
                 for (int t = 0; t < tokens; t++)
-                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize), xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
-                var job = new QkvJob(wq, wk, wv, xQuantized, xScales, q, k, v, tokens);
+                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),
+                        xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
+                var job = new QkvJob(wq, wk, wv, xQuantized, xScales, xSums, q, k, v, tokens);
                 Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
             }
 
-            private struct QkvJob(PackedTensor wq, PackedTensor wk, PackedTensor wv, sbyte[] xQuantized, float[] xScales, float[] q, float[] k, float[] v, int tokens) : IParallelJob
+            private struct QkvJob(PackedTensor wq, PackedTensor wk, PackedTensor wv, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        MatMul_Q4_0_64x64Rows(wq.Bytes, wq.BlockScales, xQuantized, xScales, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        MatMul_Q4_0_64x64Rows(wq.Bytes, xQuantized, xScales, xSums, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        MatMul_Q4_0_32x64Rows(wk.Bytes, wk.BlockScales, xQuantized, xScales, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        MatMul_Q4_0_32x64Rows(wk.Bytes, xQuantized, xScales, xSums, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        MatMul_Q4_0_32x64Rows(wv.Bytes, wv.BlockScales, xQuantized, xScales, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        MatMul_Q4_0_32x64Rows(wv.Bytes, xQuantized, xScales, xSums, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
 
@@ -121,21 +122,22 @@ namespace UserApp
             /// and SwiGLU in one pass per row range. Wgate, Wup: Q4_0 [IntermediateSize=172, HiddenSize=64]; norm: [64];
             /// x: [tokens, 64]; h, up: [tokens, 172] (up is scratch).
             /// </summary>
-            public static void GateUp(WorkerPool pool, WeightTensor norm, PackedTensor gate, PackedTensor up, float[] x, sbyte[] xQuantized, float[] xScales, float[] h, float[] upOut, int tokens)
+            public static void GateUp(WorkerPool pool, WeightTensor norm, PackedTensor gate, PackedTensor up, float[] x, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] h, float[] upOut, int tokens)
             {
                 // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
                 for (int t = 0; t < tokens; t++)
-                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize), xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
-                var job = new GateUpJob(gate, up, xQuantized, xScales, h, upOut, tokens);
+                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),
+                        xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
+                var job = new GateUpJob(gate, up, xQuantized, xScales, xSums, h, upOut, tokens);
                 Run(pool, ref job, tokens == 1 ? 2L * 172 * 64 : 0, 172, RowGrain);
             }
 
-            private struct GateUpJob(PackedTensor gate, PackedTensor up, sbyte[] xQuantized, float[] xScales, float[] h, float[] upOut, int tokens) : IParallelJob
+            private struct GateUpJob(PackedTensor gate, PackedTensor up, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] h, float[] upOut, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
-                    MatMul_Q4_0_172x64Rows(gate.Bytes, gate.BlockScales, xQuantized, xScales, h, tokens, accumulate: false, start, end);
-                    MatMul_Q4_0_172x64Rows(up.Bytes, up.BlockScales, xQuantized, xScales, upOut, tokens, accumulate: false, start, end);
+                    MatMul_Q4_0_172x64Rows(gate.Bytes, xQuantized, xScales, xSums, h, tokens, accumulate: false, start, end);
+                    MatMul_Q4_0_172x64Rows(up.Bytes, xQuantized, xScales, xSums, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
@@ -171,245 +173,191 @@ namespace UserApp
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [64, 64], per row Cols/32 blocks of 18 bytes (F16 scale, 16 bytes of 4-bit weights); x, already quantized: [tokens, 64] int8 with
-            /// [tokens, 2] scales; y: [tokens, 64].
+            /// W: Q4_0 [64, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_64x64Row);
+            /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 64].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q4_0_64x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q4_0_64x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 64, Cols = 64, Blocks = 2, BlockBytes = 18, RowBytes = Blocks * BlockBytes, RowBlock = 64;
+                const int Rows = 64, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 64;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q4_0_64x64: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 2 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 2 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ4_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_64x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, one block per step;
-                // block scales from the float table (the model stays in cache, so the extra stream is free).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b < Blocks; b++)
-                        {
-                            ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                            sum = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref rowScales, b) * Unsafe.Add(ref dt, b)), DotInt8(LoadQ4_0(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_64x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
             /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
+            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q4_0_64x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [32, 64], per row Cols/32 blocks of 18 bytes (F16 scale, 16 bytes of 4-bit weights); x, already quantized: [tokens, 64] int8 with
-            /// [tokens, 2] scales; y: [tokens, 32].
+            /// W: Q4_0 [32, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_32x64Row);
+            /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 32].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q4_0_32x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q4_0_32x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 32, Cols = 64, Blocks = 2, BlockBytes = 18, RowBytes = Blocks * BlockBytes, RowBlock = 32;
+                const int Rows = 32, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 32;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q4_0_32x64: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 1 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 1 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ4_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_32x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, one block per step;
-                // block scales from the float table (the model stays in cache, so the extra stream is free).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b < Blocks; b++)
-                        {
-                            ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                            sum = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref rowScales, b) * Unsafe.Add(ref dt, b)), DotInt8(LoadQ4_0(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_32x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
             /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
+            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q4_0_32x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [172, 64], per row Cols/32 blocks of 18 bytes (F16 scale, 16 bytes of 4-bit weights); x, already quantized: [tokens, 64] int8 with
-            /// [tokens, 2] scales; y: [tokens, 172].
+            /// W: Q4_0 [172, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_172x64Row);
+            /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 172].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q4_0_172x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q4_0_172x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 172, Cols = 64, Blocks = 2, BlockBytes = 18, RowBytes = Blocks * BlockBytes, RowBlock = 172;
+                const int Rows = 172, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 172;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q4_0_172x64: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 6 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 6 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ4_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_172x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, one block per step;
-                // block scales from the float table (the model stays in cache, so the extra stream is free).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b < Blocks; b++)
-                        {
-                            ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                            sum = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref rowScales, b) * Unsafe.Add(ref dt, b)), DotInt8(LoadQ4_0(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_172x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
+            }
+
+            /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
+            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q4_0_172x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
             }
 
             /// <summary>
@@ -496,83 +444,65 @@ namespace UserApp
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [512, 64], per row Cols/32 blocks of 18 bytes (F16 scale, 16 bytes of 4-bit weights); x, already quantized: [tokens, 64] int8 with
-            /// [tokens, 2] scales; y: [tokens, 512].
+            /// W: Q4_0 [512, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_512x64Row);
+            /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 512].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q4_0_512x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q4_0_512x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 512, Cols = 64, Blocks = 2, BlockBytes = 18, RowBytes = Blocks * BlockBytes, RowBlock = 512;
+                const int Rows = 512, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 512;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q4_0_512x64: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 18 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 18 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ4_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_512x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, one block per step;
-                // block scales from the float table (the model stays in cache, so the extra stream is free).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b < Blocks; b++)
-                        {
-                            ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                            sum = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref rowScales, b) * Unsafe.Add(ref dt, b)), DotInt8(LoadQ4_0(ref block), Vector256.LoadUnsafe(ref qt, (nuint)(b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_512x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
+            }
+
+            /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
+            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q4_0_512x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
@@ -605,16 +535,17 @@ namespace UserApp
             /// <summary>
             /// RMSNorm fused into a quantized matrix product's input: q and scales are what QuantizeBlocks makes of
             /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
-            /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales: [HiddenSize/32].
+            /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales, sums: [HiddenSize/32].
             /// </summary>
-            public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales)
+            public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
-                if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32)
+                if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32 || sums.Length < HiddenSize / 32)
                     throw new ArgumentException("RmsNormQuantize: a buffer is smaller than HiddenSize.");
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float w0 = ref MemoryMarshal.GetReference(weight);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(q);
                 ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                ref int sums0 = ref MemoryMarshal.GetReference(sums);
                 Vector256<float> scale = Vector256.Create(InverseRms(ref x0));
                 for (int b = 0; b < HiddenSize / 32; b++)
                 {
@@ -623,7 +554,7 @@ namespace UserApp
                     Unsafe.Add(ref scales0, b) = QuantizeBlock(
                         Vector256.LoadUnsafe(ref wb) * (Vector256.LoadUnsafe(ref xb) * scale), Vector256.LoadUnsafe(ref wb, 8) * (Vector256.LoadUnsafe(ref xb, 8) * scale),
                         Vector256.LoadUnsafe(ref wb, 16) * (Vector256.LoadUnsafe(ref xb, 16) * scale), Vector256.LoadUnsafe(ref wb, 24) * (Vector256.LoadUnsafe(ref xb, 24) * scale),
-                        ref Unsafe.Add(ref q0, b * 32));
+                        ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
                 }
             }
 
@@ -740,52 +671,52 @@ namespace UserApp
 
             /// <summary>
             /// x → int8 blocks of 32 with one scale each, as llama.cpp quantizes activations for Q8_0 dot
-            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale). x: [n], q: [n], scales: [n/32].
+            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale); and each block's Σq, which the kernels
+            /// subtract for the offset the weights are stored with. x: [n], q: [n], scales, sums: [n/32].
             /// </summary>
-            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales)
+            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
-                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32)
+                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32 || sums.Length < x.Length / 32)
                     throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(q);
                 ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                ref int sums0 = ref MemoryMarshal.GetReference(sums);
                 for (int b = 0; b < x.Length / 32; b++)
                 {
                     ref float xb = ref Unsafe.Add(ref x0, b * 32);
                     Unsafe.Add(ref scales0, b) = QuantizeBlock(Vector256.LoadUnsafe(ref xb), Vector256.LoadUnsafe(ref xb, 8), Vector256.LoadUnsafe(ref xb, 16), Vector256.LoadUnsafe(ref xb, 24),
-                        ref Unsafe.Add(ref q0, b * 32));
+                        ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
                 }
             }
 
-            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/>; returns the block's scale, max|v|/127 rounded to F16.</summary>
+            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/> and their sum; returns the block's scale, max|v|/127 rounded to F16.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q)
+            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
             {
                 Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
                 Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
                 float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
                 // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
                 Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
-                Vector256<short> low = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v1 * inverse)));
-                Vector256<short> high = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v3 * inverse)));
-                Vector256.Narrow(low, high).StoreUnsafe(ref q);
+                Vector256<int> i0 = Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), i1 = Vector256.ConvertToInt32(Vector256.Round(v1 * inverse));
+                Vector256<int> i2 = Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), i3 = Vector256.ConvertToInt32(Vector256.Round(v3 * inverse));
+                Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).StoreUnsafe(ref q);
+                sum = Vector256.Sum((i0 + i1) + (i2 + i3));
                 return (float)(Half)(max / 127f);
             }
 
-            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 float lanes.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<float> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b) => Vector256.ConvertToSingle(DotInt32(a, b));
-
-            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes.</summary>
+            /// <summary>
+            /// The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes: the path for CPUs without AVX-VNNI,
+            /// which take the weights back to signed values.
+            /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
             {
-                // The instructions multiply unsigned by signed bytes: move a's sign onto b.
-                if (AvxVnni.IsSupported)
-                    return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(a), Avx2.Sign(b, a));
                 if (Avx2.IsSupported)
                 {
-                    // |a| ≤ 128 and |b| ≤ 127, so a pair of products never saturates maddubs' int16 sum.
+                    // maddubs multiplies unsigned by signed bytes: move a's sign onto b. |a| ≤ 128 and |b| ≤ 127, so a pair
+                    // of products never saturates its int16 sum.
                     Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
                     return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
                 }
@@ -797,15 +728,41 @@ namespace UserApp
             }
 
             /// <summary>
-            /// The 32 weights of a Q4_0 block as int8 in [-8, 7]: byte j of the 16 after the F16 scale holds
-            /// weight j in its low nibble and weight j + 16 in its high nibble, both offset by 8.
+            /// The F16 block scale at <paramref name="scale"/> as a float, inline: the exponent and mantissa move into
+            /// float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and subnormal
+            /// values (infinities and NaNs, which no quantizer writes, become large finite numbers).
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<sbyte> LoadQ4_0(ref byte block)
+            private static float HalfToSingle(ref byte scale)
             {
-                Vector128<byte> packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, 2));
-                Vector256<byte> nibbles = Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4));
-                return (nibbles - Vector256.Create((byte)8)).AsSByte();
+                uint half = Unsafe.ReadUnaligned<ushort>(ref scale);
+                float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
+                return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
+            }
+
+            /// <summary>
+            /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
+            /// in its low nibble and weight j + 16 in its high nibble.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector256<byte> Q4_0Weights(ref byte weights)
+            {
+                Vector128<byte> packed = Vector128.LoadUnsafe(ref weights);
+                return Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4));
+            }
+
+            /// <summary>The same weights as int8 in [-8, 7] (for CPUs without AVX-VNNI).</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector256<sbyte> Q4_0Signed(Vector256<byte> weights) => (weights - Vector256.Create((byte)8)).AsSByte();
+
+            /// <summary>One Q4_0 block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector256<int> Q4_0Block(ref byte weights, ref sbyte x, int xSum)
+            {
+                // With AVX-VNNI the 8·Σx the offset weights add is taken off up front, spread over the 8 lanes.
+                if (AvxVnni.IsSupported)
+                    return AvxVnni.MultiplyWideningAndAdd(Vector256.Create(-xSum), Q4_0Weights(ref weights), Vector256.LoadUnsafe(ref x));
+                return DotInt32(Q4_0Signed(Q4_0Weights(ref weights)), Vector256.LoadUnsafe(ref x));
             }
 
             /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>

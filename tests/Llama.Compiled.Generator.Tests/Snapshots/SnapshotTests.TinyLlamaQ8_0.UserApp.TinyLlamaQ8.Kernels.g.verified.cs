@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 blocks per step, block scales converted inline; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 blocks per step, block scales converted inline; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 blocks per step, block scales converted inline; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 blocks per step, block scales converted inline; in prefill 1 row(s) × 4 tokens per pass over blocks of 20 rows.
-        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 blocks per step, block scales converted inline; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 11 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 20 rows.
+        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -44,48 +44,48 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q8_0 [2048, 2048]; x: [tokens, 2048]; y: [tokens, 2048]. Used by q_proj, o_proj.
             /// </summary>
-            public static void MatMul_Q8_0_2048x2048(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales)
+            public static void MatMul_Q8_0_2048x2048(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
-                QuantizeBlocks(x.AsSpan(0, tokens * 2048), xQuantized, xScales);
-                var job = new MatMul_Q8_0_2048x2048Job(w, xQuantized, xScales, y, tokens, accumulate);
+                QuantizeBlocks(x.AsSpan(0, tokens * 2048), xQuantized, xScales, xSums);
+                var job = new MatMul_Q8_0_2048x2048Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                 Run(pool, ref job, 1L * tokens * 2048 * 2048, 2048, RowGrain);
             }
 
-            private struct MatMul_Q8_0_2048x2048Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
+            private struct MatMul_Q8_0_2048x2048Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_Q8_0_2048x2048Rows(w.Bytes, w.BlockScales, xQuantized, xScales, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_Q8_0_2048x2048Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q8_0 [2048, 5632]; x: [tokens, 5632]; y: [tokens, 2048]. Used by down_proj.
             /// </summary>
-            public static void MatMul_Q8_0_2048x5632(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales)
+            public static void MatMul_Q8_0_2048x5632(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
-                QuantizeBlocks(x.AsSpan(0, tokens * 5632), xQuantized, xScales);
-                var job = new MatMul_Q8_0_2048x5632Job(w, xQuantized, xScales, y, tokens, accumulate);
+                QuantizeBlocks(x.AsSpan(0, tokens * 5632), xQuantized, xScales, xSums);
+                var job = new MatMul_Q8_0_2048x5632Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                 Run(pool, ref job, 1L * tokens * 2048 * 5632, 2048, RowGrain);
             }
 
-            private struct MatMul_Q8_0_2048x5632Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
+            private struct MatMul_Q8_0_2048x5632Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_Q8_0_2048x5632Rows(w.Bytes, w.BlockScales, xQuantized, xScales, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_Q8_0_2048x5632Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q8_0 [32000, 2048]; x: [tokens, 2048]; y: [tokens, 32000]. Used by lm_head.
             /// </summary>
-            public static void MatMul_Q8_0_32000x2048(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales)
+            public static void MatMul_Q8_0_32000x2048(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
-                QuantizeBlocks(x.AsSpan(0, tokens * 2048), xQuantized, xScales);
-                var job = new MatMul_Q8_0_32000x2048Job(w, xQuantized, xScales, y, tokens, accumulate);
+                QuantizeBlocks(x.AsSpan(0, tokens * 2048), xQuantized, xScales, xSums);
+                var job = new MatMul_Q8_0_32000x2048Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                 Run(pool, ref job, 1L * tokens * 32000 * 2048, 32000, RowGrain);
             }
 
-            private struct MatMul_Q8_0_32000x2048Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, float[] y, int tokens, bool accumulate) : IParallelJob
+            private struct MatMul_Q8_0_32000x2048Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
             {
-                public void Execute(int start, int end, int worker) => MatMul_Q8_0_32000x2048Rows(w.Bytes, w.BlockScales, xQuantized, xScales, y, tokens, accumulate, start, end);
+                public void Execute(int start, int end, int worker) => MatMul_Q8_0_32000x2048Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
             }
 
             /// <summary>
@@ -93,26 +93,27 @@ namespace UserApp
             /// QueryDim + 2·KvDim = 2560 stacked rows. Wq: Q8_0 [2048, 2048]; Wk, Wv: Q8_0 [256, 2048];
             /// norm: [2048]; x: [tokens, 2048]; q: [tokens, 2048]; k, v: [tokens, 256].
             /// </summary>
-            public static void Qkv(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, sbyte[] xQuantized, float[] xScales, float[] q, float[] k, float[] v, int tokens)
+            public static void Qkv(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] q, float[] k, float[] v, int tokens)
             {
                 // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
                 for (int t = 0; t < tokens; t++)
-                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize), xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
-                var job = new QkvJob(wq, wk, wv, xQuantized, xScales, q, k, v, tokens);
+                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),
+                        xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
+                var job = new QkvJob(wq, wk, wv, xQuantized, xScales, xSums, q, k, v, tokens);
                 Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
             }
 
-            private struct QkvJob(PackedTensor wq, PackedTensor wk, PackedTensor wv, sbyte[] xQuantized, float[] xScales, float[] q, float[] k, float[] v, int tokens) : IParallelJob
+            private struct QkvJob(PackedTensor wq, PackedTensor wk, PackedTensor wv, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        MatMul_Q8_0_2048x2048Rows(wq.Bytes, wq.BlockScales, xQuantized, xScales, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        MatMul_Q8_0_2048x2048Rows(wq.Bytes, xQuantized, xScales, xSums, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        MatMul_Q8_0_256x2048Rows(wk.Bytes, wk.BlockScales, xQuantized, xScales, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        MatMul_Q8_0_256x2048Rows(wk.Bytes, xQuantized, xScales, xSums, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        MatMul_Q8_0_256x2048Rows(wv.Bytes, wv.BlockScales, xQuantized, xScales, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        MatMul_Q8_0_256x2048Rows(wv.Bytes, xQuantized, xScales, xSums, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
 
@@ -121,21 +122,22 @@ namespace UserApp
             /// and SwiGLU in one pass per row range. Wgate, Wup: Q8_0 [IntermediateSize=5632, HiddenSize=2048]; norm: [2048];
             /// x: [tokens, 2048]; h, up: [tokens, 5632] (up is scratch).
             /// </summary>
-            public static void GateUp(WorkerPool pool, WeightTensor norm, PackedTensor gate, PackedTensor up, float[] x, sbyte[] xQuantized, float[] xScales, float[] h, float[] upOut, int tokens)
+            public static void GateUp(WorkerPool pool, WeightTensor norm, PackedTensor gate, PackedTensor up, float[] x, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] h, float[] upOut, int tokens)
             {
                 // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
                 for (int t = 0; t < tokens; t++)
-                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize), xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
-                var job = new GateUpJob(gate, up, xQuantized, xScales, h, upOut, tokens);
+                    RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),
+                        xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
+                var job = new GateUpJob(gate, up, xQuantized, xScales, xSums, h, upOut, tokens);
                 Run(pool, ref job, 2L * tokens * 5632 * 2048, 5632, RowGrain);
             }
 
-            private struct GateUpJob(PackedTensor gate, PackedTensor up, sbyte[] xQuantized, float[] xScales, float[] h, float[] upOut, int tokens) : IParallelJob
+            private struct GateUpJob(PackedTensor gate, PackedTensor up, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] h, float[] upOut, int tokens) : IParallelJob
             {
                 public void Execute(int start, int end, int worker)
                 {
-                    MatMul_Q8_0_5632x2048Rows(gate.Bytes, gate.BlockScales, xQuantized, xScales, h, tokens, accumulate: false, start, end);
-                    MatMul_Q8_0_5632x2048Rows(up.Bytes, up.BlockScales, xQuantized, xScales, upOut, tokens, accumulate: false, start, end);
+                    MatMul_Q8_0_5632x2048Rows(gate.Bytes, xQuantized, xScales, xSums, h, tokens, accumulate: false, start, end);
+                    MatMul_Q8_0_5632x2048Rows(up.Bytes, xQuantized, xScales, xSums, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);
@@ -171,407 +173,322 @@ namespace UserApp
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [2048, 2048], per row Cols/32 blocks of 34 bytes (F16 scale, 32 × int8); x, already quantized: [tokens, 2048] int8 with
-            /// [tokens, 64] scales; y: [tokens, 2048].
+            /// W: Q8_0 [2048, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_2048x2048Row);
+            /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q8_0_2048x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q8_0_2048x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 2048, Cols = 2048, Blocks = 64, BlockBytes = 34, RowBytes = Blocks * BlockBytes, RowBlock = 60;
+                const int Rows = 2048, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q8_0_2048x2048: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ8_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_2048x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, 8 blocks per step: their integer sums are reduced to one vector, converted once and scaled by the 8 blocks' scales in one multiply-add;
-                // block scales converted from the blocks' F16 (the model streams from memory: no second stream).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b + 8 <= Blocks; b += 8)
-                        {
-                            ref byte group = ref Unsafe.Add(ref row, b * BlockBytes);
-                            Vector256<float> scales = HalfToSingle8(ref group, BlockBytes) * Vector256.LoadUnsafe(ref dt, (nuint)b);
-                            sum = Vector256.FusedMultiplyAdd(scales, Vector256.ConvertToSingle(Q8_0Sums8(ref group, ref Unsafe.Add(ref qt, b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_2048x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
             /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
+            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q8_0_2048x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
+                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [256, 2048], per row Cols/32 blocks of 34 bytes (F16 scale, 32 × int8); x, already quantized: [tokens, 2048] int8 with
-            /// [tokens, 64] scales; y: [tokens, 256].
+            /// W: Q8_0 [256, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_256x2048Row);
+            /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 256].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q8_0_256x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q8_0_256x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 256, Cols = 2048, Blocks = 64, BlockBytes = 34, RowBytes = Blocks * BlockBytes, RowBlock = 60;
+                const int Rows = 256, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q8_0_256x2048: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ8_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_256x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, 8 blocks per step: their integer sums are reduced to one vector, converted once and scaled by the 8 blocks' scales in one multiply-add;
-                // block scales converted from the blocks' F16 (the model streams from memory: no second stream).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b + 8 <= Blocks; b += 8)
-                        {
-                            ref byte group = ref Unsafe.Add(ref row, b * BlockBytes);
-                            Vector256<float> scales = HalfToSingle8(ref group, BlockBytes) * Vector256.LoadUnsafe(ref dt, (nuint)b);
-                            sum = Vector256.FusedMultiplyAdd(scales, Vector256.ConvertToSingle(Q8_0Sums8(ref group, ref Unsafe.Add(ref qt, b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_256x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
             /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
+            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q8_0_256x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
+                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [5632, 2048], per row Cols/32 blocks of 34 bytes (F16 scale, 32 × int8); x, already quantized: [tokens, 2048] int8 with
-            /// [tokens, 64] scales; y: [tokens, 5632].
+            /// W: Q8_0 [5632, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_5632x2048Row);
+            /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 5632].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q8_0_5632x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q8_0_5632x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 5632, Cols = 2048, Blocks = 64, BlockBytes = 34, RowBytes = Blocks * BlockBytes, RowBlock = 60;
+                const int Rows = 5632, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q8_0_5632x2048: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ8_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_5632x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, 8 blocks per step: their integer sums are reduced to one vector, converted once and scaled by the 8 blocks' scales in one multiply-add;
-                // block scales converted from the blocks' F16 (the model streams from memory: no second stream).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b + 8 <= Blocks; b += 8)
-                        {
-                            ref byte group = ref Unsafe.Add(ref row, b * BlockBytes);
-                            Vector256<float> scales = HalfToSingle8(ref group, BlockBytes) * Vector256.LoadUnsafe(ref dt, (nuint)b);
-                            sum = Vector256.FusedMultiplyAdd(scales, Vector256.ConvertToSingle(Q8_0Sums8(ref group, ref Unsafe.Add(ref qt, b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_5632x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
             /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
+            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q8_0_5632x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
+                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [2048, 5632], per row Cols/32 blocks of 34 bytes (F16 scale, 32 × int8); x, already quantized: [tokens, 5632] int8 with
-            /// [tokens, 176] scales; y: [tokens, 2048].
+            /// W: Q8_0 [2048, 5632] in the runtime's kernel layout (176 blocks of 34 bytes per row, see MatMul_Q8_0_2048x5632Row);
+            /// x, already quantized: [tokens, 5632] int8 with [tokens, 176] block scales and block sums; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q8_0_2048x5632Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q8_0_2048x5632Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 2048, Cols = 5632, Blocks = 176, BlockBytes = 34, RowBytes = Blocks * BlockBytes, RowBlock = 20;
+                const int Rows = 2048, Cols = 5632, Blocks = 176, RowBytes = Blocks * 34, RowBlock = 20;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q8_0_2048x5632: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 116 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 116 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ8_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_2048x5632Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, 8 blocks per step: their integer sums are reduced to one vector, converted once and scaled by the 8 blocks' scales in one multiply-add;
-                // block scales converted from the blocks' F16 (the model streams from memory: no second stream).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b + 8 <= Blocks; b += 8)
-                        {
-                            ref byte group = ref Unsafe.Add(ref row, b * BlockBytes);
-                            Vector256<float> scales = HalfToSingle8(ref group, BlockBytes) * Vector256.LoadUnsafe(ref dt, (nuint)b);
-                            sum = Vector256.FusedMultiplyAdd(scales, Vector256.ConvertToSingle(Q8_0Sums8(ref group, ref Unsafe.Add(ref qt, b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_2048x5632Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
             /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 11 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
+            /// x: [5632] int8; xScales, xSums: [176] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q8_0_2048x5632Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                for (int b = 0; b < 176; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
+                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [32000, 2048], per row Cols/32 blocks of 34 bytes (F16 scale, 32 × int8); x, already quantized: [tokens, 2048] int8 with
-            /// [tokens, 64] scales; y: [tokens, 32000].
+            /// W: Q8_0 [32000, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_32000x2048Row);
+            /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 32000].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
-            private static void MatMul_Q8_0_32000x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> wScales, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void MatMul_Q8_0_32000x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 32000, Cols = 2048, Blocks = 64, BlockBytes = 34, RowBytes = Blocks * BlockBytes, RowBlock = 60;
+                const int Rows = 32000, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || wScales.Length < Rows * Blocks || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks)
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
                     throw new ArgumentException("MatMul_Q8_0_32000x2048: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
-                ref float ws0 = ref MemoryMarshal.GetReference(wScales); // [Rows, Blocks] the weight blocks' scales as floats
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and, per block,
-                // 4 tokens per pass: each weight block is unpacked once for all of them.
+                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
+                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
-                        ref sbyte qa = ref Unsafe.Add(ref q0, (t + 0) * Cols);
-                        ref float da = ref Unsafe.Add(ref d0, (t + 0) * Blocks);
-                        ref sbyte qb = ref Unsafe.Add(ref q0, (t + 1) * Cols);
-                        ref float db = ref Unsafe.Add(ref d0, (t + 1) * Blocks);
-                        ref sbyte qc = ref Unsafe.Add(ref q0, (t + 2) * Cols);
-                        ref float dc = ref Unsafe.Add(ref d0, (t + 2) * Blocks);
-                        ref sbyte qd = ref Unsafe.Add(ref q0, (t + 3) * Cols);
-                        ref float dd = ref Unsafe.Add(ref d0, (t + 3) * Blocks);
-                        ref float yt = ref Unsafe.Add(ref y0, t * Rows);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            ref float rowScales = ref Unsafe.Add(ref ws0, r * Blocks);
-                            Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                            for (int b = 0; b < Blocks; b++)
-                            {
-                                ref byte block = ref Unsafe.Add(ref row, b * BlockBytes);
-                                float scale = Unsafe.Add(ref rowScales, b);
-                                Vector256<sbyte> weights = LoadQ8_0(ref block);
-                                sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref da, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qa, (nuint)(b * 32))), sa);
-                                sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref db, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qb, (nuint)(b * 32))), sb);
-                                sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dc, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qc, (nuint)(b * 32))), sc);
-                                sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref dd, b)), DotInt8(weights, Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))), sd);
-                            }
-                            Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sa), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 1 * Rows + r), Vector256.Sum(sb), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 2 * Rows + r), Vector256.Sum(sc), accumulate);
-                            Store(ref Unsafe.Add(ref yt, 3 * Rows + r), Vector256.Sum(sd), accumulate);
+                            for (int i = t; i < t + 4; i++)
+                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_32000x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
                         }
                     }
                 }
 
-
-                // The remaining tokens (all of decode) one at a time, 8 blocks per step: their integer sums are reduced to one vector, converted once and scaled by the 8 blocks' scales in one multiply-add;
-                // block scales converted from the blocks' F16 (the model streams from memory: no second stream).
+                // The remaining tokens (all of decode) one at a time.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        Vector256<float> sum = Vector256<float>.Zero;
-                        int b = 0;
-                        for (; b + 8 <= Blocks; b += 8)
-                        {
-                            ref byte group = ref Unsafe.Add(ref row, b * BlockBytes);
-                            Vector256<float> scales = HalfToSingle8(ref group, BlockBytes) * Vector256.LoadUnsafe(ref dt, (nuint)b);
-                            sum = Vector256.FusedMultiplyAdd(scales, Vector256.ConvertToSingle(Q8_0Sums8(ref group, ref Unsafe.Add(ref qt, b * 32))), sum);
-                        }
-                        Store(ref Unsafe.Add(ref yt, r), Vector256.Sum(sum), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_32000x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
+            }
+
+            /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
+            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float MatMul_Q8_0_32000x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
+                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
@@ -604,16 +521,17 @@ namespace UserApp
             /// <summary>
             /// RMSNorm fused into a quantized matrix product's input: q and scales are what QuantizeBlocks makes of
             /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
-            /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales: [HiddenSize/32].
+            /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales, sums: [HiddenSize/32].
             /// </summary>
-            public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales)
+            public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
-                if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32)
+                if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32 || sums.Length < HiddenSize / 32)
                     throw new ArgumentException("RmsNormQuantize: a buffer is smaller than HiddenSize.");
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float w0 = ref MemoryMarshal.GetReference(weight);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(q);
                 ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                ref int sums0 = ref MemoryMarshal.GetReference(sums);
                 Vector256<float> scale = Vector256.Create(InverseRms(ref x0));
                 for (int b = 0; b < HiddenSize / 32; b++)
                 {
@@ -622,7 +540,7 @@ namespace UserApp
                     Unsafe.Add(ref scales0, b) = QuantizeBlock(
                         Vector256.LoadUnsafe(ref wb) * (Vector256.LoadUnsafe(ref xb) * scale), Vector256.LoadUnsafe(ref wb, 8) * (Vector256.LoadUnsafe(ref xb, 8) * scale),
                         Vector256.LoadUnsafe(ref wb, 16) * (Vector256.LoadUnsafe(ref xb, 16) * scale), Vector256.LoadUnsafe(ref wb, 24) * (Vector256.LoadUnsafe(ref xb, 24) * scale),
-                        ref Unsafe.Add(ref q0, b * 32));
+                        ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
                 }
             }
 
@@ -739,52 +657,52 @@ namespace UserApp
 
             /// <summary>
             /// x → int8 blocks of 32 with one scale each, as llama.cpp quantizes activations for Q8_0 dot
-            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale). x: [n], q: [n], scales: [n/32].
+            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale); and each block's Σq, which the kernels
+            /// subtract for the offset the weights are stored with. x: [n], q: [n], scales, sums: [n/32].
             /// </summary>
-            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales)
+            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
-                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32)
+                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32 || sums.Length < x.Length / 32)
                     throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(q);
                 ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                ref int sums0 = ref MemoryMarshal.GetReference(sums);
                 for (int b = 0; b < x.Length / 32; b++)
                 {
                     ref float xb = ref Unsafe.Add(ref x0, b * 32);
                     Unsafe.Add(ref scales0, b) = QuantizeBlock(Vector256.LoadUnsafe(ref xb), Vector256.LoadUnsafe(ref xb, 8), Vector256.LoadUnsafe(ref xb, 16), Vector256.LoadUnsafe(ref xb, 24),
-                        ref Unsafe.Add(ref q0, b * 32));
+                        ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
                 }
             }
 
-            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/>; returns the block's scale, max|v|/127 rounded to F16.</summary>
+            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/> and their sum; returns the block's scale, max|v|/127 rounded to F16.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q)
+            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
             {
                 Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
                 Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
                 float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
                 // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
                 Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
-                Vector256<short> low = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v1 * inverse)));
-                Vector256<short> high = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), Vector256.ConvertToInt32(Vector256.Round(v3 * inverse)));
-                Vector256.Narrow(low, high).StoreUnsafe(ref q);
+                Vector256<int> i0 = Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), i1 = Vector256.ConvertToInt32(Vector256.Round(v1 * inverse));
+                Vector256<int> i2 = Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), i3 = Vector256.ConvertToInt32(Vector256.Round(v3 * inverse));
+                Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).StoreUnsafe(ref q);
+                sum = Vector256.Sum((i0 + i1) + (i2 + i3));
                 return (float)(Half)(max / 127f);
             }
 
-            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 float lanes.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<float> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b) => Vector256.ConvertToSingle(DotInt32(a, b));
-
-            /// <summary>The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes.</summary>
+            /// <summary>
+            /// The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes: the path for CPUs without AVX-VNNI,
+            /// which take the weights back to signed values.
+            /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
             {
-                // The instructions multiply unsigned by signed bytes: move a's sign onto b.
-                if (AvxVnni.IsSupported)
-                    return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(a), Avx2.Sign(b, a));
                 if (Avx2.IsSupported)
                 {
-                    // |a| ≤ 128 and |b| ≤ 127, so a pair of products never saturates maddubs' int16 sum.
+                    // maddubs multiplies unsigned by signed bytes: move a's sign onto b. |a| ≤ 128 and |b| ≤ 127, so a pair
+                    // of products never saturates its int16 sum.
                     Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
                     return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
                 }
@@ -793,6 +711,18 @@ namespace UserApp
                 (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(aLow * bLow);
                 (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(aHigh * bHigh);
                 return (p0 + p1) + (p2 + p3);
+            }
+
+            /// <summary>
+            /// The 8 consecutive F16 scales at <paramref name="scales"/> as floats, converted together as HalfToSingle
+            /// converts one.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector256<float> HalfToSingle8(ref byte scales)
+            {
+                Vector256<int> half = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<byte, ushort>(ref scales)).ToVector256Unsafe()).AsInt32();
+                Vector256<float> magnitude = ((half & Vector256.Create(0x7FFF)) << 13).AsSingle() * Vector256.Create(5.192297E+33f); // 2^112
+                return (magnitude.AsInt32() | (half & Vector256.Create(0x8000)) << 16).AsSingle();
             }
 
             /// <summary>[Σp0, Σp1, ..., Σp7]: the lanes of eight vectors summed, lane i holding vector i's sum.</summary>
@@ -809,38 +739,29 @@ namespace UserApp
                 return Vector256.Create(Vector256.Sum(p0), Vector256.Sum(p1), Vector256.Sum(p2), Vector256.Sum(p3), Vector256.Sum(p4), Vector256.Sum(p5), Vector256.Sum(p6), Vector256.Sum(p7));
             }
 
-            /// <summary>The integer dot products of 8 consecutive Q8_0 blocks at <paramref name="group"/> with 256 int8 activations: lane i is block i's.</summary>
+            /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<int> Q8_0Sums8(ref byte group, ref sbyte x) => Sum8(
-                DotInt32(LoadQ8_0(ref group), Vector256.LoadUnsafe(ref x)),
-                DotInt32(LoadQ8_0(ref Unsafe.Add(ref group, 34)), Vector256.LoadUnsafe(ref x, 32)),
-                DotInt32(LoadQ8_0(ref Unsafe.Add(ref group, 68)), Vector256.LoadUnsafe(ref x, 64)),
-                DotInt32(LoadQ8_0(ref Unsafe.Add(ref group, 102)), Vector256.LoadUnsafe(ref x, 96)),
-                DotInt32(LoadQ8_0(ref Unsafe.Add(ref group, 136)), Vector256.LoadUnsafe(ref x, 128)),
-                DotInt32(LoadQ8_0(ref Unsafe.Add(ref group, 170)), Vector256.LoadUnsafe(ref x, 160)),
-                DotInt32(LoadQ8_0(ref Unsafe.Add(ref group, 204)), Vector256.LoadUnsafe(ref x, 192)),
-                DotInt32(LoadQ8_0(ref Unsafe.Add(ref group, 238)), Vector256.LoadUnsafe(ref x, 224)));
+            private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
+
+            /// <summary>The same weights as int8 again (for CPUs without AVX-VNNI).</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector256<sbyte> Q8_0Signed(Vector256<byte> weights) => (weights ^ Vector256.Create((byte)0x80)).AsSByte();
 
             /// <summary>
-            /// The F16 scales of 8 consecutive blocks <paramref name="blockBytes"/> apart as floats: the exponent and mantissa
-            /// move into float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and
-            /// subnormal values (infinities and NaNs, which no quantizer writes, become large finite numbers).
+            /// The integer dot products of 8 consecutive Q8_0 blocks' weights (kernel layout, 32 bytes each from
+            /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<float> HalfToSingle8(ref byte group, int blockBytes)
+            private static Vector256<int> Q8_0Sums8(ref byte weights, ref sbyte x, ref int xSums)
             {
-                Vector256<int> half = Vector256.Create(
-                    (int)Unsafe.ReadUnaligned<ushort>(ref group), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, blockBytes)),
-                    Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 2 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 3 * blockBytes)),
-                    Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 4 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 5 * blockBytes)),
-                    Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 6 * blockBytes)), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref group, 7 * blockBytes)));
-                Vector256<float> magnitude = ((half & Vector256.Create(0x7FFF)) << 13).AsSingle() * Vector256.Create(5.192297E+33f); // 2^112
-                return (magnitude.AsInt32() | (half & Vector256.Create(0x8000)) << 16).AsSingle();
+                if (AvxVnni.IsSupported)
+                {
+                    // vpdpbusd multiplies the stored unsigned weights by x as they are; the 128·Σx they add is taken off per block.
+                    return Sum8(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref weights), Vector256.LoadUnsafe(ref x)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 32)), Vector256.LoadUnsafe(ref x, 32)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 64)), Vector256.LoadUnsafe(ref x, 64)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 96)), Vector256.LoadUnsafe(ref x, 96)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 128)), Vector256.LoadUnsafe(ref x, 128)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 160)), Vector256.LoadUnsafe(ref x, 160)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 192)), Vector256.LoadUnsafe(ref x, 192)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 224)), Vector256.LoadUnsafe(ref x, 224)))
+                        - (Vector256.LoadUnsafe(ref xSums) << 7);
+                }
+                return Sum8(DotInt32(Q8_0Signed(Q8_0Weights(ref weights)), Vector256.LoadUnsafe(ref x)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 32))), Vector256.LoadUnsafe(ref x, 32)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 64))), Vector256.LoadUnsafe(ref x, 64)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 96))), Vector256.LoadUnsafe(ref x, 96)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 128))), Vector256.LoadUnsafe(ref x, 128)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 160))), Vector256.LoadUnsafe(ref x, 160)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 192))), Vector256.LoadUnsafe(ref x, 192)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 224))), Vector256.LoadUnsafe(ref x, 224)));
             }
-
-            /// <summary>The 32 int8 weights of a Q8_0 block (after its 2-byte F16 scale).</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<sbyte> LoadQ8_0(ref byte block) => Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2)));
 
             /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>
             private static void Softmax(Span<float> x)

@@ -220,6 +220,7 @@ namespace UserApp
             private readonly float[] _logits;       // [VocabSize=32000] of the last evaluated token
             private readonly sbyte[] _xQuantized;   // [PrefillChunk=64, 5632] a kernel's input as int8 blocks
             private readonly float[] _xScales;      // [PrefillChunk=64, 176] one scale per 32-block of _xQuantized
+            private readonly int[] _xSums;          // [PrefillChunk=64, 176] the sum of each 32-block of _xQuantized
             private int _position;
             private int _busy;                      // 1 while Forward runs, to detect concurrent use
             private bool _disposed;
@@ -255,6 +256,7 @@ namespace UserApp
                 _logits = new float[VocabSize];
                 _xQuantized = new sbyte[PrefillChunk * 5632];
                 _xScales = new float[PrefillChunk * 176];
+                _xSums = new int[PrefillChunk * 176];
             }
 
             /// <summary>The model this session runs.</summary>
@@ -375,7 +377,7 @@ namespace UserApp
 
                 // Only the last token's logits are needed.
                 Kernels.RmsNorm(_x.AsSpan((count - 1) * HiddenSize, HiddenSize), _model._finalNorm.Span, _xb);
-                Kernels.MatMul_Q8_0_32000x2048(_pool, _model._classifier, _xb, _logits, tokens: 1, accumulate: false, _xQuantized, _xScales);
+                Kernels.MatMul_Q8_0_32000x2048(_pool, _model._classifier, _xb, _logits, tokens: 1, accumulate: false, _xQuantized, _xScales, _xSums);
                 _position = pos + count;
             }
 
@@ -387,7 +389,7 @@ namespace UserApp
                 float[] values = _valueCache[layer]; // [KvHeadCount=4, MaxContext=2048, HeadDim=64]
 
                 // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being Qkv's input stage
-                Kernels.Qkv(_pool, w.InputNorm, w.Q, w.K, w.V, _x, _xQuantized, _xScales, _q, _k, _v, count);
+                Kernels.Qkv(_pool, w.InputNorm, w.Q, w.K, w.V, _x, _xQuantized, _xScales, _xSums, _q, _k, _v, count);
                 for (int t = 0; t < count; t++)
                 {
                     // Rotate q and k by the token's position, then append k and v to the cache.
@@ -415,11 +417,11 @@ namespace UserApp
                 // Causal: each token attends to the cache up to and including its own position.
                 Kernels.Attention(_pool, _q, keys, values, pos, count, _scores, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
-                Kernels.MatMul_Q8_0_2048x2048(_pool, w.O, _attention, _x, count, accumulate: true, _xQuantized, _xScales);
+                Kernels.MatMul_Q8_0_2048x2048(_pool, w.O, _attention, _x, count, accumulate: true, _xQuantized, _xScales, _xSums);
 
                 // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb) with xb = RMSNorm(x) ⊙ post_attention_layernorm, the norm being GateUp's input stage
-                Kernels.GateUp(_pool, w.PostNorm, w.Gate, w.Up, _x, _xQuantized, _xScales, _gate, _up, count);
-                Kernels.MatMul_Q8_0_2048x5632(_pool, w.Down, _gate, _x, count, accumulate: true, _xQuantized, _xScales);
+                Kernels.GateUp(_pool, w.PostNorm, w.Gate, w.Up, _x, _xQuantized, _xScales, _xSums, _gate, _up, count);
+                Kernels.MatMul_Q8_0_2048x5632(_pool, w.Down, _gate, _x, count, accumulate: true, _xQuantized, _xScales, _xSums);
             }
 
             /// <summary>

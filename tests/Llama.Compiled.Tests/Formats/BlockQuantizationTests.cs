@@ -161,6 +161,50 @@ public sealed class BlockQuantizationTests
         }
     }
 
+    [Theory]
+    [InlineData(WeightFormat.Q8_0, 3)]
+    [InlineData(WeightFormat.Q8_0, 21)]
+    [InlineData(WeightFormat.Q8_0, 32)]
+    [InlineData(WeightFormat.Q4_0, 3)]
+    [InlineData(WeightFormat.Q4_0, 29)]
+    public void KernelLayoutPutsEachGroupsScalesBeforeItsWeights(WeightFormat format, int blocks)
+    {
+        int blockBytes = format == WeightFormat.Q8_0 ? 34 : 18, weightBytes = blockBytes - 2;
+        var row = new byte[blocks * blockBytes];
+        for (int i = 0; i < row.Length; i++)
+            row[i] = (byte)(i * 7 + i / blockBytes);
+        var kernel = new byte[row.Length];
+        BlockQuantization.ToKernelLayout(format, row, kernel);
+
+        for (int b = 0; b < blocks; b++)
+        {
+            // Groups of 16 blocks (the last one smaller): the group's scales, then its weights.
+            int group = b / 16, inGroup = b % 16, groupSize = Math.Min(16, blocks - group * 16), groupStart = group * 16 * blockBytes;
+            Assert.Equal(row[b * blockBytes], kernel[groupStart + 2 * inGroup]);
+            Assert.Equal(row[b * blockBytes + 1], kernel[groupStart + 2 * inGroup + 1]);
+            for (int i = 0; i < weightBytes; i++)
+            {
+                byte stored = row[b * blockBytes + 2 + i];
+                byte expected = format == WeightFormat.Q8_0 ? (byte)((stored + 128) % 256) : stored; // Q8_0: the int8 weight + 128, unsigned
+                Assert.Equal(expected, kernel[groupStart + 2 * groupSize + inGroup * weightBytes + i]);
+            }
+        }
+
+        var back = new byte[row.Length];
+        BlockQuantization.FromKernelLayout(format, kernel, back);
+        Assert.Equal(row, back);
+    }
+
+    [Fact]
+    public void KernelLayoutArgumentsAreChecked()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => BlockQuantization.ToKernelLayout(WeightFormat.F32, new byte[34], new byte[34]));
+        Assert.Throws<ArgumentException>(() => BlockQuantization.ToKernelLayout(WeightFormat.Q8_0, new byte[35], new byte[35]));
+        Assert.Throws<ArgumentException>(() => BlockQuantization.ToKernelLayout(WeightFormat.Q4_0, new byte[36], new byte[35]));
+        var same = new byte[68];
+        Assert.Throws<ArgumentException>(() => BlockQuantization.FromKernelLayout(WeightFormat.Q8_0, same, same));
+    }
+
     [Fact]
     public void ArgumentsAreChecked()
     {

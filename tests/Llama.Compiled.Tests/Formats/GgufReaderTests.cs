@@ -173,10 +173,11 @@ public sealed class GgufReaderTests : IDisposable
         Assert.Equal(e, weights.GetVector("model.norm.weight", 7).Span.ToArray());
         weights.ThrowIfUnusedTensors();
 
-        // The stored Q8_0 bytes are what BlockQuantization produces, and are served in place.
+        // The stored Q8_0 bytes are what BlockQuantization produces, served in the kernel layout.
         var expected = new byte[3 * 2 * 34];
         BlockQuantization.QuantizeQ8_0(a, expected);
-        Assert.Equal(expected, weights.GetPackedMatrix("model.layers.0.self_attn.q_proj.weight", 3, 64, WeightFormat.Q8_0).Bytes.ToArray());
+        Assert.Equal(Stories260KFormatsTests.KernelLayout(WeightFormat.Q8_0, expected, 2 * 34),
+            weights.GetPackedMatrix("model.layers.0.self_attn.q_proj.weight", 3, 64, WeightFormat.Q8_0).Bytes.ToArray());
         // BF16 → F16 goes through F32.
         Assert.Equal(Array.ConvertAll(d, v => (Half)Bf16(v)),
             System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(weights.GetPackedMatrix("model.layers.0.mlp.down_proj.weight", 4, 32, WeightFormat.F16).Bytes).ToArray());

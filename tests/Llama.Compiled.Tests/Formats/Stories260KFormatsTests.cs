@@ -144,13 +144,34 @@ public sealed class Stories260KFormatsTests
     }
 
     [Fact]
-    public void StoredFormatIsAViewAndOtherFormatsAreConvertedOnce()
+    public void CopiedQ8_0BlocksAreRearrangedInPlaceAndOtherFormatsStillReadThem()
+    {
+        using ModelWeights mapped = ModelWeights.Open(Q8Gguf, Shape);
+        using ModelWeights copied = ModelWeights.Open(Q8Gguf, Shape, WeightLoading.Copy);
+        int checkedTensors = 0;
+        foreach ((string name, int rows, int cols, _) in Tensors())
+        {
+            if (cols == 0 || cols % 32 != 0)
+                continue;
+            // The kernel layout first: a copied file's blocks are rearranged where they lie, a mapped file's into a copy.
+            Assert.True(copied.GetPackedMatrix(name, rows, cols, WeightFormat.Q8_0).Bytes.SequenceEqual(mapped.GetPackedMatrix(name, rows, cols, WeightFormat.Q8_0).Bytes), name);
+            // Then every other format of the same tensor, converted from the rearranged blocks.
+            Assert.True(copied.GetMatrix(name, rows, cols).Span.SequenceEqual(mapped.GetMatrix(name, rows, cols).Span), name);
+            Assert.True(copied.GetPackedMatrix(name, rows, cols, WeightFormat.F16).Bytes.SequenceEqual(mapped.GetPackedMatrix(name, rows, cols, WeightFormat.F16).Bytes), name);
+            Assert.True(copied.GetPackedMatrix(name, rows, cols, WeightFormat.Q4_0).Bytes.SequenceEqual(mapped.GetPackedMatrix(name, rows, cols, WeightFormat.Q4_0).Bytes), name);
+            checkedTensors++;
+        }
+        Assert.True(checkedTensors >= 20, $"{checkedTensors}");
+    }
+
+    [Fact]
+    public void EachFormatIsMadeOnce()
     {
         using ModelWeights q8 = ModelWeights.Open(Q8Gguf, Shape);
         const string Name = "model.layers.0.self_attn.q_proj.weight";
         PackedTensor a = q8.GetPackedMatrix(Name, 64, 64, WeightFormat.Q8_0);
         PackedTensor b = q8.GetPackedMatrix(Name, 64, 64, WeightFormat.Q8_0);
-        Assert.True(a.Bytes == b.Bytes); // same memory
+        Assert.True(a.Bytes == b.Bytes); // same memory: the stored blocks are rearranged into the kernel layout once
         Assert.Equal(WeightFormat.Q8_0, a.Format);
         Assert.Equal((64, 64, 68), (a.Rows, a.Cols, a.RowBytes));
         Assert.Equal(Name, a.Name);
@@ -164,9 +185,9 @@ public sealed class Stories260KFormatsTests
 
         // Q4_0 from Q8_0: dequantized, then quantized with the reference Q4_0 quantizer.
         PackedTensor q4 = q8.GetPackedMatrix(Name, 64, 64, WeightFormat.Q4_0);
-        var expected = new byte[64 * 36];
-        BlockQuantization.QuantizeQ4_0(q8.GetMatrix(Name, 64, 64).Span, expected);
-        Assert.Equal(expected, q4.Bytes.ToArray());
+        var blocks = new byte[64 * 36];
+        BlockQuantization.QuantizeQ4_0(q8.GetMatrix(Name, 64, 64).Span, blocks);
+        Assert.Equal(KernelLayout(WeightFormat.Q4_0, blocks, 36), q4.Bytes.ToArray());
 
         // Rows that are not a multiple of 32 cannot be Q8_0/Q4_0: an argument error, not a file error.
         Assert.Throws<ArgumentException>(() => q8.GetPackedMatrix("model.layers.0.mlp.down_proj.weight", 64, 172, WeightFormat.Q8_0));
@@ -225,5 +246,14 @@ public sealed class Stories260KFormatsTests
 
         // A smaller MaxContext than the file's is fine.
         using ModelWeights ok = ModelWeights.Open(path, Shape with { MaxContext = 256 });
+    }
+
+    /// <summary>Rows of llama.cpp blocks, <paramref name="rowBytes"/> each, in the kernel layout.</summary>
+    internal static byte[] KernelLayout(WeightFormat format, byte[] blocks, int rowBytes)
+    {
+        var grouped = new byte[blocks.Length];
+        for (int row = 0; row < blocks.Length; row += rowBytes)
+            BlockQuantization.ToKernelLayout(format, blocks.AsSpan(row, rowBytes), grouped.AsSpan(row, rowBytes));
+        return grouped;
     }
 }
