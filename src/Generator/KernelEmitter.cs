@@ -598,16 +598,19 @@ internal static class KernelEmitter
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about {{k.RowBlock * blocks * BlockBytes(k.Format) / 1024}} KB of weights, which stay in cache) and
-                // {{tile}} tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // {{tile}} tokens per pass over them (each row read once for all {{tile}}).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + {{tile}} <= tokens; t += {{tile}})
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + {{tile}}; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), {{k.Name}}Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = {{k.Name}}Row{{tile}}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < {{tile}}; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -624,7 +627,9 @@ internal static class KernelEmitter
             }
 
             """);
-        WriteBlockRow(w, k);
+        WriteBlockRow(w, k, 1);
+        w.Line();
+        WriteBlockRow(w, k, tile);
     }
 
     /// <summary>
@@ -632,54 +637,97 @@ internal static class KernelEmitter
     /// two steps of 8 (one load converts 8 F16 scales, one reduction gives 8 integer block sums, one multiply-add
     /// scales them), then the blocks of a last, smaller group.
     /// </summary>
-    private static void WriteBlockRow(SourceWriter w, MatMulKernel k)
+    private static void WriteBlockRow(SourceWriter w, MatMulKernel k, int tokens)
     {
         int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks, first = groups * GroupBlocks;
         int quant = QuantBytes(k.Format), blockBytes = BlockBytes(k.Format);
         string weights = k.Format == ComputeFormat.Q8_0 ? "32 weights + 128 (unsigned bytes)" : "16 bytes of 4-bit weights + 8";
         string layout = $"{(groups > 0 ? $"{groups} group(s) of {GroupBlocks} blocks, each [{GroupBlocks} F16 scales][{GroupBlocks} × {weights}] ({GroupBlocks * blockBytes} bytes)" : "")}"
             + $"{(groups > 0 && tail > 0 ? ", then " : "")}{(tail > 0 ? $"one group of {tail} block(s) [{tail} F16 scales][{tail} × {weights}]" : "")}";
-        w.Line($$"""
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: {{layout}};
-            /// x: [{{k.Cols}}] int8; xScales, xSums: [{{blocks}}] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            """);
-        using var body = w.Block($"private static float {k.Name}Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)");
-        w.Line("Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;");
+        bool one = tokens == 1;
+        string[] sums = one ? ["sum0", "sum1"] : Enumerable.Range(0, tokens).Select(i => $"s{(char)('a' + i)}").ToArray();
+        w.Line(one
+            ? $$"""
+                /// <summary>
+                /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: {{layout}};
+                /// x: [{{k.Cols}}] int8; xScales, xSums: [{{blocks}}] (each block's scale and the sum of its int8 values).
+                /// </summary>
+                """
+            : $$"""
+                /// <summary>
+                /// {{k.Name}}Row for {{tokens}} consecutive tokens at once (x: [{{tokens}}, {{k.Cols}}], xScales, xSums: [{{tokens}}, {{blocks}}]): each step's
+                /// weights come from memory and its scales are converted once for all of them.
+                /// </summary>
+                """);
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+        using var body = w.Block($"private static {(one ? "float" : "Vector128<float>")} {k.Name}Row{(one ? "" : tokens.ToString())}(ref byte row, ref sbyte x, ref float xScales, ref int xSums)");
+        w.Line($"Vector256<float> {string.Join(", ", sums.Select(s => $"{s} = Vector256<float>.Zero"))};");
+
+        // One step of 8 blocks: scales (a Vector256 expression), the weights' ref, the first block's index (an expression), the step's number.
+        void Step(string scales, string weightsRef, string block, int step)
+        {
+            if (one)
+            {
+                string sum = sums[step % 2];
+                w.Line($"{sum} = Vector256.FusedMultiplyAdd({scales} * Vector256.LoadUnsafe(ref xScales, {Index(block)}),");
+                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Times(block, 32)}), ref Unsafe.Add(ref xSums, {block}))), {sum});");
+                return;
+            }
+            w.Line($"scales = {scales};");
+            for (int i = 0; i < tokens; i++)
+            {
+                string tokenBlock = Plus(i * blocks, block);
+                w.Line($"{sums[i]} = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, {Index(tokenBlock)}),");
+                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Plus(i * k.Cols, Times(block, 32))}), ref Unsafe.Add(ref xSums, {tokenBlock}))), {sums[i]});");
+            }
+        }
+
+        if (!one && blocks >= StepBlocks)
+            w.Line("Vector256<float> scales;");
         if (groups > 0)
         {
             using (w.Block($"for (int b = 0; b < {first}; b += {GroupBlocks})"))
             {
                 w.Line($"ref byte group = ref Unsafe.Add(ref row, b * {blockBytes});");
-                w.Line($"sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),");
-                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8(ref Unsafe.Add(ref group, {2 * GroupBlocks}), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);");
-                w.Line($"sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, {2 * StepBlocks})) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + {StepBlocks})),");
-                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8(ref Unsafe.Add(ref group, {2 * GroupBlocks + StepBlocks * quant}), ref Unsafe.Add(ref x, (b + {StepBlocks}) * 32), ref Unsafe.Add(ref xSums, b + {StepBlocks}))), sum1);");
+                Step("HalfToSingle8(ref group)", $"ref Unsafe.Add(ref group, {2 * GroupBlocks})", "b", 0);
+                Step($"HalfToSingle8(ref Unsafe.Add(ref group, {2 * StepBlocks}))", $"ref Unsafe.Add(ref group, {2 * GroupBlocks + StepBlocks * quant})", $"b + {StepBlocks}", 1);
             }
         }
         if (tail > 0)
         {
             w.Line($"// Blocks {first}..{blocks - 1}: the last group, {tail} F16 scales then {tail} blocks of weights.");
             w.Line(first == 0 ? "ref byte tail = ref row;" : $"ref byte tail = ref Unsafe.Add(ref row, {first * blockBytes});");
-            string block = first == 0 ? "j" : $"{first} + j";
             if (tail >= StepBlocks)
-            {
-                w.Line($"sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref tail) * Vector256.LoadUnsafe(ref xScales, {first}),");
-                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8(ref Unsafe.Add(ref tail, {2 * tail}), ref Unsafe.Add(ref x, {first * 32}), ref Unsafe.Add(ref xSums, {first}))), sum0);");
-            }
+                Step("HalfToSingle8(ref tail)", $"ref Unsafe.Add(ref tail, {2 * tail})", first.ToString(), 0);
             if (tail % StepBlocks != 0)
             {
                 using (w.Block($"for (int j = {(tail >= StepBlocks ? StepBlocks : 0)}; j < {tail}; j++)"))
                 {
-                    w.Line($"sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, {block})),");
-                    w.Line($"    Vector256.ConvertToSingle({k.Format}Block(ref Unsafe.Add(ref tail, {2 * tail} + j * {quant}), ref Unsafe.Add(ref x, {(first == 0 ? "j * 32" : $"({block}) * 32")}), Unsafe.Add(ref xSums, {block}))), sum1);");
+                    string block = Plus(first, "j");
+                    w.Line("float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));");
+                    for (int i = 0; i < (one ? 1 : tokens); i++)
+                    {
+                        string sum = one ? sums[1] : sums[i], tokenBlock = Plus(i * blocks, block);
+                        w.Line($"{sum} = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, {tokenBlock})),");
+                        w.Line($"    Vector256.ConvertToSingle({k.Format}Block(ref Unsafe.Add(ref tail, {2 * tail} + j * {quant}), ref Unsafe.Add(ref x, {Plus(i * k.Cols, Times(block, 32))}), Unsafe.Add(ref xSums, {tokenBlock}))), {sum});");
+                    }
                 }
             }
         }
-        w.Line("return Vector256.Sum(sum0 + sum1);");
+        w.Line(one ? "return Vector256.Sum(sum0 + sum1);" : $"return Sum4({string.Join(", ", sums)});");
     }
+
+    /// <summary><paramref name="constant"/> + <paramref name="expression"/> as short as it can be written.</summary>
+    private static string Plus(int constant, string expression) =>
+        constant == 0 ? expression : int.TryParse(expression, out int value) ? (constant + value).ToString() : $"{constant} + {expression}";
+
+    /// <summary><paramref name="expression"/> · <paramref name="factor"/>, folded when the expression is a number.</summary>
+    private static string Times(string expression, int factor) =>
+        int.TryParse(expression, out int value) ? (value * factor).ToString() : expression.Contains(' ') ? $"({expression}) * {factor}" : $"{expression} * {factor}";
+
+    /// <summary>An element offset for LoadUnsafe: a constant as is, an expression as nuint.</summary>
+    private static string Index(string expression) =>
+        int.TryParse(expression, out _) ? expression : expression.Contains(' ') ? $"(nuint)({expression})" : $"(nuint){expression}";
 
     /// <summary>Activation quantization, the int8 dot products, scale conversion and the weight loaders the Q8_0/Q4_0 kernels share.</summary>
     private static void WriteBlockHelpers(SourceWriter w, ForwardPlan plan)

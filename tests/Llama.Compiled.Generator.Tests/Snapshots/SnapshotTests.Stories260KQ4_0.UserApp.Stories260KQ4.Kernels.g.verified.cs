@@ -191,16 +191,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 2 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_64x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q4_0_64x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -228,10 +231,36 @@ namespace UserApp
                 ref byte tail = ref row;
                 for (int j = 0; j < 2; j++)
                 {
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
                         Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
                 }
                 return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
+            /// MatMul_Q4_0_64x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q4_0_64x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
+                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
+                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
+                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
             }
 
             /// <summary>
@@ -254,16 +283,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 1 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_32x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q4_0_32x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -291,10 +323,36 @@ namespace UserApp
                 ref byte tail = ref row;
                 for (int j = 0; j < 2; j++)
                 {
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
                         Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
                 }
                 return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
+            /// MatMul_Q4_0_32x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q4_0_32x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
+                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
+                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
+                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
             }
 
             /// <summary>
@@ -317,16 +375,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 6 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_172x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q4_0_172x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -354,10 +415,36 @@ namespace UserApp
                 ref byte tail = ref row;
                 for (int j = 0; j < 2; j++)
                 {
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
                         Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
                 }
                 return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
+            /// MatMul_Q4_0_172x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q4_0_172x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
+                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
+                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
+                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
             }
 
             /// <summary>
@@ -462,16 +549,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 18 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q4_0_512x64Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q4_0_512x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -499,10 +589,36 @@ namespace UserApp
                 ref byte tail = ref row;
                 for (int j = 0; j < 2; j++)
                 {
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(HalfToSingle(ref Unsafe.Add(ref tail, 2 * j)) * Unsafe.Add(ref xScales, j)),
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
                         Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
                 }
                 return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
+            /// MatMul_Q4_0_512x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q4_0_512x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
+                ref byte tail = ref row;
+                for (int j = 0; j < 2; j++)
+                {
+                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
+                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
+                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
+                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
+                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>

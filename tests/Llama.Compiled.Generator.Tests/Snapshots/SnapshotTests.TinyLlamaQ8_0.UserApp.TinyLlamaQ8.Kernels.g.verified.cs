@@ -191,16 +191,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_2048x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q8_0_2048x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -236,6 +239,40 @@ namespace UserApp
             }
 
             /// <summary>
+            /// MatMul_Q8_0_2048x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q8_0_2048x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                Vector256<float> scales;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    scales = HalfToSingle8(ref group);
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
+                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q8_0 [256, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_256x2048Row);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 256].
@@ -255,16 +292,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_256x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q8_0_256x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -300,6 +340,40 @@ namespace UserApp
             }
 
             /// <summary>
+            /// MatMul_Q8_0_256x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q8_0_256x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                Vector256<float> scales;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    scales = HalfToSingle8(ref group);
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
+                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q8_0 [5632, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_5632x2048Row);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 5632].
@@ -319,16 +393,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_5632x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q8_0_5632x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -364,6 +441,40 @@ namespace UserApp
             }
 
             /// <summary>
+            /// MatMul_Q8_0_5632x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q8_0_5632x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                Vector256<float> scales;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    scales = HalfToSingle8(ref group);
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
+                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q8_0 [2048, 5632] in the runtime's kernel layout (176 blocks of 34 bytes per row, see MatMul_Q8_0_2048x5632Row);
             /// x, already quantized: [tokens, 5632] int8 with [tokens, 176] block scales and block sums; y: [tokens, 2048].
@@ -383,16 +494,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 116 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_2048x5632Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q8_0_2048x5632Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -428,6 +542,40 @@ namespace UserApp
             }
 
             /// <summary>
+            /// MatMul_Q8_0_2048x5632Row for 4 consecutive tokens at once (x: [4, 5632], xScales, xSums: [4, 176]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q8_0_2048x5632Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                Vector256<float> scales;
+                for (int b = 0; b < 176; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    scales = HalfToSingle8(ref group);
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 5632 + b * 32), ref Unsafe.Add(ref xSums, 176 + b))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 11264 + b * 32), ref Unsafe.Add(ref xSums, 352 + b))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 16896 + b * 32), ref Unsafe.Add(ref xSums, 528 + b))), sd);
+                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 5632 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 176 + b + 8))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 11264 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 352 + b + 8))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 16896 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 528 + b + 8))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q8_0 [32000, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_32000x2048Row);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 32000].
@@ -447,16 +595,19 @@ namespace UserApp
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
                 // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them: each row comes from memory once and from L1 for the other tokens.
+                // 4 tokens per pass over them (each row read once for all 4).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
                     for (int t = 0; t + 4 <= tokens; t += 4)
                     {
+                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            for (int i = t; i < t + 4; i++)
-                                Store(ref Unsafe.Add(ref y0, i * Rows + r), MatMul_Q8_0_32000x2048Row(ref row, ref Unsafe.Add(ref q0, i * Cols), ref Unsafe.Add(ref d0, i * Blocks), ref Unsafe.Add(ref s0, i * Blocks)), accumulate);
+                            Vector128<float> sums = MatMul_Q8_0_32000x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            for (int i = 0; i < 4; i++)
+                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
                     }
                 }
@@ -489,6 +640,40 @@ namespace UserApp
                         Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
                 }
                 return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
+            /// MatMul_Q8_0_32000x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> MatMul_Q8_0_32000x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                Vector256<float> scales;
+                for (int b = 0; b < 64; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    scales = HalfToSingle8(ref group);
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
+                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
