@@ -83,6 +83,14 @@ internal static class KernelEmitter
                     WriteMatMul(w, kernel, plan.TokenTile);
                 w.Line();
             }
+            // The row products of the quantized kernels depend on the row only: one pair per distinct format and width.
+            foreach ((ComputeFormat format, int cols) in plan.MatMuls.Where(k => k.IsBlockQuantized).Select(k => (k.Format, k.Cols)).Distinct())
+            {
+                WriteBlockRow(w, format, cols, 1);
+                w.Line();
+                WriteBlockRow(w, format, cols, plan.TokenTile);
+                w.Line();
+            }
             WriteRmsNorm(w, plan);
             w.Line();
             WriteRope(w, s);
@@ -571,7 +579,7 @@ internal static class KernelEmitter
 
     /// <summary>
     /// A Q8_0/Q4_0 matrix kernel: x is quantized to int8 blocks first (with each block's scale and sum), then each
-    /// output is one call of the shape's row product (<see cref="WriteBlockRow"/>): a tile of tokens per row in
+    /// output is one call of the row product for its width (<see cref="WriteBlockRow"/>): a tile of tokens per row in
     /// prefill, one token in decode.
     /// </summary>
     private static void WriteBlockMatMul(SourceWriter w, MatMulKernel k, int tile)
@@ -580,7 +588,7 @@ internal static class KernelEmitter
         w.Line($$"""
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in the runtime's kernel layout ({{blocks}} blocks of {{BlockBytes(k.Format)}} bytes per row, see {{k.Name}}Row);
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in the runtime's kernel layout ({{blocks}} blocks of {{BlockBytes(k.Format)}} bytes per row, see {{RowName(k.Format, k.Cols, 1)}});
             /// x, already quantized: [tokens, {{k.Cols}}] int8 with [tokens, {{blocks}}] block scales and block sums; y: [tokens, {{k.Rows}}].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -608,7 +616,7 @@ internal static class KernelEmitter
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = {{k.Name}}Row{{tile}}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = {{RowName(k.Format, k.Cols, tile)}}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < {{tile}}; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -622,26 +630,26 @@ internal static class KernelEmitter
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), {{k.Name}}Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), {{RowName(k.Format, k.Cols, 1)}}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
             """);
-        WriteBlockRow(w, k, 1);
-        w.Line();
-        WriteBlockRow(w, k, tile);
     }
+
+    /// <summary>The row product of a Q8_0/Q4_0 row of <paramref name="cols"/> weights with <paramref name="tokens"/> quantized token(s).</summary>
+    private static string RowName(ComputeFormat format, int cols, int tokens) => $"{format}Row{cols}{(tokens == 1 ? "" : $"x{tokens}")}";
 
     /// <summary>
     /// One row of a Q8_0/Q4_0 matrix times one quantized token, shaped by the kernel layout: per group of 16 blocks,
     /// two steps of 8 (one load converts 8 F16 scales, one reduction gives 8 integer block sums, one multiply-add
     /// scales them), then the blocks of a last, smaller group.
     /// </summary>
-    private static void WriteBlockRow(SourceWriter w, MatMulKernel k, int tokens)
+    private static void WriteBlockRow(SourceWriter w, ComputeFormat format, int cols, int tokens)
     {
-        int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks, first = groups * GroupBlocks;
-        int quant = QuantBytes(k.Format), blockBytes = BlockBytes(k.Format);
-        string weights = k.Format == ComputeFormat.Q8_0 ? "32 weights + 128 (unsigned bytes)" : "16 bytes of 4-bit weights + 8";
+        int blocks = cols / ForwardPlanner.QuantBlock, groups = blocks / GroupBlocks, tail = blocks % GroupBlocks, first = groups * GroupBlocks;
+        int quant = QuantBytes(format), blockBytes = BlockBytes(format);
+        string weights = format == ComputeFormat.Q8_0 ? "32 weights + 128 (unsigned bytes)" : "16 bytes of 4-bit weights + 8";
         string layout = $"{(groups > 0 ? $"{groups} group(s) of {GroupBlocks} blocks, each [{GroupBlocks} F16 scales][{GroupBlocks} × {weights}] ({GroupBlocks * blockBytes} bytes)" : "")}"
             + $"{(groups > 0 && tail > 0 ? ", then " : "")}{(tail > 0 ? $"one group of {tail} block(s) [{tail} F16 scales][{tail} × {weights}]" : "")}";
         bool one = tokens == 1;
@@ -650,17 +658,17 @@ internal static class KernelEmitter
             ? $$"""
                 /// <summary>
                 /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: {{layout}};
-                /// x: [{{k.Cols}}] int8; xScales, xSums: [{{blocks}}] (each block's scale and the sum of its int8 values).
+                /// x: [{{cols}}] int8; xScales, xSums: [{{blocks}}] (each block's scale and the sum of its int8 values).
                 /// </summary>
                 """
             : $$"""
                 /// <summary>
-                /// {{k.Name}}Row for {{tokens}} consecutive tokens at once (x: [{{tokens}}, {{k.Cols}}], xScales, xSums: [{{tokens}}, {{blocks}}]): each step's
+                /// {{RowName(format, cols, 1)}} for {{tokens}} consecutive tokens at once (x: [{{tokens}}, {{cols}}], xScales, xSums: [{{tokens}}, {{blocks}}]): each step's
                 /// weights come from memory and its scales are converted once for all of them.
                 /// </summary>
                 """);
         w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
-        using var body = w.Block($"private static {(one ? "float" : "Vector128<float>")} {k.Name}Row{(one ? "" : tokens.ToString())}(ref byte row, ref sbyte x, ref float xScales, ref int xSums)");
+        using var body = w.Block($"private static {(one ? "float" : "Vector128<float>")} {RowName(format, cols, tokens)}(ref byte row, ref sbyte x, ref float xScales, ref int xSums)");
         w.Line($"Vector256<float> {string.Join(", ", sums.Select(s => $"{s} = Vector256<float>.Zero"))};");
 
         // One step of 8 blocks: scales (a Vector256 expression), the weights' ref, the first block's index (an expression), the step's number.
@@ -670,7 +678,7 @@ internal static class KernelEmitter
             {
                 string sum = sums[step % 2];
                 w.Line($"{sum} = Vector256.FusedMultiplyAdd({scales} * Vector256.LoadUnsafe(ref xScales, {Index(block)}),");
-                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Times(block, 32)}), ref Unsafe.Add(ref xSums, {block}))), {sum});");
+                w.Line($"    Vector256.ConvertToSingle({format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Times(block, 32)}), ref Unsafe.Add(ref xSums, {block}))), {sum});");
                 return;
             }
             w.Line($"scales = {scales};");
@@ -678,7 +686,7 @@ internal static class KernelEmitter
             {
                 string tokenBlock = Plus(i * blocks, block);
                 w.Line($"{sums[i]} = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, {Index(tokenBlock)}),");
-                w.Line($"    Vector256.ConvertToSingle({k.Format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Plus(i * k.Cols, Times(block, 32))}), ref Unsafe.Add(ref xSums, {tokenBlock}))), {sums[i]});");
+                w.Line($"    Vector256.ConvertToSingle({format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Plus(i * cols, Times(block, 32))}), ref Unsafe.Add(ref xSums, {tokenBlock}))), {sums[i]});");
             }
         }
 
@@ -709,7 +717,7 @@ internal static class KernelEmitter
                     {
                         string sum = one ? sums[1] : sums[i], tokenBlock = Plus(i * blocks, block);
                         w.Line($"{sum} = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, {tokenBlock})),");
-                        w.Line($"    Vector256.ConvertToSingle({k.Format}Block(ref Unsafe.Add(ref tail, {2 * tail} + j * {quant}), ref Unsafe.Add(ref x, {Plus(i * k.Cols, Times(block, 32))}), Unsafe.Add(ref xSums, {tokenBlock}))), {sum});");
+                        w.Line($"    Vector256.ConvertToSingle({format}Block(ref Unsafe.Add(ref tail, {2 * tail} + j * {quant}), ref Unsafe.Add(ref x, {Plus(i * cols, Times(block, 32))}), Unsafe.Add(ref xSums, {tokenBlock}))), {sum});");
                     }
                 }
             }

@@ -173,7 +173,7 @@ namespace UserApp
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [64, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_64x64Row);
+            /// W: Q4_0 [64, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 64].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -201,7 +201,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q4_0_64x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -215,57 +215,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_64x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
-            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q4_0_64x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
-                {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
-            }
-
-            /// <summary>
-            /// MatMul_Q4_0_64x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q4_0_64x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
-                {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
-                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
-                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
-                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
-                }
-                return Sum4(sa, sb, sc, sd);
-            }
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [32, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_32x64Row);
+            /// W: Q4_0 [32, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 32].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -293,7 +250,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q4_0_32x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -307,57 +264,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_32x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
-            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q4_0_32x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
-                {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
-            }
-
-            /// <summary>
-            /// MatMul_Q4_0_32x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q4_0_32x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
-                {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
-                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
-                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
-                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
-                }
-                return Sum4(sa, sb, sc, sd);
-            }
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [172, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_172x64Row);
+            /// W: Q4_0 [172, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 172].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -385,7 +299,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q4_0_172x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -399,53 +313,10 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_172x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
-            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q4_0_172x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
-                {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
-            }
-
-            /// <summary>
-            /// MatMul_Q4_0_172x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q4_0_172x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
-                {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
-                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
-                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
-                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
-                }
-                return Sum4(sa, sb, sc, sd);
-            }
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -531,7 +402,7 @@ namespace UserApp
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [512, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see MatMul_Q4_0_512x64Row);
+            /// W: Q4_0 [512, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 512].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -559,7 +430,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q4_0_512x64Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -573,16 +444,17 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q4_0_512x64Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
+
 
             /// <summary>
             /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
             /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q4_0_512x64Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static float Q4_0Row64(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
                 // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
@@ -597,11 +469,11 @@ namespace UserApp
             }
 
             /// <summary>
-            /// MatMul_Q4_0_512x64Row for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
+            /// Q4_0Row64 for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
             /// weights come from memory and its scales are converted once for all of them.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q4_0_512x64Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static Vector128<float> Q4_0Row64x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
                 // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.

@@ -173,7 +173,7 @@ namespace UserApp
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [2048, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_2048x2048Row);
+            /// W: Q8_0 [2048, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -201,7 +201,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q8_0_2048x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -215,66 +215,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_2048x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
-            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q8_0_2048x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                for (int b = 0; b < 64; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
-                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
-            }
-
-            /// <summary>
-            /// MatMul_Q8_0_2048x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q8_0_2048x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                Vector256<float> scales;
-                for (int b = 0; b < 64; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    scales = HalfToSingle8(ref group);
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
-                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
-                }
-                return Sum4(sa, sb, sc, sd);
-            }
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [256, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_256x2048Row);
+            /// W: Q8_0 [256, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 256].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -302,7 +250,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q8_0_256x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -316,66 +264,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_256x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
-            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q8_0_256x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                for (int b = 0; b < 64; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
-                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
-            }
-
-            /// <summary>
-            /// MatMul_Q8_0_256x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q8_0_256x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                Vector256<float> scales;
-                for (int b = 0; b < 64; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    scales = HalfToSingle8(ref group);
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
-                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
-                }
-                return Sum4(sa, sb, sc, sd);
-            }
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [5632, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_5632x2048Row);
+            /// W: Q8_0 [5632, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 5632].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -403,7 +299,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q8_0_5632x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -417,66 +313,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_5632x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
-            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q8_0_5632x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                for (int b = 0; b < 64; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
-                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
-            }
-
-            /// <summary>
-            /// MatMul_Q8_0_5632x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q8_0_5632x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                Vector256<float> scales;
-                for (int b = 0; b < 64; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    scales = HalfToSingle8(ref group);
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
-                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
-                }
-                return Sum4(sa, sb, sc, sd);
-            }
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [2048, 5632] in the runtime's kernel layout (176 blocks of 34 bytes per row, see MatMul_Q8_0_2048x5632Row);
+            /// W: Q8_0 [2048, 5632] in the runtime's kernel layout (176 blocks of 34 bytes per row, see Q8_0Row5632);
             /// x, already quantized: [tokens, 5632] int8 with [tokens, 176] block scales and block sums; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -504,7 +348,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q8_0_2048x5632Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q8_0Row5632x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -518,66 +362,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_2048x5632Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row5632(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
 
-            /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 11 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
-            /// x: [5632] int8; xScales, xSums: [176] (each block's scale and the sum of its int8 values).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q8_0_2048x5632Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                for (int b = 0; b < 176; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
-                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
-            }
-
-            /// <summary>
-            /// MatMul_Q8_0_2048x5632Row for 4 consecutive tokens at once (x: [4, 5632], xScales, xSums: [4, 176]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q8_0_2048x5632Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
-            {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                Vector256<float> scales;
-                for (int b = 0; b < 176; b += 16)
-                {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    scales = HalfToSingle8(ref group);
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 5632 + b * 32), ref Unsafe.Add(ref xSums, 176 + b))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 11264 + b * 32), ref Unsafe.Add(ref xSums, 352 + b))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 16896 + b * 32), ref Unsafe.Add(ref xSums, 528 + b))), sd);
-                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 5632 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 176 + b + 8))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 11264 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 352 + b + 8))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 16896 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 528 + b + 8))), sd);
-                }
-                return Sum4(sa, sb, sc, sd);
-            }
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [32000, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see MatMul_Q8_0_32000x2048Row);
+            /// W: Q8_0 [32000, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 32000].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
@@ -605,7 +397,7 @@ namespace UserApp
                         ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = MatMul_Q8_0_32000x2048Row4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
                             for (int i = 0; i < 4; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -619,16 +411,17 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), MatMul_Q8_0_32000x2048Row(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
+
 
             /// <summary>
             /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
             /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float MatMul_Q8_0_32000x2048Row(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static float Q8_0Row2048(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
                 for (int b = 0; b < 64; b += 16)
@@ -643,11 +436,11 @@ namespace UserApp
             }
 
             /// <summary>
-            /// MatMul_Q8_0_32000x2048Row for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
+            /// Q8_0Row2048 for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
             /// weights come from memory and its scales are converted once for all of them.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> MatMul_Q8_0_32000x2048Row4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static Vector128<float> Q8_0Row2048x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
                 Vector256<float> scales;
@@ -672,6 +465,59 @@ namespace UserApp
                         Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
                     sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
                         Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
+                }
+                return Sum4(sa, sb, sc, sd);
+            }
+
+            /// <summary>
+            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 11 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
+            /// x: [5632] int8; xScales, xSums: [176] (each block's scale and the sum of its int8 values).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float Q8_0Row5632(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                for (int b = 0; b < 176; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    sum0 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
+                    sum1 = Vector256.FusedMultiplyAdd(HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                }
+                return Vector256.Sum(sum0 + sum1);
+            }
+
+            /// <summary>
+            /// Q8_0Row5632 for 4 consecutive tokens at once (x: [4, 5632], xScales, xSums: [4, 176]): each step's
+            /// weights come from memory and its scales are converted once for all of them.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static Vector128<float> Q8_0Row5632x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            {
+                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
+                Vector256<float> scales;
+                for (int b = 0; b < 176; b += 16)
+                {
+                    ref byte group = ref Unsafe.Add(ref row, b * 34);
+                    scales = HalfToSingle8(ref group);
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 5632 + b * 32), ref Unsafe.Add(ref xSums, 176 + b))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 11264 + b * 32), ref Unsafe.Add(ref xSums, 352 + b))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 16896 + b * 32), ref Unsafe.Add(ref xSums, 528 + b))), sd);
+                    scales = HalfToSingle8(ref Unsafe.Add(ref group, 16));
+                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
+                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 5632 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 176 + b + 8))), sb);
+                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 11264 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 352 + b + 8))), sc);
+                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b + 8)),
+                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 16896 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 528 + b + 8))), sd);
                 }
                 return Sum4(sa, sb, sc, sd);
             }
