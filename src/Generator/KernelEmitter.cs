@@ -574,7 +574,8 @@ internal static class KernelEmitter
     {
         int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks;
         string steps = blocks >= StepBlocks ? $"{StepBlocks} blocks per step (their scales converted and integer sums reduced together)" : "one block per step";
-        return $"{steps}, {groups} group(s) of {GroupBlocks} blocks{(tail > 0 ? $" and one of {tail}" : "")} per row";
+        return $"{steps}, {groups} group(s) of {GroupBlocks} blocks{(tail > 0 ? $" and one of {tail}" : "")} per row"
+            + (k.DecodePrefetch > 0 ? $", each row prefetched {k.DecodePrefetch / 1024} KB ahead (the model streams from memory)" : "");
     }
 
     /// <summary>
@@ -629,12 +630,30 @@ internal static class KernelEmitter
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), {{RowName(k.Format, k.Cols, 1)}}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+            {{DecodeRowLoop(k)}}
                 }
             }
-
             """);
+    }
+
+    /// <summary>The one-token loop over a quantized kernel's rows, with the planner's prefetch when the model streams from memory.</summary>
+    private static string DecodeRowLoop(MatMulKernel k)
+    {
+        string product = $"Store(ref Unsafe.Add(ref y0, t * Rows + r), {RowName(k.Format, k.Cols, 1)}(ref row, ref qt, ref dt, ref st), accumulate);";
+        if (k.DecodePrefetch == 0)
+            return $$"""
+                        for (int r = rowStart; r < rowEnd; r++)
+                            {{product.Replace("ref row", "ref Unsafe.Add(ref w0, r * RowBytes)")}}
+                """;
+        return $$"""
+                        for (int r = rowStart; r < rowEnd; r++)
+                        {
+                            ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
+                            // The weights stream from memory: the row {{k.DecodePrefetch / 1024}} KB ahead is requested now, so it is in cache by its turn.
+                            Prefetch.Lines(ref Unsafe.Add(ref row, {{k.DecodePrefetch}}), RowBytes);
+                            {{product}}
+                        }
+                """;
     }
 
     /// <summary>The row product of a Q8_0/Q4_0 row of <paramref name="cols"/> weights with <paramref name="tokens"/> quantized token(s).</summary>

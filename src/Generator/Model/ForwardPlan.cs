@@ -13,10 +13,11 @@ namespace Llama.Compiled.Generator.Model;
 /// <param name="DecodeRows">Rows that share each load of x in the one-token loop: 4 when the weights stay in cache, else 1.</param>
 /// <param name="DecodeWide">The one-token loop has a 512-bit variant, taken when the CPU has 512-bit vectors and the weights start a cache line.</param>
 /// <param name="PrefillRows">Rows per prefill tile (2 × TokenTile sums), or 1 where the shape does not allow pairs.</param>
+/// <param name="DecodePrefetch">Bytes ahead of the current row at which the one-token loop prefetches the weights (0: none).</param>
 /// <param name="PrefillSplit">Rows are a whole number of cache lines (16 floats), so a batch of tokens can be split by rows without false sharing.</param>
 /// <param name="RowBlock">Rows whose weights stay in cache while every token tile of a prefill chunk passes over them.</param>
 /// <param name="Uses">The weights that use this kernel, for its doc comment.</param>
-internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, int Accumulators, int DecodeRows, bool DecodeWide, int PrefillRows, bool PrefillSplit, int RowBlock, string Uses)
+internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, int Accumulators, int DecodeRows, bool DecodeWide, int PrefillRows, int DecodePrefetch, bool PrefillSplit, int RowBlock, string Uses)
 {
     public string Name => Format == ComputeFormat.F32 ? $"MatMul_{Rows}x{Cols}" : $"MatMul_{Format}_{Rows}x{Cols}";
 

@@ -219,7 +219,6 @@ namespace UserApp
                 }
             }
 
-
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q4_0 [32, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
@@ -268,7 +267,6 @@ namespace UserApp
                 }
             }
 
-
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q4_0 [172, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
@@ -316,7 +314,6 @@ namespace UserApp
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
-
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -447,7 +444,6 @@ namespace UserApp
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
                 }
             }
-
 
             /// <summary>
             /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];

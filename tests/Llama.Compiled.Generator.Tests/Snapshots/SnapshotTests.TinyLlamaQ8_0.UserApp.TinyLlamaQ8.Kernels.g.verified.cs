@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 11 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 20 rows.
-        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 11 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 20 rows.
+        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -215,10 +215,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    {
+                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
+                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                    }
                 }
             }
-
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -264,10 +268,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    {
+                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
+                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                    }
                 }
             }
-
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -313,10 +321,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    {
+                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
+                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                    }
                 }
             }
-
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -362,10 +374,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row5632(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    {
+                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
+                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row5632(ref row, ref qt, ref dt, ref st), accumulate);
+                    }
                 }
             }
-
 
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -411,10 +427,14 @@ namespace UserApp
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
                     for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    {
+                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
+                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                    }
                 }
             }
-
 
             /// <summary>
             /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
