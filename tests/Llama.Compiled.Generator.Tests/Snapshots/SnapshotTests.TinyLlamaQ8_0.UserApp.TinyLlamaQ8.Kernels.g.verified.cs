@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 11 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 20 rows.
-        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 8 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 11 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 20 rows.
+        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -217,8 +217,8 @@ namespace UserApp
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
                     }
                 }
@@ -270,8 +270,8 @@ namespace UserApp
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
                     }
                 }
@@ -323,8 +323,8 @@ namespace UserApp
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
                     }
                 }
@@ -376,8 +376,8 @@ namespace UserApp
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row5632(ref row, ref qt, ref dt, ref st), accumulate);
                     }
                 }
@@ -429,8 +429,8 @@ namespace UserApp
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 8 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 8192), RowBytes);
+                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
+                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
                     }
                 }
