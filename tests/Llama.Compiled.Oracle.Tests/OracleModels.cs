@@ -87,17 +87,17 @@ public partial class Gqa3Hd32H288Ffn928UntiedQ8;
 public partial class Gqa3Hd32H288Ffn928UntiedQ4;
 
 /// <summary>
-/// GQA 4 (16/4 heads), head_dim 64, untied, hidden 1024, vocab 32000: 46 MB of Q8_0 matrices (25 MB as Q4_0), more than the
+/// GQA 4 (16/4 heads), head_dim 64, tied, hidden 1024, vocab 32000: 46 MB of Q8_0 matrices (25 MB as Q4_0), more than the
 /// planner's 32 MB cache budget, so the Q8_0 class compiles the streaming decode (prefetching rows ahead).
 /// </summary>
-[LlamaModel("Models/gqa4-hd64-h1024-v32000-untied/config.json")]
-public partial class Gqa4Hd64H1024V32000Untied;
+[LlamaModel("Models/gqa4-hd64-h1024-v32000-tied/config.json")]
+public partial class Gqa4Hd64H1024V32000Tied;
 
-[LlamaModel("Models/gqa4-hd64-h1024-v32000-untied/config.json", Weights = WeightFormat.Q8_0)]
-public partial class Gqa4Hd64H1024V32000UntiedQ8;
+[LlamaModel("Models/gqa4-hd64-h1024-v32000-tied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa4Hd64H1024V32000TiedQ8;
 
-[LlamaModel("Models/gqa4-hd64-h1024-v32000-untied/config.json", Weights = WeightFormat.Q4_0)]
-public partial class Gqa4Hd64H1024V32000UntiedQ4;
+[LlamaModel("Models/gqa4-hd64-h1024-v32000-tied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa4Hd64H1024V32000TiedQ4;
 
 /// <summary>
 /// GQA 4 (16/4 heads), head_dim 8, tied, FFN 344: down_proj's 344 columns are not 32-blocks, so the
@@ -131,7 +131,7 @@ public static class OracleShapes
         Make("gqa1-hd128-v32000-tied", Gqa1Hd128V32000Tied.CompiledShape, 105, Gqa1Hd128V32000Tied.Load, Gqa1Hd128V32000TiedQ8.Load, Gqa1Hd128V32000TiedQ4.Load),
         Make("gqa2-hd64-untied", Gqa2Hd64Untied.CompiledShape, 106, Gqa2Hd64Untied.Load, Gqa2Hd64UntiedQ8.Load, Gqa2Hd64UntiedQ4.Load),
         Make("gqa3-hd32-h288-ffn928-untied", Gqa3Hd32H288Ffn928Untied.CompiledShape, 108, Gqa3Hd32H288Ffn928Untied.Load, Gqa3Hd32H288Ffn928UntiedQ8.Load, Gqa3Hd32H288Ffn928UntiedQ4.Load),
-        Make("gqa4-hd64-h1024-v32000-untied", Gqa4Hd64H1024V32000Untied.CompiledShape, 109, Gqa4Hd64H1024V32000Untied.Load, Gqa4Hd64H1024V32000UntiedQ8.Load, Gqa4Hd64H1024V32000UntiedQ4.Load),
+        Make("gqa4-hd64-h1024-v32000-tied", Gqa4Hd64H1024V32000Tied.CompiledShape, 109, Gqa4Hd64H1024V32000Tied.Load, Gqa4Hd64H1024V32000TiedQ8.Load, Gqa4Hd64H1024V32000TiedQ4.Load),
         Make("gqa4-hd8-ffn344-tied", Gqa4Hd8Ffn344Tied.CompiledShape, 107, Gqa4Hd8Ffn344Tied.Load, Gqa4Hd8Ffn344TiedQ8.Load, null),
     ];
 
