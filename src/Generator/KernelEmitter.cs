@@ -923,10 +923,12 @@ internal static class KernelEmitter
                         if (AvxVnni.IsSupported)
                         {
                             // vpdpbusd multiplies the stored unsigned weights by x as they are; the {{offset}}·Σx they add is taken off per block.
-                            return Sum8({{string.Join(", ", Enumerable.Range(0, StepBlocks).Select(i => $"AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, {Weights(i)}, {X(i)})"))}})
+                            return Sum8(
+                                {{string.Join(",\n            ", Enumerable.Range(0, StepBlocks).Select(i => $"AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, {Weights(i)}, {X(i)})"))}})
                                 - (Vector256.LoadUnsafe(ref xSums) << {{shift}});
                         }
-                        return Sum8({{string.Join(", ", Enumerable.Range(0, StepBlocks).Select(i => $"DotInt32({format}Signed({Weights(i)}), {X(i)})"))}});
+                        return Sum8(
+                            {{string.Join(",\n        ", Enumerable.Range(0, StepBlocks).Select(i => $"DotInt32({format}Signed({Weights(i)}), {X(i)})"))}});
                     }
                     """);
             }

@@ -808,10 +808,26 @@ namespace UserApp
                 if (AvxVnni.IsSupported)
                 {
                     // vpdpbusd multiplies the stored unsigned weights by x as they are; the 128·Σx they add is taken off per block.
-                    return Sum8(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref weights), Vector256.LoadUnsafe(ref x)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 32)), Vector256.LoadUnsafe(ref x, 32)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 64)), Vector256.LoadUnsafe(ref x, 64)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 96)), Vector256.LoadUnsafe(ref x, 96)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 128)), Vector256.LoadUnsafe(ref x, 128)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 160)), Vector256.LoadUnsafe(ref x, 160)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 192)), Vector256.LoadUnsafe(ref x, 192)), AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 224)), Vector256.LoadUnsafe(ref x, 224)))
+                    return Sum8(
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref weights), Vector256.LoadUnsafe(ref x)),
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 32)), Vector256.LoadUnsafe(ref x, 32)),
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 64)), Vector256.LoadUnsafe(ref x, 64)),
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 96)), Vector256.LoadUnsafe(ref x, 96)),
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 128)), Vector256.LoadUnsafe(ref x, 128)),
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 160)), Vector256.LoadUnsafe(ref x, 160)),
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 192)), Vector256.LoadUnsafe(ref x, 192)),
+                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 224)), Vector256.LoadUnsafe(ref x, 224)))
                         - (Vector256.LoadUnsafe(ref xSums) << 7);
                 }
-                return Sum8(DotInt32(Q8_0Signed(Q8_0Weights(ref weights)), Vector256.LoadUnsafe(ref x)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 32))), Vector256.LoadUnsafe(ref x, 32)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 64))), Vector256.LoadUnsafe(ref x, 64)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 96))), Vector256.LoadUnsafe(ref x, 96)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 128))), Vector256.LoadUnsafe(ref x, 128)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 160))), Vector256.LoadUnsafe(ref x, 160)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 192))), Vector256.LoadUnsafe(ref x, 192)), DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 224))), Vector256.LoadUnsafe(ref x, 224)));
+                return Sum8(
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref weights)), Vector256.LoadUnsafe(ref x)),
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 32))), Vector256.LoadUnsafe(ref x, 32)),
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 64))), Vector256.LoadUnsafe(ref x, 64)),
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 96))), Vector256.LoadUnsafe(ref x, 96)),
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 128))), Vector256.LoadUnsafe(ref x, 128)),
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 160))), Vector256.LoadUnsafe(ref x, 160)),
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 192))), Vector256.LoadUnsafe(ref x, 192)),
+                    DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 224))), Vector256.LoadUnsafe(ref x, 224)));
             }
 
             /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>
