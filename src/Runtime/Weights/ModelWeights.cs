@@ -348,7 +348,7 @@ public sealed unsafe class ModelWeights : IDisposable
             if (format is WeightFormat.F32 or WeightFormat.F16)
                 data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format);
             else
-                data = stored && tensor.File.IsCopy ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : ConvertOnce(entry, rows, cols, format);
+                data = stored && tensor.File.IsCopy && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : ConvertOnce(entry, rows, cols, format);
             entry.Used = true;
             return new PackedTensor(name, format, rows, cols, (int)rowBytes, data);
         }
@@ -500,6 +500,22 @@ public sealed unsafe class ModelWeights : IDisposable
         }
         entry.InKernelLayout = true;
         return data;
+    }
+
+    /// <summary>
+    /// True when another tensor's bytes overlap this one's (a file may point two tensors at the same data): such a
+    /// tensor is never rearranged in place, which would change the other one too.
+    /// </summary>
+    private bool SharesBytes(Entry entry)
+    {
+        TensorInfo t = entry.Tensor;
+        foreach (Entry other in _tensors.Values)
+        {
+            TensorInfo o = other.Tensor;
+            if (other != entry && o.File == t.File && o.Offset < t.Offset + t.ByteLength && t.Offset < o.Offset + o.ByteLength)
+                return true;
+        }
+        return false;
     }
 
     /// <summary>A tensor plus what loading has done with it.</summary>

@@ -183,6 +183,27 @@ public sealed class GgufReaderTests : IDisposable
             System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(weights.GetPackedMatrix("model.layers.0.mlp.down_proj.weight", 4, 32, WeightFormat.F16).Bytes).ToArray());
     }
 
+    [Fact]
+    public void TensorsSharingBytesAreNotRearrangedInPlace()
+    {
+        // stories260K's Q8_0 file with o_proj pointed at q_proj's data. A copied file rearranges its Q8_0 blocks where
+        // they lie; doing that for one of these would rearrange the other (and twice, once it is requested too).
+        byte[] bytes = File.ReadAllBytes(Stories260KFormatsTests.Q8Gguf);
+        int q = GgufLayout.FindField(bytes, "blk.0.attn_q.weight offset"), o = GgufLayout.FindField(bytes, "blk.0.attn_output.weight offset");
+        bytes.AsSpan(q, 8).CopyTo(bytes.AsSpan(o, 8));
+        string path = Write(bytes);
+        const string Q = "model.layers.0.self_attn.q_proj.weight", O = "model.layers.0.self_attn.o_proj.weight";
+
+        using ModelWeights mapped = ModelWeights.Open(path, Stories260KFormatsTests.Shape);
+        using ModelWeights copied = ModelWeights.Open(path, Stories260KFormatsTests.Shape, WeightLoading.Copy);
+        byte[] expected = mapped.GetPackedMatrix(Q, 64, 64, WeightFormat.Q8_0).Bytes.ToArray();
+        float[] values = mapped.GetMatrix(Q, 64, 64).Span.ToArray();
+        Assert.Equal(expected, copied.GetPackedMatrix(Q, 64, 64, WeightFormat.Q8_0).Bytes.ToArray());
+        Assert.Equal(expected, copied.GetPackedMatrix(O, 64, 64, WeightFormat.Q8_0).Bytes.ToArray());
+        Assert.Equal(values, copied.GetMatrix(Q, 64, 64).Span.ToArray());
+        Assert.Equal(values, copied.GetMatrix(O, 64, 64).Span.ToArray());
+    }
+
     internal static float[] Q8(float[] x)
     {
         var q = new byte[x.Length / 32 * 34];
