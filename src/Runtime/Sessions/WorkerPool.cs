@@ -41,7 +41,7 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _count;
     private int _grain;
     private int _parts;                // parts of the current job, at most Threads
-    private readonly int[] _claims;    // per part: the generation of the last job whose part was claimed
+    private readonly int[] _claims;    // per part: the generation of the last job that claimed (or marked) it
     private ExceptionDispatchInfo? _failure;
 
     /// <summary>
@@ -90,6 +90,12 @@ public sealed unsafe class WorkerPool : IDisposable
             return;
         }
 
+        // Parts this job does not have are marked as claimed by it, so that a worker cannot take one (see
+        // TryClaim). The marks are written before the generation is published, like the job's fields.
+        int generation = _generation + 1;
+        for (int part = parts; part < Threads; part++)
+            Volatile.Write(ref _claims[part], generation);
+
         // The job stays on this stack frame until every part has finished with it.
         TJob local = job;
         _job = Unsafe.AsPointer(ref local);
@@ -99,7 +105,7 @@ public sealed unsafe class WorkerPool : IDisposable
         _parts = parts;
         _failure = null;
         Volatile.Write(ref _pending, parts - 1);
-        int generation = Interlocked.Increment(ref _generation);
+        Interlocked.Increment(ref _generation); // only this thread (For is not reentrant) and Dispose write it
         if (Volatile.Read(ref _sleeping) > 0)
         {
             lock (_gate)
@@ -148,13 +154,20 @@ public sealed unsafe class WorkerPool : IDisposable
     }
 
     /// <summary>
-    /// Claims <paramref name="part"/> of job <paramref name="generation"/>. A claim records the generation, so a
-    /// worker that wakes up late for a finished job finds its part already claimed and runs nothing.
+    /// Claims <paramref name="part"/> of job <paramref name="generation"/>. A claim records the generation, and
+    /// generations only grow, so a claim succeeds only while the part's last claim is older than this job.
+    /// Every part of a job is claimed (or, for parts the job does not have, marked) with its generation before
+    /// the job ends, so a worker that read the generation of a job that has since finished — it was
+    /// descheduled between reading it and claiming — finds every part claimed at or after that generation
+    /// and runs nothing. (Comparing for inequality instead let such a worker take a part of whatever job
+    /// the fields held by then: it ran a part twice, ran a null job, or ran on a job struct whose stack
+    /// frame had returned.)
     /// </summary>
     private bool TryClaim(int part, int generation)
     {
         int previous = Volatile.Read(ref _claims[part]);
-        return previous != generation && Interlocked.CompareExchange(ref _claims[part], generation, previous) == previous;
+        // Generations wrap after 2^32 jobs: compare by difference.
+        return previous - generation < 0 && Interlocked.CompareExchange(ref _claims[part], generation, previous) == previous;
     }
 
     /// <summary>Runs a claimed part (the job's scratch is per part, so whichever thread runs it may use it).</summary>
