@@ -21,6 +21,7 @@ internal static class Emitter
         w.Line("using System;");
         w.Line("using System.Globalization;");
         w.Line("using System.IO;");
+        w.Line("using System.Runtime.CompilerServices;");
         w.Line("using System.Runtime.InteropServices;");
         w.Line("using System.Threading;");
         w.Line("using Llama.Compiled;");
@@ -34,12 +35,12 @@ internal static class Emitter
         var w = new SourceWriter();
         WriteFileHeader(w, plan, "kernels specialized to the model's shapes, one per distinct shape.");
         w.Line("using System;");
-        w.Line("using System.Numerics.Tensors;");
         w.Line("using System.Runtime.CompilerServices;");
         w.Line("using System.Runtime.InteropServices;");
         w.Line("using System.Runtime.Intrinsics;");
         w.Line("using System.Runtime.Intrinsics.X86;");
         w.Line("using Llama.Compiled;");
+        w.Line("using Llama.Compiled.CompilerServices;");
         w.Line();
         WrapInContainers(w, plan.Target, baseList: "", body: () => KernelEmitter.Write(w, plan));
         return w.ToString();
@@ -236,6 +237,7 @@ internal static class Emitter
             private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
             /// <summary>Registers a session call that reads the weights; throws if the model is disposed.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private void Enter()
             {
                 Interlocked.Increment(ref _activeCalls);
@@ -246,6 +248,7 @@ internal static class Emitter
                 }
             }
 
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private void Exit() => Interlocked.Decrement(ref _activeCalls);
 
             /// <summary>The weights of one decoder layer: views into the model file.</summary>
@@ -358,9 +361,11 @@ internal static class Emitter
                 /// </summary>
                 /// <exception cref="ArgumentOutOfRangeException">A token id is not in [0, VocabSize).</exception>
                 /// <exception cref="InvalidOperationException">The tokens do not fit in the remaining context.</exception>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens) => Evaluate(tokens);
 
                 /// <summary>Evaluates one token at <see cref="Position"/> and returns its logits [VocabSize].</summary>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public ReadOnlySpan<float> Forward(int token) => Evaluate(new ReadOnlySpan<int>(in token));
 
                 /// <summary>The logits [VocabSize] of the last evaluated (or restored) token.</summary>
@@ -388,6 +393,9 @@ internal static class Emitter
                     Volatile.Write(ref _busy, 0);
                 }
 
+                // The forward pass, like every kernel, is compiled fully optimized at its first call: with tiered compilation a
+                // prefill would run tier-0 code for the first conversations of an app.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 private ReadOnlySpan<float> Evaluate(scoped ReadOnlySpan<int> tokens)
                 {
                     if (tokens.IsEmpty)
@@ -428,6 +436,7 @@ internal static class Emitter
                 }
 
                 /// <summary>Evaluates up to PrefillChunk tokens at Position through every layer, then the last token's logits.</summary>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 private void EvaluateChunk(ReadOnlySpan<int> tokens)
                 {
                     int pos = _position;
@@ -448,6 +457,7 @@ internal static class Emitter
                 }
 
                 /// <summary>One decoder layer for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 private void Layer(int layer, int pos, int count)
                 {
                     ref readonly LayerWeights w = ref _model._layers[layer];
@@ -620,6 +630,7 @@ internal static class Emitter
                 /// context shift does. Keys are re-rotated by -discard positions (RoPE rotations compose);
                 /// values only move.
                 /// </summary>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 private void ShiftContext(int discard)
                 {
                     int keep = _keepTokens, moved = _position - keep - discard;

@@ -47,6 +47,8 @@ internal static class KernelEmitter
         w.Line(plan.MaxQuantizedCols > 0
             ? "/// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy)."
             : "/// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.");
+        w.Line("/// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few");
+        w.Line("///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.");
         w.Line("/// </summary>");
         using (w.Block("private static class Kernels"))
         {
@@ -105,27 +107,19 @@ internal static class KernelEmitter
             {
                 w.Line("""
                     /// <summary>y[t] += bias for t &lt; tokens; y: [tokens, bias.Length].</summary>
+                    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                     public static void AddBias(Span<float> y, ReadOnlySpan<float> bias, int tokens)
                     {
                         for (int t = 0; t < tokens; t++)
                         {
                             Span<float> row = y.Slice(t * bias.Length, bias.Length);
-                            TensorPrimitives.Add(row, bias, row);
+                            KernelMath.Add(row, bias);
                         }
                     }
 
                     """);
             }
             w.Line("""
-                /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>
-                private static void Softmax(Span<float> x)
-                {
-                    float max = TensorPrimitives.Max(x);
-                    TensorPrimitives.Subtract(x, max, x);
-                    TensorPrimitives.Exp(x, x);
-                    TensorPrimitives.Multiply(x, 1f / TensorPrimitives.Sum(x), x);
-                }
-
                 [MethodImpl(MethodImplOptions.AggressiveInlining)]
                 private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
@@ -143,6 +137,7 @@ internal static class KernelEmitter
                 }
 
                 /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
                 {
                     if (work >= ParallelWork && pool.Threads > 1)
@@ -170,7 +165,7 @@ internal static class KernelEmitter
         string signature = half
             ? $"private static void {k.Name}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)"
             : $"private static void {k.Name}Rows(ReadOnlySpan<float> w, {(k.DecodeWide ? "bool lineAligned, " : "")}ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)";
-        w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code");
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
         using (w.Block(signature))
         {
             w.Line($$"""
@@ -365,6 +360,7 @@ internal static class KernelEmitter
         if (k.IsBlockQuantized)
         {
             w.Line($$"""
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
                 {
                     QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales, xSums);
@@ -374,6 +370,7 @@ internal static class KernelEmitter
 
                 private struct {{k.Name}}Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
                 {
+                    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                     public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
                 }
                 """);
@@ -381,6 +378,7 @@ internal static class KernelEmitter
         else
         {
             w.Line($$"""
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate)
                 {
                     var job = new {{k.Name}}Job(w, x, y, tokens, accumulate);
@@ -389,6 +387,7 @@ internal static class KernelEmitter
 
                 private struct {{k.Name}}Job({{tensor}} w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
                 {
+                    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                     public void Execute(int start, int end, int worker) => {{k.Name}}Rows({{WeightArgs(k, "w")}}, x, y, tokens, accumulate, start, end);
                 }
                 """);
@@ -412,6 +411,7 @@ internal static class KernelEmitter
             /// QueryDim + 2·KvDim = {{s.QueryDim + 2 * s.KvDim}} stacked rows. Wq: {{q.Format}} [{{s.QueryDim}}, {{s.HiddenSize}}]; Wk, Wv: {{kv.Format}} [{{s.KvDim}}, {{s.HiddenSize}}];
             /// norm: [{{s.HiddenSize}}]; x: [tokens, {{s.HiddenSize}}]; q: [tokens, {{s.QueryDim}}]; k, v: [tokens, {{s.KvDim}}].
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Qkv(WorkerPool pool, WeightTensor norm, {{tensor}} wq, {{tensor}} wk, {{tensor}} wv, float[] x, {{NormInputParams(q)}}, float[] q, float[] k, float[] v, int tokens)
             {
             """);
@@ -423,6 +423,7 @@ internal static class KernelEmitter
 
             private struct QkvJob({{tensor}} wq, {{tensor}} wk, {{tensor}} wv, {{input}}, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
@@ -484,6 +485,7 @@ internal static class KernelEmitter
             /// and SwiGLU in one pass per row range. Wgate, Wup: {{k.Format}} [IntermediateSize={{k.Rows}}, HiddenSize={{k.Cols}}]; norm: [{{k.Cols}}];
             /// x: [tokens, {{k.Cols}}]; h, up: [tokens, {{k.Rows}}] (up is scratch).
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void GateUp(WorkerPool pool, WeightTensor norm, {{tensor}} gate, {{tensor}} up, float[] x, {{NormInputParams(k)}}, float[] h, float[] upOut, int tokens{{biasParams}})
             {
             """);
@@ -495,6 +497,7 @@ internal static class KernelEmitter
 
             private struct GateUpJob({{tensor}} gate, {{tensor}} up, {{input}}, float[] h, float[] upOut, int tokens{{biasParams}}) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     {{k.Name}}Rows({{WeightArgs(k, "gate")}}, {{inputArgs}}, h, tokens, accumulate: false, start, end);
@@ -507,8 +510,8 @@ internal static class KernelEmitter
         if (s.MlpBias)
         {
             w.Line("""
-                            TensorPrimitives.Add(gateRows, gateBias.Span.Slice(start, end - start), gateRows);
-                            TensorPrimitives.Add(upRows, upBias.Span.Slice(start, end - start), upRows);
+                            KernelMath.Add(gateRows, gateBias.Span.Slice(start, end - start));
+                            KernelMath.Add(upRows, upBias.Span.Slice(start, end - start));
                 """);
         }
         w.Line("""
@@ -528,6 +531,7 @@ internal static class KernelEmitter
             /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
             /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
             {
                 var job = new AttentionJob(q, keys, values, pos, scores, output);
@@ -536,6 +540,7 @@ internal static class KernelEmitter
 
             private struct AttentionJob(float[] q, float[] keys, float[] values, int pos, float[] scores, float[] output) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     for (int item = start; item < end; item++)
@@ -554,7 +559,7 @@ internal static class KernelEmitter
     {
         if (half)
         {
-            w.Line("TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(w.Slice(r * Cols * 2, Cols * 2)), halfRow);");
+            w.Line("KernelMath.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(w.Slice(r * Cols * 2, Cols * 2)), halfRow);");
             w.Line("ref float row = ref MemoryMarshal.GetReference(halfRow);");
         }
         else
@@ -592,7 +597,7 @@ internal static class KernelEmitter
             /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in the runtime's kernel layout ({{blocks}} blocks of {{BlockBytes(k.Format)}} bytes per row, see {{RowName(k.Format, k.Cols, 1)}});
             /// x, already quantized: [tokens, {{k.Cols}}] int8 with [tokens, {{blocks}}] block scales and block sums; y: [tokens, {{k.Rows}}].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, RowBytes = Blocks * {{BlockBytes(k.Format)}}, RowBlock = {{k.RowBlock}};
@@ -766,6 +771,7 @@ internal static class KernelEmitter
             /// products: scale = max|x|/127 (kept as F16), q = round(x/scale); and each block's Σq, which the kernels
             /// subtract for the offset the weights are stored with. x: [n], q: [n], scales, sums: [n/32].
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
                 if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32 || sums.Length < x.Length / 32)
@@ -1054,6 +1060,7 @@ internal static class KernelEmitter
             }
 
             /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
             {
                 if (x.Length < HiddenSize || weight.Length < HiddenSize || y.Length < HiddenSize)
@@ -1082,6 +1089,7 @@ internal static class KernelEmitter
                 /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
                 /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales, sums: [HiddenSize/32].
                 /// </summary>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales, Span<int> sums)
                 {
                     if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32 || sums.Length < HiddenSize / 32)
@@ -1113,6 +1121,7 @@ internal static class KernelEmitter
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions j and j + RopePairs: Hugging Face's layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeRotateHalf(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -1130,6 +1139,7 @@ internal static class KernelEmitter
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions 2j and 2j + 1: the llama2.c and GGUF layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeAdjacentPairs(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -1192,7 +1202,7 @@ internal static class KernelEmitter
         }
         w.Line("""
                         }
-                        Softmax(scores.Slice(0, positions));
+                        KernelMath.Softmax(scores.Slice(0, positions));
 
                         // output = Σ_p scores[p]·v[p]
             """);
@@ -1313,7 +1323,7 @@ internal static class KernelEmitter
                         }
                     }
                     for (int g = 0; g < GroupSize; g++)
-                        Softmax(scores.Slice(g * MaxContext, positions));
+                        KernelMath.Softmax(scores.Slice(g * MaxContext, positions));
 
                     // output_g = Σ_p scores[g, p]·v[p], accumulated in the output rows
                     output.Slice(kvHead * GroupSize * HeadDim, GroupSize * HeadDim).Clear();
@@ -1352,6 +1362,7 @@ internal static class KernelEmitter
     {
         w.Line("""
             /// <summary>gate = SiLU(gate) ⊙ up = gate / (1 + exp(-gate)) ⊙ up, over gate's length.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
             {
                 if (up.Length < gate.Length)
@@ -1362,12 +1373,12 @@ internal static class KernelEmitter
                 for (; i + 8 <= gate.Length; i += 8)
                 {
                     Vector256<float> g = Vector256.LoadUnsafe(ref g0, (nuint)i);
-                    (g / (Vector256<float>.One + Vector256.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
+                    (g / (Vector256<float>.One + KernelMath.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
                 }
                 for (; i < gate.Length; i++)
                 {
                     float g = Unsafe.Add(ref g0, i);
-                    Unsafe.Add(ref g0, i) = g / (1f + MathF.Exp(-g)) * Unsafe.Add(ref u0, i);
+                    Unsafe.Add(ref g0, i) = g / (1f + KernelMath.Exp(-g)) * Unsafe.Add(ref u0, i);
                 }
             }
             """);

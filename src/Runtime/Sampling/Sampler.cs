@@ -1,7 +1,8 @@
 using System;
 using System.Buffers.Binary;
-using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
+using Llama.Compiled.CompilerServices;
 
 namespace Llama.Compiled;
 
@@ -99,6 +100,8 @@ public sealed class Sampler
     /// <see cref="SamplingOptions.RepetitionWindow"/> of them.
     /// </param>
     /// <returns>The chosen token id.</returns>
+    // The per-token methods are compiled fully optimized at their first call (no tier-0 code over the vocabulary).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recentTokens)
     {
         if (logits.Length != VocabSize)
@@ -110,13 +113,12 @@ public sealed class Sampler
             ApplyPenalties(w, recentTokens);
 
         if (_temperature == 0f)
-            return TensorPrimitives.IndexOfMax(w); // the first index among equal maxima
+            return KernelMath.IndexOfMax(w); // the first index among equal maxima
 
         if (_temperature != 1f)
-            TensorPrimitives.Divide(w, _temperature, w);
-        int top = TensorPrimitives.IndexOfMax(w);
-        TensorPrimitives.Subtract(w, w[top], w);
-        TensorPrimitives.Exp(w, w);
+            KernelMath.Divide(w, _temperature);
+        int top = KernelMath.IndexOfMax(w);
+        KernelMath.SubtractExp(w, w[top]);
         // Probabilities are left unnormalized: every threshold below is scaled by the mass it is
         // relative to instead, which saves a pass over the vocabulary.
         float maxWeight = w[top];
@@ -138,7 +140,7 @@ public sealed class Sampler
         }
         else if (_topP < 1f)
         {
-            float total = TensorPrimitives.Sum(w);
+            float total = KernelMath.Sum(w);
             nucleusMass = total;
             // llama2.c's cutoff: a token less likely than (1 - p) / (n - 1) cannot be in the nucleus,
             // so only the few above it are sorted. Clamped to the top token so that it always stays.
@@ -183,6 +185,7 @@ public sealed class Sampler
     /// distinct token's logit is divided (positive) or multiplied (negative) by the repetition penalty,
     /// then lowered by count × frequency penalty + presence penalty.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ApplyPenalties(Span<float> logits, ReadOnlySpan<int> recentTokens)
     {
         if (recentTokens.Length > _repetitionWindow)
@@ -234,6 +237,7 @@ public sealed class Sampler
     private static int Id(ulong orderKey) => (int)(uint)orderKey;
 
     /// <summary>Writes the tokens weighing at least <paramref name="threshold"/> to <paramref name="candidates"/>, in id order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Filter(ReadOnlySpan<float> weights, Span<ulong> candidates, float threshold)
     {
         int count = 0;
@@ -250,6 +254,7 @@ public sealed class Sampler
     /// A max-heap of the keys of the best k so far, the worst at the root: O(n log k), and most tokens
     /// are rejected by a single comparison with the root.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int SelectTopK(ReadOnlySpan<float> weights, Span<ulong> heap, int k)
     {
         for (int i = 0; i < k; i++)
@@ -287,9 +292,10 @@ public sealed class Sampler
     }
 
     /// <summary>Draws a token with probability proportional to its weight.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int Draw(ReadOnlySpan<float> weights)
     {
-        double r = _rng.NextDouble() * TensorPrimitives.Sum(weights);
+        double r = _rng.NextDouble() * KernelMath.Sum(weights);
         double cumulative = 0;
         int lastPositive = 0;
         for (int i = 0; i < weights.Length; i++)
@@ -307,6 +313,7 @@ public sealed class Sampler
     }
 
     /// <summary>Draws one of <paramref name="candidates"/> with probability proportional to its weight.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int Draw(ReadOnlySpan<float> weights, ReadOnlySpan<ulong> candidates)
     {
         double mass = 0;

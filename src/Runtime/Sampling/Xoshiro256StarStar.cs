@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Llama.Compiled;
 
@@ -20,6 +21,7 @@ internal struct Xoshiro256StarStar
         _s3 = SplitMix64(ref seed);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // into the sampler's optimized code
     public ulong NextUInt64()
     {
         ulong result = BitOperations.RotateLeft(_s1 * 5, 7) * 9;
@@ -34,6 +36,7 @@ internal struct Xoshiro256StarStar
     }
 
     /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
 
     internal static ulong SplitMix64(ref ulong state)

@@ -80,6 +80,8 @@ public sealed unsafe class WorkerPool : IDisposable
     /// thread, each a multiple of <paramref name="grain"/> items (except the last), and returns when all
     /// ranges are done. Not reentrant: one job at a time per pool.
     /// </summary>
+    // Every method a job passes through is compiled fully optimized at its first call, as the kernels are.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void For<TJob>(ref TJob job, int count, int grain) where TJob : struct, IParallelJob
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -140,10 +142,12 @@ public sealed unsafe class WorkerPool : IDisposable
             worker.Join();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Invoke<TJob>(void* job, int start, int end, int worker) where TJob : struct, IParallelJob =>
         Unsafe.AsRef<TJob>(job).Execute(start, end, worker);
 
     /// <summary>Range <paramref name="part"/> of the job's parts: equal shares rounded to the grain.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunPart(int part)
     {
         int blocks = (_count + _grain - 1) / _grain;
@@ -163,6 +167,7 @@ public sealed unsafe class WorkerPool : IDisposable
     /// the fields held by then: it ran a part twice, ran a null job, or ran on a job struct whose stack
     /// frame had returned.)
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool TryClaim(int part, int generation)
     {
         int previous = Volatile.Read(ref _claims[part]);
@@ -171,6 +176,7 @@ public sealed unsafe class WorkerPool : IDisposable
     }
 
     /// <summary>Runs a claimed part (the job's scratch is per part, so whichever thread runs it may use it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunClaimedPart(int part)
     {
         try
@@ -184,6 +190,7 @@ public sealed unsafe class WorkerPool : IDisposable
         Interlocked.Decrement(ref _pending);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WorkerLoop(int worker)
     {
         int seen = 0;

@@ -6,12 +6,12 @@
 #nullable enable
 
 using System;
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Llama.Compiled;
+using Llama.Compiled.CompilerServices;
 
 namespace UserApp
 {
@@ -32,6 +32,8 @@ namespace UserApp
         /// - q_proj, k_proj and v_proj run as one job over their 1152 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
         /// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.
+        /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
+        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.
         /// </summary>
         private static class Kernels
         {
@@ -44,6 +46,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [896, 896]; x: [tokens, 896]; y: [tokens, 896]. Used by q_proj, o_proj.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_896x896(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_896x896Job(w, x, y, tokens, accumulate);
@@ -52,6 +55,7 @@ namespace UserApp
 
             private struct MatMul_896x896Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_896x896Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
@@ -59,6 +63,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [896, 4864]; x: [tokens, 4864]; y: [tokens, 896]. Used by down_proj.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_896x4864(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_896x4864Job(w, x, y, tokens, accumulate);
@@ -67,6 +72,7 @@ namespace UserApp
 
             private struct MatMul_896x4864Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_896x4864Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
@@ -74,6 +80,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [151936, 896]; x: [tokens, 896]; y: [tokens, 151936]. Used by classifier (tied embedding).
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_151936x896(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_151936x896Job(w, x, y, tokens, accumulate);
@@ -82,6 +89,7 @@ namespace UserApp
 
             private struct MatMul_151936x896Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_151936x896Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
@@ -90,6 +98,7 @@ namespace UserApp
             /// QueryDim + 2·KvDim = 1152 stacked rows. Wq: F32 [896, 896]; Wk, Wv: F32 [128, 896];
             /// norm: [896]; x: [tokens, 896]; q: [tokens, 896]; k, v: [tokens, 128].
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Qkv(WorkerPool pool, WeightTensor norm, WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] xNormed, float[] q, float[] k, float[] v, int tokens)
             {
                 // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
@@ -101,6 +110,7 @@ namespace UserApp
 
             private struct QkvJob(WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] xNormed, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
@@ -118,6 +128,7 @@ namespace UserApp
             /// and SwiGLU in one pass per row range. Wgate, Wup: F32 [IntermediateSize=4864, HiddenSize=896]; norm: [896];
             /// x: [tokens, 896]; h, up: [tokens, 4864] (up is scratch).
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void GateUp(WorkerPool pool, WeightTensor norm, WeightTensor gate, WeightTensor up, float[] x, float[] xNormed, float[] h, float[] upOut, int tokens)
             {
                 // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
@@ -129,6 +140,7 @@ namespace UserApp
 
             private struct GateUpJob(WeightTensor gate, WeightTensor up, float[] xNormed, float[] h, float[] upOut, int tokens) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     MatMul_4864x896Rows(gate.Span, gate.IsCacheLineAligned, xNormed, h, tokens, accumulate: false, start, end);
@@ -147,6 +159,7 @@ namespace UserApp
             /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
             /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
             {
                 var job = new AttentionJob(q, keys, values, pos, scores, output);
@@ -155,6 +168,7 @@ namespace UserApp
 
             private struct AttentionJob(float[] q, float[] keys, float[] values, int pos, float[] scores, float[] output) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     for (int item = start; item < end; item++)
@@ -170,7 +184,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [896, 896] row-major; x: [tokens, 896]; y: [tokens, 896].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_896x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 896, Cols = 896, RowBlock = 36;
@@ -271,7 +285,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [128, 896] row-major; x: [tokens, 896]; y: [tokens, 128].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_128x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 128, Cols = 896, RowBlock = 36;
@@ -372,7 +386,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [4864, 896] row-major; x: [tokens, 896]; y: [tokens, 4864].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_4864x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 4864, Cols = 896, RowBlock = 36;
@@ -473,7 +487,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [896, 4864] row-major; x: [tokens, 4864]; y: [tokens, 896].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_896x4864Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 896, Cols = 4864, RowBlock = 6;
@@ -574,7 +588,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [151936, 896] row-major; x: [tokens, 896]; y: [tokens, 151936].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_151936x896Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 151936, Cols = 896, RowBlock = 36;
@@ -686,6 +700,7 @@ namespace UserApp
             }
 
             /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
             {
                 if (x.Length < HiddenSize || weight.Length < HiddenSize || y.Length < HiddenSize)
@@ -702,6 +717,7 @@ namespace UserApp
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions j and j + RopePairs: Hugging Face's layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeRotateHalf(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -719,6 +735,7 @@ namespace UserApp
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions 2j and 2j + 1: the llama2.c and GGUF layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeAdjacentPairs(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -771,7 +788,7 @@ namespace UserApp
                         }
                     }
                     for (int g = 0; g < GroupSize; g++)
-                        Softmax(scores.Slice(g * MaxContext, positions));
+                        KernelMath.Softmax(scores.Slice(g * MaxContext, positions));
 
                     // output_g = Σ_p scores[g, p]·v[p], accumulated in the output rows
                     output.Slice(kvHead * GroupSize * HeadDim, GroupSize * HeadDim).Clear();
@@ -790,6 +807,7 @@ namespace UserApp
             }
 
             /// <summary>gate = SiLU(gate) ⊙ up = gate / (1 + exp(-gate)) ⊙ up, over gate's length.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
             {
                 if (up.Length < gate.Length)
@@ -800,32 +818,24 @@ namespace UserApp
                 for (; i + 8 <= gate.Length; i += 8)
                 {
                     Vector256<float> g = Vector256.LoadUnsafe(ref g0, (nuint)i);
-                    (g / (Vector256<float>.One + Vector256.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
+                    (g / (Vector256<float>.One + KernelMath.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
                 }
                 for (; i < gate.Length; i++)
                 {
                     float g = Unsafe.Add(ref g0, i);
-                    Unsafe.Add(ref g0, i) = g / (1f + MathF.Exp(-g)) * Unsafe.Add(ref u0, i);
+                    Unsafe.Add(ref g0, i) = g / (1f + KernelMath.Exp(-g)) * Unsafe.Add(ref u0, i);
                 }
             }
 
             /// <summary>y[t] += bias for t &lt; tokens; y: [tokens, bias.Length].</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void AddBias(Span<float> y, ReadOnlySpan<float> bias, int tokens)
             {
                 for (int t = 0; t < tokens; t++)
                 {
                     Span<float> row = y.Slice(t * bias.Length, bias.Length);
-                    TensorPrimitives.Add(row, bias, row);
+                    KernelMath.Add(row, bias);
                 }
-            }
-
-            /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>
-            private static void Softmax(Span<float> x)
-            {
-                float max = TensorPrimitives.Max(x);
-                TensorPrimitives.Subtract(x, max, x);
-                TensorPrimitives.Exp(x, x);
-                TensorPrimitives.Multiply(x, 1f / TensorPrimitives.Sum(x), x);
             }
 
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -845,6 +855,7 @@ namespace UserApp
             }
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
             {
                 if (work >= ParallelWork && pool.Threads > 1)

@@ -6,12 +6,12 @@
 #nullable enable
 
 using System;
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Llama.Compiled;
+using Llama.Compiled.CompilerServices;
 
 namespace UserApp
 {
@@ -31,6 +31,8 @@ namespace UserApp
         /// - q_proj, k_proj and v_proj run as one job over their 864 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
         /// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.
+        /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
+        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.
         /// </summary>
         private static class Kernels
         {
@@ -43,6 +45,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [288, 288]; x: [tokens, 288]; y: [tokens, 288]. Used by q_proj, k_proj, v_proj, o_proj.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_288x288(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_288x288Job(w, x, y, tokens, accumulate);
@@ -51,6 +54,7 @@ namespace UserApp
 
             private struct MatMul_288x288Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_288x288Rows(w.Span, x, y, tokens, accumulate, start, end);
             }
 
@@ -58,6 +62,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [288, 768]; x: [tokens, 768]; y: [tokens, 288]. Used by down_proj.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_288x768(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_288x768Job(w, x, y, tokens, accumulate);
@@ -66,6 +71,7 @@ namespace UserApp
 
             private struct MatMul_288x768Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_288x768Rows(w.Span, w.IsCacheLineAligned, x, y, tokens, accumulate, start, end);
             }
 
@@ -73,6 +79,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [32000, 288]; x: [tokens, 288]; y: [tokens, 32000]. Used by classifier (tied embedding).
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_32000x288(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_32000x288Job(w, x, y, tokens, accumulate);
@@ -81,6 +88,7 @@ namespace UserApp
 
             private struct MatMul_32000x288Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_32000x288Rows(w.Span, x, y, tokens, accumulate, start, end);
             }
 
@@ -89,6 +97,7 @@ namespace UserApp
             /// QueryDim + 2·KvDim = 864 stacked rows. Wq: F32 [288, 288]; Wk, Wv: F32 [288, 288];
             /// norm: [288]; x: [tokens, 288]; q: [tokens, 288]; k, v: [tokens, 288].
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Qkv(WorkerPool pool, WeightTensor norm, WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] x, float[] xNormed, float[] q, float[] k, float[] v, int tokens)
             {
                 // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
@@ -100,6 +109,7 @@ namespace UserApp
 
             private struct QkvJob(WeightTensor wq, WeightTensor wk, WeightTensor wv, float[] xNormed, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
@@ -117,6 +127,7 @@ namespace UserApp
             /// and SwiGLU in one pass per row range. Wgate, Wup: F32 [IntermediateSize=768, HiddenSize=288]; norm: [288];
             /// x: [tokens, 288]; h, up: [tokens, 768] (up is scratch).
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void GateUp(WorkerPool pool, WeightTensor norm, WeightTensor gate, WeightTensor up, float[] x, float[] xNormed, float[] h, float[] upOut, int tokens)
             {
                 // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
@@ -128,6 +139,7 @@ namespace UserApp
 
             private struct GateUpJob(WeightTensor gate, WeightTensor up, float[] xNormed, float[] h, float[] upOut, int tokens) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     MatMul_768x288Rows(gate.Span, xNormed, h, tokens, accumulate: false, start, end);
@@ -146,6 +158,7 @@ namespace UserApp
             /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
             /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
             {
                 var job = new AttentionJob(q, keys, values, pos, scores, output);
@@ -154,6 +167,7 @@ namespace UserApp
 
             private struct AttentionJob(float[] q, float[] keys, float[] values, int pos, float[] scores, float[] output) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     for (int item = start; item < end; item++)
@@ -169,7 +183,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [288, 288] row-major; x: [tokens, 288]; y: [tokens, 288].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_288x288Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 288, Cols = 288, RowBlock = 112;
@@ -252,7 +266,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [768, 288] row-major; x: [tokens, 288]; y: [tokens, 768].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_768x288Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 768, Cols = 288, RowBlock = 112;
@@ -335,7 +349,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [288, 768] row-major; x: [tokens, 768]; y: [tokens, 288].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_288x768Rows(ReadOnlySpan<float> w, bool lineAligned, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 288, Cols = 768, RowBlock = 42;
@@ -436,7 +450,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [32000, 288] row-major; x: [tokens, 288]; y: [tokens, 32000].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_32000x288Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32000, Cols = 288, RowBlock = 112;
@@ -530,6 +544,7 @@ namespace UserApp
             }
 
             /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
             {
                 if (x.Length < HiddenSize || weight.Length < HiddenSize || y.Length < HiddenSize)
@@ -546,6 +561,7 @@ namespace UserApp
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions j and j + RopePairs: Hugging Face's layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeRotateHalf(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -563,6 +579,7 @@ namespace UserApp
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions 2j and 2j + 1: the llama2.c and GGUF layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeAdjacentPairs(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -616,7 +633,7 @@ namespace UserApp
                             dot = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref qh, 40), Vector256.LoadUnsafe(ref kp, 40), dot);
                             Unsafe.Add(ref s0, p) = Vector256.Sum(dot) * Scale;
                         }
-                        Softmax(scores.Slice(0, positions));
+                        KernelMath.Softmax(scores.Slice(0, positions));
 
                         // output = Σ_p scores[p]·v[p]
                         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero, acc2 = Vector256<float>.Zero, acc3 = Vector256<float>.Zero, acc4 = Vector256<float>.Zero, acc5 = Vector256<float>.Zero;
@@ -642,6 +659,7 @@ namespace UserApp
             }
 
             /// <summary>gate = SiLU(gate) ⊙ up = gate / (1 + exp(-gate)) ⊙ up, over gate's length.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
             {
                 if (up.Length < gate.Length)
@@ -652,22 +670,13 @@ namespace UserApp
                 for (; i + 8 <= gate.Length; i += 8)
                 {
                     Vector256<float> g = Vector256.LoadUnsafe(ref g0, (nuint)i);
-                    (g / (Vector256<float>.One + Vector256.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
+                    (g / (Vector256<float>.One + KernelMath.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
                 }
                 for (; i < gate.Length; i++)
                 {
                     float g = Unsafe.Add(ref g0, i);
-                    Unsafe.Add(ref g0, i) = g / (1f + MathF.Exp(-g)) * Unsafe.Add(ref u0, i);
+                    Unsafe.Add(ref g0, i) = g / (1f + KernelMath.Exp(-g)) * Unsafe.Add(ref u0, i);
                 }
-            }
-
-            /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>
-            private static void Softmax(Span<float> x)
-            {
-                float max = TensorPrimitives.Max(x);
-                TensorPrimitives.Subtract(x, max, x);
-                TensorPrimitives.Exp(x, x);
-                TensorPrimitives.Multiply(x, 1f / TensorPrimitives.Sum(x), x);
             }
 
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -687,6 +696,7 @@ namespace UserApp
             }
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
             {
                 if (work >= ParallelWork && pool.Threads > 1)

@@ -8,6 +8,7 @@
 using System;
 using System.Globalization;
 using System.IO;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
 using Llama.Compiled;
@@ -161,6 +162,7 @@ namespace UserApp
         private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
         /// <summary>Registers a session call that reads the weights; throws if the model is disposed.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Enter()
         {
             Interlocked.Increment(ref _activeCalls);
@@ -171,6 +173,7 @@ namespace UserApp
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Exit() => Interlocked.Decrement(ref _activeCalls);
 
         /// <summary>The weights of one decoder layer: views into the model file.</summary>
@@ -271,9 +274,11 @@ namespace UserApp
             /// </summary>
             /// <exception cref="ArgumentOutOfRangeException">A token id is not in [0, VocabSize).</exception>
             /// <exception cref="InvalidOperationException">The tokens do not fit in the remaining context.</exception>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens) => Evaluate(tokens);
 
             /// <summary>Evaluates one token at <see cref="Position"/> and returns its logits [VocabSize].</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public ReadOnlySpan<float> Forward(int token) => Evaluate(new ReadOnlySpan<int>(in token));
 
             /// <summary>The logits [VocabSize] of the last evaluated (or restored) token.</summary>
@@ -301,6 +306,9 @@ namespace UserApp
                 Volatile.Write(ref _busy, 0);
             }
 
+            // The forward pass, like every kernel, is compiled fully optimized at its first call: with tiered compilation a
+            // prefill would run tier-0 code for the first conversations of an app.
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private ReadOnlySpan<float> Evaluate(scoped ReadOnlySpan<int> tokens)
             {
                 if (tokens.IsEmpty)
@@ -341,6 +349,7 @@ namespace UserApp
             }
 
             /// <summary>Evaluates up to PrefillChunk tokens at Position through every layer, then the last token's logits.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private void EvaluateChunk(ReadOnlySpan<int> tokens)
             {
                 int pos = _position;
@@ -362,6 +371,7 @@ namespace UserApp
             }
 
             /// <summary>One decoder layer for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private void Layer(int layer, int pos, int count)
             {
                 ref readonly LayerWeights w = ref _model._layers[layer];
@@ -409,6 +419,7 @@ namespace UserApp
             /// context shift does. Keys are re-rotated by -discard positions (RoPE rotations compose);
             /// values only move.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private void ShiftContext(int discard)
             {
                 int keep = _keepTokens, moved = _position - keep - discard;

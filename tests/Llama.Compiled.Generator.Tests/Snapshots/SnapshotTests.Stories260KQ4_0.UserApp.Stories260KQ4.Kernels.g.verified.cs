@@ -6,12 +6,12 @@
 #nullable enable
 
 using System;
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Llama.Compiled;
+using Llama.Compiled.CompilerServices;
 
 namespace UserApp
 {
@@ -33,6 +33,8 @@ namespace UserApp
         /// - q_proj, k_proj and v_proj run as one job over their 128 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
         /// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy).
+        /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
+        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.
         /// </summary>
         private static class Kernels
         {
@@ -45,6 +47,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q4_0 [64, 64]; x: [tokens, 64]; y: [tokens, 64]. Used by q_proj, o_proj.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_Q4_0_64x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
                 QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
@@ -54,6 +57,7 @@ namespace UserApp
 
             private struct MatMul_Q4_0_64x64Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_Q4_0_64x64Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
             }
 
@@ -61,6 +65,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [64, 172]; x: [tokens, 172]; y: [tokens, 64]. Used by down_proj.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_64x172(WorkerPool pool, WeightTensor w, float[] x, float[] y, int tokens, bool accumulate)
             {
                 var job = new MatMul_64x172Job(w, x, y, tokens, accumulate);
@@ -69,6 +74,7 @@ namespace UserApp
 
             private struct MatMul_64x172Job(WeightTensor w, float[] x, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_64x172Rows(w.Span, x, y, tokens, accumulate, start, end);
             }
 
@@ -76,6 +82,7 @@ namespace UserApp
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: Q4_0 [512, 64]; x: [tokens, 64]; y: [tokens, 512]. Used by classifier (tied embedding).
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_Q4_0_512x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
                 QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
@@ -85,6 +92,7 @@ namespace UserApp
 
             private struct MatMul_Q4_0_512x64Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker) => MatMul_Q4_0_512x64Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
             }
 
@@ -93,6 +101,7 @@ namespace UserApp
             /// QueryDim + 2·KvDim = 128 stacked rows. Wq: Q4_0 [64, 64]; Wk, Wv: Q4_0 [32, 64];
             /// norm: [64]; x: [tokens, 64]; q: [tokens, 64]; k, v: [tokens, 32].
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Qkv(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] q, float[] k, float[] v, int tokens)
             {
                 // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
@@ -105,6 +114,7 @@ namespace UserApp
 
             private struct QkvJob(PackedTensor wq, PackedTensor wk, PackedTensor wv, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
@@ -122,6 +132,7 @@ namespace UserApp
             /// and SwiGLU in one pass per row range. Wgate, Wup: Q4_0 [IntermediateSize=172, HiddenSize=64]; norm: [64];
             /// x: [tokens, 64]; h, up: [tokens, 172] (up is scratch).
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void GateUp(WorkerPool pool, WeightTensor norm, PackedTensor gate, PackedTensor up, float[] x, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] h, float[] upOut, int tokens)
             {
                 // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
@@ -134,6 +145,7 @@ namespace UserApp
 
             private struct GateUpJob(PackedTensor gate, PackedTensor up, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] h, float[] upOut, int tokens) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     MatMul_Q4_0_172x64Rows(gate.Bytes, xQuantized, xScales, xSums, h, tokens, accumulate: false, start, end);
@@ -152,6 +164,7 @@ namespace UserApp
             /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
             /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
             {
                 var job = new AttentionJob(q, keys, values, pos, scores, output);
@@ -160,6 +173,7 @@ namespace UserApp
 
             private struct AttentionJob(float[] q, float[] keys, float[] values, int pos, float[] scores, float[] output) : IParallelJob
             {
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     for (int item = start; item < end; item++)
@@ -176,7 +190,7 @@ namespace UserApp
             /// W: Q4_0 [64, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 64].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_64x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 64, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 64;
@@ -224,7 +238,7 @@ namespace UserApp
             /// W: Q4_0 [32, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 32].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_32x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 32;
@@ -272,7 +286,7 @@ namespace UserApp
             /// W: Q4_0 [172, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 172].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_172x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 172, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 172;
@@ -319,7 +333,7 @@ namespace UserApp
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [64, 172] row-major; x: [tokens, 172]; y: [tokens, 64].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_64x172Rows(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 64, Cols = 172, RowBlock = 64;
@@ -402,7 +416,7 @@ namespace UserApp
             /// W: Q4_0 [512, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 512].
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loop: skip tier-0 code
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_512x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 512, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 512;
@@ -504,6 +518,7 @@ namespace UserApp
             }
 
             /// <summary>y = x / sqrt(mean(x²) + RmsNormEps) ⊙ weight; x, weight, y: [HiddenSize].</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
             {
                 if (x.Length < HiddenSize || weight.Length < HiddenSize || y.Length < HiddenSize)
@@ -521,6 +536,7 @@ namespace UserApp
             /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
             /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales, sums: [HiddenSize/32].
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RmsNormQuantize(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
                 if (x.Length < HiddenSize || weight.Length < HiddenSize || q.Length < HiddenSize || scales.Length < HiddenSize / 32 || sums.Length < HiddenSize / 32)
@@ -546,6 +562,7 @@ namespace UserApp
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions j and j + RopePairs: Hugging Face's layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeRotateHalf(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -563,6 +580,7 @@ namespace UserApp
             /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
             /// (cos, sin: [RopePairs]), pairing dimensions 2j and 2j + 1: the llama2.c and GGUF layout.
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void RopeAdjacentPairs(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
             {
                 for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
@@ -615,7 +633,7 @@ namespace UserApp
                         }
                     }
                     for (int g = 0; g < GroupSize; g++)
-                        Softmax(scores.Slice(g * MaxContext, positions));
+                        KernelMath.Softmax(scores.Slice(g * MaxContext, positions));
 
                     // output_g = Σ_p scores[g, p]·v[p], accumulated in the output rows
                     output.Slice(kvHead * GroupSize * HeadDim, GroupSize * HeadDim).Clear();
@@ -634,6 +652,7 @@ namespace UserApp
             }
 
             /// <summary>gate = SiLU(gate) ⊙ up = gate / (1 + exp(-gate)) ⊙ up, over gate's length.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
             {
                 if (up.Length < gate.Length)
@@ -644,12 +663,12 @@ namespace UserApp
                 for (; i + 8 <= gate.Length; i += 8)
                 {
                     Vector256<float> g = Vector256.LoadUnsafe(ref g0, (nuint)i);
-                    (g / (Vector256<float>.One + Vector256.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
+                    (g / (Vector256<float>.One + KernelMath.Exp(-g)) * Vector256.LoadUnsafe(ref u0, (nuint)i)).StoreUnsafe(ref g0, (nuint)i);
                 }
                 for (; i < gate.Length; i++)
                 {
                     float g = Unsafe.Add(ref g0, i);
-                    Unsafe.Add(ref g0, i) = g / (1f + MathF.Exp(-g)) * Unsafe.Add(ref u0, i);
+                    Unsafe.Add(ref g0, i) = g / (1f + KernelMath.Exp(-g)) * Unsafe.Add(ref u0, i);
                 }
             }
 
@@ -658,6 +677,7 @@ namespace UserApp
             /// products: scale = max|x|/127 (kept as F16), q = round(x/scale); and each block's Σq, which the kernels
             /// subtract for the offset the weights are stored with. x: [n], q: [n], scales, sums: [n/32].
             /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<int> sums)
             {
                 if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32 || sums.Length < x.Length / 32)
@@ -749,15 +769,6 @@ namespace UserApp
                 return DotInt32(Q4_0Signed(Q4_0Weights(ref weights)), Vector256.LoadUnsafe(ref x));
             }
 
-            /// <summary>x = softmax(x), in place; the max is subtracted first so exp cannot overflow.</summary>
-            private static void Softmax(Span<float> x)
-            {
-                float max = TensorPrimitives.Max(x);
-                TensorPrimitives.Subtract(x, max, x);
-                TensorPrimitives.Exp(x, x);
-                TensorPrimitives.Multiply(x, 1f / TensorPrimitives.Sum(x), x);
-            }
-
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
@@ -775,6 +786,7 @@ namespace UserApp
             }
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
             {
                 if (work >= ParallelWork && pool.Threads > 1)
