@@ -4,7 +4,10 @@
 //
 //   dotnet run -c Release --project samples/LlamaBench -- [--quick] [--models stories15M,stories110M]
 //       [--threads 1,2] [--formats f32,q8_0] [--pp 128] [--tg 32] [--runs 3] [--cache DIR] [--json FILE]
-//       [--budget SECONDS] [--loading copy|map] [--no-llama]
+//       [--budget SECONDS] [--loading copy|map] [--no-llama] [--first-call]
+//
+// Runs with .NET's default settings (tiered compilation on), as a user's app does. --first-call adds a row per
+// pp test: the first Forward of a fresh process (load, then one prompt), as a user's first request meets it.
 //
 // The Markdown table goes to stdout, progress to stderr.
 
@@ -25,6 +28,9 @@ using LlamaBench;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+if (args.Length > 0 && args[0] == FirstCall.ChildFlag)
+    return FirstCall.RunChild(args);
 
 Options options;
 try
@@ -64,6 +70,8 @@ namespace LlamaBench
               --loading MODE     copy (default): weights read into huge-page memory, as llama.cpp (through LLamaSharp)
                                  holds them; map: memory-mapped, zero-copy (WeightLoading.Map)
               --no-llama         skip llama.cpp
+              --first-call       also time the first pp of a fresh process (after its load, warm file cache):
+                                 what an app's first prompt costs, JIT compilation included; median of R processes
             """;
 
         public bool Help { get; init; }
@@ -79,6 +87,7 @@ namespace LlamaBench
         public string? Json { get; init; }
         public bool NoLlama { get; init; }
         public WeightLoading Loading { get; init; } = WeightLoading.Copy;
+        public bool FirstCall { get; init; }
 
         public static Options Parse(string[] args)
         {
@@ -125,6 +134,7 @@ namespace LlamaBench
                     case "--cache": o = o with { Cache = Value() }; break;
                     case "--json": o = o with { Json = Value() }; break;
                     case "--no-llama": o = o with { NoLlama = true }; break;
+                    case "--first-call": o = o with { FirstCall = true }; break;
                     case "--loading":
                         o = o with
                         {
@@ -288,6 +298,8 @@ namespace LlamaBench
                             llama.Threads = threads;
                         Measure(model, formatName, format, threads, "pp", prompt, tokens, session, llama, oursProblem, llamaProblem);
                         Measure(model, formatName, format, threads, "tg", generate, tokens, session, llama, oursProblem, llamaProblem);
+                        if (options.FirstCall)
+                            MeasureFirstCall(model, formatName, path, threads, prompt, oursProblem, llama is null ? llamaProblem ?? "skipped" : null);
                     }
                     finally
                     {
@@ -350,6 +362,53 @@ namespace LlamaBench
             var row = new Row(model.Name, formatName, threads, $"{test}{count}", count, oursTps, llamaTps, runs, null, null, note);
             _rows.Add(row);
             Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-6} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  runs {runs}{(note is null ? "" : "  (" + note + ")")}");
+        }
+
+        /// <summary>
+        /// The first pp of fresh processes (one per run, interleaved between the engines), each after its own load of
+        /// the file the parent has already read (a warm page cache): JIT compilation and first-touch costs included.
+        /// </summary>
+        private void MeasureFirstCall(BenchModel model, string formatName, string path, int threads, int prompt, string? oursProblem, string? llamaProblem)
+        {
+            var oursTimes = new List<double>();
+            var oursJit = new List<double>();
+            var llamaTimes = new List<double>();
+            string? oursError = oursProblem, llamaError = llamaProblem;
+            for (int r = 0; r < options.Runs; r++)
+            {
+                if (oursError is null)
+                {
+                    try
+                    {
+                        (double seconds, double jit) = FirstCall.Spawn(model.Name, formatName, "ours", threads, prompt, path, options.Loading);
+                        oursTimes.Add(seconds);
+                        oursJit.Add(jit);
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        oursError = FirstLine(e.Message);
+                    }
+                }
+                if (llamaError is null)
+                {
+                    try
+                    {
+                        llamaTimes.Add(FirstCall.Spawn(model.Name, formatName, "llama.cpp", threads, prompt, path, options.Loading).Seconds);
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        llamaError = FirstLine(e.Message);
+                    }
+                }
+            }
+            double? oursTps = oursError is null && oursTimes.Count > 0 ? prompt / Median(oursTimes) : null;
+            double? llamaTps = llamaError is null && llamaTimes.Count > 0 ? prompt / Median(llamaTimes) : null;
+            string? note = oursError is not null || llamaError is not null
+                ? string.Join("; ", new[] { oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError }.Where(s => s is not null))
+                : $"ours {1000 * Median(oursTimes):F0} ms, of which JIT compilation {1000 * Median(oursJit):F0} ms";
+            var row = new Row(model.Name, formatName, threads, $"pp{prompt} first", prompt, oursTps, llamaTps, options.Runs, null, null, note);
+            _rows.Add(row);
+            Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-10} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  ({options.Runs} fresh processes each; {note})");
         }
 
         private void NotAvailable(BenchModel model, string format, string reason)
@@ -552,5 +611,75 @@ namespace LlamaBench
         }
 
         private static void Log(string message) => Console.Error.WriteLine(message);
+    }
+
+    /// <summary>
+    /// --first-call: a fresh process of this program loads one engine, evaluates one prompt, and prints how long that
+    /// first Forward took (the load is not counted: it is what the parent already measures elsewhere).
+    /// </summary>
+    internal static class FirstCall
+    {
+        public const string ChildFlag = "--first-call-child";
+
+        /// <summary>Runs a child and returns the seconds its first Forward took and the JIT compilation time within them.</summary>
+        public static (double Seconds, double JitSeconds) Spawn(string model, string format, string engine, int threads, int prompt, string path, WeightLoading loading)
+        {
+            string self = Environment.ProcessPath ?? "dotnet";
+            var start = new ProcessStartInfo { FileName = self, RedirectStandardOutput = true, RedirectStandardError = true };
+            if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+                start.ArgumentList.Add(typeof(FirstCall).Assembly.Location);
+            foreach (string arg in new[] { ChildFlag, model, format, engine, threads.ToString(CultureInfo.InvariantCulture),
+                                           prompt.ToString(CultureInfo.InvariantCulture), path, loading.ToString() })
+                start.ArgumentList.Add(arg);
+            using Process process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {self}");
+            var error = process.StandardError.ReadToEndAsync();
+            string output = process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            string[] fields = output.Trim().Split(' ');
+            if (process.ExitCode != 0 || fields.Length != 2
+                || !double.TryParse(fields[0], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds)
+                || !double.TryParse(fields[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double jitSeconds))
+                throw new InvalidOperationException($"first-call child exited with {process.ExitCode}: {error.Result.Trim()} {output.Trim()}");
+            return (seconds, jitSeconds);
+        }
+
+        /// <summary>The child: args are the flag, model, format, engine, threads, prompt tokens, GGUF path, loading.</summary>
+        public static int RunChild(string[] args)
+        {
+            BenchModel model = BenchModel.All.Single(m => m.Name == args[1]);
+            WeightFormat format = args[2] == "F32" ? WeightFormat.F32 : WeightFormat.Q8_0;
+            int threads = int.Parse(args[4], CultureInfo.InvariantCulture), prompt = int.Parse(args[5], CultureInfo.InvariantCulture);
+            string path = args[6];
+            var loading = Enum.Parse<WeightLoading>(args[7]);
+            var random = new Random(1234);
+            int[] tokens = new int[prompt];
+            tokens[0] = 1;
+            for (int i = 1; i < prompt; i++)
+                tokens[i] = random.Next(3, model.Shape.VocabSize);
+            long start;
+            TimeSpan jitBefore;
+            if (args[3] == "ours")
+            {
+                LoadedModel loaded = model.Load(format, path, loading);
+                using IDisposable weights = loaded.Model;
+                using ILlamaSession session = loaded.CreateSession(threads);
+                jitBefore = System.Runtime.JitInfo.GetCompilationTime();
+                start = Stopwatch.GetTimestamp();
+                session.Forward(tokens);
+            }
+            else
+            {
+                LlamaCppOracle.EnsureNativeLibrary();
+                using var llama = new LlamaCppOracle(path, threads, contextSize: model.Shape.MaxContext, batchSize: Math.Max(prompt, 32));
+                jitBefore = System.Runtime.JitInfo.GetCompilationTime();
+                start = Stopwatch.GetTimestamp();
+                llama.Evaluate(tokens);
+                _ = llama.Logits();
+            }
+            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            double jitSeconds = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalSeconds;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{seconds:R} {jitSeconds:R}"));
+            return 0;
+        }
     }
 }
