@@ -57,7 +57,7 @@ internal sealed class ByteLevelBpeDefinition
         var left = new int[merges.Count];
         var right = new int[merges.Count];
         var result = new int[merges.Count];
-        var ranks = new Dictionary<long, int>(merges.Count);
+        var ranks = new Dictionary<long, int>(merges.Count, PairKeyComparer.Instance);
         Span<char> joined = stackalloc char[512];
         for (int rank = 0; rank < merges.Count; rank++)
         {
@@ -103,6 +103,20 @@ internal sealed class ByteLevelBpeDefinition
         }
         return tokens;
     }
+}
+
+/// <summary>
+/// Hashes merge pair keys (left id &lt;&lt; 32 | right id). The default hash of a long, its two halves xored, gives every
+/// pair with the same <c>left ^ right</c> one bucket: Llama 3's 280,147 merges fall into far fewer distinct values,
+/// and lookups became chains (300 merges of one word took milliseconds).
+/// </summary>
+internal sealed class PairKeyComparer : IEqualityComparer<long>
+{
+    public static readonly PairKeyComparer Instance = new();
+
+    public bool Equals(long x, long y) => x == y;
+
+    public int GetHashCode(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> 32);
 }
 
 /// <summary>The pre-tokenizers llama.cpp knows by name (<c>tokenizer.ggml.pre</c>) that this runtime supports.</summary>
