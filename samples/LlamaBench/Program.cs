@@ -47,6 +47,8 @@ if (options.Help)
     Console.WriteLine(Options.Usage);
     return 0;
 }
+if (args.Contains("--tokenizers"))
+    return TokenizerBench.Run(options.Runs);
 
 return new Bench(options).Run();
 
@@ -57,6 +59,7 @@ namespace LlamaBench
     {
         public const string Usage = """
             LlamaBench: compiled models vs llama.cpp, prompt processing (pp) and text generation (tg).
+              --tokenizers       instead: byte-level BPE encoding throughput and tokenizer.json load time, vs llama.cpp's tokenizer
               --quick            < 2 min: stories260K, stories15M, stories110M; 2 runs, pp 64, tg 16
               --models LIST      stories260K,stories15M,stories110M,tinyllama-1.1b (default: all)
               --threads LIST     thread counts (default: 1,2)
@@ -104,7 +107,7 @@ namespace LlamaBench
                 string[] List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                 switch (arg)
                 {
-                    case "--quick": break;
+                    case "--quick" or "--tokenizers": break;
                     case "-h" or "--help": o = o with { Help = true }; break;
                     case "--models":
                         string[] models = List(Value());

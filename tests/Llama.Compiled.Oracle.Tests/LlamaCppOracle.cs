@@ -258,6 +258,21 @@ public sealed class LlamaCppOracle : IDisposable
         return best;
     }
 
+    /// <summary>
+    /// llama.cpp's tokenization of <paramref name="text"/> (<c>llama_tokenize</c>): with <paramref name="addSpecial"/>, BOS as
+    /// the vocabulary's <c>add_bos_token</c> says; with <paramref name="parseSpecial"/>, text spelling a control or
+    /// user-defined token becomes that token.
+    /// </summary>
+    public int[] Tokenize(string text, bool addSpecial, bool parseSpecial)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        LLamaToken[] tokens = _weights.Tokenize(text, addSpecial, parseSpecial, Encoding.UTF8);
+        var ids = new int[tokens.Length];
+        for (int i = 0; i < ids.Length; i++)
+            ids[i] = (int)tokens[i];
+        return ids;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

@@ -158,3 +158,14 @@ public static class OracleShapes
         return new OracleShape(name, shape, seed, loaders);
     }
 }
+
+/// <summary>Llama 3's vocabulary (128,256) on a tiny random-weight body: the byte-level tokenizer tests' model.</summary>
+[LlamaModel("Models/llama3-bpe/config.json")]
+public partial class Llama3Bpe;
+
+/// <summary>
+/// Qwen2's padded vocabulary (151,936 rows for 151,669 ids), GQA, tied, θ 1e6, on a tiny random-weight body
+/// (as a llama-architecture file: no q/k/v biases, which the GGUF writer does not write).
+/// </summary>
+[LlamaModel("Models/qwen2-bpe/config.json")]
+public partial class Qwen2Bpe;

@@ -14,6 +14,9 @@ internal static class TestPaths
 
     public static string Stories260KHf => Path.Combine(Stories260K, "hf");
 
+    /// <summary>Real byte-level BPE tokenizers (llama3/, qwen3/) with Hugging Face's tokenizations of corpus.json.</summary>
+    public static string Tokenizers => Path.Combine(SharedModels, "tokenizers");
+
     private static string FindRepoRoot()
     {
         for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))

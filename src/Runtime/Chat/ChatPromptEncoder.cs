@@ -33,6 +33,15 @@ internal sealed class ChatPromptEncoder
     /// <summary>The id of <paramref name="text"/> when it is one special token of the vocabulary.</summary>
     public static bool TryGetSpecialId(Tokenizer tokenizer, string text, out int id)
     {
+        if (tokenizer is ByteLevelBpeTokenizer byteLevel)
+        {
+            // Added tokens (<|eot_id|>, <|im_end|>) by their text; encoding would put BOS before them.
+            if (byteLevel.AddedTokens.TryGetValue(text, out id))
+                return true;
+            IReadOnlyList<int> pieces = byteLevel.EncodeToIds(text, addSpecialTokens: false);
+            id = pieces.Count == 1 ? pieces[0] : -1;
+            return pieces.Count == 1;
+        }
         if (tokenizer is SentencePieceTokenizer sentencePiece)
         {
             if (sentencePiece.SpecialTokens is { } specials && specials.TryGetValue(text, out id))
@@ -88,9 +97,8 @@ internal sealed class ChatPromptEncoder
     {
         if (text.IsEmpty)
             return;
-        IReadOnlyList<int> piece = _tokenizer is SentencePieceTokenizer sentencePiece
-            ? sentencePiece.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false)
-            : _tokenizer.EncodeToIds(text);
+        // Without BOS/EOS, as transformers' apply_chat_template(tokenize=True) encodes the rendered prompt.
+        IReadOnlyList<int> piece = LlamaTokenizers.EncodeWithoutSpecialTokens(_tokenizer, text);
         for (int i = 0; i < piece.Count; i++)
             ids.Add(piece[i]);
     }

@@ -6,7 +6,8 @@ using Microsoft.ML.Tokenizers;
 namespace Llama.Compiled;
 
 /// <summary>
-/// The SentencePiece tokenizer stored in a GGUF file's metadata (<c>tokenizer.ggml.model = "llama"</c>):
+/// The tokenizer stored in a GGUF file's metadata: byte-level BPE (<c>tokenizer.ggml.model = "gpt2"</c>,
+/// a <see cref="ByteLevelBpeTokenizer"/>) or SentencePiece (<c>tokenizer.ggml.model = "llama"</c>):
 /// the vocabulary is turned back into the SentencePiece <c>ModelProto</c> a Llama <c>tokenizer.model</c> holds
 /// and given to Microsoft.ML.Tokenizers' <see cref="LlamaTokenizer"/>.
 /// </summary>
@@ -39,6 +40,8 @@ public static class GgufTokenizer
     public static Tokenizer Create(GgufMetadata metadata)
     {
         ArgumentNullException.ThrowIfNull(metadata);
+        if (metadata.GetString("tokenizer.ggml.model") == "gpt2")
+            return new ByteLevelBpeTokenizer(ReadByteLevelBpe(metadata));
         byte[] model = BuildModelProto(metadata);
         bool addBos = metadata.GetBool("tokenizer.ggml.add_bos_token") ?? true;
         bool addEos = metadata.GetBool("tokenizer.ggml.add_eos_token") ?? false;
@@ -64,7 +67,7 @@ public static class GgufTokenizer
         if (model is null)
             throw new ModelFormatException($"{source}: the GGUF file has no tokenizer (tokenizer.ggml.model is missing)");
         if (model != "llama")
-            throw new ModelFormatException($"{source}: tokenizer.ggml.model is \"{model}\"; only \"llama\" (SentencePiece) tokenizers are supported");
+            throw new ModelFormatException($"{source}: tokenizer.ggml.model is \"{model}\"; only \"llama\" (SentencePiece) and \"gpt2\" (byte-level BPE) tokenizers are supported");
         string[] tokens = metadata.GetStringArray("tokenizer.ggml.tokens")
             ?? throw new ModelFormatException($"{source}: the GGUF file has no tokenizer.ggml.tokens");
         if (tokens.Length == 0)
@@ -123,6 +126,68 @@ public static class GgufTokenizer
         normalizer.Varint(5, 1);                          // escape_whitespaces
         proto.Message(3, normalizer);
         return proto.ToArray();
+    }
+
+    /// <summary>
+    /// A byte-level BPE tokenizer (<c>tokenizer.ggml.model = "gpt2"</c>) as llama.cpp reads it: <c>tokens</c>,
+    /// <c>token_type</c> (control and user-defined tokens are recognised in text, control ones are special;
+    /// unused ones, such as the <c>[PAD…]</c> fillers of a padded vocabulary, only decode), <c>merges</c>
+    /// (<c>"a b"</c>), the pre-tokenizer named by <c>tokenizer.ggml.pre</c> (with the normalizer that name implies), BOS/EOS and
+    /// <c>add_bos_token</c> (default false), <c>clean_spaces</c> (default false).
+    /// </summary>
+    internal static ByteLevelBpeDefinition ReadByteLevelBpe(GgufMetadata metadata)
+    {
+        string source = metadata.Source;
+        string[] tokens = metadata.GetStringArray("tokenizer.ggml.tokens")
+            ?? throw new ModelFormatException($"{source}: the GGUF file has no tokenizer.ggml.tokens");
+        string[] merges = metadata.GetStringArray("tokenizer.ggml.merges")
+            ?? throw new ModelFormatException($"{source}: the byte-level BPE tokenizer has no tokenizer.ggml.merges");
+        int[]? types = metadata.GetInt32Array("tokenizer.ggml.token_type");
+        if (types is not null && types.Length != tokens.Length)
+            throw new ModelFormatException($"{source}: tokenizer.ggml.token_type has {types.Length} values for {tokens.Length} tokens");
+        string pre = metadata.GetString("tokenizer.ggml.pre")
+            ?? throw new ModelFormatException($"{source}: the byte-level BPE tokenizer has no tokenizer.ggml.pre naming its pre-tokenizer");
+        (string[] patterns, bool ignoreMerges, System.Text.NormalizationForm? normalization) = ByteLevelPreTokenizers.FromGgufName(source, pre);
+
+        var vocabulary = new System.Collections.Generic.Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+        var added = new System.Collections.Generic.List<ByteLevelAddedToken>();
+        for (int id = 0; id < tokens.Length; id++)
+        {
+            int type = types?[id] ?? 1;
+            if (type is 3 or 4)
+                added.Add(new ByteLevelAddedToken(tokens[id], id, Special: type == 3));
+            else if (type != 5 && !vocabulary.TryAdd(tokens[id], id))
+                throw new ModelFormatException($"{source}: token \"{tokens[id]}\" appears twice (ids {vocabulary[tokens[id]]} and {id})");
+        }
+        var pairs = new (string, string)[merges.Length];
+        for (int i = 0; i < merges.Length; i++)
+        {
+            int space = merges[i].IndexOf(' ', 1);
+            if (space < 0 || space == merges[i].Length - 1)
+                throw new ModelFormatException($"{source}: merge {i} (\"{merges[i]}\") is not two tokens separated by a space");
+            pairs[i] = (merges[i][..space], merges[i][(space + 1)..]);
+        }
+        var (left, right, result, ranks) = ByteLevelBpeDefinition.BuildMerges(source, vocabulary, pairs);
+        int? bos = metadata.ContainsKey("tokenizer.ggml.bos_token_id") ? TokenId(metadata, "tokenizer.ggml.bos_token_id", 0, tokens.Length) : null;
+        int? eos = metadata.ContainsKey("tokenizer.ggml.eos_token_id") ? TokenId(metadata, "tokenizer.ggml.eos_token_id", 0, tokens.Length) : null;
+        return new ByteLevelBpeDefinition
+        {
+            Source = source,
+            Tokens = tokens,
+            Vocabulary = vocabulary,
+            MergeLeft = left,
+            MergeRight = right,
+            MergeResults = result,
+            MergeRanks = ranks,
+            SplitPatterns = patterns,
+            IgnoreMerges = ignoreMerges,
+            Normalization = normalization,
+            AddedTokens = added,
+            BosId = bos,
+            EosId = eos,
+            AddBos = (metadata.GetBool("tokenizer.ggml.add_bos_token") ?? false) && bos is not null,
+            CleanUpTokenizationSpaces = metadata.GetBool("tokenizer.ggml.clean_spaces") ?? false,
+        };
     }
 
     private static int TokenId(GgufMetadata metadata, string key, int defaultId, int count)

@@ -286,13 +286,34 @@ public sealed class GgufWriter : IDisposable
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
         GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false)
     {
-        ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(shape);
-        ArgumentNullException.ThrowIfNull(tensor);
-        int qDim = shape.HeadCount * shape.HeadDim, kvDim = shape.KvHeadCount * shape.HeadDim;
         if (vocabulary is not null && vocabulary.Tokens.Count != shape.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocabulary.Tokens.Count} tokens; the model has {shape.VocabSize}", nameof(vocabulary));
+        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary is null ? null : vocabulary.AddTo, name, storeTiedClassifier);
+    }
 
+    /// <summary>
+    /// <see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool)"/>
+    /// with a byte-level BPE vocabulary (<c>tokenizer.ggml.model = "gpt2"</c>: Llama 3, Qwen2, SmolLM2).
+    /// </summary>
+    /// <exception cref="ArgumentException">The vocabulary's token count differs from <see cref="LlamaModelShape.VocabSize"/>.</exception>
+    public static void WriteLlama(string path, LlamaModelShape shape, Func<string, float[]> tensor, GgufBpeVocabulary vocabulary,
+        GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
+        string name = "llama", bool storeTiedClassifier = false)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        if (vocabulary.Tokens.Count != shape.VocabSize)
+            throw new ArgumentException($"the vocabulary has {vocabulary.Tokens.Count} tokens; the model has {shape.VocabSize}", nameof(vocabulary));
+        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary.AddTo, name, storeTiedClassifier);
+    }
+
+    private static void WriteLlamaCore(string path, LlamaModelShape shape, Func<string, float[]> tensor,
+        GgufTensorType matrixType, RopeLayout layout, Action<GgufWriter>? addVocabulary, string name, bool storeTiedClassifier)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(tensor);
+        int qDim = shape.HeadCount * shape.HeadDim, kvDim = shape.KvHeadCount * shape.HeadDim;
         var plan = new List<(string Gguf, string Hf, long[] Shape, int PermuteHeads)>
         {
             ("token_embd.weight", "model.embed_tokens.weight", [shape.VocabSize, shape.HiddenSize], 0),
@@ -341,7 +362,7 @@ public sealed class GgufWriter : IDisposable
         writer.AddUInt32("llama.rope.dimension_count", (uint)shape.HeadDim);
         writer.AddFloat32("llama.rope.freq_base", shape.RopeTheta);
         writer.AddUInt32("llama.vocab_size", (uint)shape.VocabSize);
-        vocabulary?.AddTo(writer);
+        addVocabulary?.Invoke(writer);
 
         foreach ((string gguf, _, long[] tensorShape, _) in plan)
         {
@@ -666,5 +687,107 @@ public sealed record GgufVocabulary(
         writer.AddUInt32("tokenizer.ggml.unknown_token_id", (uint)UnknownTokenId);
         writer.AddBool("tokenizer.ggml.add_bos_token", AddBos);
         writer.AddBool("tokenizer.ggml.add_eos_token", AddEos);
+    }
+}
+
+/// <summary>
+/// A byte-level BPE vocabulary for the <c>tokenizer.ggml.*</c> keys of a GGUF file (llama.cpp's "gpt2"
+/// tokenizer model), as llama.cpp's <c>convert_hf_to_gguf.py</c> writes it: the tokens in id order (byte
+/// characters, <c>Ġ</c> for a space; added tokens as their text), their types (1 normal, 3 control for
+/// special added tokens, 4 user-defined for the other added tokens, 5 unused for the <c>[PAD…]</c> fillers
+/// of a padded vocabulary), the merges as <c>"a b"</c>, the pre-tokenizer's name, BOS/EOS ids,
+/// <c>add_bos_token</c> and <c>clean_spaces</c>.
+/// </summary>
+public sealed class GgufBpeVocabulary
+{
+    private GgufBpeVocabulary(string[] tokens, int[] tokenTypes, string[] merges, string preTokenizer)
+    {
+        Tokens = tokens;
+        TokenTypes = tokenTypes;
+        Merges = merges;
+        PreTokenizer = preTokenizer;
+    }
+
+    /// <summary>The tokens, in id order.</summary>
+    public IReadOnlyList<string> Tokens { get; }
+
+    /// <summary>One llama.cpp token type per token.</summary>
+    public IReadOnlyList<int> TokenTypes { get; }
+
+    /// <summary>The merges, in rank order, as <c>"left right"</c>.</summary>
+    public IReadOnlyList<string> Merges { get; }
+
+    /// <summary>The llama.cpp pre-tokenizer name (<c>tokenizer.ggml.pre</c>): <c>llama-bpe</c>, <c>qwen2</c>, <c>smollm</c>, <c>gpt2</c>.</summary>
+    public string PreTokenizer { get; }
+
+    /// <summary>BOS id, or null when the tokenizer has none.</summary>
+    public int? BosTokenId { get; init; }
+
+    /// <summary>EOS id, or null.</summary>
+    public int? EosTokenId { get; init; }
+
+    /// <summary>Whether encoding adds BOS.</summary>
+    public bool AddBos { get; init; }
+
+    /// <summary>Whether decoding cleans up spaces before punctuation (transformers' <c>clean_up_tokenization_spaces</c>).</summary>
+    public bool CleanSpaces { get; init; }
+
+    /// <summary>
+    /// The vocabulary of a byte-level BPE <paramref name="tokenizer"/> (as <see cref="LlamaTokenizers.Load"/> returns it),
+    /// padded with unused <c>[PADn]</c> tokens to <paramref name="vocabSize"/> when the model's embedding has more rows
+    /// than the tokenizer has ids (Qwen's do).
+    /// </summary>
+    /// <exception cref="ArgumentException">The tokenizer's pre-tokenizer has no llama.cpp name and none was given, or it has more ids than <paramref name="vocabSize"/>.</exception>
+    public static GgufBpeVocabulary FromTokenizer(ByteLevelBpeTokenizer tokenizer, int? vocabSize = null, string? preTokenizer = null)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ByteLevelBpeDefinition definition = tokenizer.Definition;
+        string pre = preTokenizer ?? ByteLevelPreTokenizers.GgufNameOf(definition.SplitPatterns, definition.IgnoreMerges)
+            ?? throw new ArgumentException($"{definition.Source}: its pre-tokenizer ({string.Join(" then ", definition.SplitPatterns)}) is none that llama.cpp names; pass the name", nameof(preTokenizer));
+        int count = vocabSize ?? definition.Tokens.Length;
+        if (count < definition.Tokens.Length)
+            throw new ArgumentException($"the tokenizer has {definition.Tokens.Length} ids; the vocabulary size {count} is smaller", nameof(vocabSize));
+        var tokens = new string[count];
+        var types = new int[count];
+        definition.Tokens.CopyTo(tokens, 0);
+        types.AsSpan(0, definition.Tokens.Length).Fill(1);
+        foreach (ByteLevelAddedToken added in definition.AddedTokens)
+            types[added.Id] = added.Special ? 3 : 4;
+        for (int id = definition.Tokens.Length; id < count; id++)
+        {
+            tokens[id] = $"[PAD{id}]";
+            types[id] = 5;
+        }
+        var merges = new string[definition.MergeLeft.Length];
+        for (int rank = 0; rank < merges.Length; rank++)
+            merges[rank] = definition.Tokens[definition.MergeLeft[rank]] + " " + definition.Tokens[definition.MergeRight[rank]];
+        return new GgufBpeVocabulary(tokens, types, merges, pre)
+        {
+            BosTokenId = definition.BosId,
+            EosTokenId = definition.EosId,
+            AddBos = definition.AddBos,
+            CleanSpaces = definition.CleanUpTokenizationSpaces,
+        };
+    }
+
+    /// <summary>Adds the <c>tokenizer.ggml.*</c> keys of this vocabulary to <paramref name="writer"/>.</summary>
+    public void AddTo(GgufWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        var types = new int[TokenTypes.Count];
+        for (int i = 0; i < types.Length; i++)
+            types[i] = TokenTypes[i];
+        writer.AddString("tokenizer.ggml.model", "gpt2");
+        writer.AddString("tokenizer.ggml.pre", PreTokenizer);
+        writer.AddStringArray("tokenizer.ggml.tokens", Tokens);
+        writer.AddInt32Array("tokenizer.ggml.token_type", types);
+        writer.AddStringArray("tokenizer.ggml.merges", Merges);
+        if (BosTokenId is int bos)
+            writer.AddUInt32("tokenizer.ggml.bos_token_id", (uint)bos);
+        if (EosTokenId is int eos)
+            writer.AddUInt32("tokenizer.ggml.eos_token_id", (uint)eos);
+        writer.AddBool("tokenizer.ggml.add_bos_token", AddBos);
+        writer.AddBool("tokenizer.ggml.add_eos_token", false);
+        writer.AddBool("tokenizer.ggml.clean_spaces", CleanSpaces);
     }
 }

@@ -16,6 +16,11 @@ namespace Llama.Compiled;
 /// after each emitted chunk, so the work per id stays constant instead of growing with the text (the
 /// scheme of Hugging Face text-generation-inference).
 /// <para>
+/// Byte-level BPE tokenizers (Llama 3, Qwen, SmolLM2) spell every byte, so a token can end inside a
+/// character — an emoji is four bytes, often in two or three tokens: its text ends in U+FFFD until the
+/// token with the last byte arrives, and is held back until then. Nothing is dropped at the start.
+/// </para>
+/// <para>
 /// SentencePiece drops that space from the first text piece even after byte tokens, where it belongs
 /// in the text ("🎂 für" would come out "🎂für" from a window starting at the emoji's bytes). So with a
 /// SentencePiece tokenizer every window starts with the lone "▁" piece: it decodes to nothing and takes

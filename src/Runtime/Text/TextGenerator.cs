@@ -152,13 +152,18 @@ public sealed class TextGenerator
 
     /// <summary>
     /// The ids <see cref="Generate(string, GenerationOptions?)"/> evaluates for <paramref name="prompt"/>:
-    /// the tokenizer's ids with BOS first (added when the tokenizer does not add it).
+    /// the tokenizer's ids with BOS first (added when the tokenizer does not add it), except for a byte-level BPE
+    /// tokenizer that adds no BOS (Qwen), whose ids are used as they are (BOS only for an empty prompt).
     /// </summary>
     public int[] EncodePrompt(string prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         int bosTokenId = Session.Model.Shape.BosTokenId;
         IReadOnlyList<int> ids = Tokenizer.EncodeToIds(prompt);
+        // A byte-level tokenizer that adds no BOS (Qwen) is followed as it is: the model was trained without one.
+        // Only an empty prompt gets the model's BOS, as something must be evaluated first.
+        if (Tokenizer is ByteLevelBpeTokenizer { AddBeginningOfSentence: false } && ids.Count > 0)
+            return [.. ids];
         // SentencePiece encodes "" to nothing at all, and a tokenizer may be set not to add BOS.
         bool hasBos = ids.Count > 0 && ids[0] == bosTokenId;
         int[] result = new int[ids.Count + (hasBos ? 0 : 1)];

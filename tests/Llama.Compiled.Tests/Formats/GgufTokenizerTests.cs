@@ -221,7 +221,8 @@ public sealed class GgufTokenizerTests : IDisposable
         }
 
         Expect("tokenizer.ggml.model is missing", _ => { });
-        Expect("tokenizer.ggml.model is \"gpt2\"", w => w.AddString("tokenizer.ggml.model", "gpt2"));
+        Expect("tokenizer.ggml.model is \"t5\"", w => w.AddString("tokenizer.ggml.model", "t5"));
+        Expect("no tokenizer.ggml.tokens", w => w.AddString("tokenizer.ggml.model", "gpt2"));
         Expect("no tokenizer.ggml.tokens", w => w.AddString("tokenizer.ggml.model", "llama"));
         Expect("tokenizer.ggml.tokens is a string, expected an array of strings", w =>
         {
