@@ -85,7 +85,9 @@ public sealed unsafe class WorkerPool : IDisposable
     public void For<TJob>(ref TJob job, int count, int grain) where TJob : struct, IParallelJob
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        int parts = Math.Min(Threads, (count + grain - 1) / Math.Max(grain, 1));
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfLessThan(grain, 1);
+        int parts = Math.Min(Threads, (int)(((long)count + grain - 1) / grain));
         if (parts <= 1)
         {
             job.Execute(0, count, 0);
@@ -114,7 +116,16 @@ public sealed unsafe class WorkerPool : IDisposable
                 Monitor.PulseAll(_gate);
         }
 
-        RunPart(0);
+        // The job lives in this frame: even when this thread's own part throws, every other part must finish
+        // (or be claimed here) before For returns, so the failure is kept and thrown after the wait, as a worker's is.
+        try
+        {
+            RunPart(0);
+        }
+        catch (Exception e)
+        {
+            _failure ??= ExceptionDispatchInfo.Capture(e);
+        }
         // A worker that has not started its part yet (asleep, or its core taken by another process) would
         // make this thread wait; run such parts here instead. Whoever claims a part first runs it.
         for (int part = 1; part < parts; part++)

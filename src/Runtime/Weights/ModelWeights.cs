@@ -451,6 +451,18 @@ public sealed unsafe class ModelWeights : IDisposable
             throw new ModelFormatException($"tensor {name} in {tensor.File.Path}: expected shape {SafetensorsFormat.FormatShape(expectedShape)}, file has {SafetensorsFormat.FormatShape(tensor.Shape)}");
         if (!TensorConversion.IsSupported(tensor.DType))
             throw new ModelFormatException($"tensor {name} in {tensor.File.Path} has dtype {tensor.DType}; supported: F32, F16, BF16, Q8_0, Q4_0");
+        // Every kernel and conversion reads rows × stored row bytes from the tensor's start: the bytes the file holds
+        // for it must be exactly that, whatever its reader checked (a safetensors reader cannot size a block type).
+        long cols = expectedShape.IsEmpty ? 0 : expectedShape[^1];
+        long elements = 1;
+        foreach (long dimension in expectedShape)
+            elements *= dimension; // the compiled shape: small enough not to overflow
+        bool blocked = tensor.DType is "Q8_0" or "Q4_0";
+        if (blocked && cols % BlockQuantization.BlockSize != 0)
+            throw new ModelFormatException($"tensor {name} in {tensor.File.Path} is {tensor.DType} with rows of {cols} elements, not a multiple of {BlockQuantization.BlockSize}");
+        long expectedBytes = cols == 0 ? 0 : elements / cols * TensorConversion.StoredRowBytes(tensor.DType, cols);
+        if (tensor.ByteLength != expectedBytes)
+            throw new ModelFormatException($"tensor {name} in {tensor.File.Path}: shape {SafetensorsFormat.FormatShape(expectedShape)} of {tensor.DType} needs {expectedBytes} bytes, the file holds {tensor.ByteLength}");
         return entry;
     }
 

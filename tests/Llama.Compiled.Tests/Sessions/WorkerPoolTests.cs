@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using Xunit;
 
@@ -94,6 +95,41 @@ public sealed class WorkerPoolTests
             for (int i = start; i < end; i++)
                 Interlocked.Increment(ref runs[i]);
         }
+    }
+
+    /// <summary>Part 0 (the caller's) throws at once; part 1 takes 100 ms and then records that it finished.</summary>
+    private readonly struct FirstPartThrowsJob(StrongBox<bool> finished) : IParallelJob
+    {
+        public void Execute(int start, int end, int worker)
+        {
+            if (start == 0)
+                throw new InvalidOperationException("first part");
+            Thread.Sleep(100);
+            finished.Value = true;
+        }
+    }
+
+    [Fact]
+    public void AnExceptionInTheCallersRangeWaitsForTheOtherRanges()
+    {
+        using var pool = new WorkerPool(2);
+        var finished = new StrongBox<bool>();
+        var job = new FirstPartThrowsJob(finished);
+        var e = Assert.Throws<InvalidOperationException>(() => pool.For(ref job, 2, 1));
+        Assert.Equal("first part", e.Message);
+        // For returned only after the other range had finished with the job (which lives in For's frame).
+        Assert.True(finished.Value, "For returned while another range was still running");
+    }
+
+    [Fact]
+    public void ANegativeCountOrAGrainBelowOneIsAnArgumentError()
+    {
+        using var pool = new WorkerPool(2);
+        var tally = new Tally(10, 2);
+        var work = new CountingJob(tally, 1);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.For(ref work, -1, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.For(ref work, 10, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.For(ref work, 10, -3));
     }
 
     private readonly struct ThrowingJob(int failAt) : IParallelJob

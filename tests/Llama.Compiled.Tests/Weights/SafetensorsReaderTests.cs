@@ -62,6 +62,27 @@ public sealed class SafetensorsReaderTests : IDisposable
         Assert.False(weights.Contains("lm_head.weight")); // tied embeddings
     }
 
+    /// <summary>
+    /// A block type the safetensors reader cannot size (Q8_0, Q4_0) declared over fewer bytes than its shape needs: found
+    /// by the unsafe-code audit, it made the conversion read (mapped) or the in-place rearrangement write (copied) past the
+    /// tensor. Every view is now checked against rows × stored row bytes before any kernel or conversion touches it.
+    /// </summary>
+    [Theory]
+    [InlineData(WeightLoading.Map)]
+    [InlineData(WeightLoading.Copy)]
+    public void ABlockTypeTensorSmallerThanItsShapeIsAFormatError(WeightLoading loading)
+    {
+        string file = Path.Combine(_dir, $"short-q8-{loading}.safetensors");
+        File.WriteAllBytes(file, SafetensorsTestWriter.BuildRaw(
+            """{"w":{"dtype":"Q8_0","shape":[65536,32],"data_offsets":[0,0]},"v":{"dtype":"Q4_0","shape":[4,20],"data_offsets":[0,72]}}""", new byte[72]));
+        using ModelWeights weights = loading == WeightLoading.Map ? ModelWeights.Open(file) : ModelWeights.Open(file, Stories260K.CompiledShape, loading);
+        var packed = Assert.Throws<ModelFormatException>(() => weights.GetPackedMatrix("w", 65536, 32, WeightFormat.Q8_0));
+        Assert.Contains("needs 2228224 bytes, the file holds 0", packed.Message);
+        Assert.Throws<ModelFormatException>(() => weights.GetMatrix("w", 65536, 32));
+        var ragged = Assert.Throws<ModelFormatException>(() => weights.GetMatrix("v", 4, 20)); // stored Q4_0, asked for as F32
+        Assert.Contains("not a multiple of 32", ragged.Message);
+    }
+
     [Fact]
     public void OpensASafetensorsFileDirectly()
     {
