@@ -50,6 +50,7 @@ internal static class KernelEmitter
         w.Line("/// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few");
         w.Line("///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.");
         w.Line("/// </summary>");
+        w.Line(Emitter.GeneratedCodeAttribute);
         using (w.Block("private static class Kernels"))
         {
             w.Line($$"""
@@ -94,8 +95,6 @@ internal static class KernelEmitter
                 w.Line();
             }
             WriteRmsNorm(w, plan);
-            w.Line();
-            WriteRope(w, s);
             w.Line();
             WriteAttention(w, s);
             w.Line();
@@ -1112,47 +1111,6 @@ internal static class KernelEmitter
                 }
                 """);
         }
-    }
-
-    private static void WriteRope(SourceWriter w, ModelSpec s)
-    {
-        w.Line("""
-            /// <summary>
-            /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
-            /// (cos, sin: [RopePairs]), pairing dimensions j and j + RopePairs: Hugging Face's layout.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void RopeRotateHalf(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
-            {
-                for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
-                {
-                    for (int j = 0; j < RopePairs; j++)
-                    {
-                        float x0 = v[head + j], x1 = v[head + j + RopePairs];
-                        v[head + j] = x0 * cos[j] - x1 * sin[j];
-                        v[head + j + RopePairs] = x0 * sin[j] + x1 * cos[j];
-                    }
-                }
-            }
-
-            /// <summary>
-            /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
-            /// (cos, sin: [RopePairs]), pairing dimensions 2j and 2j + 1: the llama2.c and GGUF layout.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void RopeAdjacentPairs(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
-            {
-                for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
-                {
-                    for (int j = 0; j < RopePairs; j++)
-                    {
-                        float x0 = v[head + 2 * j], x1 = v[head + 2 * j + 1];
-                        v[head + 2 * j] = x0 * cos[j] - x1 * sin[j];
-                        v[head + 2 * j + 1] = x0 * sin[j] + x1 * cos[j];
-                    }
-                }
-            }
-            """);
     }
 
     private static void WriteAttention(SourceWriter w, ModelSpec s)

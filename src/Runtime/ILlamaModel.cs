@@ -39,4 +39,17 @@ public interface ILlamaSession : IDisposable
 
     /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
     void Reset();
+
+    /// <summary>Threads and what <see cref="Forward(ReadOnlySpan{int})"/> does when the context is full (throw or shift).</summary>
+    SessionOptions Options { get; }
+
+    /// <summary>The logits [VocabSize] of the last evaluated (or restored) token.</summary>
+    ReadOnlySpan<float> Logits { get; }
+
+    /// <summary>Writes the session's state (position, logits, KV cache) to <paramref name="stream"/>.</summary>
+    void Save(System.IO.Stream stream);
+
+    /// <summary>Replaces the session's state with one <see cref="Save"/> wrote for a model of the same shape and weights.</summary>
+    /// <exception cref="System.IO.InvalidDataException">The data is not such a state; the session is then reset.</exception>
+    void Restore(System.IO.Stream stream);
 }

@@ -25,13 +25,21 @@ public sealed class GeneratedCodeCompilesTests
             ("/project/models/config.json", GeneratorHarness.Stories260KConfig()));
 
         var type = run.OutputCompilation.GetTypeByMetadataName("UserApp.Stories260K")!;
-        string[] members = type.GetMembers().Select(m => m.Name).ToArray();
+        // The contract is the class's public surface: its own members and those of the runtime's LlamaModel/LlamaSession.
+        static string[] PublicMembers(Microsoft.CodeAnalysis.INamedTypeSymbol? t)
+        {
+            var names = new System.Collections.Generic.List<string>();
+            for (; t is not null; t = t.BaseType)
+                names.AddRange(t.GetMembers().Where(m => m.DeclaredAccessibility == Microsoft.CodeAnalysis.Accessibility.Public).Select(m => m.Name));
+            return names.ToArray();
+        }
+        string[] members = PublicMembers(type);
         foreach (string name in new[] { "Load", "CreateSession", "HiddenSize", "LayerCount", "HeadCount", "KvHeadCount",
-                                        "HeadDim", "IntermediateSize", "VocabSize", "MaxContext", "Dispose" })
+                                        "HeadDim", "IntermediateSize", "VocabSize", "MaxContext", "Dispose", "Shape" })
             Assert.Contains(name, members);
         var session = type.GetTypeMembers("Session").Single();
-        string[] sessionMembers = session.GetMembers().Select(m => m.Name).ToArray();
-        foreach (string name in new[] { "Forward", "Position", "Reset", "Dispose" })
+        string[] sessionMembers = PublicMembers(session);
+        foreach (string name in new[] { "Forward", "Position", "Reset", "Dispose", "Logits", "Save", "Restore", "Options", "Model" })
             Assert.Contains(name, sessionMembers);
         Assert.Equal(64, type.GetMembers("HiddenSize").OfType<Microsoft.CodeAnalysis.IFieldSymbol>().Single().ConstantValue);
     }

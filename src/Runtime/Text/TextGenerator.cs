@@ -287,7 +287,7 @@ public sealed class TextGenerator
                     reason = StopReason.MaxNewTokens;
                     break;
                 }
-                if (Session.Position >= shape.MaxContext)
+                if (Session.Position >= shape.MaxContext && Session.Options.Overflow != ContextOverflow.Shift)
                 {
                     reason = StopReason.ContextFull;
                     break;
@@ -344,6 +344,7 @@ public sealed class TextGenerator
         _sessionKnown = false;
         ReadOnlySpan<float> logits = Session.Forward(ids);
         _sessionTokens.AddRange(ids);
+        FollowContextShift();
         _sessionKnown = true;
         return logits;
     }
@@ -353,8 +354,20 @@ public sealed class TextGenerator
         _sessionKnown = false;
         ReadOnlySpan<float> logits = Session.Forward(id);
         _sessionTokens.Add(id);
+        FollowContextShift();
         _sessionKnown = true;
         return logits;
+    }
+
+    /// <summary>
+    /// A session created with <see cref="ContextOverflow.Shift"/> drops positions after its KeepTokens when it is full:
+    /// drop the same ids here, so that the ids known to be in the cache stay exactly the cache's.
+    /// </summary>
+    private void FollowContextShift()
+    {
+        int dropped = _sessionTokens.Count - Session.Position;
+        if (dropped > 0)
+            _sessionTokens.RemoveRange(Session.Options.KeepTokens, dropped);
     }
 
     // The logits span cannot be a local of the iterator (it would live across a yield), so the

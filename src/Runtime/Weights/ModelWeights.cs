@@ -28,6 +28,8 @@ public sealed unsafe class ModelWeights : IDisposable
     private readonly Dictionary<string, Entry> _tensors;
     private readonly string _source;
     private readonly Lock _lock = new();
+    private readonly List<(nint Start, long Length)> _views = []; // every view handed out, in order: what Fingerprint hashes
+    private ulong? _fingerprint;
     private bool _disposed;
 
     private ModelWeights(string path, string source, RopeLayout ropeLayout, MappedFile[] files, IEnumerable<TensorInfo> tensors, GgufMetadata? metadata = null)
@@ -350,6 +352,7 @@ public sealed unsafe class ModelWeights : IDisposable
             else
                 data = stored && tensor.File.IsCopy && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : ConvertOnce(entry, rows, cols, format);
             entry.Used = true;
+            _views.Add(((nint)data, bytes));
             return new PackedTensor(name, format, rows, cols, (int)rowBytes, data);
         }
     }
@@ -397,6 +400,45 @@ public sealed unsafe class ModelWeights : IDisposable
         }
     }
 
+    /// <summary>
+    /// A 64-bit fingerprint of the weights as the model uses them: FNV-1a over each view handed out (in the order the
+    /// model asked for them), its length and 16 samples of 64 bytes spread over it. Computed on first use, from the
+    /// views (kernel layouts and converted copies included), so that a mapped and a copied load of one file agree;
+    /// a saved session state carries it, and weights of the same shape with other values are told apart.
+    /// </summary>
+    public ulong Fingerprint
+    {
+        get
+        {
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                if (_fingerprint is ulong known)
+                    return known;
+                const int Samples = 16, SampleBytes = 64;
+                ulong hash = 14695981039346656037UL;
+                foreach ((nint start, long length) in _views)
+                {
+                    hash = Fnv(hash, BitConverter.GetBytes(length));
+                    for (int i = 0; i < Samples; i++)
+                    {
+                        long offset = Math.Max(0, (length - SampleBytes) * i / (Samples - 1));
+                        hash = Fnv(hash, new ReadOnlySpan<byte>((byte*)start + offset, (int)Math.Min(SampleBytes, length - offset)));
+                    }
+                }
+                _fingerprint = hash;
+                return hash;
+            }
+
+            static ulong Fnv(ulong hash, ReadOnlySpan<byte> bytes)
+            {
+                foreach (byte b in bytes)
+                    hash = (hash ^ b) * 1099511628211UL;
+                return hash;
+            }
+        }
+    }
+
     /// <summary>Unmaps the files and frees converted tensors. Every <see cref="WeightTensor"/> becomes invalid.</summary>
     public void Dispose()
     {
@@ -435,6 +477,7 @@ public sealed unsafe class ModelWeights : IDisposable
                 ? (float*)(tensor.File.Pointer + tensor.Offset)
                 : (float*)ConvertOnce(entry, rows, cols, WeightFormat.F32);
             entry.Used = true;
+            _views.Add(((nint)data, count * sizeof(float)));
             return new WeightTensor(name, data, (int)count);
         }
     }

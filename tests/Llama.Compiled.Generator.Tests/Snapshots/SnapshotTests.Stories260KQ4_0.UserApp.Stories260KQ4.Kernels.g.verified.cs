@@ -36,6 +36,7 @@ namespace UserApp
         /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
         ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
         {
             /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
@@ -555,42 +556,6 @@ namespace UserApp
                         Vector256.LoadUnsafe(ref wb) * (Vector256.LoadUnsafe(ref xb) * scale), Vector256.LoadUnsafe(ref wb, 8) * (Vector256.LoadUnsafe(ref xb, 8) * scale),
                         Vector256.LoadUnsafe(ref wb, 16) * (Vector256.LoadUnsafe(ref xb, 16) * scale), Vector256.LoadUnsafe(ref wb, 24) * (Vector256.LoadUnsafe(ref xb, 24) * scale),
                         ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
-                }
-            }
-
-            /// <summary>
-            /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
-            /// (cos, sin: [RopePairs]), pairing dimensions j and j + RopePairs: Hugging Face's layout.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void RopeRotateHalf(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
-            {
-                for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
-                {
-                    for (int j = 0; j < RopePairs; j++)
-                    {
-                        float x0 = v[head + j], x1 = v[head + j + RopePairs];
-                        v[head + j] = x0 * cos[j] - x1 * sin[j];
-                        v[head + j + RopePairs] = x0 * sin[j] + x1 * cos[j];
-                    }
-                }
-            }
-
-            /// <summary>
-            /// Rotates every head of <paramref name="v"/> ([heads, HeadDim]) by one position's angles
-            /// (cos, sin: [RopePairs]), pairing dimensions 2j and 2j + 1: the llama2.c and GGUF layout.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void RopeAdjacentPairs(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
-            {
-                for (int head = 0; head + HeadDim <= v.Length; head += HeadDim)
-                {
-                    for (int j = 0; j < RopePairs; j++)
-                    {
-                        float x0 = v[head + 2 * j], x1 = v[head + 2 * j + 1];
-                        v[head + 2 * j] = x0 * cos[j] - x1 * sin[j];
-                        v[head + 2 * j + 1] = x0 * sin[j] + x1 * cos[j];
-                    }
                 }
             }
 

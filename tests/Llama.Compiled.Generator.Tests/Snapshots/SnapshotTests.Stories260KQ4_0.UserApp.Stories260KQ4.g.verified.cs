@@ -7,15 +7,14 @@
 
 using System;
 using System.Globalization;
-using System.IO;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Threading;
 using Llama.Compiled;
+using Llama.Compiled.CompilerServices;
 
 namespace UserApp
 {
-    partial class Stories260KQ4 : ILlamaModel
+    [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
+    partial class Stories260KQ4 : LlamaModel
     {
         /// <summary>hidden_size: width of the residual stream.</summary>
         public const int HiddenSize = 64;
@@ -58,24 +57,16 @@ namespace UserApp
         private const int KvDim = 32;
         /// <summary>Query heads that share one key/value head.</summary>
         private const int GroupSize = 2;
-        /// <summary>Rotated pairs per head.</summary>
-        private const int RopePairs = 4;
         /// <summary>Tokens evaluated per sweep through the layers (sizes the activation buffers).</summary>
         private const int PrefillChunk = 64;
 
-        /// <summary>theta^(-2j/HeadDim) for j &lt; RopePairs, computed by the generator.</summary>
+        /// <summary>theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed by the generator.</summary>
         private static ReadOnlySpan<float> RopeInverseFrequencies => [1f, 0.1f, 0.01f, 0.001f];
 
-        private readonly ModelWeights _weights;
         private readonly WeightTensor _embedTokens;  // [VocabSize=512, HiddenSize=64]
         private readonly WeightTensor _finalNorm;    // [HiddenSize=64]
         private readonly PackedTensor _classifier;   // [VocabSize=512, HiddenSize=64], the token embedding (tied)
         private readonly LayerWeights[] _layers;     // [LayerCount=5]
-        private readonly bool _ropeAdjacentPairs;    // rotate pairs (2j, 2j+1) as llama2.c and GGUF store q/k, else (j, j+RopePairs) as Hugging Face does
-        private readonly float[] _ropeCos;           // [MaxContext=512, RopePairs=4]
-        private readonly float[] _ropeSin;           // [MaxContext=512, RopePairs=4]
-        private int _disposed;                       // 1 once Dispose started
-        private int _activeCalls;                    // session calls reading the weights right now
 
         /// <summary>
         /// Loads the weights at <paramref name="path"/> (a model folder or a weights file), memory-mapped, and checks
@@ -104,9 +95,9 @@ namespace UserApp
             }
         }
 
-        private Stories260KQ4(ModelWeights weights)
+        /// <summary>Binds every tensor to the compiled shape; a missing, extra or misshapen tensor throws.</summary>
+        private Stories260KQ4(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
         {
-            _weights = weights;
             _embedTokens = weights.GetMatrix("model.embed_tokens.weight", VocabSize, HiddenSize);
             _finalNorm = weights.GetVector("model.norm.weight", HiddenSize);
             _classifier = weights.GetPackedMatrix("model.embed_tokens.weight", VocabSize, HiddenSize, WeightFormat.Q4_0);
@@ -117,24 +108,7 @@ namespace UserApp
             for (int layer = 0; layer < LayerCount; layer++)
                 _layers[layer] = new LayerWeights(weights, layer);
             weights.ThrowIfUnusedTensors();
-
-            _ropeAdjacentPairs = weights.RopeLayout == RopeLayout.AdjacentPairs;
-            _ropeCos = new float[MaxContext * RopePairs];
-            _ropeSin = new float[MaxContext * RopePairs];
-            for (int pos = 0; pos < MaxContext; pos++)
-            {
-                for (int j = 0; j < RopePairs; j++)
-                {
-                    // A float32 angle, as llama2.c and transformers compute it.
-                    float angle = pos * RopeInverseFrequencies[j];
-                    _ropeCos[pos * RopePairs + j] = MathF.Cos(angle);
-                    _ropeSin[pos * RopePairs + j] = MathF.Sin(angle);
-                }
-            }
         }
-
-        /// <inheritdoc/>
-        LlamaModelShape ILlamaModel.Shape => CompiledShape;
 
         /// <summary>Creates a session with its own KV cache of MaxContext positions.</summary>
         /// <param name="options">Threads and other run options; null for the defaults.</param>
@@ -145,36 +119,7 @@ namespace UserApp
         }
 
         /// <inheritdoc/>
-        ILlamaSession ILlamaModel.CreateSession() => CreateSession();
-
-        /// <summary>Releases the weights; sessions of this model throw <see cref="ObjectDisposedException"/> afterwards.</summary>
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) != 0)
-                return;
-            // A Forward that entered before Dispose may still read the weights: unmap only after it left.
-            var spin = new SpinWait();
-            while (Volatile.Read(ref _activeCalls) > 0)
-                spin.SpinOnce();
-            _weights.Dispose();
-        }
-
-        private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-
-        /// <summary>Registers a session call that reads the weights; throws if the model is disposed.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Enter()
-        {
-            Interlocked.Increment(ref _activeCalls);
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                Interlocked.Decrement(ref _activeCalls);
-                throw new ObjectDisposedException(GetType().FullName, "The model was disposed; its sessions cannot run.");
-            }
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Exit() => Interlocked.Decrement(ref _activeCalls);
+        protected override LlamaSession OpenSession(SessionOptions options) => CreateSession(options);
 
         /// <summary>The weights of one decoder layer: views into the model file.</summary>
         private readonly struct LayerWeights
@@ -205,15 +150,12 @@ namespace UserApp
         }
 
         /// <summary>
-        /// One sequence being evaluated: its KV cache and position. A session is not thread-safe;
-        /// calling it from two threads at once throws <see cref="InvalidOperationException"/>.
+        /// One sequence being evaluated: the runtime's <see cref="LlamaSession"/> (KV cache, position, checks, context
+        /// shift, saved state) with this model's forward pass. Not thread-safe: one session per concurrent sequence.
         /// </summary>
-        public sealed class Session : ILlamaSession
+        public sealed class Session : LlamaSession
         {
             private readonly Stories260KQ4 _model;
-            private readonly WorkerPool _pool;      // threads that split the large kernels
-            private readonly float[][] _keyCache;   // [LayerCount=5][KvHeadCount=4, MaxContext=512, HeadDim=8]
-            private readonly float[][] _valueCache; // [LayerCount=5][KvHeadCount=4, MaxContext=512, HeadDim=8]
             private readonly float[] _x;            // [PrefillChunk=64, HiddenSize=64] residual stream
             private readonly float[] _xb;           // [PrefillChunk=64, HiddenSize=64] RMSNorm(x) ⊙ weight: input of F32 projections and the classifier
             private readonly float[] _q;            // [PrefillChunk=64, QueryDim=64]
@@ -223,142 +165,34 @@ namespace UserApp
             private readonly float[] _scores;       // [Threads, GroupSize=2, MaxContext=512] attention weights of one KV head's query heads, per thread
             private readonly float[] _gate;         // [PrefillChunk=64, IntermediateSize=172]
             private readonly float[] _up;           // [PrefillChunk=64, IntermediateSize=172]
-            private readonly float[] _logits;       // [VocabSize=512] of the last evaluated token
             private readonly sbyte[] _xQuantized;   // [PrefillChunk=64, 64] a kernel's input as int8 blocks
             private readonly float[] _xScales;      // [PrefillChunk=64, 2] one scale per 32-block of _xQuantized
             private readonly int[] _xSums;          // [PrefillChunk=64, 2] the sum of each 32-block of _xQuantized
-            private int _position;
-            private int _busy;                      // 1 while Forward runs, to detect concurrent use
-            private bool _disposed;
-            private readonly ContextOverflow _overflow; // what Forward does when the tokens do not fit
-            private readonly int _keepTokens;           // positions a context shift never drops
 
-            internal Session(Stories260KQ4 model, SessionOptions options)
+            internal Session(Stories260KQ4 model, SessionOptions options) : base(model, options, PrefillChunk)
             {
                 _model = model;
-                if (options.Threads < 1 || options.Threads > WorkerPool.MaxThreads)
-                    throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"Threads must be in [1, {WorkerPool.MaxThreads}].");
-                if (options.KeepTokens < 0 || options.KeepTokens >= MaxContext)
-                    throw new ArgumentOutOfRangeException(nameof(options), options.KeepTokens, $"KeepTokens must be in [0, MaxContext = {MaxContext}).");
-                _overflow = options.Overflow;
-                _keepTokens = options.KeepTokens;
-                _pool = new WorkerPool(options.Threads);
-                _keyCache = new float[LayerCount][];
-                _valueCache = new float[LayerCount][];
-                for (int layer = 0; layer < LayerCount; layer++)
-                {
-                    _keyCache[layer] = new float[KvHeadCount * MaxContext * HeadDim];
-                    _valueCache[layer] = new float[KvHeadCount * MaxContext * HeadDim];
-                }
                 _x = new float[PrefillChunk * HiddenSize];
                 _xb = new float[PrefillChunk * HiddenSize];
                 _q = new float[PrefillChunk * QueryDim];
                 _k = new float[PrefillChunk * KvDim];
                 _v = new float[PrefillChunk * KvDim];
                 _attention = new float[PrefillChunk * QueryDim];
-                _scores = new float[_pool.Threads * GroupSize * MaxContext];
+                _scores = new float[Pool.Threads * GroupSize * MaxContext];
                 _gate = new float[PrefillChunk * IntermediateSize];
                 _up = new float[PrefillChunk * IntermediateSize];
-                _logits = new float[VocabSize];
                 _xQuantized = new sbyte[PrefillChunk * 64];
                 _xScales = new float[PrefillChunk * 2];
                 _xSums = new int[PrefillChunk * 2];
             }
 
             /// <summary>The model this session runs.</summary>
-            public Stories260KQ4 Model => _model;
+            public new Stories260KQ4 Model => _model;
 
-            /// <inheritdoc/>
-            ILlamaModel ILlamaSession.Model => _model;
-
-            /// <summary>Tokens in the KV cache; the next token is evaluated at this position.</summary>
-            public int Position => _position;
-
-            /// <summary>
-            /// Evaluates <paramref name="tokens"/> at <see cref="Position"/> in batches of PrefillChunk and returns
-            /// the logits of the last one [VocabSize], valid until the next call.
-            /// </summary>
-            /// <exception cref="ArgumentOutOfRangeException">A token id is not in [0, VocabSize).</exception>
-            /// <exception cref="InvalidOperationException">The tokens do not fit in the remaining context.</exception>
+            /// <summary>Up to PrefillChunk tokens at positions pos, pos+1, ... through every layer, then the last token's logits.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens) => Evaluate(tokens);
-
-            /// <summary>Evaluates one token at <see cref="Position"/> and returns its logits [VocabSize].</summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public ReadOnlySpan<float> Forward(int token) => Evaluate(new ReadOnlySpan<int>(in token));
-
-            /// <summary>The logits [VocabSize] of the last evaluated (or restored) token.</summary>
-            public ReadOnlySpan<float> Logits => _logits;
-
-            /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
-            public void Reset()
+            protected override void EvaluateChunk(ReadOnlySpan<int> tokens, int pos)
             {
-                if (Interlocked.Exchange(ref _busy, 1) != 0)
-                    throw new InvalidOperationException("The session is evaluating on another thread; reset it after Forward returns.");
-                _position = 0;
-                Volatile.Write(ref _busy, 0);
-            }
-
-            /// <summary>Ends the session and stops its worker threads; later calls throw <see cref="ObjectDisposedException"/>.</summary>
-            public void Dispose()
-            {
-                if (Interlocked.Exchange(ref _busy, 1) != 0)
-                    throw new InvalidOperationException("The session is evaluating on another thread; dispose it after Forward returns.");
-                if (!_disposed)
-                {
-                    _disposed = true;
-                    _pool.Dispose();
-                }
-                Volatile.Write(ref _busy, 0);
-            }
-
-            // The forward pass, like every kernel, is compiled fully optimized at its first call: with tiered compilation a
-            // prefill would run tier-0 code for the first conversations of an app.
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private ReadOnlySpan<float> Evaluate(scoped ReadOnlySpan<int> tokens)
-            {
-                if (tokens.IsEmpty)
-                    throw new ArgumentException("At least one token is needed.", nameof(tokens));
-                if (Interlocked.Exchange(ref _busy, 1) != 0)
-                    throw new InvalidOperationException("The session is already evaluating on another thread; a session is not thread-safe, create one per concurrent sequence.");
-                try
-                {
-                    ObjectDisposedException.ThrowIf(_disposed, this);
-                    foreach (int token in tokens)
-                    {
-                        if ((uint)token >= VocabSize)
-                            throw new ArgumentOutOfRangeException(nameof(tokens), token, $"Token ids must be in [0, {VocabSize}).");
-                    }
-                    if (tokens.Length > MaxContext - _position)
-                    {
-                        if (_overflow != ContextOverflow.Shift || tokens.Length > MaxContext - _keepTokens)
-                            throw new InvalidOperationException($"The session is full: position {_position} + {tokens.Length} tokens exceeds MaxContext ({MaxContext}). Call Reset(), use a new session, or create the session with Overflow = ContextOverflow.Shift.");
-                        // As llama.cpp does: drop half of what is not kept, or more if the tokens need it.
-                        ShiftContext(Math.Max((_position - _keepTokens) / 2, tokens.Length - (MaxContext - _position)));
-                    }
-                    _model.Enter();
-                    try
-                    {
-                        for (int start = 0; start < tokens.Length; start += PrefillChunk)
-                            EvaluateChunk(tokens.Slice(start, Math.Min(PrefillChunk, tokens.Length - start)));
-                    }
-                    finally
-                    {
-                        _model.Exit();
-                    }
-                    return _logits;
-                }
-                finally
-                {
-                    Volatile.Write(ref _busy, 0);
-                }
-            }
-
-            /// <summary>Evaluates up to PrefillChunk tokens at Position through every layer, then the last token's logits.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private void EvaluateChunk(ReadOnlySpan<int> tokens)
-            {
-                int pos = _position;
                 int count = tokens.Length;
                 ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
                 for (int t = 0; t < count; t++)
@@ -372,8 +206,7 @@ namespace UserApp
 
                 // Only the last token's logits are needed.
                 Kernels.RmsNorm(_x.AsSpan((count - 1) * HiddenSize, HiddenSize), _model._finalNorm.Span, _xb);
-                Kernels.MatMul_Q4_0_512x64(_pool, _model._classifier, _xb, _logits, tokens: 1, accumulate: false, _xQuantized, _xScales, _xSums);
-                _position = pos + count;
+                Kernels.MatMul_Q4_0_512x64(Pool, _model._classifier, _xb, LogitsBuffer, tokens: 1, accumulate: false, _xQuantized, _xScales, _xSums);
             }
 
             /// <summary>One decoder layer for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
@@ -381,163 +214,25 @@ namespace UserApp
             private void Layer(int layer, int pos, int count)
             {
                 ref readonly LayerWeights w = ref _model._layers[layer];
-                float[] keys = _keyCache[layer];     // [KvHeadCount=4, MaxContext=512, HeadDim=8]
-                float[] values = _valueCache[layer]; // [KvHeadCount=4, MaxContext=512, HeadDim=8]
 
                 // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being Qkv's input stage
-                Kernels.Qkv(_pool, w.InputNorm, w.Q, w.K, w.V, _x, _xQuantized, _xScales, _xSums, _q, _k, _v, count);
+                Kernels.Qkv(Pool, w.InputNorm, w.Q, w.K, w.V, _x, _xQuantized, _xScales, _xSums, _q, _k, _v, count);
                 for (int t = 0; t < count; t++)
                 {
                     // Rotate q and k by the token's position, then append k and v to the cache.
-                    ReadOnlySpan<float> cos = _model._ropeCos.AsSpan((pos + t) * RopePairs, RopePairs);
-                    ReadOnlySpan<float> sin = _model._ropeSin.AsSpan((pos + t) * RopePairs, RopePairs);
-                    Span<float> q = _q.AsSpan(t * QueryDim, QueryDim);
                     Span<float> k = _k.AsSpan(t * KvDim, KvDim);
-                    if (_model._ropeAdjacentPairs)
-                    {
-                        Kernels.RopeAdjacentPairs(q, cos, sin);
-                        Kernels.RopeAdjacentPairs(k, cos, sin);
-                    }
-                    else
-                    {
-                        Kernels.RopeRotateHalf(q, cos, sin);
-                        Kernels.RopeRotateHalf(k, cos, sin);
-                    }
-                    for (int head = 0; head < KvHeadCount; head++)
-                    {
-                        int cacheRow = (head * MaxContext + pos + t) * HeadDim;
-                        k.Slice(head * HeadDim, HeadDim).CopyTo(keys.AsSpan(cacheRow, HeadDim));
-                        _v.AsSpan(t * KvDim + head * HeadDim, HeadDim).CopyTo(values.AsSpan(cacheRow, HeadDim));
-                    }
+                    _model.Rope.Rotate(_q.AsSpan(t * QueryDim, QueryDim), pos + t);
+                    _model.Rope.Rotate(k, pos + t);
+                    Cache.Append(layer, pos + t, k, _v.AsSpan(t * KvDim, KvDim));
                 }
                 // Causal: each token attends to the cache up to and including its own position.
-                Kernels.Attention(_pool, _q, keys, values, pos, count, _scores, _attention);
+                Kernels.Attention(Pool, _q, Cache.Keys(layer), Cache.Values(layer), pos, count, _scores, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
-                Kernels.MatMul_Q4_0_64x64(_pool, w.O, _attention, _x, count, accumulate: true, _xQuantized, _xScales, _xSums);
+                Kernels.MatMul_Q4_0_64x64(Pool, w.O, _attention, _x, count, accumulate: true, _xQuantized, _xScales, _xSums);
 
                 // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb) with xb = RMSNorm(x) ⊙ post_attention_layernorm, the norm being GateUp's input stage
-                Kernels.GateUp(_pool, w.PostNorm, w.Gate, w.Up, _x, _xQuantized, _xScales, _xSums, _gate, _up, count);
-                Kernels.MatMul_64x172(_pool, w.Down, _gate, _x, count, accumulate: true);
-            }
-
-            /// <summary>
-            /// Drops cache positions [keep, keep + discard) and moves the later ones down, as llama.cpp's
-            /// context shift does. Keys are re-rotated by -discard positions (RoPE rotations compose);
-            /// values only move.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private void ShiftContext(int discard)
-            {
-                int keep = _keepTokens, moved = _position - keep - discard;
-                Span<float> cos = stackalloc float[RopePairs];
-                Span<float> sin = stackalloc float[RopePairs];
-                _model._ropeCos.AsSpan(discard * RopePairs, RopePairs).CopyTo(cos);
-                _model._ropeSin.AsSpan(discard * RopePairs, RopePairs).CopyTo(sin);
-                for (int j = 0; j < RopePairs; j++)
-                    sin[j] = -sin[j]; // rotate by -discard
-                for (int layer = 0; layer < LayerCount; layer++)
-                {
-                    for (int head = 0; head < KvHeadCount; head++)
-                    {
-                        int from = (head * MaxContext + keep + discard) * HeadDim, to = (head * MaxContext + keep) * HeadDim;
-                        _keyCache[layer].AsSpan(from, moved * HeadDim).CopyTo(_keyCache[layer].AsSpan(to));
-                        _valueCache[layer].AsSpan(from, moved * HeadDim).CopyTo(_valueCache[layer].AsSpan(to));
-                        Span<float> keys = _keyCache[layer].AsSpan(to, moved * HeadDim);
-                        if (_model._ropeAdjacentPairs)
-                            Kernels.RopeAdjacentPairs(keys, cos, sin);
-                        else
-                            Kernels.RopeRotateHalf(keys, cos, sin);
-                    }
-                }
-                _position -= discard;
-            }
-
-            private const int StateMagic = 0x4B434C4C; // "LLCK"
-            private const int StateVersion = 1;
-
-            /// <summary>
-            /// Writes the session's state (position, last logits, the KV cache up to Position) to
-            /// <paramref name="stream"/>; <see cref="Restore"/> reads it back into a session of the same
-            /// compiled shape. Little-endian floats, as the machine holds them.
-            /// </summary>
-            public void Save(Stream stream)
-            {
-                ArgumentNullException.ThrowIfNull(stream);
-                if (Interlocked.Exchange(ref _busy, 1) != 0)
-                    throw new InvalidOperationException("The session is evaluating on another thread.");
-                try
-                {
-                    ObjectDisposedException.ThrowIf(_disposed, this);
-                    ReadOnlySpan<int> header = [StateMagic, StateVersion, LayerCount, KvHeadCount, HeadDim, MaxContext, VocabSize, HiddenSize, HeadCount, IntermediateSize, _position];
-                    stream.Write(MemoryMarshal.AsBytes(header));
-                    stream.Write(MemoryMarshal.AsBytes(_logits.AsSpan()));
-                    for (int layer = 0; layer < LayerCount; layer++)
-                    {
-                        for (int head = 0; head < KvHeadCount; head++)
-                        {
-                            stream.Write(MemoryMarshal.AsBytes(_keyCache[layer].AsSpan(head * MaxContext * HeadDim, _position * HeadDim)));
-                            stream.Write(MemoryMarshal.AsBytes(_valueCache[layer].AsSpan(head * MaxContext * HeadDim, _position * HeadDim)));
-                        }
-                    }
-                }
-                finally
-                {
-                    Volatile.Write(ref _busy, 0);
-                }
-            }
-
-            /// <summary>Replaces the session's state with one written by <see cref="Save"/>.</summary>
-            /// <exception cref="InvalidDataException">The data is not a saved state of this compiled shape, or is truncated; the session is then reset.</exception>
-            public void Restore(Stream stream)
-            {
-                ArgumentNullException.ThrowIfNull(stream);
-                if (Interlocked.Exchange(ref _busy, 1) != 0)
-                    throw new InvalidOperationException("The session is evaluating on another thread.");
-                try
-                {
-                    ObjectDisposedException.ThrowIf(_disposed, this);
-                    _position = 0;
-                    Span<int> header = stackalloc int[11];
-                    ReadExactly(stream, MemoryMarshal.AsBytes(header));
-                    if (header[0] != StateMagic || header[1] != StateVersion)
-                        throw new InvalidDataException("Not a saved Llama.Compiled session state (bad magic or version).");
-                    ReadOnlySpan<int> expected = [StateMagic, StateVersion, LayerCount, KvHeadCount, HeadDim, MaxContext, VocabSize, HiddenSize, HeadCount, IntermediateSize];
-                    ReadOnlySpan<string> names = ["magic", "version", "LayerCount", "KvHeadCount", "HeadDim", "MaxContext", "VocabSize", "HiddenSize", "HeadCount", "IntermediateSize"];
-                    for (int i = 2; i < expected.Length; i++)
-                    {
-                        if (header[i] != expected[i])
-                            throw new InvalidDataException($"The state was saved by a model of another shape: {names[i]} is {header[i]}, this model has {expected[i]}.");
-                    }
-                    int position = header[10];
-                    if (position < 0 || position > MaxContext)
-                        throw new InvalidDataException($"The saved position {position} is outside [0, {MaxContext}].");
-                    ReadExactly(stream, MemoryMarshal.AsBytes(_logits.AsSpan()));
-                    for (int layer = 0; layer < LayerCount; layer++)
-                    {
-                        for (int head = 0; head < KvHeadCount; head++)
-                        {
-                            ReadExactly(stream, MemoryMarshal.AsBytes(_keyCache[layer].AsSpan(head * MaxContext * HeadDim, position * HeadDim)));
-                            ReadExactly(stream, MemoryMarshal.AsBytes(_valueCache[layer].AsSpan(head * MaxContext * HeadDim, position * HeadDim)));
-                        }
-                    }
-                    _position = position;
-                }
-                finally
-                {
-                    Volatile.Write(ref _busy, 0);
-                }
-            }
-
-            private static void ReadExactly(Stream stream, Span<byte> buffer)
-            {
-                try
-                {
-                    stream.ReadExactly(buffer);
-                }
-                catch (EndOfStreamException e)
-                {
-                    throw new InvalidDataException("The saved session state is truncated.", e);
-                }
+                Kernels.GateUp(Pool, w.PostNorm, w.Gate, w.Up, _x, _xQuantized, _xScales, _xSums, _gate, _up, count);
+                Kernels.MatMul_64x172(Pool, w.Down, _gate, _x, count, accumulate: true);
             }
         }
     }

@@ -175,6 +175,55 @@ public sealed class ContextLimitTests
         Assert.True(session.Position <= Max);
     }
 
+    [Fact]
+    public void TextGeneratorGeneratesPastTheContextOfAShiftingSession()
+    {
+        // With Overflow = Shift the session makes room itself, so the generator must not stop at ContextFull; and the
+        // ids it knows to be in the cache follow the shift, so that a continued conversation reuses exactly those.
+        using var model = Stories260K.Load(TestPaths.Stories260KHf);
+        using var session = model.CreateSession(new SessionOptions { Overflow = ContextOverflow.Shift, KeepTokens = 1 });
+        var generator = new TextGenerator(session, LlamaTokenizers.Load(TestPaths.Stories260KHf)) { ReuseSessionPrefix = true };
+        int[] prompt = Reliability.Prompt(8, Max - 5);
+        var options = new GenerationOptions { MaxNewTokens = 40, StopTokenIds = [], Sampling = new SamplingOptions { Temperature = 0.8f, Seed = 3 } };
+        var ids = new System.Collections.Generic.List<int>(prompt);
+        foreach (string _ in generator.Generate(prompt, options))
+        {
+        }
+        GenerationResult result = generator.LastResult!;
+        Assert.NotEqual(StopReason.ContextFull, result.Stats.StopReason);
+        if (result.Stats.StopReason == StopReason.MaxNewTokens)
+        {
+            Assert.Equal(40, result.Stats.GeneratedTokens);
+            Assert.True(session.Position < Max, "the session shifted");
+        }
+
+    }
+
+    [Fact]
+    public void TheGeneratorsRecordOfTheCacheFollowsAContextShift()
+    {
+        // A scripted session of 16 positions that shifts as LlamaSession does: after a generation that shifted twice,
+        // a prompt that extends exactly the ids in the cache is evaluated from where the cache ends.
+        int[] script = Enumerable.Range(100, 60).ToArray();
+        var (generator, session) = ScriptedGeneration.Create(script, maxContext: 16, new SessionOptions { Overflow = ContextOverflow.Shift, KeepTokens = 2 });
+        generator.ReuseSessionPrefix = true;
+        int[] prompt = [1, 40, 41, 42, 43, 44, 45, 46, 47, 48];
+        var options = new GenerationOptions { MaxNewTokens = 20, Sampling = new SamplingOptions { Temperature = 0f } };
+        foreach (string _ in generator.Generate(prompt, options))
+        {
+        }
+        Assert.Equal(StopReason.MaxNewTokens, generator.LastStats!.StopReason);
+        Assert.True(session.CacheIds.Count < prompt.Length + 19, "the session shifted");
+        Assert.Equal([1, 40], session.CacheIds.Take(2)); // KeepTokens survive
+
+        int[] next = [.. session.CacheIds, 7];
+        foreach (string _ in generator.Generate(next, options with { MaxNewTokens = 1 }))
+        {
+        }
+        Assert.Equal(next.Length - 1, generator.LastStats!.ReusedPromptTokens);
+        Assert.Equal([7], session.Calls[^1]);
+    }
+
     private static GenerationResult CollectResult(TextGenerator generator, int[] prompt)
     {
         foreach (string _ in generator.Generate(prompt, new GenerationOptions { MaxNewTokens = 100, Sampling = new SamplingOptions { Temperature = 0f } }))

@@ -50,6 +50,41 @@ public sealed class SessionStateTests
     }
 
     [Fact]
+    public void RestoreRejectsTheStateOfOtherWeightsOfTheSameShape()
+    {
+        // The same file mapped and copied: the same weights, whatever the loading.
+        string path = Path.Combine(TestPaths.Stories260KHf, "model.safetensors");
+        using var mapped = Stories260K.Load(path);
+        using var copied = Stories260K.Load(path, WeightLoading.Copy);
+        using var session = mapped.CreateSession();
+        session.Forward([1, 403, 407]);
+        var saved = new MemoryStream();
+        session.Save(saved);
+        using var copySession = copied.CreateSession();
+        copySession.Restore(new MemoryStream(saved.ToArray()));
+        Assert.Equal(session.Logits.ToArray(), copySession.Logits.ToArray());
+
+        // One weight changed at the end of the file (the last tensor's last element): the same shape, other weights.
+        string other = Path.Combine(Path.GetTempPath(), $"llc-other-weights-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            byte[] bytes = File.ReadAllBytes(path);
+            BitConverter.GetBytes(BitConverter.ToSingle(bytes, bytes.Length - 4) + 0.5f).CopyTo(bytes, bytes.Length - 4);
+            File.WriteAllBytes(other, bytes);
+            using var otherModel = Stories260K.Load(other);
+            using var otherSession = otherModel.CreateSession();
+            otherSession.Forward([1, 2]);
+            var e = Assert.Throws<InvalidDataException>(() => otherSession.Restore(new MemoryStream(saved.ToArray())));
+            Assert.Contains("other weights", e.Message);
+            Assert.Equal(0, otherSession.Position);
+        }
+        finally
+        {
+            File.Delete(other);
+        }
+    }
+
+    [Fact]
     public void FullSessionThrowsByDefault()
     {
         using var model = Stories260K.Load(TestPaths.Stories260KHf);
@@ -114,7 +149,7 @@ public sealed class SessionStateTests
     {
         var stream = new MemoryStream();
         session.Save(stream);
-        int offset = 11 * sizeof(int) + Stories260K.VocabSize * sizeof(float);
+        int offset = 12 * sizeof(int) + sizeof(ulong) + Stories260K.VocabSize * sizeof(float); // header, weights fingerprint, logits
         int floats = 2 * Stories260K.KvHeadCount * session.Position * Stories260K.HeadDim;
         float[] cache = new float[floats];
         Buffer.BlockCopy(stream.ToArray(), offset, cache, 0, floats * sizeof(float));

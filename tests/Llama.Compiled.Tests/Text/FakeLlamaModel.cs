@@ -25,24 +25,30 @@ internal sealed class FakeLlamaModel(int vocabSize, int maxContext, IReadOnlyLis
     public void Dispose() { }
 }
 
-internal sealed class FakeSession(FakeLlamaModel model) : ILlamaSession
+internal sealed class FakeSession(FakeLlamaModel model, SessionOptions? options = null) : ILlamaSession
 {
     private readonly float[] _logits = new float[model.Shape.VocabSize];
     private int _step;
 
     public ILlamaModel Model => model;
 
-    public int Position { get; private set; }
+    public int Position => CacheIds.Count;
 
     /// <summary>Every Forward call's tokens, in order.</summary>
     public List<int[]> Calls { get; } = [];
 
+    /// <summary>The ids whose keys and values a real session's cache would hold, shifts included.</summary>
+    public List<int> CacheIds { get; } = [];
+
     public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens)
     {
-        if (tokens.IsEmpty || Position + tokens.Length > model.Shape.MaxContext)
-            throw new InvalidOperationException($"{tokens.Length} tokens at position {Position} do not fit in {model.Shape.MaxContext}.");
+        int max = model.Shape.MaxContext;
+        if (!tokens.IsEmpty && Position + tokens.Length > max && Options.Overflow == ContextOverflow.Shift && tokens.Length <= max - Options.KeepTokens)
+            CacheIds.RemoveRange(Options.KeepTokens, Math.Max((Position - Options.KeepTokens) / 2, tokens.Length - (max - Position))); // as LlamaSession shifts
+        if (tokens.IsEmpty || Position + tokens.Length > max)
+            throw new InvalidOperationException($"{tokens.Length} tokens at position {Position} do not fit in {max}.");
         Calls.Add(tokens.ToArray());
-        Position += tokens.Length;
+        CacheIds.AddRange(tokens.ToArray());
         Array.Clear(_logits);
         _logits[model.Script[_step++]] = 10f;
         return _logits;
@@ -50,9 +56,17 @@ internal sealed class FakeSession(FakeLlamaModel model) : ILlamaSession
 
     public ReadOnlySpan<float> Forward(int token) => Forward(new[] { token });
 
+    public SessionOptions Options { get; } = options ?? new();
+
+    public ReadOnlySpan<float> Logits => _logits;
+
+    public void Save(System.IO.Stream stream) => throw new NotSupportedException("a scripted session has no state to save");
+
+    public void Restore(System.IO.Stream stream) => throw new NotSupportedException("a scripted session has no state to restore");
+
     public void Reset()
     {
-        Position = 0;
+        CacheIds.Clear();
         _step = 0;
         Calls.Clear();
     }
@@ -77,10 +91,10 @@ internal static class ScriptedGeneration
     }
 
     /// <summary>A generator whose session answers with <paramref name="script"/>, one token per step.</summary>
-    public static (TextGenerator Generator, FakeSession Session) Create(IReadOnlyList<int> script, int maxContext = 512)
+    public static (TextGenerator Generator, FakeSession Session) Create(IReadOnlyList<int> script, int maxContext = 512, SessionOptions? options = null)
     {
         var model = new FakeLlamaModel(512, maxContext, script);
-        var session = (FakeSession)model.CreateSession();
+        var session = new FakeSession(model, options);
         return (new TextGenerator(session, Tokenizer), session);
     }
 }

@@ -1,0 +1,282 @@
+using System;
+using System.IO;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading;
+using Llama.Compiled.CompilerServices;
+
+namespace Llama.Compiled;
+
+/// <summary>
+/// One sequence being evaluated: its KV cache, its position and its last logits. Holds everything a session does
+/// that does not depend on the model's shape — the busy guard, disposal, token and overflow checks, prefill
+/// chunking, context shift, saved state — as Regex's RegexRunner does for generated regexes; the generated
+/// session supplies the forward pass (<see cref="EvaluateChunk"/>). A session is not thread-safe: calling it from
+/// two threads at once throws <see cref="InvalidOperationException"/>.
+/// </summary>
+public abstract class LlamaSession : ILlamaSession
+{
+    private const int StateMagic = 0x4B434C4C; // "LLCK"
+    private const int StateVersion = 2;        // 2: the weights' fingerprint and the cache's element type
+    private const int CacheF32 = 0;            // element type of the cache in a saved state
+
+    private readonly LlamaModel _model;
+    private readonly float[] _logits; // [VocabSize] of the last evaluated (or restored) token
+    private readonly int _prefillChunk; // most tokens one EvaluateChunk call takes
+    private readonly ulong _weightsFingerprint; // of the model's weights, for saved states (read while the model is alive)
+    private int _position;
+    private int _busy;                // 1 while a call runs, to detect concurrent use
+    private bool _disposed;
+
+    /// <summary>Checks <paramref name="options"/> and allocates the pool, the cache and the logits.</summary>
+    /// <param name="model">The model the session runs.</param>
+    /// <param name="options">Threads and overflow policy.</param>
+    /// <param name="prefillChunk">Most tokens <see cref="EvaluateChunk"/> takes at once (its activation buffers' size).</param>
+    /// <exception cref="ArgumentOutOfRangeException">Threads or KeepTokens are out of range.</exception>
+    protected LlamaSession(LlamaModel model, SessionOptions options, int prefillChunk)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(prefillChunk, 1);
+        LlamaModelShape shape = model.Shape;
+        if (options.Threads < 1 || options.Threads > WorkerPool.MaxThreads)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"Threads must be in [1, {WorkerPool.MaxThreads}].");
+        if (options.KeepTokens < 0 || options.KeepTokens >= shape.MaxContext)
+            throw new ArgumentOutOfRangeException(nameof(options), options.KeepTokens, $"KeepTokens must be in [0, MaxContext = {shape.MaxContext}).");
+        _model = model;
+        Options = options;
+        _prefillChunk = prefillChunk;
+        _weightsFingerprint = model.WeightsFingerprint;
+        Cache = new KvCache(shape.LayerCount, shape.KvHeadCount, shape.HeadDim, shape.MaxContext);
+        _logits = new float[shape.VocabSize];
+        Pool = new WorkerPool(options.Threads);
+    }
+
+    /// <inheritdoc/>
+    public ILlamaModel Model => _model;
+
+    /// <summary>The options the session was created with.</summary>
+    public SessionOptions Options { get; }
+
+    /// <summary>Tokens in the KV cache; the next token is evaluated at this position.</summary>
+    public int Position => _position;
+
+    /// <summary>The logits [VocabSize] of the last evaluated (or restored) token.</summary>
+    public ReadOnlySpan<float> Logits => _logits;
+
+    /// <summary>Threads that split the large kernels.</summary>
+    protected WorkerPool Pool { get; }
+
+    /// <summary>The keys and values of the positions evaluated so far.</summary>
+    protected KvCache Cache { get; }
+
+    /// <summary>Where <see cref="EvaluateChunk"/> writes the last token's logits: [VocabSize].</summary>
+    protected float[] LogitsBuffer => _logits;
+
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> (1 to PrefillChunk valid ids) at positions <paramref name="position"/>,
+    /// position + 1, ... through every layer, appends their keys and values to <see cref="Cache"/>, and writes the last
+    /// token's logits to <see cref="LogitsBuffer"/>. The tokens are known to fit in the context.
+    /// </summary>
+    protected abstract void EvaluateChunk(ReadOnlySpan<int> tokens, int position);
+
+    /// <summary>
+    /// Re-rotates keys that a context shift moved <paramref name="distance"/> positions down the cache
+    /// ([count, HeadDim] of one head). The default rotates them back with the model's RoPE table.
+    /// </summary>
+    protected virtual void RotateShiftedKeys(Span<float> keys, int distance) => _model.Rope.RotateBack(keys, distance);
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> at <see cref="Position"/> in batches of the compiled PrefillChunk and returns the logits of
+    /// the last one [VocabSize], valid until the next call.
+    /// </summary>
+    /// <exception cref="ArgumentException">No tokens.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token id is not in [0, VocabSize); nothing is evaluated.</exception>
+    /// <exception cref="InvalidOperationException">The tokens do not fit in the remaining context (and the session does not shift), or another thread is using the session.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens) => Evaluate(tokens);
+
+    /// <summary>Evaluates one token at <see cref="Position"/> and returns its logits [VocabSize].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public ReadOnlySpan<float> Forward(int token) => Evaluate(new ReadOnlySpan<int>(in token));
+
+    // The forward pass, like every kernel, is compiled fully optimized at its first call: with tiered compilation a
+    // prefill would run tier-0 code for the first conversations of an app.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private ReadOnlySpan<float> Evaluate(scoped ReadOnlySpan<int> tokens)
+    {
+        if (tokens.IsEmpty)
+            throw new ArgumentException("At least one token is needed.", nameof(tokens));
+        EnterBusy("The session is already evaluating on another thread; a session is not thread-safe, create one per concurrent sequence.");
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LlamaModelShape shape = _model.Shape;
+            int vocabSize = shape.VocabSize, maxContext = shape.MaxContext;
+            foreach (int token in tokens)
+            {
+                if ((uint)token >= (uint)vocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(tokens), token, $"Token ids must be in [0, {vocabSize}).");
+            }
+            if (tokens.Length > maxContext - _position)
+            {
+                if (Options.Overflow != ContextOverflow.Shift || tokens.Length > maxContext - Options.KeepTokens)
+                    throw new InvalidOperationException($"The session is full: position {_position} + {tokens.Length} tokens exceeds MaxContext ({maxContext}). Call Reset(), use a new session, or create the session with Overflow = ContextOverflow.Shift.");
+                // As llama.cpp does: drop half of what is not kept, or more if the tokens need it.
+                ShiftContext(Math.Max((_position - Options.KeepTokens) / 2, tokens.Length - (maxContext - _position)));
+            }
+            _model.Enter();
+            try
+            {
+                for (int start = 0; start < tokens.Length; start += _prefillChunk)
+                {
+                    ReadOnlySpan<int> chunk = tokens.Slice(start, Math.Min(_prefillChunk, tokens.Length - start));
+                    EvaluateChunk(chunk, _position);
+                    _position += chunk.Length;
+                }
+            }
+            finally
+            {
+                _model.Exit();
+            }
+            return _logits;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <summary>
+    /// Drops cache positions [KeepTokens, KeepTokens + <paramref name="discard"/>) and moves the later ones down, as
+    /// llama.cpp's context shift does; the moved keys are re-rotated by −discard positions, values only move.
+    /// </summary>
+    private void ShiftContext(int discard)
+    {
+        int keep = Options.KeepTokens, moved = _position - keep - discard;
+        Cache.Shift(keep, discard, _position);
+        for (int layer = 0; layer < Cache.LayerCount; layer++)
+        {
+            for (int head = 0; head < Cache.KvHeadCount; head++)
+                RotateShiftedKeys(Cache.KeyRows(layer, head, keep, moved), discard);
+        }
+        _position -= discard;
+    }
+
+    /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
+    public void Reset()
+    {
+        EnterBusy("The session is evaluating on another thread; reset it after Forward returns.");
+        _position = 0;
+        Volatile.Write(ref _busy, 0);
+    }
+
+    /// <summary>Ends the session and stops its worker threads; later calls throw <see cref="ObjectDisposedException"/>.</summary>
+    /// <exception cref="InvalidOperationException">Forward runs on another thread (the pool is not stopped under it).</exception>
+    public void Dispose()
+    {
+        EnterBusy("The session is evaluating on another thread; dispose it after Forward returns.");
+        if (!_disposed)
+        {
+            _disposed = true;
+            Pool.Dispose();
+        }
+        Volatile.Write(ref _busy, 0);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>
+    /// Writes the session's state to <paramref name="stream"/>: a versioned header (the compiled shape, the weights'
+    /// fingerprint, the cache's element type, the position), the last logits and the KV cache up to
+    /// <see cref="Position"/>, as little-endian F32. <see cref="Restore"/> reads it back into a session of a model of
+    /// the same shape and weights.
+    /// </summary>
+    public void Save(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        EnterBusy("The session is evaluating on another thread.");
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Span<int> header = stackalloc int[HeaderInts];
+            WriteShape(header);
+            header[HeaderInts - 1] = _position;
+            stream.Write(MemoryMarshal.AsBytes(header));
+            stream.Write(MemoryMarshal.AsBytes(new ReadOnlySpan<ulong>(in _weightsFingerprint)));
+            stream.Write(MemoryMarshal.AsBytes(_logits.AsSpan()));
+            Cache.Write(stream, _position);
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <summary>Replaces the session's state with one written by <see cref="Save"/>.</summary>
+    /// <exception cref="InvalidDataException">
+    /// The data is not a saved state of this compiled shape and these weights, or is truncated; the session is then reset.
+    /// </exception>
+    public void Restore(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        EnterBusy("The session is evaluating on another thread.");
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _position = 0;
+            Span<int> header = stackalloc int[HeaderInts];
+            KvCache.ReadExactly(stream, MemoryMarshal.AsBytes(header));
+            if (header[0] != StateMagic || header[1] != StateVersion)
+                throw new InvalidDataException($"Not a saved Llama.Compiled session state of version {StateVersion} (magic 0x{header[0]:X8}, version {header[1]}).");
+            Span<int> expected = stackalloc int[HeaderInts];
+            WriteShape(expected);
+            ReadOnlySpan<string> names = ["magic", "version", "LayerCount", "KvHeadCount", "HeadDim", "MaxContext", "VocabSize", "HiddenSize", "HeadCount", "IntermediateSize", "cache element type"];
+            for (int i = 2; i < names.Length; i++)
+            {
+                if (header[i] != expected[i])
+                    throw new InvalidDataException($"The state was saved by a model of another shape: {names[i]} is {header[i]}, this model has {expected[i]}.");
+            }
+            int position = header[HeaderInts - 1];
+            int maxContext = _model.Shape.MaxContext;
+            if (position < 0 || position > maxContext)
+                throw new InvalidDataException($"The saved position {position} is outside [0, {maxContext}].");
+            ulong fingerprint = 0;
+            KvCache.ReadExactly(stream, MemoryMarshal.AsBytes(new Span<ulong>(ref fingerprint)));
+            if (fingerprint != _weightsFingerprint)
+                throw new InvalidDataException($"The state was saved by a model of the same shape with other weights (fingerprint {fingerprint:x16}, this model's {_weightsFingerprint:x16}).");
+            KvCache.ReadExactly(stream, MemoryMarshal.AsBytes(_logits.AsSpan()));
+            Cache.Read(stream, position);
+            _position = position;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <summary>Magic, version, 8 shape values, the cache's element type, the position.</summary>
+    private const int HeaderInts = 12;
+
+    private void WriteShape(Span<int> header)
+    {
+        LlamaModelShape s = _model.Shape;
+        header[0] = StateMagic;
+        header[1] = StateVersion;
+        header[2] = s.LayerCount;
+        header[3] = s.KvHeadCount;
+        header[4] = s.HeadDim;
+        header[5] = s.MaxContext;
+        header[6] = s.VocabSize;
+        header[7] = s.HiddenSize;
+        header[8] = s.HeadCount;
+        header[9] = s.IntermediateSize;
+        header[10] = CacheF32;
+    }
+
+    private void EnterBusy(string message)
+    {
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException(message);
+    }
+}
