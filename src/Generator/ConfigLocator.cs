@@ -27,8 +27,8 @@ internal static class ConfigLocator
         if (matches.Length == 1)
             return matches[0];
         diagnostics.Add(matches.Length == 0
-            ? DiagnosticInfo.Create(Diagnostics.ConfigNotFound, target.AttributeLocation, target.ConfigPath)
-            : DiagnosticInfo.Create(Diagnostics.AmbiguousConfig, target.AttributeLocation, target.ConfigPath, string.Join(", ", matches.Select(m => m.Path))));
+            ? DiagnosticInfo.AtAttribute(Diagnostics.ConfigNotFound, DiagnosticAnchor.ConfigPathArgument, target.ConfigPath)
+            : DiagnosticInfo.AtAttribute(Diagnostics.AmbiguousConfig, DiagnosticAnchor.ConfigPathArgument, target.ConfigPath, string.Join(", ", matches.Select(m => m.Path))));
         return null;
     }
 

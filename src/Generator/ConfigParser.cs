@@ -33,17 +33,16 @@ internal sealed class ConfigParser
     /// <summary>Parses <paramref name="file"/>; returns null when any diagnostic was reported.</summary>
     /// <param name="file">The config text and path.</param>
     /// <param name="maxContextCap">The attribute's MaxContext (0 = none).</param>
-    /// <param name="maxContextLocation">Where MaxContext is written, for its diagnostics.</param>
     /// <param name="diagnostics">Receives the problems found.</param>
-    public static ModelSpec? Parse(ConfigFile file, int maxContextCap, LocationInfo? maxContextLocation, List<DiagnosticInfo> diagnostics)
+    public static ModelSpec? Parse(ConfigFile file, int maxContextCap, List<DiagnosticInfo> diagnostics)
     {
         var parser = new ConfigParser(file);
-        ModelSpec? spec = parser.Parse(maxContextCap, maxContextLocation);
+        ModelSpec? spec = parser.Parse(maxContextCap);
         diagnostics.AddRange(parser._diagnostics);
         return parser._diagnostics.Count == 0 ? spec : null;
     }
 
-    private ModelSpec? Parse(int maxContextCap, LocationInfo? maxContextLocation)
+    private ModelSpec? Parse(int maxContextCap)
     {
         JsonNode? root = JsonParser.Parse(_file.Text, out int errorOffset, out string? error);
         if (root is null)
@@ -130,10 +129,10 @@ internal sealed class ConfigParser
 
         int maxContext = maxPositions;
         if (maxContextCap < 0)
-            _diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, maxContextLocation,
+            _diagnostics.Add(DiagnosticInfo.AtAttribute(Diagnostics.InvalidAttribute, DiagnosticAnchor.MaxContextArgument,
                 "MaxContext", $"{maxContextCap} is negative; use a positive context length, or 0 for the config's max_position_embeddings"));
         else if (maxContextCap > maxPositions)
-            _diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, maxContextLocation,
+            _diagnostics.Add(DiagnosticInfo.AtAttribute(Diagnostics.InvalidAttribute, DiagnosticAnchor.MaxContextArgument,
                 "MaxContext", $"{maxContextCap} exceeds the model's max_position_embeddings ({maxPositions})"));
         else if (maxContextCap > 0)
             maxContext = maxContextCap;
@@ -250,7 +249,7 @@ internal sealed class ConfigParser
         if (window < maxContext && _diagnostics.Count == 0)
             _diagnostics.Add(DiagnosticInfo.Create(Diagnostics.SlidingWindow,
                 LocationInfo.InText(_file.Path, _text, TextSpan.FromBounds(property.NameSpan.Start, property.Value.Span.End)),
-                _file.Path, Emitter.Int(window), Emitter.Int(maxContext)));
+                _file.Path, window.ToString(CultureInfo.InvariantCulture), maxContext.ToString(CultureInfo.InvariantCulture)));
     }
 
     private int RequiredInt(string key, string meaning)

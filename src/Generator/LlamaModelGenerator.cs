@@ -12,10 +12,12 @@ using Microsoft.CodeAnalysis.Text;
 namespace Llama.Compiled.Generator;
 
 /// <summary>
-/// The pipeline only: [LlamaModel] classes and the JSON AdditionalFiles, combined, parsed into a
-/// <see cref="ModelSpec"/>, planned into a <see cref="ForwardPlan"/>, emitted. Every value that
-/// flows between steps is equatable, so an edit that changes neither the class nor its config
-/// reuses the cached output.
+/// The pipeline only, in two outputs as System.Text.Json's generator has them. Source: [LlamaModel] classes as
+/// location-free <see cref="ModelTarget"/>s, combined with the JSON AdditionalFiles, parsed into a
+/// <see cref="ModelSpec"/>, planned into a <see cref="ForwardPlan"/>, emitted. Diagnostics: the class's own problems
+/// and the planning steps' diagnostics, placed at the attribute's arguments where they point there. Every value that
+/// flows between steps is equatable and the source side holds no locations, so an edit that changes neither the
+/// class's declaration nor its config — moving it down its file included — reuses the cached source.
 /// </summary>
 [Generator(LanguageNames.CSharp)]
 public sealed class LlamaModelGenerator : IIncrementalGenerator
@@ -25,19 +27,27 @@ public sealed class LlamaModelGenerator : IIncrementalGenerator
     /// <summary>Step names, for incrementality tests.</summary>
     internal static class Steps
     {
+        public const string TargetResults = nameof(TargetResults);
         public const string Targets = nameof(Targets);
         public const string ConfigFiles = nameof(ConfigFiles);
         public const string Plans = nameof(Plans);
+        public const string Emitted = nameof(Emitted);
     }
 
     /// <inheritdoc/>
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
-        IncrementalValuesProvider<ModelTarget> targets = context.SyntaxProvider
+        IncrementalValuesProvider<TargetResult> targetResults = context.SyntaxProvider
             .ForAttributeWithMetadataName(
                 AttributeName,
                 static (node, _) => node is ClassDeclarationSyntax,
                 static (ctx, ct) => TargetParser.Parse(ctx, ct))
+            .WithTrackingName(Steps.TargetResults);
+
+        IncrementalValuesProvider<ModelTarget> targets = targetResults
+            .Select(static (result, _) => result.Target)
+            .Where(static target => target is not null)
+            .Select(static (target, _) => target!)
             .WithTrackingName(Steps.Targets);
 
         IncrementalValueProvider<EquatableArray<ConfigFile>> configFiles = context.AdditionalTextsProvider
@@ -52,14 +62,33 @@ public sealed class LlamaModelGenerator : IIncrementalGenerator
             .Select(static (pair, _) => Compile(pair.Left, pair.Right))
             .WithTrackingName(Steps.Plans);
 
-        context.RegisterSourceOutput(plans, static (spc, result) =>
+        // Source: the plans that succeeded.
+        IncrementalValuesProvider<ForwardPlan> emitted = plans
+            .Select(static (result, _) => result.Plan)
+            .Where(static plan => plan is not null)
+            .Select(static (plan, _) => plan!)
+            .WithTrackingName(Steps.Emitted);
+        context.RegisterSourceOutput(emitted, static (spc, plan) =>
         {
+            spc.AddSource(plan.Target.HintName + ".g.cs", SourceText.From(Emitter.EmitModel(plan), Encoding.UTF8));
+            spc.AddSource(plan.Target.HintName + ".Kernels.g.cs", SourceText.From(Emitter.EmitKernels(plan), Encoding.UTF8));
+        });
+
+        // Diagnostics: each class's own, then its plan's, placed with the class's current locations.
+        context.RegisterSourceOutput(targetResults.Combine(plans.Collect()), static (spc, pair) =>
+        {
+            TargetResult result = pair.Left;
             foreach (DiagnosticInfo diagnostic in result.Diagnostics)
-                spc.ReportDiagnostic(diagnostic.ToDiagnostic());
-            if (result.Plan is { } plan)
+                spc.ReportDiagnostic(diagnostic.ToDiagnostic(result.Locations));
+            if (result.Target is null)
+                return;
+            foreach (PlanResult plan in pair.Right)
             {
-                spc.AddSource(plan.Target.HintName + ".g.cs", SourceText.From(Emitter.EmitModel(plan), Encoding.UTF8));
-                spc.AddSource(plan.Target.HintName + ".Kernels.g.cs", SourceText.From(Emitter.EmitKernels(plan), Encoding.UTF8));
+                if (!plan.Target.Equals(result.Target))
+                    continue;
+                foreach (DiagnosticInfo diagnostic in plan.Diagnostics)
+                    spc.ReportDiagnostic(diagnostic.ToDiagnostic(result.Locations));
+                break;
             }
         });
     }
@@ -67,21 +96,18 @@ public sealed class LlamaModelGenerator : IIncrementalGenerator
     /// <summary>Finds the target's config, parses and plans it; any problem becomes a diagnostic.</summary>
     private static PlanResult Compile(ModelTarget target, EquatableArray<ConfigFile> configFiles)
     {
-        var diagnostics = new List<DiagnosticInfo>(target.Diagnostics);
-        if (diagnostics.Count > 0)
-            return new PlanResult(null, EquatableArray.From(diagnostics));
-
+        var diagnostics = new List<DiagnosticInfo>();
         ConfigFile? config = ConfigLocator.Find(target, configFiles, diagnostics);
         if (config is null)
-            return new PlanResult(null, EquatableArray.From(diagnostics));
+            return new PlanResult(target, null, EquatableArray.From(diagnostics));
 
-        ModelSpec? spec = ConfigParser.Parse(config, target.MaxContext, target.MaxContextLocation, diagnostics);
+        ModelSpec? spec = ConfigParser.Parse(config, target.MaxContext, diagnostics);
         ForwardPlan? plan = spec is null ? null : ForwardPlanner.Plan(target, target.ConfigPath, spec);
-        return new PlanResult(plan, EquatableArray.From(diagnostics));
+        return new PlanResult(target, plan, EquatableArray.From(diagnostics));
     }
 
     internal static string NormalizePath(string path) => path.Replace('\\', '/');
 
-    /// <summary>The outcome for one [LlamaModel] class: a plan to emit, or diagnostics, or both empty.</summary>
-    internal sealed record PlanResult(ForwardPlan? Plan, EquatableArray<DiagnosticInfo> Diagnostics);
+    /// <summary>The outcome for one [LlamaModel] class: a plan to emit, or diagnostics, or both.</summary>
+    internal sealed record PlanResult(ModelTarget Target, ForwardPlan? Plan, EquatableArray<DiagnosticInfo> Diagnostics);
 }

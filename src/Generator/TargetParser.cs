@@ -9,12 +9,13 @@ using Microsoft.CodeAnalysis.CSharp.Syntax;
 namespace Llama.Compiled.Generator;
 
 /// <summary>
-/// Reads what the pipeline needs from a [LlamaModel] class into a <see cref="ModelTarget"/>:
-/// names as strings, the attribute's arguments, and problems with the class as diagnostics.
+/// Reads what the pipeline needs from a [LlamaModel] class into a <see cref="TargetResult"/>: the location-free
+/// <see cref="ModelTarget"/> (names as strings, the attribute's arguments), where those arguments are, and problems
+/// with the class as diagnostics.
 /// </summary>
 internal static class TargetParser
 {
-    public static ModelTarget Parse(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
+    public static TargetResult Parse(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
     {
         var type = (INamedTypeSymbol)ctx.TargetSymbol;
         var syntax = (ClassDeclarationSyntax)ctx.TargetNode;
@@ -34,14 +35,14 @@ internal static class TargetParser
 
         int maxContext = 0;
         ComputeFormat weights = ComputeFormat.F32;
-        LocationInfo? maxContextLocation = attributeLocation;
+        LocationInfo? maxContextLocation = null;
         foreach (KeyValuePair<string, TypedConstant> named in attribute.NamedArguments)
         {
             if (named.Key == "MaxContext" && named.Value.Value is int value)
             {
                 maxContext = value;
                 maxContextLocation = LocationInfo.From(attributeSyntax?.ArgumentList?.Arguments
-                    .FirstOrDefault(a => a.NameEquals?.Name.Identifier.ValueText == "MaxContext")?.GetLocation()) ?? attributeLocation;
+                    .FirstOrDefault(a => a.NameEquals?.Name.Identifier.ValueText == "MaxContext")?.GetLocation());
             }
             else if (named.Key == "Weights" && named.Value.Value is int format)
             {
@@ -79,7 +80,7 @@ internal static class TargetParser
         string filePath = LlamaModelGenerator.NormalizePath(syntax.SyntaxTree.FilePath);
         int slash = filePath.LastIndexOf('/');
 
-        return new ModelTarget(
+        var target = new ModelTarget(
             ns,
             type.Name,
             EquatableArray.From(containers),
@@ -87,10 +88,8 @@ internal static class TargetParser
             configPath,
             slash >= 0 ? filePath.Substring(0, slash) : "",
             maxContext,
-            weights,
-            attributeLocation,
-            maxContextLocation,
-            EquatableArray.From(diagnostics));
+            weights);
+        return new TargetResult(diagnostics.Count == 0 ? target : null, new TargetLocations(attributeLocation, maxContextLocation), EquatableArray.From(diagnostics));
     }
 
     private static bool IsPartial(TypeDeclarationSyntax syntax) => syntax.Modifiers.Any(SyntaxKind.PartialKeyword);

@@ -12,13 +12,14 @@ namespace Llama.Compiled.Generator.Tests;
 
 /// <summary>
 /// The pipeline is incremental: an edit that touches neither the model class nor a .json AdditionalFile
-/// reuses every step (Targets, ConfigFiles, Plans), a config edit re-plans, and no step output holds
+/// reuses every step of the source side (Targets, ConfigFiles, Plans, Emitted), moving the class within its file
+/// re-runs only the diagnostics side (TargetResults), a config edit re-plans, and no step output holds
 /// a symbol, syntax, compilation or location (which would defeat caching and keep compilations alive).
 /// </summary>
 public sealed class IncrementalityTests
 {
     private const string ConfigPath = "/project/models/config.json";
-    private static readonly string[] s_steps = ["Targets", "ConfigFiles", "Plans"];
+    private static readonly string[] s_steps = ["Targets", "ConfigFiles", "Plans", "Emitted"];
 
     private static readonly CSharpParseOptions s_parseOptions = new(LanguageVersion.Latest);
 
@@ -109,6 +110,40 @@ public sealed class IncrementalityTests
     }
 
     [Fact]
+    public void ABlankLineAboveTheClassReplansAndReEmitsNothing()
+    {
+        var fixture = new Fixture();
+        GeneratorRunResult first = fixture.Run();
+        SyntaxTree model = fixture.Compilation.SyntaxTrees.Single();
+        CSharpCompilation edited = fixture.Compilation.ReplaceSyntaxTree(model, Tree("\n" + model.GetText(), model.FilePath));
+        GeneratorRunResult second = fixture.Run(edited);
+
+        // The parser ran again (the class moved), its location-free target did not change, so nothing after it ran.
+        Assert.Contains(second.TrackedSteps["TargetResults"].SelectMany(r => r.Outputs), o => o.Reason == IncrementalStepRunReason.Modified);
+        AssertReused(second, "a blank line above the class");
+        AssertSameSources(first, second);
+    }
+
+    [Fact]
+    public void ADiagnosticOfAPlanFollowsTheClassWhenItMoves()
+    {
+        // The plan's diagnostic (no config at that path) is anchored to the attribute's argument, which the
+        // diagnostics side places with the class's current locations although the plan itself is reused.
+        var fixture = new Fixture();
+        string source = GeneratorHarness.ModelSource(attributeArguments: "\"nowhere/config.json\"");
+        CSharpCompilation broken = fixture.Compilation.ReplaceSyntaxTree(fixture.Compilation.SyntaxTrees.Single(), Tree(source, "/project/Model.cs"));
+        GeneratorRunResult first = fixture.Run(broken);
+        Diagnostic before = Assert.Single(first.Diagnostics, d => d.Id == "LLC0001");
+
+        CSharpCompilation moved = broken.ReplaceSyntaxTree(broken.SyntaxTrees.Single(), Tree("\n\n" + source, "/project/Model.cs"));
+        GeneratorRunResult second = fixture.Run(moved);
+        Diagnostic after = Assert.Single(second.Diagnostics, d => d.Id == "LLC0001");
+        Assert.Equal(before.Location.GetLineSpan().StartLinePosition.Line + 2, after.Location.GetLineSpan().StartLinePosition.Line);
+        Assert.All(second.TrackedSteps["Plans"].SelectMany(r => r.Outputs),
+            o => Assert.True(o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, $"Plans is {o.Reason}"));
+    }
+
+    [Fact]
     public void EditingANonJsonAdditionalFileReRunsNothing()
     {
         var fixture = new Fixture();
@@ -179,7 +214,7 @@ public sealed class IncrementalityTests
 
         foreach (GeneratorRunResult result in new[] { first, second })
         {
-            foreach (string step in s_steps)
+            foreach (string step in s_steps.Append("TargetResults"))
             {
                 foreach (IncrementalGeneratorRunStep run in result.TrackedSteps[step])
                 {

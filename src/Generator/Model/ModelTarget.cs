@@ -12,9 +12,11 @@ namespace Llama.Compiled.Generator.Model;
 /// <param name="SourceDirectory">Folder of the file holding the attribute, '/'-separated ("" if unknown).</param>
 /// <param name="MaxContext">The attribute's <c>MaxContext</c> (0 = take the config's).</param>
 /// <param name="Weights">The attribute's <c>Weights</c>: the format the kernels compute with.</param>
-/// <param name="AttributeLocation">The attribute's config-path argument, for diagnostics.</param>
-/// <param name="MaxContextLocation">The <c>MaxContext</c> argument, if given.</param>
-/// <param name="Diagnostics">Problems with the class itself (not partial, generic, ...).</param>
+/// <remarks>
+/// It holds no source locations: an edit that moves the class in its file leaves the target equal, so nothing
+/// downstream (config lookup, parsing, planning, emitting) runs again. Locations travel in <see cref="TargetResult"/>,
+/// to the diagnostics output only.
+/// </remarks>
 internal sealed record ModelTarget(
     string? Namespace,
     string ClassName,
@@ -23,10 +25,18 @@ internal sealed record ModelTarget(
     string ConfigPath,
     string SourceDirectory,
     int MaxContext,
-    ComputeFormat Weights,
-    LocationInfo? AttributeLocation,
-    LocationInfo? MaxContextLocation,
-    EquatableArray<DiagnosticInfo> Diagnostics);
+    ComputeFormat Weights);
+
+/// <summary>Where the attribute's arguments are, for diagnostics anchored to them (see <see cref="DiagnosticAnchor"/>).</summary>
+/// <param name="ConfigPathArgument">The attribute's config-path argument (or the attribute).</param>
+/// <param name="MaxContextArgument">The <c>MaxContext</c> argument, if given.</param>
+internal sealed record TargetLocations(LocationInfo? ConfigPathArgument, LocationInfo? MaxContextArgument);
+
+/// <summary>
+/// What the parser read from one [LlamaModel] class: the target (null when the class itself cannot be compiled), where
+/// its attribute's arguments are, and the problems with the class.
+/// </summary>
+internal sealed record TargetResult(ModelTarget? Target, TargetLocations Locations, EquatableArray<DiagnosticInfo> Diagnostics);
 
 /// <summary>An AdditionalFiles item that may be a model config: its path ('/'-separated) and text.</summary>
 internal sealed record ConfigFile(string Path, string Text);
