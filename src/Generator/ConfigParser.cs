@@ -16,7 +16,7 @@ internal sealed class ConfigParser
     /// <summary>Bounds the generated code: one straight-line call per layer.</summary>
     private const int MaxLayers = 1024;
 
-    private static readonly string[] s_supportedModelTypes = { "llama", "mistral", "qwen2" };
+    private static readonly string[] s_supportedModelTypes = LlamaArchitecture.ModelTypes;
 
     private readonly ConfigFile _file;
     private readonly SourceText _text;
@@ -70,7 +70,7 @@ internal sealed class ConfigParser
 
         // Qwen2 always has q/k/v biases (and no o_proj bias); Llama's attention_bias adds all four.
         bool attentionBias = Bool("attention_bias", false);
-        bool qkvBias = modelType == "qwen2" || attentionBias;
+        bool qkvBias = LlamaArchitecture.HasQkvBias(modelType) || attentionBias;
         bool mlpBias = Bool("mlp_bias", false);
 
         int hiddenSize = RequiredInt("hidden_size", "the width of the residual stream");

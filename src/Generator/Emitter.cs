@@ -167,21 +167,21 @@ internal static class Emitter
             /// <summary>Binds every tensor to the compiled shape; a missing, extra or misshapen tensor throws.</summary>
             private {{cls}}(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
             {
-                _embedTokens = weights.GetMatrix("model.embed_tokens.weight", VocabSize, HiddenSize);
-                _finalNorm = weights.GetVector("model.norm.weight", HiddenSize);
+                _embedTokens = weights.GetMatrix("{{Hf(LlamaTensor.TokenEmbedding)}}", VocabSize, HiddenSize);
+                _finalNorm = weights.GetVector("{{Hf(LlamaTensor.FinalNorm)}}", HiddenSize);
             """);
         if (s.TiedEmbeddings)
         {
             w.Line($$"""
-                    _classifier = {{(classk.Format == ComputeFormat.F32 ? "_embedTokens" : LoadMatrix(classk, "\"model.embed_tokens.weight\"", "VocabSize", "HiddenSize"))}};
+                    _classifier = {{(classk.Format == ComputeFormat.F32 ? "_embedTokens" : LoadMatrix(classk, $"\"{Hf(LlamaTensor.TokenEmbedding)}\"", "VocabSize", "HiddenSize"))}};
                     // Some exporters also store the tied copy; the embedding is what the model uses.
-                    if (weights.Contains("lm_head.weight"))
-                        weights.MarkUsed("lm_head.weight");
+                    if (weights.Contains("{{Hf(LlamaTensor.Classifier)}}"))
+                        weights.MarkUsed("{{Hf(LlamaTensor.Classifier)}}");
                 """);
         }
         else
         {
-            w.Line($"    _classifier = {LoadMatrix(classk, "\"lm_head.weight\"", "VocabSize", "HiddenSize")};");
+            w.Line($"    _classifier = {LoadMatrix(classk, $"\"{Hf(LlamaTensor.Classifier)}\"", "VocabSize", "HiddenSize")};");
         }
         w.Line($$"""
                 _layers = new LayerWeights[LayerCount];
@@ -216,16 +216,16 @@ internal static class Emitter
 
                 public LayerWeights(ModelWeights weights, int layer)
                 {
-                    string prefix = "model.layers." + layer.ToString(CultureInfo.InvariantCulture) + ".";
-                    InputNorm = weights.GetVector(prefix + "input_layernorm.weight", HiddenSize);
-                    Q = {{LoadMatrix(qk, "prefix + \"self_attn.q_proj.weight\"", "QueryDim", "HiddenSize")}};
-                    K = {{LoadMatrix(kvk, "prefix + \"self_attn.k_proj.weight\"", "KvDim", "HiddenSize")}};
-                    V = {{LoadMatrix(kvk, "prefix + \"self_attn.v_proj.weight\"", "KvDim", "HiddenSize")}};
-                    O = {{LoadMatrix(ok, "prefix + \"self_attn.o_proj.weight\"", "HiddenSize", "QueryDim")}};
-                    PostNorm = weights.GetVector(prefix + "post_attention_layernorm.weight", HiddenSize);
-                    Gate = {{LoadMatrix(upk, "prefix + \"mlp.gate_proj.weight\"", "IntermediateSize", "HiddenSize")}};
-                    Up = {{LoadMatrix(upk, "prefix + \"mlp.up_proj.weight\"", "IntermediateSize", "HiddenSize")}};
-                    Down = {{LoadMatrix(downk, "prefix + \"mlp.down_proj.weight\"", "HiddenSize", "IntermediateSize")}};{{BiasLoads(s)}}
+                    string prefix = "{{HfLayer}}" + layer.ToString(CultureInfo.InvariantCulture) + ".";
+                    InputNorm = weights.GetVector(prefix + "{{Stem(LlamaTensor.AttentionNorm)}}.weight", HiddenSize);
+                    Q = {{LoadMatrix(qk, $"prefix + \"{Stem(LlamaTensor.Query)}.weight\"", "QueryDim", "HiddenSize")}};
+                    K = {{LoadMatrix(kvk, $"prefix + \"{Stem(LlamaTensor.Key)}.weight\"", "KvDim", "HiddenSize")}};
+                    V = {{LoadMatrix(kvk, $"prefix + \"{Stem(LlamaTensor.Value)}.weight\"", "KvDim", "HiddenSize")}};
+                    O = {{LoadMatrix(ok, $"prefix + \"{Stem(LlamaTensor.AttentionOutput)}.weight\"", "HiddenSize", "QueryDim")}};
+                    PostNorm = weights.GetVector(prefix + "{{Stem(LlamaTensor.FeedForwardNorm)}}.weight", HiddenSize);
+                    Gate = {{LoadMatrix(upk, $"prefix + \"{Stem(LlamaTensor.Gate)}.weight\"", "IntermediateSize", "HiddenSize")}};
+                    Up = {{LoadMatrix(upk, $"prefix + \"{Stem(LlamaTensor.Up)}.weight\"", "IntermediateSize", "HiddenSize")}};
+                    Down = {{LoadMatrix(downk, $"prefix + \"{Stem(LlamaTensor.Down)}.weight\"", "HiddenSize", "IntermediateSize")}};{{BiasLoads(s)}}
                 }
             }
 
@@ -421,23 +421,32 @@ internal static class Emitter
     {
         if (s.QkvBias)
         {
-            yield return ("QBias", "self_attn.q_proj", "QueryDim", s.QueryDim);
-            yield return ("KBias", "self_attn.k_proj", "KvDim", s.KvDim);
-            yield return ("VBias", "self_attn.v_proj", "KvDim", s.KvDim);
+            yield return ("QBias", Stem(LlamaTensor.Query), "QueryDim", s.QueryDim);
+            yield return ("KBias", Stem(LlamaTensor.Key), "KvDim", s.KvDim);
+            yield return ("VBias", Stem(LlamaTensor.Value), "KvDim", s.KvDim);
         }
         if (s.OutputBias)
-            yield return ("OBias", "self_attn.o_proj", "HiddenSize", s.HiddenSize);
+            yield return ("OBias", Stem(LlamaTensor.AttentionOutput), "HiddenSize", s.HiddenSize);
         if (s.MlpBias)
         {
-            yield return ("GateBias", "mlp.gate_proj", "IntermediateSize", s.IntermediateSize);
-            yield return ("UpBias", "mlp.up_proj", "IntermediateSize", s.IntermediateSize);
-            yield return ("DownBias", "mlp.down_proj", "HiddenSize", s.HiddenSize);
+            yield return ("GateBias", Stem(LlamaTensor.Gate), "IntermediateSize", s.IntermediateSize);
+            yield return ("UpBias", Stem(LlamaTensor.Up), "IntermediateSize", s.IntermediateSize);
+            yield return ("DownBias", Stem(LlamaTensor.Down), "HiddenSize", s.HiddenSize);
         }
     }
 
     /// <summary>A statement adding a bias to every token's row of <paramref name="buffer"/>, or nothing.</summary>
     private static string Bias(bool present, string buffer, string field) =>
         present ? $"\n        Kernels.AddBias({buffer}, w.{field}.Span, count);" : "";
+
+    /// <summary>A tensor's Hugging Face name (the names generated code asks the weights for), from the architecture table.</summary>
+    private static string Hf(LlamaTensor tensor) => LlamaArchitecture.HuggingFaceName(tensor);
+
+    /// <summary>A layer tensor's Hugging Face name without the layer prefix and the ".weight"/".bias" suffix.</summary>
+    private static string Stem(LlamaTensor tensor) => LlamaArchitecture.HuggingFaceStem(tensor);
+
+    /// <summary>The Hugging Face layer prefix without its number ("model.layers.").</summary>
+    private static readonly string HfLayer = LlamaArchitecture.HuggingFaceLayerPrefix(0).Substring(0, LlamaArchitecture.HuggingFaceLayerPrefix(0).Length - 2);
 
     internal static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
 

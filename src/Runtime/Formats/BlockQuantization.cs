@@ -24,13 +24,13 @@ namespace Llama.Compiled;
 public static class BlockQuantization
 {
     /// <summary>Weights per block of Q8_0 and Q4_0.</summary>
-    public const int BlockSize = 32;
+    public const int BlockSize = LlamaArchitecture.QuantBlockSize;
 
     /// <summary>Bytes of one Q8_0 block: an F16 scale and 32 int8 values.</summary>
-    public const int Q8_0BlockBytes = 34;
+    public const int Q8_0BlockBytes = LlamaArchitecture.Q8_0BlockBytes;
 
     /// <summary>Bytes of one Q4_0 block: an F16 scale and 32 4-bit values.</summary>
-    public const int Q4_0BlockBytes = 18;
+    public const int Q4_0BlockBytes = LlamaArchitecture.Q4_0BlockBytes;
 
     /// <summary>
     /// Bytes one row of <paramref name="cols"/> weights takes in <paramref name="format"/>.
@@ -154,7 +154,7 @@ public static class BlockQuantization
     }
 
     /// <summary>Blocks per group in the kernel layout of a Q8_0/Q4_0 row (see <see cref="ToKernelLayout"/>).</summary>
-    public const int KernelGroupBlocks = 16;
+    public const int KernelGroupBlocks = LlamaArchitecture.KernelGroupBlocks;
 
     /// <summary>
     /// Rearranges one row of llama.cpp blocks into the layout the generated Q8_0/Q4_0 kernels read (the same number of

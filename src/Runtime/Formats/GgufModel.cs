@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Globalization;
 
 namespace Llama.Compiled;
@@ -16,12 +17,8 @@ internal static class GgufModel
     /// </summary>
     public static string HuggingFaceName(string ggufName)
     {
-        switch (ggufName)
-        {
-            case "token_embd.weight": return "model.embed_tokens.weight";
-            case "output_norm.weight": return "model.norm.weight";
-            case "output.weight": return "lm_head.weight";
-        }
+        if (s_globalNames.TryGetValue(ggufName, out string? global))
+            return global;
         if (!ggufName.StartsWith("blk.", StringComparison.Ordinal))
             return ggufName;
         int dot = ggufName.IndexOf('.', 4);
@@ -32,28 +29,31 @@ internal static class GgufModel
         if (!int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out int layer)
             || !number.SequenceEqual(layer.ToString(CultureInfo.InvariantCulture)))
             return ggufName;
+        return s_layerNames.TryGetValue(ggufName[(dot + 1)..], out string? suffix)
+            ? LlamaArchitecture.HuggingFaceLayerPrefix(layer) + suffix
+            : ggufName;
+    }
 
-        string? suffix = ggufName.AsSpan(dot + 1) switch
+    /// <summary>GGUF → Hugging Face names of the tensors outside the layers (from the architecture table).</summary>
+    private static readonly Dictionary<string, string> s_globalNames = new(StringComparer.Ordinal)
+    {
+        [LlamaArchitecture.GgufName(LlamaTensor.TokenEmbedding)] = LlamaArchitecture.HuggingFaceName(LlamaTensor.TokenEmbedding),
+        [LlamaArchitecture.GgufName(LlamaTensor.FinalNorm)] = LlamaArchitecture.HuggingFaceName(LlamaTensor.FinalNorm),
+        [LlamaArchitecture.GgufName(LlamaTensor.Classifier)] = LlamaArchitecture.HuggingFaceName(LlamaTensor.Classifier),
+    };
+
+    /// <summary>GGUF → Hugging Face names of a layer's weights and bias vectors, without the layer prefix.</summary>
+    private static readonly Dictionary<string, string> s_layerNames = LayerNames();
+
+    private static Dictionary<string, string> LayerNames()
+    {
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (LlamaTensor tensor in LlamaArchitecture.LayerTensors)
         {
-            "attn_norm.weight" => "input_layernorm.weight",
-            "ffn_norm.weight" => "post_attention_layernorm.weight",
-            "attn_q.weight" => "self_attn.q_proj.weight",
-            "attn_q.bias" => "self_attn.q_proj.bias",
-            "attn_k.weight" => "self_attn.k_proj.weight",
-            "attn_k.bias" => "self_attn.k_proj.bias",
-            "attn_v.weight" => "self_attn.v_proj.weight",
-            "attn_v.bias" => "self_attn.v_proj.bias",
-            "attn_output.weight" => "self_attn.o_proj.weight",
-            "attn_output.bias" => "self_attn.o_proj.bias",
-            "ffn_gate.weight" => "mlp.gate_proj.weight",
-            "ffn_gate.bias" => "mlp.gate_proj.bias",
-            "ffn_up.weight" => "mlp.up_proj.weight",
-            "ffn_up.bias" => "mlp.up_proj.bias",
-            "ffn_down.weight" => "mlp.down_proj.weight",
-            "ffn_down.bias" => "mlp.down_proj.bias",
-            _ => null,
-        };
-        return suffix is null ? ggufName : $"model.layers.{layer}.{suffix}";
+            names[LlamaArchitecture.GgufStem(tensor) + ".weight"] = LlamaArchitecture.HuggingFaceStem(tensor) + ".weight";
+            names[LlamaArchitecture.GgufStem(tensor) + ".bias"] = LlamaArchitecture.HuggingFaceStem(tensor) + ".bias";
+        }
+        return names;
     }
 
     /// <summary>
@@ -63,13 +63,11 @@ internal static class GgufModel
     public static RopeLayout RopeLayoutOf(GgufMetadata metadata)
     {
         string? arch = metadata.Architecture;
-        return arch switch
-        {
-            null => throw new ModelFormatException($"{metadata.Source}: the GGUF file has no general.architecture"),
-            "llama" or "mistral" => RopeLayout.AdjacentPairs,
-            "qwen2" => RopeLayout.RotateHalf,
-            _ => throw new ModelFormatException($"{metadata.Source}: unsupported architecture {arch} (general.architecture); supported: llama, mistral, qwen2"),
-        };
+        if (arch is null)
+            throw new ModelFormatException($"{metadata.Source}: the GGUF file has no general.architecture");
+        if (Array.IndexOf(LlamaArchitecture.ModelTypes, arch) < 0)
+            throw new ModelFormatException($"{metadata.Source}: unsupported architecture {arch} (general.architecture); supported: {string.Join(", ", LlamaArchitecture.ModelTypes)}");
+        return LlamaArchitecture.GgufRotatesAdjacentPairs(arch) ? RopeLayout.AdjacentPairs : RopeLayout.RotateHalf;
     }
 
     /// <summary>

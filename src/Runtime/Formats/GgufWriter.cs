@@ -314,28 +314,34 @@ public sealed class GgufWriter : IDisposable
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensor);
         int qDim = shape.HeadCount * shape.HeadDim, kvDim = shape.KvHeadCount * shape.HeadDim;
+        // Tensors in llama.cpp's order, named by the architecture table; q/k rows are permuted for adjacent-pair RoPE.
+        long[] ShapeOf(LlamaTensor t) => t switch
+        {
+            LlamaTensor.TokenEmbedding or LlamaTensor.Classifier => [shape.VocabSize, shape.HiddenSize],
+            LlamaTensor.FinalNorm or LlamaTensor.AttentionNorm or LlamaTensor.FeedForwardNorm => [shape.HiddenSize],
+            LlamaTensor.Query => [qDim, shape.HiddenSize],
+            LlamaTensor.Key or LlamaTensor.Value => [kvDim, shape.HiddenSize],
+            LlamaTensor.AttentionOutput => [shape.HiddenSize, qDim],
+            LlamaTensor.Gate or LlamaTensor.Up => [shape.IntermediateSize, shape.HiddenSize],
+            _ => [shape.HiddenSize, shape.IntermediateSize],
+        };
         var plan = new List<(string Gguf, string Hf, long[] Shape, int PermuteHeads)>
         {
-            ("token_embd.weight", "model.embed_tokens.weight", [shape.VocabSize, shape.HiddenSize], 0),
+            (LlamaArchitecture.GgufName(LlamaTensor.TokenEmbedding), LlamaArchitecture.HuggingFaceName(LlamaTensor.TokenEmbedding), ShapeOf(LlamaTensor.TokenEmbedding), 0),
         };
         for (int l = 0; l < shape.LayerCount; l++)
         {
-            string b = $"blk.{l}.", h = $"model.layers.{l}.";
-            plan.Add((b + "attn_norm.weight", h + "input_layernorm.weight", [shape.HiddenSize], 0));
-            plan.Add((b + "attn_q.weight", h + "self_attn.q_proj.weight", [qDim, shape.HiddenSize], shape.HeadCount));
-            plan.Add((b + "attn_k.weight", h + "self_attn.k_proj.weight", [kvDim, shape.HiddenSize], shape.KvHeadCount));
-            plan.Add((b + "attn_v.weight", h + "self_attn.v_proj.weight", [kvDim, shape.HiddenSize], 0));
-            plan.Add((b + "attn_output.weight", h + "self_attn.o_proj.weight", [shape.HiddenSize, qDim], 0));
-            plan.Add((b + "ffn_norm.weight", h + "post_attention_layernorm.weight", [shape.HiddenSize], 0));
-            plan.Add((b + "ffn_gate.weight", h + "mlp.gate_proj.weight", [shape.IntermediateSize, shape.HiddenSize], 0));
-            plan.Add((b + "ffn_up.weight", h + "mlp.up_proj.weight", [shape.IntermediateSize, shape.HiddenSize], 0));
-            plan.Add((b + "ffn_down.weight", h + "mlp.down_proj.weight", [shape.HiddenSize, shape.IntermediateSize], 0));
+            foreach (LlamaTensor t in LlamaArchitecture.LayerTensors)
+            {
+                int permuteHeads = t == LlamaTensor.Query ? shape.HeadCount : t == LlamaTensor.Key ? shape.KvHeadCount : 0;
+                plan.Add((LlamaArchitecture.GgufName(t, l), LlamaArchitecture.HuggingFaceName(t, l), ShapeOf(t), permuteHeads));
+            }
         }
-        plan.Add(("output_norm.weight", "model.norm.weight", [shape.HiddenSize], 0));
+        plan.Add((LlamaArchitecture.GgufName(LlamaTensor.FinalNorm), LlamaArchitecture.HuggingFaceName(LlamaTensor.FinalNorm), ShapeOf(LlamaTensor.FinalNorm), 0));
         if (!shape.TiedEmbeddings)
-            plan.Add(("output.weight", "lm_head.weight", [shape.VocabSize, shape.HiddenSize], 0));
+            plan.Add((LlamaArchitecture.GgufName(LlamaTensor.Classifier), LlamaArchitecture.HuggingFaceName(LlamaTensor.Classifier), ShapeOf(LlamaTensor.Classifier), 0));
         else if (storeTiedClassifier)
-            plan.Add(("output.weight", "model.embed_tokens.weight", [shape.VocabSize, shape.HiddenSize], 0));
+            plan.Add((LlamaArchitecture.GgufName(LlamaTensor.Classifier), LlamaArchitecture.HuggingFaceName(LlamaTensor.TokenEmbedding), ShapeOf(LlamaTensor.Classifier), 0));
 
         using var writer = new GgufWriter(path);
         writer.AddString("general.architecture", "llama");

@@ -71,34 +71,35 @@ internal static class Llama2cFormat
         var tensors = new List<TensorInfo>();
         long offset = HeaderBytes; // in bytes; every sum below is at most the file length checked above
 
-        // Adds one F32 array, or n_layers consecutive ones (llama2.c stacks each weight of all layers).
-        void Add(string name, long[] shape, bool perLayer)
+        // run.c's arrays in file order (the architecture table's Llama2cOrder): one F32 array, or n_layers consecutive
+        // ones (llama2.c stacks each weight of all layers); the RoPE tables (freq_cis) sit before the classifier.
+        foreach (LlamaTensor tensor in LlamaArchitecture.Llama2cOrder)
         {
+            if (tensor == LlamaTensor.Classifier)
+            {
+                offset += 2 * (header.SeqLen * headSize / 2) * sizeof(float);
+                if (header.SharedClassifier)
+                    continue;
+            }
+            long[] shape = tensor switch
+            {
+                LlamaTensor.TokenEmbedding or LlamaTensor.Classifier => [vocab, dim],
+                LlamaTensor.AttentionNorm or LlamaTensor.FeedForwardNorm or LlamaTensor.FinalNorm => [dim],
+                LlamaTensor.Query or LlamaTensor.AttentionOutput => [dim, dim],
+                LlamaTensor.Key or LlamaTensor.Value => [kvDim, dim],
+                LlamaTensor.Gate or LlamaTensor.Up => [hidden, dim],
+                _ => [dim, hidden],
+            };
             long bytes = sizeof(float);
             foreach (long d in shape)
                 bytes *= d;
+            bool perLayer = LlamaArchitecture.IsPerLayer(tensor);
             for (int layer = 0; layer < (perLayer ? header.LayerCount : 1); layer++)
             {
-                string fullName = perLayer ? $"model.layers.{layer}.{name}" : name;
-                tensors.Add(new TensorInfo(fullName, "F32", shape, file, offset, bytes));
+                tensors.Add(new TensorInfo(LlamaArchitecture.HuggingFaceName(tensor, layer), "F32", shape, file, offset, bytes));
                 offset += bytes;
             }
         }
-
-        Add("model.embed_tokens.weight", [vocab, dim], perLayer: false);
-        Add("input_layernorm.weight", [dim], perLayer: true);           // rms_att
-        Add("self_attn.q_proj.weight", [dim, dim], perLayer: true);     // wq
-        Add("self_attn.k_proj.weight", [kvDim, dim], perLayer: true);   // wk
-        Add("self_attn.v_proj.weight", [kvDim, dim], perLayer: true);   // wv
-        Add("self_attn.o_proj.weight", [dim, dim], perLayer: true);     // wo
-        Add("post_attention_layernorm.weight", [dim], perLayer: true);  // rms_ffn
-        Add("mlp.gate_proj.weight", [hidden, dim], perLayer: true);     // w1
-        Add("mlp.down_proj.weight", [dim, hidden], perLayer: true);     // w2
-        Add("mlp.up_proj.weight", [hidden, dim], perLayer: true);       // w3
-        Add("model.norm.weight", [dim], perLayer: false);               // rms_final
-        offset += 2 * (header.SeqLen * headSize / 2) * sizeof(float);
-        if (!header.SharedClassifier)
-            Add("lm_head.weight", [vocab, dim], perLayer: false);       // wcls
         return (header, tensors);
     }
 
