@@ -16,6 +16,7 @@ using System.Globalization;
 using System.IO;
 using Llama.Compiled;
 using Stress;
+using Llama.Compiled.CompilerServices;
 
 int cycles = 480, processes = 10, cyclesPerProcess = 48;
 bool child = false;

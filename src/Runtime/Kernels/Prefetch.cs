@@ -2,7 +2,7 @@ using System.ComponentModel;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 
-namespace Llama.Compiled;
+namespace Llama.Compiled.CompilerServices;
 
 /// <summary>
 /// Software prefetch for the generated kernels (which cannot use pointers: the user's project need not allow

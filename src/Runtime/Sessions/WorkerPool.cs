@@ -1,12 +1,14 @@
 using System;
+using System.ComponentModel;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Threading;
 
-namespace Llama.Compiled;
+namespace Llama.Compiled.CompilerServices;
 
 /// <summary>Work that a <see cref="WorkerPool"/> splits into contiguous ranges of items.</summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public interface IParallelJob
 {
     /// <summary>Processes items [<paramref name="start"/>, <paramref name="end"/>) on worker <paramref name="worker"/> (0 = the calling thread).</summary>
@@ -20,6 +22,7 @@ public interface IParallelJob
 /// Running a job allocates nothing: the job is a struct on the caller's stack, invoked through a
 /// function pointer.
 /// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public sealed unsafe class WorkerPool : IDisposable
 {
     /// <summary>

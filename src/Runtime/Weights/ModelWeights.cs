@@ -5,6 +5,7 @@ using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
+using Llama.Compiled.CompilerServices;
 
 namespace Llama.Compiled;
 

@@ -1,6 +1,7 @@
 using System;
+using System.ComponentModel;
 
-namespace Llama.Compiled;
+namespace Llama.Compiled.CompilerServices;
 
 /// <summary>
 /// A read-only view of one weight matrix in a compute format (<see cref="WeightFormat"/>), from
@@ -11,6 +12,7 @@ namespace Llama.Compiled;
 /// blocks back). The view points into the file's memory or into memory the weights own, and is valid only while the
 /// <see cref="ModelWeights"/> it came from is not disposed.
 /// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public readonly unsafe struct PackedTensor
 {
     private readonly byte* _data;

@@ -1,6 +1,7 @@
 using System;
+using System.ComponentModel;
 
-namespace Llama.Compiled;
+namespace Llama.Compiled.CompilerServices;
 
 /// <summary>
 /// An F32 view of one tensor of a <see cref="ModelWeights"/>: a pointer into the memory-mapped file
@@ -8,6 +9,7 @@ namespace Llama.Compiled;
 /// valid only while the <see cref="ModelWeights"/> it came from is not disposed; it is read-only and
 /// may be read by many threads at once.
 /// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
 public readonly unsafe struct WeightTensor
 {
     private readonly float* _data;

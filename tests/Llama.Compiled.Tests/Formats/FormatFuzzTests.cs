@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using Xunit;
+using Llama.Compiled.CompilerServices;
 
 namespace Llama.Compiled.Tests.Formats;
 

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using Xunit;
+using Llama.Compiled.CompilerServices;
 
 namespace Llama.Compiled.Tests.Formats;
 

@@ -2,6 +2,7 @@ using System;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using Xunit;
+using Llama.Compiled.CompilerServices;
 
 namespace Llama.Compiled.Tests;
 

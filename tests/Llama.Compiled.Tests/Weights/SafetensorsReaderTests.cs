@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.IO;
 using System.Text;
 using Xunit;
+using Llama.Compiled.CompilerServices;
 
 namespace Llama.Compiled.Tests.Weights;
 
