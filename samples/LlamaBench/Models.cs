@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using Llama.Compiled;
-using Llama.Compiled.Oracle;
+using Llama.Compiled.Tools;
 
 namespace LlamaBench;
 

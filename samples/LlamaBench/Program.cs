@@ -23,8 +23,8 @@ using System.Text;
 using System.Threading;
 using System.Text.Json;
 using Llama.Compiled;
-using Llama.Compiled.Oracle;
 using LlamaBench;
+using Llama.Compiled.LlamaCpp;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;

@@ -6,7 +6,8 @@ using System.Linq;
 using System.Text;
 using System.Text.Json;
 using Llama.Compiled;
-using Llama.Compiled.Oracle;
+using Llama.Compiled.Tools;
+using Llama.Compiled.LlamaCpp;
 
 namespace LlamaBench;
 

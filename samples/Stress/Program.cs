@@ -17,6 +17,7 @@ using System.IO;
 using Llama.Compiled;
 using Stress;
 using Llama.Compiled.CompilerServices;
+using Llama.Compiled.Tools;
 
 int cycles = 480, processes = 10, cyclesPerProcess = 48;
 bool child = false;

@@ -10,6 +10,8 @@ using Microsoft.Extensions.AI;
 using Microsoft.ML.Tokenizers;
 using Xunit;
 using Xunit.Abstractions;
+using Llama.Compiled.Tools;
+using Llama.Compiled.LlamaCpp;
 
 namespace Llama.Compiled.Oracle.Tests;
 

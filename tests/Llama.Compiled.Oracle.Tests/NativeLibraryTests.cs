@@ -1,5 +1,6 @@
 using Xunit;
 using Xunit.Abstractions;
+using Llama.Compiled.LlamaCpp;
 
 namespace Llama.Compiled.Oracle.Tests;
 

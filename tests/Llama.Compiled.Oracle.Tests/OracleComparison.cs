@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Linq;
 using System.Text;
 using Xunit;
+using Llama.Compiled.LlamaCpp;
 
 namespace Llama.Compiled.Oracle.Tests;
 

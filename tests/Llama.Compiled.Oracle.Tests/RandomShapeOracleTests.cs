@@ -5,6 +5,8 @@ using System.IO;
 using System.Linq;
 using Xunit;
 using Xunit.Abstractions;
+using Llama.Compiled.Tools;
+using Llama.Compiled.LlamaCpp;
 
 namespace Llama.Compiled.Oracle.Tests;
 

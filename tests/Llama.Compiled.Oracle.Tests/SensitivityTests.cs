@@ -2,6 +2,8 @@ using System;
 using System.IO;
 using Xunit;
 using Xunit.Abstractions;
+using Llama.Compiled.Tools;
+using Llama.Compiled.LlamaCpp;
 
 namespace Llama.Compiled.Oracle.Tests;
 

@@ -1,6 +1,7 @@
 using System.IO;
 using Xunit;
 using Xunit.Abstractions;
+using Llama.Compiled.LlamaCpp;
 
 namespace Llama.Compiled.Oracle.Tests;
 

@@ -176,7 +176,7 @@ public sealed class GgufMetadata
         ulong => "a uint64",
         long => "an int64",
         double => "a float64",
-        Array => GgufWriter.ArrayElementTypeOf(value.GetType()) switch
+        Array => ArrayElementTypeOf(value.GetType()) switch
         {
             0 => "an array of uint8",
             1 => "an array of int8",
@@ -195,4 +195,14 @@ public sealed class GgufMetadata
         },
         _ => "a value",
     };
+
+    /// <summary>
+    /// The GGUF element type of a CLR array, by exact type: the runtime lets an <c>int[]</c> pass as a
+    /// <c>uint[]</c> (and <c>sbyte[]</c> as <c>byte[]</c>, ...), so type patterns cannot tell them apart.
+    /// </summary>
+    internal static uint? ArrayElementTypeOf(Type type) =>
+        type == typeof(byte[]) ? 0 : type == typeof(sbyte[]) ? 1 : type == typeof(ushort[]) ? 2 : type == typeof(short[]) ? 3
+        : type == typeof(uint[]) ? 4 : type == typeof(int[]) ? 5 : type == typeof(float[]) ? 6 : type == typeof(bool[]) ? 7
+        : type == typeof(string[]) ? 8 : type == typeof(object[]) ? 9 : type == typeof(ulong[]) ? 10 : type == typeof(long[]) ? 11
+        : type == typeof(double[]) ? 12 : null;
 }

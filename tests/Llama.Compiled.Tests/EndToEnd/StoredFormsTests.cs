@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using Xunit;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests;
 

@@ -5,6 +5,7 @@ using System.Diagnostics;
 using System.IO;
 using Xunit;
 using Llama.Compiled.CompilerServices;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests.Formats;
 

@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.Text;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests.Formats;
 

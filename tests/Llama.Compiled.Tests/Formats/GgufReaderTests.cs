@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Text;
 using Xunit;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests.Formats;
 

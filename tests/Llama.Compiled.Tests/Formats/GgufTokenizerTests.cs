@@ -4,6 +4,7 @@ using System.IO;
 using System.Text;
 using Microsoft.ML.Tokenizers;
 using Xunit;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests.Formats;
 

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using Xunit;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests.Formats;
 

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests;
 

@@ -5,6 +5,7 @@ using System.Linq;
 using System.Text;
 using Microsoft.ML.Tokenizers;
 using Xunit;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests;
 

@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using Microsoft.ML.Tokenizers;
 using Xunit;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests;
 

@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json;
 using Microsoft.ML.Tokenizers;
+using Llama.Compiled.Tools;
 
 namespace Llama.Compiled.Tests;
 

@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 
-namespace Llama.Compiled.Oracle;
+namespace Llama.Compiled.Tools;
 
 /// <summary>
 /// Random weights for a LLaMA shape, scaled so that the model is a meaningful test: every sublayer adds

@@ -6,7 +6,7 @@ using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 
-namespace Llama.Compiled;
+namespace Llama.Compiled.Tools;
 
 /// <summary>
 /// Writes safetensors files, streaming: tensors are declared first (<see cref="AddTensor"/>, dtype <c>F32</c>,

@@ -7,7 +7,7 @@ using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace Llama.Compiled;
+namespace Llama.Compiled.Tools;
 
 /// <summary>
 /// Writes GGUF version 3 files, streaming: metadata and the tensor table are declared first
@@ -517,27 +517,17 @@ public sealed class GgufWriter : IDisposable
 
     private long Align(long length) => (length + _alignment - 1) / _alignment * _alignment;
 
-    /// <summary>
-    /// The GGUF element type of a CLR array, by exact type: the runtime lets an <c>int[]</c> pass as a
-    /// <c>uint[]</c> (and <c>sbyte[]</c> as <c>byte[]</c>, ...), so type patterns cannot tell them apart.
-    /// </summary>
-    internal static uint? ArrayElementTypeOf(Type type) =>
-        type == typeof(byte[]) ? 0 : type == typeof(sbyte[]) ? 1 : type == typeof(ushort[]) ? 2 : type == typeof(short[]) ? 3
-        : type == typeof(uint[]) ? 4 : type == typeof(int[]) ? 5 : type == typeof(float[]) ? 6 : type == typeof(bool[]) ? 7
-        : type == typeof(string[]) ? 8 : type == typeof(object[]) ? 9 : type == typeof(ulong[]) ? 10 : type == typeof(long[]) ? 11
-        : type == typeof(double[]) ? 12 : null;
-
     private static uint TypeOf(object value, string paramName) => value switch
     {
         byte => 0, sbyte => 1, ushort => 2, short => 3, uint => 4, int => 5, float => 6, bool => 7, string => 8,
         ulong => 10, long => 11, double => 12,
-        _ when ArrayElementTypeOf(value.GetType()) is not null => 9,
+        _ when GgufMetadata.ArrayElementTypeOf(value.GetType()) is not null => 9,
         _ => throw new ArgumentException($"{value.GetType().Name} has no GGUF type", paramName),
     };
 
     private static void WriteValue(MemoryStream s, object value, int depth)
     {
-        if (ArrayElementTypeOf(value.GetType()) is uint elementType)
+        if (GgufMetadata.ArrayElementTypeOf(value.GetType()) is uint elementType)
         {
             WriteArray(s, elementType, value, depth);
             return;
@@ -584,7 +574,7 @@ public sealed class GgufWriter : IDisposable
                 WriteArrayHeader(s, 9, arrays.Length);
                 foreach (object item in arrays)
                 {
-                    if (item is null || ArrayElementTypeOf(item.GetType()) is not uint inner)
+                    if (item is null || GgufMetadata.ArrayElementTypeOf(item.GetType()) is not uint inner)
                         throw new ArgumentException("an object[] value must hold arrays");
                     WriteArray(s, inner, item, depth + 1);
                 }

@@ -7,7 +7,7 @@ using LLama;
 using LLama.Common;
 using LLama.Native;
 
-namespace Llama.Compiled.Oracle;
+namespace Llama.Compiled.LlamaCpp;
 
 /// <summary>
 /// llama.cpp (LLamaSharp 0.30.0, CPU backend) as an oracle: loads a GGUF file, evaluates tokens at the
