@@ -1,6 +1,7 @@
 using System;
 using System.ComponentModel;
 using System.IO;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Llama.Compiled.CompilerServices;
@@ -53,15 +54,18 @@ public sealed class KvCache
     public int MaxContext { get; }
 
     /// <summary>Layer <paramref name="layer"/>'s keys, [KvHeadCount, MaxContext, HeadDim].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float[] Keys(int layer) => _keys[layer];
 
     /// <summary>Layer <paramref name="layer"/>'s values, [KvHeadCount, MaxContext, HeadDim].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float[] Values(int layer) => _values[layer];
 
     /// <summary>
     /// Writes one token's keys and values, [KvHeadCount·HeadDim] each with the heads side by side (as the k/v
     /// projections produce them), at <paramref name="position"/> of layer <paramref name="layer"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // per token and layer: optimized from the first call, as the kernels
     public void Append(int layer, int position, ReadOnlySpan<float> keys, ReadOnlySpan<float> values)
     {
         if ((uint)position >= (uint)MaxContext)
@@ -80,6 +84,7 @@ public sealed class KvCache
     /// <paramref name="used"/> and moves the later ones down by <paramref name="discard"/>, in every layer and head.
     /// The moved keys still carry their old rotary positions: the caller re-rotates them (see <see cref="KeyRows"/>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Shift(int keep, int discard, int used)
     {
         if (keep < 0 || discard < 0 || used > MaxContext || keep + discard > used)
