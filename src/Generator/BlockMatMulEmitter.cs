@@ -15,7 +15,7 @@ internal static class BlockMatMulEmitter
     /// conversion and scaling cost one instruction per 8 blocks instead of one per block.
     /// </summary>
     private const int StepBlocks = 8;
-    
+
     /// <summary>
     /// Blocks per group of the runtime's kernel layout of Q8_0/Q4_0 rows (BlockQuantization.KernelGroupBlocks):
     /// each group is the blocks' F16 scales, then their weights.
@@ -175,8 +175,8 @@ internal static class BlockMatMulEmitter
             using (w.Block($"for (int b = 0; b < {first}; b += {GroupBlocks})"))
             {
                 w.Line($"ref byte group = ref Unsafe.Add(ref row, b * {blockBytes});");
-                Step("HalfToSingle8(ref group)", $"ref Unsafe.Add(ref group, {2 * GroupBlocks})", "b", 0);
-                Step($"HalfToSingle8(ref Unsafe.Add(ref group, {2 * StepBlocks}))", $"ref Unsafe.Add(ref group, {2 * GroupBlocks + StepBlocks * quant})", $"b + {StepBlocks}", 1);
+                Step("KernelMath.HalfToSingle8(ref group)", $"ref Unsafe.Add(ref group, {2 * GroupBlocks})", "b", 0);
+                Step($"KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, {2 * StepBlocks}))", $"ref Unsafe.Add(ref group, {2 * GroupBlocks + StepBlocks * quant})", $"b + {StepBlocks}", 1);
             }
         }
         if (tail > 0)
@@ -184,13 +184,13 @@ internal static class BlockMatMulEmitter
             w.Line($"// Blocks {first}..{blocks - 1}: the last group, {tail} F16 scales then {tail} blocks of weights.");
             w.Line(first == 0 ? "ref byte tail = ref row;" : $"ref byte tail = ref Unsafe.Add(ref row, {first * blockBytes});");
             if (tail >= StepBlocks)
-                Step("HalfToSingle8(ref tail)", $"ref Unsafe.Add(ref tail, {2 * tail})", first.ToString(), 0);
+                Step("KernelMath.HalfToSingle8(ref tail)", $"ref Unsafe.Add(ref tail, {2 * tail})", first.ToString(), 0);
             if (tail % StepBlocks != 0)
             {
                 using (w.Block($"for (int j = {(tail >= StepBlocks ? StepBlocks : 0)}; j < {tail}; j++)"))
                 {
                     string block = Plus(first, "j");
-                    w.Line("float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));");
+                    w.Line("float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));");
                     for (int i = 0; i < (one ? 1 : tokens); i++)
                     {
                         string sum = one ? sums[1] : sums[i], tokenBlock = Plus(i * blocks, block);
@@ -200,7 +200,7 @@ internal static class BlockMatMulEmitter
                 }
             }
         }
-        w.Line(one ? "return Vector256.Sum(sum0 + sum1);" : $"return Sum4({string.Join(", ", sums)});");
+        w.Line(one ? "return Vector256.Sum(sum0 + sum1);" : $"return KernelMath.Sum4({string.Join(", ", sums)});");
     }
 
     /// <summary><paramref name="constant"/> + <paramref name="expression"/> as short as it can be written.</summary>
@@ -215,126 +215,30 @@ internal static class BlockMatMulEmitter
     private static string Index(string expression) =>
         int.TryParse(expression, out _) ? expression : expression.Contains(' ') ? $"(nuint)({expression})" : $"(nuint){expression}";
 
-    /// <summary>Activation quantization, the int8 dot products, scale conversion and the weight loaders the Q8_0/Q4_0 kernels share.</summary>
+    /// <summary>
+    /// The weight loaders and integer dot products of 8 blocks (and of one block, for a last group's odd blocks) per
+    /// format the kernels use. What does not depend on the format (quantizing activations, the int8 dot product,
+    /// F16 scales, the sums of 8 blocks) is the runtime's: <c>BlockKernels</c> and <c>KernelMath</c>.
+    /// </summary>
     public static void WriteHelpers(SourceWriter w, ForwardPlan plan)
     {
         MatMulKernel[] quantized = plan.MatMuls.Where(k => k.IsBlockQuantized).ToArray();
-        w.Line("""
-            /// <summary>
-            /// x → int8 blocks of 32 with one scale each, as llama.cpp quantizes activations for Q8_0 dot
-            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale); and each block's Σq, which the kernels
-            /// subtract for the offset the weights are stored with. x: [n], q: [n], scales, sums: [n/32].
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<int> sums)
-            {
-                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32 || sums.Length < x.Length / 32)
-                    throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
-                ref float x0 = ref MemoryMarshal.GetReference(x);
-                ref sbyte q0 = ref MemoryMarshal.GetReference(q);
-                ref float scales0 = ref MemoryMarshal.GetReference(scales);
-                ref int sums0 = ref MemoryMarshal.GetReference(sums);
-                for (int b = 0; b < x.Length / 32; b++)
-                {
-                    ref float xb = ref Unsafe.Add(ref x0, b * 32);
-                    Unsafe.Add(ref scales0, b) = QuantizeBlock(Vector256.LoadUnsafe(ref xb), Vector256.LoadUnsafe(ref xb, 8), Vector256.LoadUnsafe(ref xb, 16), Vector256.LoadUnsafe(ref xb, 24),
-                        ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
-                }
-            }
-
-            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/> and their sum; returns the block's scale, max|v|/127 rounded to F16.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
-            {
-                Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-                Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
-                float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
-                // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
-                Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
-                Vector256<int> i0 = Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), i1 = Vector256.ConvertToInt32(Vector256.Round(v1 * inverse));
-                Vector256<int> i2 = Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), i3 = Vector256.ConvertToInt32(Vector256.Round(v3 * inverse));
-                Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).StoreUnsafe(ref q);
-                sum = Vector256.Sum((i0 + i1) + (i2 + i3));
-                return (float)(Half)(max / 127f);
-            }
-
-            /// <summary>
-            /// The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes: the path for CPUs without AVX-VNNI,
-            /// which take the weights back to signed values.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
-            {
-                if (Avx2.IsSupported)
-                {
-                    // maddubs multiplies unsigned by signed bytes: move a's sign onto b. |a| ≤ 128 and |b| ≤ 127, so a pair
-                    // of products never saturates its int16 sum.
-                    Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
-                    return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
-                }
-                (Vector256<short> aLow, Vector256<short> aHigh) = Vector256.Widen(a);
-                (Vector256<short> bLow, Vector256<short> bHigh) = Vector256.Widen(b);
-                (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(aLow * bLow);
-                (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(aHigh * bHigh);
-                return (p0 + p1) + (p2 + p3);
-            }
-            """);
-        if (quantized.Any(k => Blocks(k) % GroupBlocks % StepBlocks != 0))
+        bool first = true;
+        // Each helper's text, a blank line between two.
+        void Helper(string text)
         {
-            w.Line("""
-
-                /// <summary>
-                /// The F16 block scale at <paramref name="scale"/> as a float, inline: the exponent and mantissa move into
-                /// float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and subnormal
-                /// values (infinities and NaNs, which no quantizer writes, become large finite numbers).
-                /// </summary>
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static float HalfToSingle(ref byte scale)
-                {
-                    uint half = Unsafe.ReadUnaligned<ushort>(ref scale);
-                    float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
-                    return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
-                }
-                """);
+            if (!first)
+                w.Line();
+            first = false;
+            w.Line(text);
         }
-        if (quantized.Any(k => Blocks(k) >= StepBlocks))
-        {
-            w.Line("""
 
-                /// <summary>
-                /// The 8 consecutive F16 scales at <paramref name="scales"/> as floats, converted together as HalfToSingle
-                /// converts one.
-                /// </summary>
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static Vector256<float> HalfToSingle8(ref byte scales)
-                {
-                    Vector256<int> half = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<byte, ushort>(ref scales)).ToVector256Unsafe()).AsInt32();
-                    Vector256<float> magnitude = ((half & Vector256.Create(0x7FFF)) << 13).AsSingle() * Vector256.Create(5.192297E+33f); // 2^112
-                    return (magnitude.AsInt32() | (half & Vector256.Create(0x8000)) << 16).AsSingle();
-                }
-
-                /// <summary>[Σp0, Σp1, ..., Σp7]: the lanes of eight vectors summed, lane i holding vector i's sum.</summary>
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static Vector256<int> Sum8(Vector256<int> p0, Vector256<int> p1, Vector256<int> p2, Vector256<int> p3, Vector256<int> p4, Vector256<int> p5, Vector256<int> p6, Vector256<int> p7)
-                {
-                    if (Avx2.IsSupported)
-                    {
-                        // Two levels of hadd leave [Σlow p0..p3 | Σhigh p0..p3] per 128-bit half; adding the halves finishes each sum.
-                        Vector256<int> first = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3));
-                        Vector256<int> second = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p4, p5), Avx2.HorizontalAdd(p6, p7));
-                        return Avx2.Permute2x128(first, second, 0x20) + Avx2.Permute2x128(first, second, 0x31);
-                    }
-                    return Vector256.Create(Vector256.Sum(p0), Vector256.Sum(p1), Vector256.Sum(p2), Vector256.Sum(p3), Vector256.Sum(p4), Vector256.Sum(p5), Vector256.Sum(p6), Vector256.Sum(p7));
-                }
-                """);
-        }
         foreach (ComputeFormat format in quantized.Select(k => k.Format).Distinct())
         {
             MatMulKernel[] ofFormat = quantized.Where(k => k.Format == format).ToArray();
             if (format == ComputeFormat.Q8_0)
             {
-                w.Line("""
-
+                Helper("""
                     /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
                     [MethodImpl(MethodImplOptions.AggressiveInlining)]
                     private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
@@ -346,8 +250,7 @@ internal static class BlockMatMulEmitter
             }
             else
             {
-                w.Line("""
-
+                Helper("""
                     /// <summary>
                     /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
                     /// in its low nibble and weight j + 16 in its high nibble.
@@ -371,8 +274,7 @@ internal static class BlockMatMulEmitter
             {
                 string Weights(int i) => $"{format}Weights(ref {(i == 0 ? "weights" : $"Unsafe.Add(ref weights, {i * quant})")})";
                 string X(int i) => $"Vector256.LoadUnsafe(ref x{(i == 0 ? "" : $", {i * 32}")})";
-                w.Line($$"""
-
+                Helper($$"""
                     /// <summary>
                     /// The integer dot products of 8 consecutive {{format}} blocks' weights (kernel layout, {{quant}} bytes each from
                     /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
@@ -383,19 +285,18 @@ internal static class BlockMatMulEmitter
                         if (AvxVnni.IsSupported)
                         {
                             // vpdpbusd multiplies the stored unsigned weights by x as they are; the {{offset}}·Σx they add is taken off per block.
-                            return Sum8(
+                            return BlockKernels.Sum8(
                                 {{string.Join(",\n            ", Enumerable.Range(0, StepBlocks).Select(i => $"AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, {Weights(i)}, {X(i)})"))}})
                                 - (Vector256.LoadUnsafe(ref xSums) << {{shift}});
                         }
-                        return Sum8(
-                            {{string.Join(",\n        ", Enumerable.Range(0, StepBlocks).Select(i => $"DotInt32({format}Signed({Weights(i)}), {X(i)})"))}});
+                        return BlockKernels.Sum8(
+                            {{string.Join(",\n        ", Enumerable.Range(0, StepBlocks).Select(i => $"BlockKernels.DotInt32({format}Signed({Weights(i)}), {X(i)})"))}});
                     }
                     """);
             }
             if (ofFormat.Any(k => Blocks(k) % GroupBlocks % StepBlocks != 0))
             {
-                w.Line($$"""
-
+                Helper($$"""
                     /// <summary>One {{format}} block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
                     [MethodImpl(MethodImplOptions.AggressiveInlining)]
                     private static Vector256<int> {{format}}Block(ref byte weights, ref sbyte x, int xSum)
@@ -403,7 +304,7 @@ internal static class BlockMatMulEmitter
                         // With AVX-VNNI the {{offset}}·Σx the offset weights add is taken off up front, spread over the 8 lanes.
                         if (AvxVnni.IsSupported)
                             return AvxVnni.MultiplyWideningAndAdd(Vector256.Create({{(shift == 3 ? "-xSum" : $"-(xSum << {shift - 3})")}}), {{format}}Weights(ref weights), Vector256.LoadUnsafe(ref x));
-                        return DotInt32({{format}}Signed({{format}}Weights(ref weights)), Vector256.LoadUnsafe(ref x));
+                        return BlockKernels.DotInt32({{format}}Signed({{format}}Weights(ref weights)), Vector256.LoadUnsafe(ref x));
                     }
                     """);
             }

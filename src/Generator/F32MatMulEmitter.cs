@@ -147,7 +147,7 @@ internal static class F32MatMulEmitter
                 }
             }
             w.Line("// [row r, row r + 1] × [tokens a, b, c, d]");
-            w.Line("Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);");
+            w.Line("Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);");
             for (int i = 0; i < 4; i++)
             {
                 string offset = i == 0 ? "r" : $"{i} * Rows + r";
@@ -187,7 +187,7 @@ internal static class F32MatMulEmitter
                     w.Line($"{n}0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r{n}, {pairEnd}), xLast, {n}0);");
             }
             w.Line("ref float yr = ref Unsafe.Add(ref yt, r);");
-            w.Line("Vector128<float> sums = Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);");
+            w.Line("Vector128<float> sums = KernelMath.Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);");
             w.Line("(accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);");
         }
     }

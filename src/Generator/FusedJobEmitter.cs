@@ -43,7 +43,7 @@ internal static class FusedJobEmitter
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
                 {
-                    QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales, xSums);
+                    BlockKernels.QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales, xSums);
                     var job = new {{k.Name}}Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                     Run(pool, ref job, {{Work(k, "1L")}}, {{k.Rows}}, RowGrain);
                 }

@@ -99,19 +99,6 @@ internal static class KernelEmitter
                 [MethodImpl(MethodImplOptions.AggressiveInlining)]
                 private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
-                /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
-                private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
-                {
-                    if (Avx.IsSupported)
-                    {
-                        // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
-                        Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
-                        return sums.GetLower() + sums.GetUpper();
-                    }
-                    return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
-                }
-
                 /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob

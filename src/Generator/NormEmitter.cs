@@ -63,7 +63,7 @@ internal static class NormEmitter
             w.Line("""
 
                 /// <summary>
-                /// RMSNorm fused into a quantized matrix product's input: q and scales are what QuantizeBlocks makes of
+                /// RMSNorm fused into a quantized matrix product's input: q and scales are what BlockKernels.QuantizeBlocks makes of
                 /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
                 /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales, sums: [HiddenSize/32].
                 /// </summary>
@@ -82,7 +82,7 @@ internal static class NormEmitter
                     {
                         ref float xb = ref Unsafe.Add(ref x0, b * 32);
                         ref float wb = ref Unsafe.Add(ref w0, b * 32);
-                        Unsafe.Add(ref scales0, b) = QuantizeBlock(
+                        Unsafe.Add(ref scales0, b) = BlockKernels.QuantizeBlock(
                             Vector256.LoadUnsafe(ref wb) * (Vector256.LoadUnsafe(ref xb) * scale), Vector256.LoadUnsafe(ref wb, 8) * (Vector256.LoadUnsafe(ref xb, 8) * scale),
                             Vector256.LoadUnsafe(ref wb, 16) * (Vector256.LoadUnsafe(ref xb, 16) * scale), Vector256.LoadUnsafe(ref wb, 24) * (Vector256.LoadUnsafe(ref xb, 24) * scale),
                             ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));

@@ -229,7 +229,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -330,7 +330,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -431,7 +431,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -532,7 +532,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -633,7 +633,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -794,19 +794,6 @@ namespace UserApp
 
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
-
-            /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
-            {
-                if (Avx.IsSupported)
-                {
-                    // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
-                    Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
-                    return sums.GetLower() + sums.GetUpper();
-                }
-                return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
-            }
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
