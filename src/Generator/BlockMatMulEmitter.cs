@@ -29,12 +29,12 @@ internal static class BlockMatMulEmitter
     private static int BlockBytes(ComputeFormat format) => 2 + QuantBytes(format);
 
     /// <summary>The one-token loop of a Q8_0/Q4_0 kernel, for the header.</summary>
-    public static string DecodeSummary(MatMulKernel k)
+    public static string DecodeSummary(MatMulKernel k, bool cacheChoiceAtRunTime)
     {
         int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks;
         string steps = blocks >= StepBlocks ? $"{StepBlocks} blocks per step (their scales converted and integer sums reduced together)" : "one block per step";
         return $"{steps}, {groups} group(s) of {GroupBlocks} blocks{(tail > 0 ? $" and one of {tail}" : "")} per row"
-            + (k.DecodePrefetch > 0 ? $", each row prefetched {k.DecodePrefetch / 1024} KB ahead (the model streams from memory)" : "");
+            + (k.DecodePrefetch > 0 ? $", each row prefetched {k.DecodePrefetch / 1024} KB ahead {(cacheChoiceAtRunTime ? "when the model does not fit this machine's last-level cache" : "(the model streams from memory)")}" : "");
     }
 
     /// <summary>
@@ -42,7 +42,7 @@ internal static class BlockMatMulEmitter
     /// output is one call of the row product for its width (<see cref="WriteRow"/>): a tile of tokens per row in
     /// prefill, one token in decode.
     /// </summary>
-    public static void Write(SourceWriter w, MatMulKernel k, int tile)
+    public static void Write(SourceWriter w, MatMulKernel k, int tile, bool cacheChoiceAtRunTime)
     {
         int blocks = Blocks(k);
         w.Line($$"""
@@ -89,14 +89,14 @@ internal static class BlockMatMulEmitter
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-            {{DecodeRowLoop(k)}}
+            {{DecodeRowLoop(k, cacheChoiceAtRunTime)}}
                 }
             }
             """);
     }
 
     /// <summary>The one-token loop over a quantized kernel's rows, with the planner's prefetch when the model streams from memory.</summary>
-    private static string DecodeRowLoop(MatMulKernel k)
+    private static string DecodeRowLoop(MatMulKernel k, bool cacheChoiceAtRunTime)
     {
         string product = $"Store(ref Unsafe.Add(ref y0, t * Rows + r), {RowName(k.Format, k.Cols, 1)}(ref row, ref qt, ref dt, ref st), accumulate);";
         if (k.DecodePrefetch == 0)
@@ -108,8 +108,9 @@ internal static class BlockMatMulEmitter
                         for (int r = rowStart; r < rowEnd; r++)
                         {
                             ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                            // The weights stream from memory: the row {{k.DecodePrefetch / 1024}} KB ahead is requested now, so it is in cache by its turn.
-                            Prefetch.Lines(ref Unsafe.Add(ref row, {{k.DecodePrefetch}}), RowBytes);
+                            {{(cacheChoiceAtRunTime
+                                ? $"// Weights that stream from memory: the row {k.DecodePrefetch / 1024} KB ahead is requested now, so it is in cache by its turn.\n            if (!WeightsFitCache)\n                Prefetch.Lines(ref Unsafe.Add(ref row, {k.DecodePrefetch}), RowBytes);"
+                                : $"// The weights stream from memory: the row {k.DecodePrefetch / 1024} KB ahead is requested now, so it is in cache by its turn.\n            Prefetch.Lines(ref Unsafe.Add(ref row, {k.DecodePrefetch}), RowBytes);")}}
                             {{product}}
                         }
                 """;

@@ -12,7 +12,9 @@ internal static class F32MatMulEmitter
 {
     private const int Width = KernelEmitter.Width; // floats per Vector256
 
-    public static void Write(SourceWriter w, MatMulKernel k, int tile)
+    /// <param name="streams">The one-token loop has the one-row pass for weights that stream from memory: with a four-row
+    /// pass too (<c>k.DecodeRows == 4</c>), the running machine's cache size chooses between them.</param>
+    public static void Write(SourceWriter w, MatMulKernel k, int tile, bool streams)
     {
         int rows = k.Rows, cols = k.Cols;
         int vectorEnd = cols - cols % Width;
@@ -55,7 +57,14 @@ internal static class F32MatMulEmitter
                     WriteOneRowTile(w, half, cols, vectorEnd, tokens);
             }
             w.Line();
-            if (k.DecodeRows == 4)
+            if (k.DecodeRows == 4 && streams)
+            {
+                w.Line("// The remaining tokens (all of decode) one at a time. Weights that stay in this machine's last-level cache: four rows");
+                w.Line("// per pass, each x vector loaded once for four rows, two independent sums per row to hide FMA latency, one horizontal");
+                w.Line("// add tree for four outputs. Weights that stream from memory: one row at a time, one sequential stream per thread,");
+                w.Line($"// {k.Accumulators} independent sum(s) per row.");
+            }
+            else if (k.DecodeRows == 4)
             {
                 w.Line("// The remaining tokens (all of decode) one at a time, four rows per pass: each x vector is loaded once for");
                 w.Line("// four rows, two independent sums per row hide FMA latency, and one horizontal add tree yields four outputs.");
@@ -70,7 +79,15 @@ internal static class F32MatMulEmitter
             {
                 w.Line("ref float xt = ref Unsafe.Add(ref x0, t * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
-                if (k.DecodeRows == 4)
+                if (k.DecodeRows == 4 && streams)
+                {
+                    using (w.Block("if (WeightsFitCache)"))
+                    {
+                        WriteFourRowDot(w, cols);
+                        w.Line("continue;");
+                    }
+                }
+                if (k.DecodeRows == 4 && !streams)
                 {
                     WriteFourRowDot(w, cols);
                 }

@@ -18,10 +18,11 @@ internal static class KernelEmitter
     public static void Write(SourceWriter w, ForwardPlan plan)
     {
         ModelSpec s = plan.Spec;
+        bool cacheChoice = ForwardPlanner.CacheChoiceAtRunTime(plan);
         w.Line("/// <summary>");
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
-            w.Line($"/// - {k.Name} ({k.Uses}): one token {(k.IsBlockQuantized ? BlockMatMulEmitter.DecodeSummary(k) : k.DecodeRows == 4 ? "4 rows per pass with 2 Vector256 sums each" : $"{k.Accumulators} Vector256 sum(s) per row{(k.DecodeWide ? " (4 Vector512 sums when the CPU has them and W starts a cache line)" : "")}")}; "
+            w.Line($"/// - {k.Name} ({k.Uses}): one token {DecodeSummary(k, cacheChoice)}; "
                 + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
                 + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
         foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
@@ -30,8 +31,14 @@ internal static class KernelEmitter
         w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}; "
             + (s.GroupSize > 1 ? "one pass over each KV head's keys and values serves its whole group."
                 : s.HeadDim % Width == 0 && s.HeadDim / Width <= 8 ? "each head's output sums stay in registers across the positions." : "outputs accumulate in memory (too wide for registers)."));
+        if (cacheChoice)
+        {
+            w.Line($"/// - The matrices one token reads take {ForwardPlanner.MatrixBytes(plan.Target.Weights, s) / 1024 / 1024} MB: whether they stay in the last-level cache between tokens is");
+            w.Line("///   the running machine's fact (MachineProfile.LastLevelCacheBytes), read once; it picks the one-token loops above.");
+        }
         w.Line($"/// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least");
-        w.Line($"///   {plan.ParallelWork} multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.");
+        w.Line($"///   MachineProfile.ParallelWork multiply-adds (read at run time; {plan.ParallelWork} unless the app sets it); smaller calls run on the");
+        w.Line("///   calling thread, where splitting would cost more than it saves.");
         w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");
         w.Line($"/// - q_proj, k_proj and v_proj run as one job over their {s.QueryDim + 2 * s.KvDim} rows together; gate_proj, up_proj and SwiGLU as one");
         w.Line($"///   job per row range: one pass over the pool (and one quantization of the input) instead of three.");
@@ -45,12 +52,20 @@ internal static class KernelEmitter
         using (w.Block("private static class Kernels"))
         {
             w.Line($$"""
-                /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-                private const long ParallelWork = {{plan.ParallelWork}};
                 /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
                 private const int RowGrain = {{plan.RowGrain}};
 
                 """);
+            if (cacheChoice)
+            {
+                w.Line($$"""
+                    /// <summary>Bytes of the matrices one token reads, in their compute formats.</summary>
+                    private const long MatrixBytes = {{ForwardPlanner.MatrixBytes(plan.Target.Weights, s)}};
+                    /// <summary>True when they stay in this machine's last-level cache between tokens: the one-token loops then compute rather than stream.</summary>
+                    private static readonly bool WeightsFitCache = MachineProfile.FitsLastLevelCache(MatrixBytes);
+
+                    """);
+            }
             // Projections called on their own; q/k/v and gate/up go through their fused jobs below.
             MatMulKernel[] standalone =
             {
@@ -72,9 +87,9 @@ internal static class KernelEmitter
             foreach (MatMulKernel kernel in plan.MatMuls)
             {
                 if (kernel.IsBlockQuantized)
-                    BlockMatMulEmitter.Write(w, kernel, plan.TokenTile);
+                    BlockMatMulEmitter.Write(w, kernel, plan.TokenTile, cacheChoice);
                 else
-                    F32MatMulEmitter.Write(w, kernel, plan.TokenTile);
+                    F32MatMulEmitter.Write(w, kernel, plan.TokenTile, ForwardPlanner.DecodeStreams(kernel, cacheChoice));
                 w.Line();
             }
             // The row products of the quantized kernels depend on the row only: one pair per distinct format and width.
@@ -103,12 +118,25 @@ internal static class KernelEmitter
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
                 {
-                    if (work >= ParallelWork && pool.Threads > 1)
+                    if (work >= MachineProfile.ParallelWork && pool.Threads > 1)
                         pool.For(ref job, items, grain);
                     else
                         job.Execute(0, items, 0);
                 }
                 """);
         }
+    }
+
+    /// <summary>The one-token loop of a matrix kernel, for the summary.</summary>
+    private static string DecodeSummary(MatMulKernel k, bool cacheChoice)
+    {
+        if (k.IsBlockQuantized)
+            return BlockMatMulEmitter.DecodeSummary(k, cacheChoice);
+        string streaming = $"{k.Accumulators} Vector256 sum(s) per row{(k.DecodeWide ? " (4 Vector512 sums when the CPU has them and W starts a cache line)" : "")}";
+        if (k.DecodeRows != 4)
+            return streaming;
+        return ForwardPlanner.DecodeStreams(k, cacheChoice)
+            ? $"4 rows per pass with 2 Vector256 sums each when the weights fit this machine's last-level cache, else {streaming}"
+            : "4 rows per pass with 2 Vector256 sums each";
     }
 }

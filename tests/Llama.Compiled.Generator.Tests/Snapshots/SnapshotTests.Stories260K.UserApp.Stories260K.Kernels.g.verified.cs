@@ -27,7 +27,8 @@ namespace UserApp
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
-        ///   65536 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
+        ///   MachineProfile.ParallelWork multiply-adds (read at run time; 65536 unless the app sets it); smaller calls run on the
+        ///   calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 128 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
@@ -38,8 +39,6 @@ namespace UserApp
         [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
         {
-            /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-            private const long ParallelWork = 65536;
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
             private const int RowGrain = 16;
 
@@ -748,7 +747,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
             {
-                if (work >= ParallelWork && pool.Threads > 1)
+                if (work >= MachineProfile.ParallelWork && pool.Threads > 1)
                     pool.For(ref job, items, grain);
                 else
                     job.Execute(0, items, 0);
