@@ -26,14 +26,11 @@ internal static class ForwardPlanner
     private const int MaxPrefillChunk = 64;
 
     /// <summary>
-    /// Multiply-adds from which a call is split across the worker pool. Measured with LlamaBench on this
-    /// 2-core machine (2-thread decode, ratio to llama.cpp in the same run): since the caller runs the parts
-    /// no worker has claimed yet, a split costs about a microsecond, and lowering this from 1 M to 64 K took
-    /// stories15M from 1.23× to 1.50× (F32) and 1.50× to 2.42× (Q8_0), where every per-layer product of that
-    /// model had run on one thread; 128 K left its 288×288 products unsplit. Below 64 K (stories260K) a
-    /// product takes about a microsecond, as long as the split itself.
+    /// The runtime's default for MachineProfile.ParallelWork (multiply-adds from which a call is split across the worker
+    /// pool; measured on 2-core EPYC machines, see there). Only the summary states it: the generated code reads
+    /// MachineProfile.ParallelWork on the running machine, where an app can set it.
     /// </summary>
-    private const long ParallelWork = 1 << 16;
+    private const long DefaultParallelWork = 1 << 16;
 
     /// <summary>16 rows: threads' output ranges start on distinct 64-byte cache lines.</summary>
     private const int RowGrain = 16;
@@ -45,12 +42,22 @@ internal static class ForwardPlanner
     private const int RowBlockBytes = 128 * 1024;
 
     /// <summary>
-    /// Weights that stay in the last-level cache (32 MB here) from one token to the next. Such a model is
-    /// compute-bound in decode: four F32 rows per pass share every load of x (5 loads per 4 FMAs instead of
-    /// 2 per FMA). A larger model streams from memory, where one row at a time keeps a single sequential
-    /// stream per thread, which the prefetchers follow best (measured: stories110M F32 1.2x).
+    /// Whether the weights stay in the last-level cache from one token to the next is the running machine's fact
+    /// (MachineProfile.LastLevelCacheBytes), not the build machine's. A model that fits is compute-bound in decode: four
+    /// F32 rows per pass share every load of x (5 loads per 4 FMAs instead of 2 per FMA). A larger model streams from
+    /// memory, where one row at a time keeps a single sequential stream per thread, which the prefetchers follow best
+    /// (measured: stories110M F32 1.2x), and the Q8_0/Q4_0 loops prefetch ahead. Below <see cref="SmallestCacheBytes"/>
+    /// every machine holds the weights, above <see cref="LargestCacheBytes"/> none does: only between them does the
+    /// generated code carry both one-token loops and choose when it runs.
     /// </summary>
-    private const long CacheResidentBytes = 32L << 20;
+    internal const long SmallestCacheBytes = 4L << 20;
+
+    /// <summary>Weights above which no last-level cache holds them (1 GB; the largest seen here report 300 MB).</summary>
+    internal const long LargestCacheBytes = 1L << 30;
+
+    /// <summary>True when the generated code chooses its one-token loops at run time from the machine's cache size.</summary>
+    internal static bool CacheChoiceAtRunTime(ForwardPlan plan) =>
+        MatrixBytes(plan.Target.Weights, plan.Spec) is > SmallestCacheBytes and <= LargestCacheBytes;
 
     /// <summary>
     /// How far ahead the Q8_0/Q4_0 one-token loop of a model that streams from memory prefetches its weights. The
@@ -62,11 +69,16 @@ internal static class ForwardPlanner
     /// </summary>
     private const int DecodePrefetchBytes = 6144;
 
+    /// <summary>Prefetch distance for a model that may stream from memory (when the code runs, only if it does not fit the cache).</summary>
     private static int DecodePrefetch(ComputeFormat format, long modelBytes) =>
-        format is ComputeFormat.Q8_0 or ComputeFormat.Q4_0 && modelBytes > CacheResidentBytes ? DecodePrefetchBytes : 0;
+        format is ComputeFormat.Q8_0 or ComputeFormat.Q4_0 && modelBytes > SmallestCacheBytes ? DecodePrefetchBytes : 0;
 
+    /// <summary>4: the one-token loop has the four-row pass (taken when the model fits the running machine's cache).</summary>
     private static int DecodeRows(ComputeFormat format, int rows, int cols, long modelBytes) =>
-        format == ComputeFormat.F32 && rows % 4 == 0 && cols % VectorWidth == 0 && modelBytes <= CacheResidentBytes ? 4 : 1;
+        format == ComputeFormat.F32 && rows % 4 == 0 && cols % VectorWidth == 0 && modelBytes <= LargestCacheBytes ? 4 : 1;
+
+    /// <summary>The one-token loop has the one-row streaming pass: the four-row one is not possible, or the model may not fit.</summary>
+    internal static bool DecodeStreams(MatMulKernel k, bool cacheChoiceAtRunTime) => k.DecodeRows == 1 || cacheChoiceAtRunTime;
 
     /// <summary>
     /// A streaming F32 row read with 512-bit loads where the CPU has them and the weights start a cache line
@@ -74,11 +86,11 @@ internal static class ForwardPlanner
     /// 0.98–1.01× with 256-bit loads; 512-bit loads that straddle lines were 20 % slower, hence the runtime check.
     /// Needs whole groups of four 16-float vectors per row.
     /// </summary>
-    private static bool DecodeWide(ComputeFormat format, int decodeRows, int cols) =>
-        format == ComputeFormat.F32 && decodeRows == 1 && cols % (4 * 16) == 0;
+    private static bool DecodeWide(ComputeFormat format, int decodeRows, long modelBytes, int cols) =>
+        format == ComputeFormat.F32 && (decodeRows == 1 || modelBytes > SmallestCacheBytes) && cols % (4 * 16) == 0;
 
     /// <summary>Bytes of every matrix a token reads, in the compute format.</summary>
-    private static long MatrixBytes(ComputeFormat requested, ModelSpec s)
+    internal static long MatrixBytes(ComputeFormat requested, ModelSpec s)
     {
         long Bytes(int rows, int cols) => (long)rows * RowBytes(FormatFor(requested, cols), cols);
         long layer = Bytes(s.QueryDim, s.HiddenSize) + 2 * Bytes(s.KvDim, s.HiddenSize) + Bytes(s.HiddenSize, s.QueryDim)
@@ -143,7 +155,7 @@ internal static class ForwardPlanner
             int accumulators = Math.Max(1, Math.Min(MaxAccumulators, cols / VectorWidth));
             ComputeFormat format = FormatFor(target.Weights, cols);
             int decodeRows = DecodeRows(format, rows, cols, modelBytes);
-            kernels.Add(new MatMulKernel(rows, cols, format, accumulators, decodeRows, DecodeWide(format, decodeRows, cols), PrefillRows(format, rows, cols),
+            kernels.Add(new MatMulKernel(rows, cols, format, accumulators, decodeRows, DecodeWide(format, decodeRows, modelBytes, cols), PrefillRows(format, rows, cols),
                 DecodePrefetch(format, modelBytes), rows % RowGrain == 0, RowBlock(rows, RowBytes(format, cols)), string.Join(", ", uses)));
         }
 
@@ -155,7 +167,7 @@ internal static class ForwardPlanner
             TokenTile,
             Math.Min(MaxPrefillChunk, spec.MaxContext),
             EquatableArray.From(RopeInverseFrequencies(spec)),
-            ParallelWork,
+            DefaultParallelWork,
             RowGrain);
     }
 

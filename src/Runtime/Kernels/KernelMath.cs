@@ -3,6 +3,7 @@ using System.ComponentModel;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Llama.Compiled.CompilerServices;
 
@@ -189,7 +190,38 @@ public static class KernelMath
         return (magnitude | special | (half & Vector256.Create(0x8000)) << 16).AsSingle();
     }
 
-    /// <summary>y[i] = (float)x[i] for i &lt; x.Length, exactly (see <see cref="HalfToSingle"/>).</summary>
+    /// <summary>The 8 F16 values at <paramref name="halves"/> (any alignment) as floats, exactly, as <see cref="HalfToSingle(Vector128{ushort})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> HalfToSingle8(ref byte halves) => HalfToSingle(Vector128.LoadUnsafe(ref Unsafe.As<byte, ushort>(ref halves)));
+
+    /// <summary>
+    /// The F16 value at <paramref name="half"/> (any alignment) as a float, exactly, without a branch: the lane arithmetic
+    /// of <see cref="HalfToSingle(Vector128{ushort})"/> on one value.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HalfToSingle(ref byte half)
+    {
+        uint bits = Unsafe.ReadUnaligned<ushort>(ref half);
+        uint magnitudeBits = bits & 0x7FFF;
+        float magnitude = BitConverter.UInt32BitsToSingle(magnitudeBits << 13) * 5.192297E+33f; // · 2^112
+        uint special = magnitudeBits >= 0x7C00 ? 0x7F800000u : 0u; // infinities and NaNs: the float's all-ones exponent
+        return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | special | (bits & 0x8000) << 16);
+    }
+
+    /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+    {
+        if (Avx.IsSupported)
+        {
+            // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
+            Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
+            return sums.GetLower() + sums.GetUpper();
+        }
+        return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
+    }
+
+    /// <summary>y[i] = (float)x[i] for i &lt; x.Length, exactly (see <see cref="HalfToSingle(Vector128{ushort})"/>).</summary>
     /// <exception cref="ArgumentException"><paramref name="y"/> is shorter than <paramref name="x"/>.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ConvertToSingle(ReadOnlySpan<Half> x, Span<float> y)

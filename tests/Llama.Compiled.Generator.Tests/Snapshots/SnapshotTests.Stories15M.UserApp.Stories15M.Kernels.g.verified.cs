@@ -19,14 +19,17 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_288x288 (q_proj, k_proj, v_proj, o_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
-        /// - MatMul_768x288 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
-        /// - MatMul_288x768 (down_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 42 rows.
-        /// - MatMul_32000x288 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_288x288 (q_proj, k_proj, v_proj, o_proj): one token 4 rows per pass with 2 Vector256 sums each when the weights fit this machine's last-level cache, else 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_768x288 (gate_proj, up_proj): one token 4 rows per pass with 2 Vector256 sums each when the weights fit this machine's last-level cache, else 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_288x768 (down_proj): one token 4 rows per pass with 2 Vector256 sums each when the weights fit this machine's last-level cache, else 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 42 rows.
+        /// - MatMul_32000x288 (classifier (tied embedding)): one token 4 rows per pass with 2 Vector256 sums each when the weights fit this machine's last-level cache, else 4 Vector256 sum(s) per row; in prefill 2 row(s) × 4 tokens per pass over blocks of 112 rows.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 1 query head(s) per KV head, HeadDim 48 = 6 Vector256; each head's output sums stay in registers across the positions.
+        /// - The matrices one token reads take 57 MB: whether they stay in the last-level cache between tokens is
+        ///   the running machine's fact (MachineProfile.LastLevelCacheBytes), read once; it picks the one-token loops above.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
-        ///   65536 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
+        ///   MachineProfile.ParallelWork multiply-adds (read at run time; 65536 unless the app sets it); smaller calls run on the
+        ///   calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 864 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
@@ -37,10 +40,13 @@ namespace UserApp
         [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
         {
-            /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-            private const long ParallelWork = 65536;
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
             private const int RowGrain = 16;
+
+            /// <summary>Bytes of the matrices one token reads, in their compute formats.</summary>
+            private const long MatrixBytes = 60751872;
+            /// <summary>True when they stay in this machine's last-level cache between tokens: the one-token loops then compute rather than stream.</summary>
+            private static readonly bool WeightsFitCache = MachineProfile.FitsLastLevelCache(MatrixBytes);
 
             /// <summary>
             /// y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
@@ -228,7 +234,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -241,11 +247,41 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time. Weights that stay in this machine's last-level cache: four rows
+                // per pass, each x vector loaded once for four rows, two independent sums per row to hide FMA latency, one horizontal
+                // add tree for four outputs. Weights that stream from memory: one row at a time, one sequential stream per thread,
+                // 4 independent sum(s) per row.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    if (WeightsFitCache)
+                    {
+                        for (int r = rowStart; r < rowEnd; r += 4)
+                        {
+                            ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                            ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                            ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (nuint i = 0; i < 288; i += 16)
+                            {
+                                Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                                a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                                a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                                b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                                b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                                c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                                c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                                d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                                d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
+                            }
+                            ref float yr = ref Unsafe.Add(ref yt, r);
+                            Vector128<float> sums = KernelMath.Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                            (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -311,7 +347,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -324,11 +360,41 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time. Weights that stay in this machine's last-level cache: four rows
+                // per pass, each x vector loaded once for four rows, two independent sums per row to hide FMA latency, one horizontal
+                // add tree for four outputs. Weights that stream from memory: one row at a time, one sequential stream per thread,
+                // 4 independent sum(s) per row.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    if (WeightsFitCache)
+                    {
+                        for (int r = rowStart; r < rowEnd; r += 4)
+                        {
+                            ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                            ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                            ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (nuint i = 0; i < 288; i += 16)
+                            {
+                                Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                                a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                                a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                                b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                                b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                                c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                                c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                                d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                                d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
+                            }
+                            ref float yr = ref Unsafe.Add(ref yt, r);
+                            Vector128<float> sums = KernelMath.Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                            (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -394,7 +460,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -407,11 +473,41 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time. Weights that stay in this machine's last-level cache: four rows
+                // per pass, each x vector loaded once for four rows, two independent sums per row to hide FMA latency, one horizontal
+                // add tree for four outputs. Weights that stream from memory: one row at a time, one sequential stream per thread,
+                // 4 independent sum(s) per row.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    if (WeightsFitCache)
+                    {
+                        for (int r = rowStart; r < rowEnd; r += 4)
+                        {
+                            ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                            ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                            ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (nuint i = 0; i < 768; i += 16)
+                            {
+                                Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                                a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                                a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                                b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                                b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                                c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                                c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                                d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                                d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
+                            }
+                            ref float yr = ref Unsafe.Add(ref yt, r);
+                            Vector128<float> sums = KernelMath.Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                            (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        }
+                        continue;
+                    }
                     // With 512-bit vectors and rows that start cache lines, one whole line per load; else the 256-bit loop below.
                     if (Vector512.IsHardwareAccelerated && lineAligned)
                     {
@@ -495,7 +591,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -508,11 +604,41 @@ namespace UserApp
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
+                // The remaining tokens (all of decode) one at a time. Weights that stay in this machine's last-level cache: four rows
+                // per pass, each x vector loaded once for four rows, two independent sums per row to hide FMA latency, one horizontal
+                // add tree for four outputs. Weights that stream from memory: one row at a time, one sequential stream per thread,
+                // 4 independent sum(s) per row.
                 for (int t = tokens - tokens % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
+                    if (WeightsFitCache)
+                    {
+                        for (int r = rowStart; r < rowEnd; r += 4)
+                        {
+                            ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                            ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                            ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                            ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero, d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                            for (nuint i = 0; i < 288; i += 16)
+                            {
+                                Vector256<float> xLow = Vector256.LoadUnsafe(ref xt, i), xHigh = Vector256.LoadUnsafe(ref xt, i + 8);
+                                a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i), xLow, a0);
+                                a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref ra, i + 8), xHigh, a1);
+                                b0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i), xLow, b0);
+                                b1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rb, i + 8), xHigh, b1);
+                                c0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i), xLow, c0);
+                                c1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rc, i + 8), xHigh, c1);
+                                d0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i), xLow, d0);
+                                d1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rd, i + 8), xHigh, d1);
+                            }
+                            ref float yr = ref Unsafe.Add(ref yt, r);
+                            Vector128<float> sums = KernelMath.Sum4(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+                            (accumulate ? sums + Vector128.LoadUnsafe(ref yr) : sums).StoreUnsafe(ref yr);
+                        }
+                        continue;
+                    }
                     for (int r = rowStart; r < rowEnd; r++)
                     {
                         ref float row = ref Unsafe.Add(ref w0, r * Cols);
@@ -647,24 +773,11 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
-            /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
-            {
-                if (Avx.IsSupported)
-                {
-                    // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
-                    Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
-                    return sums.GetLower() + sums.GetUpper();
-                }
-                return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
-            }
-
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
             {
-                if (work >= ParallelWork && pool.Threads > 1)
+                if (work >= MachineProfile.ParallelWork && pool.Threads > 1)
                     pool.For(ref job, items, grain);
                 else
                     job.Execute(0, items, 0);

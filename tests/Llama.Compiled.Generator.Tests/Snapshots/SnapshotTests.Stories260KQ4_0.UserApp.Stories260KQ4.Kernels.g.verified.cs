@@ -28,7 +28,8 @@ namespace UserApp
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
-        ///   65536 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
+        ///   MachineProfile.ParallelWork multiply-adds (read at run time; 65536 unless the app sets it); smaller calls run on the
+        ///   calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 128 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
@@ -39,8 +40,6 @@ namespace UserApp
         [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
         {
-            /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-            private const long ParallelWork = 65536;
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
             private const int RowGrain = 16;
 
@@ -51,7 +50,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_Q4_0_64x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
-                QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
+                BlockKernels.QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
                 var job = new MatMul_Q4_0_64x64Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                 Run(pool, ref job, 1L * tokens * 64 * 64, 64, RowGrain);
             }
@@ -86,7 +85,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void MatMul_Q4_0_512x64(WorkerPool pool, PackedTensor w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
             {
-                QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
+                BlockKernels.QuantizeBlocks(x.AsSpan(0, tokens * 64), xQuantized, xScales, xSums);
                 var job = new MatMul_Q4_0_512x64Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
                 Run(pool, ref job, 1L * tokens * 512 * 64, 512, RowGrain);
             }
@@ -472,7 +471,7 @@ namespace UserApp
                 ref byte tail = ref row;
                 for (int j = 0; j < 2; j++)
                 {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
                     sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
                         Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
                 }
@@ -491,7 +490,7 @@ namespace UserApp
                 ref byte tail = ref row;
                 for (int j = 0; j < 2; j++)
                 {
-                    float scale = HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
+                    float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
                     sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
                         Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
                     sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
@@ -501,7 +500,7 @@ namespace UserApp
                     sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
                         Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
                 }
-                return Sum4(sa, sb, sc, sd);
+                return KernelMath.Sum4(sa, sb, sc, sd);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
@@ -533,7 +532,7 @@ namespace UserApp
             }
 
             /// <summary>
-            /// RMSNorm fused into a quantized matrix product's input: q and scales are what QuantizeBlocks makes of
+            /// RMSNorm fused into a quantized matrix product's input: q and scales are what BlockKernels.QuantizeBlocks makes of
             /// x / sqrt(mean(x²) + RmsNormEps) ⊙ weight, computed a block at a time, so the normalized floats are never stored.
             /// x, weight: [HiddenSize]; q: [HiddenSize] int8; scales, sums: [HiddenSize/32].
             /// </summary>
@@ -552,7 +551,7 @@ namespace UserApp
                 {
                     ref float xb = ref Unsafe.Add(ref x0, b * 32);
                     ref float wb = ref Unsafe.Add(ref w0, b * 32);
-                    Unsafe.Add(ref scales0, b) = QuantizeBlock(
+                    Unsafe.Add(ref scales0, b) = BlockKernels.QuantizeBlock(
                         Vector256.LoadUnsafe(ref wb) * (Vector256.LoadUnsafe(ref xb) * scale), Vector256.LoadUnsafe(ref wb, 8) * (Vector256.LoadUnsafe(ref xb, 8) * scale),
                         Vector256.LoadUnsafe(ref wb, 16) * (Vector256.LoadUnsafe(ref xb, 16) * scale), Vector256.LoadUnsafe(ref wb, 24) * (Vector256.LoadUnsafe(ref xb, 24) * scale),
                         ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
@@ -638,78 +637,6 @@ namespace UserApp
             }
 
             /// <summary>
-            /// x → int8 blocks of 32 with one scale each, as llama.cpp quantizes activations for Q8_0 dot
-            /// products: scale = max|x|/127 (kept as F16), q = round(x/scale); and each block's Σq, which the kernels
-            /// subtract for the offset the weights are stored with. x: [n], q: [n], scales, sums: [n/32].
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void QuantizeBlocks(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<int> sums)
-            {
-                if (x.Length % 32 != 0 || q.Length < x.Length || scales.Length < x.Length / 32 || sums.Length < x.Length / 32)
-                    throw new ArgumentException("QuantizeBlocks: a buffer is smaller than its shape.");
-                ref float x0 = ref MemoryMarshal.GetReference(x);
-                ref sbyte q0 = ref MemoryMarshal.GetReference(q);
-                ref float scales0 = ref MemoryMarshal.GetReference(scales);
-                ref int sums0 = ref MemoryMarshal.GetReference(sums);
-                for (int b = 0; b < x.Length / 32; b++)
-                {
-                    ref float xb = ref Unsafe.Add(ref x0, b * 32);
-                    Unsafe.Add(ref scales0, b) = QuantizeBlock(Vector256.LoadUnsafe(ref xb), Vector256.LoadUnsafe(ref xb, 8), Vector256.LoadUnsafe(ref xb, 16), Vector256.LoadUnsafe(ref xb, 24),
-                        ref Unsafe.Add(ref q0, b * 32), out Unsafe.Add(ref sums0, b));
-                }
-            }
-
-            /// <summary>One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/> and their sum; returns the block's scale, max|v|/127 rounded to F16.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
-            {
-                Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-                Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
-                float max = MathF.Max(MathF.Max(max4[0], max4[1]), MathF.Max(max4[2], max4[3]));
-                // ggml's AVX2 quantize_row_q8_0 multiplies by 127/max (not 1/scale): the same int8 values to the last bit.
-                Vector256<float> inverse = Vector256.Create(max != 0f ? 127f / max : 0f);
-                Vector256<int> i0 = Vector256.ConvertToInt32(Vector256.Round(v0 * inverse)), i1 = Vector256.ConvertToInt32(Vector256.Round(v1 * inverse));
-                Vector256<int> i2 = Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), i3 = Vector256.ConvertToInt32(Vector256.Round(v3 * inverse));
-                Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).StoreUnsafe(ref q);
-                sum = Vector256.Sum((i0 + i1) + (i2 + i3));
-                return (float)(Half)(max / 127f);
-            }
-
-            /// <summary>
-            /// The 32 products a[i]·b[i] of two int8 vectors, summed into 8 int32 lanes: the path for CPUs without AVX-VNNI,
-            /// which take the weights back to signed values.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
-            {
-                if (Avx2.IsSupported)
-                {
-                    // maddubs multiplies unsigned by signed bytes: move a's sign onto b. |a| ≤ 128 and |b| ≤ 127, so a pair
-                    // of products never saturates its int16 sum.
-                    Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
-                    return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
-                }
-                (Vector256<short> aLow, Vector256<short> aHigh) = Vector256.Widen(a);
-                (Vector256<short> bLow, Vector256<short> bHigh) = Vector256.Widen(b);
-                (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(aLow * bLow);
-                (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(aHigh * bHigh);
-                return (p0 + p1) + (p2 + p3);
-            }
-
-            /// <summary>
-            /// The F16 block scale at <paramref name="scale"/> as a float, inline: the exponent and mantissa move into
-            /// float position and a multiply by 2^112 rebiases the exponent, which is exact for normal and subnormal
-            /// values (infinities and NaNs, which no quantizer writes, become large finite numbers).
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static float HalfToSingle(ref byte scale)
-            {
-                uint half = Unsafe.ReadUnaligned<ushort>(ref scale);
-                float magnitude = BitConverter.UInt32BitsToSingle((half & 0x7FFF) << 13) * 5.192297E+33f; // 2^112
-                return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | (half & 0x8000) << 16);
-            }
-
-            /// <summary>
             /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
             /// in its low nibble and weight j + 16 in its high nibble.
             /// </summary>
@@ -731,30 +658,17 @@ namespace UserApp
                 // With AVX-VNNI the 8·Σx the offset weights add is taken off up front, spread over the 8 lanes.
                 if (AvxVnni.IsSupported)
                     return AvxVnni.MultiplyWideningAndAdd(Vector256.Create(-xSum), Q4_0Weights(ref weights), Vector256.LoadUnsafe(ref x));
-                return DotInt32(Q4_0Signed(Q4_0Weights(ref weights)), Vector256.LoadUnsafe(ref x));
+                return BlockKernels.DotInt32(Q4_0Signed(Q4_0Weights(ref weights)), Vector256.LoadUnsafe(ref x));
             }
 
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
-            /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
-            {
-                if (Avx.IsSupported)
-                {
-                    // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
-                    Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
-                    return sums.GetLower() + sums.GetUpper();
-                }
-                return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
-            }
-
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
             {
-                if (work >= ParallelWork && pool.Threads > 1)
+                if (work >= MachineProfile.ParallelWork && pool.Threads > 1)
                     pool.For(ref job, items, grain);
                 else
                     job.Execute(0, items, 0);

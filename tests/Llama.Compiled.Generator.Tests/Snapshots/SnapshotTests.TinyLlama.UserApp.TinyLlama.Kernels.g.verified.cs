@@ -27,7 +27,8 @@ namespace UserApp
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
-        ///   65536 multiply-adds; smaller calls run on the calling thread, where splitting would cost more than it saves.
+        ///   MachineProfile.ParallelWork multiply-adds (read at run time; 65536 unless the app sets it); smaller calls run on the
+        ///   calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 2560 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
@@ -38,8 +39,6 @@ namespace UserApp
         [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
         {
-            /// <summary>Multiply-adds below which a call runs on the calling thread.</summary>
-            private const long ParallelWork = 65536;
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>
             private const int RowGrain = 16;
 
@@ -229,7 +228,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -330,7 +329,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -431,7 +430,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -532,7 +531,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -633,7 +632,7 @@ namespace UserApp
                                 d1 = Vector256.FusedMultiplyAdd(w1v, xdv, d1);
                             }
                             // [row r, row r + 1] × [tokens a, b, c, d]
-                            Vector128<float> sums0 = Sum4(a0, b0, c0, d0), sums1 = Sum4(a1, b1, c1, d1);
+                            Vector128<float> sums0 = KernelMath.Sum4(a0, b0, c0, d0), sums1 = KernelMath.Sum4(a1, b1, c1, d1);
                             Store(ref Unsafe.Add(ref yt, r), sums0.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, r + 1), sums1.GetElement(0), accumulate);
                             Store(ref Unsafe.Add(ref yt, 1 * Rows + r), sums0.GetElement(1), accumulate);
@@ -795,24 +794,11 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
-            /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
-            {
-                if (Avx.IsSupported)
-                {
-                    // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...]; twice more gives each vector's four partial sums per half.
-                    Vector256<float> sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
-                    return sums.GetLower() + sums.GetUpper();
-                }
-                return Vector128.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d));
-            }
-
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void Run<TJob>(WorkerPool pool, ref TJob job, long work, int items, int grain) where TJob : struct, IParallelJob
             {
-                if (work >= ParallelWork && pool.Threads > 1)
+                if (work >= MachineProfile.ParallelWork && pool.Threads > 1)
                     pool.For(ref job, items, grain);
                 else
                     job.Execute(0, items, 0);

@@ -1,0 +1,189 @@
+using System;
+using System.Linq;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Llama.Compiled.CompilerServices;
+using Xunit;
+
+namespace Llama.Compiled.Tests.Kernels;
+
+/// <summary>
+/// The shape-agnostic primitives the generated kernels inline (<see cref="BlockKernels"/>, <see cref="KernelMath.Sum4"/>,
+/// the F16 loads of <see cref="KernelMath"/>), each against a scalar reference. They choose instructions when compiled:
+/// <see cref="PrimitiveInstructionSetTests"/> runs this class again with AVX-VNNI, AVX2 and AVX hidden.
+/// </summary>
+public sealed class BlockKernelsTests
+{
+    private static Vector256<float> Floats(Random random, Func<Random, float> next) =>
+        Vector256.Create(Enumerable.Range(0, 8).Select(_ => next(random)).ToArray());
+
+    [Fact]
+    public void Sum4OfIntegerValuedVectorsIsExact()
+    {
+        var random = new Random(1);
+        for (int i = 0; i < 1000; i++)
+        {
+            Vector256<float>[] v = Enumerable.Range(0, 4).Select(_ => Floats(random, r => r.Next(-1000, 1000))).ToArray();
+            Vector128<float> sums = KernelMath.Sum4(v[0], v[1], v[2], v[3]);
+            for (int lane = 0; lane < 4; lane++)
+                Assert.Equal(Enumerable.Range(0, 8).Sum(j => v[lane][j]), sums[lane]);
+        }
+    }
+
+    [Fact]
+    public void Sum4IsWithinRoundingOfADoublePrecisionSum()
+    {
+        var random = new Random(2);
+        for (int i = 0; i < 1000; i++)
+        {
+            Vector256<float>[] v = Enumerable.Range(0, 4).Select(_ => Floats(random, r => (float)(r.NextDouble() * 2 - 1))).ToArray();
+            Vector128<float> sums = KernelMath.Sum4(v[0], v[1], v[2], v[3]);
+            for (int lane = 0; lane < 4; lane++)
+            {
+                double exact = Enumerable.Range(0, 8).Sum(j => (double)v[lane][j]);
+                double magnitude = Enumerable.Range(0, 8).Sum(j => Math.Abs((double)v[lane][j]));
+                Assert.True(Math.Abs(sums[lane] - exact) <= 8 * magnitude / (1 << 24), // 7 float additions, each within half an ulp
+                    $"lane {lane}: {sums[lane]:R} against {exact:R}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Sum8PutsEachVectorsSumInItsLaneAndWrapsAsIntegersDo()
+    {
+        var random = new Random(3);
+        for (int i = 0; i < 1000; i++)
+        {
+            // Full-range values: the lane sums overflow and must wrap exactly as unchecked int addition does.
+            Vector256<int>[] p = Enumerable.Range(0, 8).Select(_ => Vector256.Create(Enumerable.Range(0, 8).Select(_ => random.Next(int.MinValue, int.MaxValue)).ToArray())).ToArray();
+            Vector256<int> sums = BlockKernels.Sum8(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
+            for (int lane = 0; lane < 8; lane++)
+            {
+                int expected = 0;
+                for (int j = 0; j < 8; j++)
+                    expected = unchecked(expected + p[lane][j]);
+                Assert.Equal(expected, sums[lane]);
+            }
+        }
+    }
+
+    [Fact]
+    public void DotInt32LanesSumToTheDotProduct()
+    {
+        var random = new Random(4);
+        for (int i = 0; i < 2000; i++)
+        {
+            sbyte[] a = Enumerable.Range(0, 32).Select(_ => (sbyte)random.Next(-128, 128)).ToArray();
+            sbyte[] b = Enumerable.Range(0, 32).Select(_ => (sbyte)random.Next(-127, 128)).ToArray();
+            AssertDot(a, b);
+        }
+    }
+
+    [Theory]
+    [InlineData(-128, 127)]
+    [InlineData(-128, -127)]
+    [InlineData(127, 127)]
+    [InlineData(127, -127)]
+    [InlineData(0, -127)]
+    public void DotInt32AtTheExtremesDoesNotSaturate(int a, int b) =>
+        AssertDot(Enumerable.Repeat((sbyte)a, 32).ToArray(), Enumerable.Repeat((sbyte)b, 32).ToArray());
+
+    private static void AssertDot(sbyte[] a, sbyte[] b)
+    {
+        // Which products a lane holds differs between the paths; their total is the contract.
+        Vector256<int> dot = BlockKernels.DotInt32(Vector256.Create(a), Vector256.Create(b));
+        Assert.Equal(Enumerable.Range(0, 32).Sum(i => a[i] * b[i]), Vector256.Sum(dot));
+    }
+
+    [Fact]
+    public void HalfToSingleIsExactForEveryHalfAtAnyAlignment()
+    {
+        // Every F16 bit pattern, one byte past an even address: the loads must not assume alignment.
+        byte[] bytes = new byte[1 + 2 * 65536 + 14];
+        for (int bits = 0; bits < 65536; bits++)
+            BitConverter.TryWriteBytes(bytes.AsSpan(1 + 2 * bits), (ushort)bits);
+        ref byte first = ref bytes[1];
+        for (int bits = 0; bits < 65536; bits++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)bits);
+            AssertSameFloat(expected, KernelMath.HalfToSingle(ref Unsafe.Add(ref first, 2 * bits)), bits);
+        }
+        for (int bits = 0; bits < 65536; bits += 8)
+        {
+            Vector256<float> eight = KernelMath.HalfToSingle8(ref Unsafe.Add(ref first, 2 * bits));
+            for (int lane = 0; lane < 8; lane++)
+                AssertSameFloat((float)BitConverter.UInt16BitsToHalf((ushort)(bits + lane)), eight[lane], bits + lane);
+        }
+    }
+
+    private static void AssertSameFloat(float expected, float actual, int halfBits)
+    {
+        if (float.IsNaN(expected))
+            Assert.True(float.IsNaN(actual) && float.IsNegative(actual) == float.IsNegative(expected), $"half 0x{halfBits:X4}: {actual:R} is not a NaN of the same sign");
+        else
+            Assert.True(BitConverter.SingleToUInt32Bits(expected) == BitConverter.SingleToUInt32Bits(actual), $"half 0x{halfBits:X4}: {actual:R} instead of {expected:R}");
+    }
+
+    /// <summary>ggml's AVX2 quantize_row_q8_0 per block, in scalar code: scale max|x|/127 as F16, q = x·(127/max) rounded to even.</summary>
+    private static (float Scale, sbyte[] Q, int Sum) QuantizeReference(ReadOnlySpan<float> x)
+    {
+        float max = 0f;
+        foreach (float v in x)
+            max = MathF.Max(max, MathF.Abs(v));
+        float inverse = max != 0f ? 127f / max : 0f;
+        sbyte[] q = new sbyte[32];
+        for (int i = 0; i < 32; i++)
+            q[i] = (sbyte)(int)MathF.Round(x[i] * inverse, MidpointRounding.ToEven);
+        return ((float)(Half)(max / 127f), q, q.Sum(v => (int)v));
+    }
+
+    [Theory]
+    [InlineData(1f)]
+    [InlineData(1e-3f)]
+    [InlineData(1e4f)]
+    [InlineData(0f)] // all zeros: scale 0, q 0
+    public void QuantizeBlocksMatchesTheScalarReference(float magnitude)
+    {
+        var random = new Random(6);
+        const int Blocks = 37;
+        float[] x = Enumerable.Range(0, Blocks * 32).Select(_ => (float)(random.NextDouble() * 2 - 1) * magnitude).ToArray();
+        x[40] = 0.5f * magnitude; // with x[41] the block's max: x·127/max = 63.5 exactly for magnitude 1, a tie rounded to even
+        x[41] = magnitude;
+        sbyte[] q = new sbyte[x.Length];
+        float[] scales = new float[Blocks];
+        int[] sums = new int[Blocks];
+        BlockKernels.QuantizeBlocks(x, q, scales, sums);
+        for (int b = 0; b < Blocks; b++)
+        {
+            (float scale, sbyte[] expected, int sum) = QuantizeReference(x.AsSpan(b * 32, 32));
+            Assert.Equal(scale, scales[b]);
+            Assert.Equal(expected, q.AsSpan(b * 32, 32).ToArray());
+            Assert.Equal(sum, sums[b]);
+        }
+    }
+
+    [Fact]
+    public void QuantizeBlockReturnsTheScaleAndWritesOneBlock()
+    {
+        float[] x = Enumerable.Range(0, 32).Select(i => (i - 16) * 0.37f).ToArray();
+        sbyte[] q = new sbyte[33];
+        q[32] = 99; // the byte after the block stays untouched
+        float scale = BlockKernels.QuantizeBlock(Vector256.Create(x.AsSpan(0, 8)), Vector256.Create(x.AsSpan(8, 8)), Vector256.Create(x.AsSpan(16, 8)), Vector256.Create(x.AsSpan(24, 8)),
+            ref MemoryMarshal.GetArrayDataReference(q), out int sum);
+        (float expectedScale, sbyte[] expected, int expectedSum) = QuantizeReference(x);
+        Assert.Equal(expectedScale, scale);
+        Assert.Equal(expected, q.AsSpan(0, 32).ToArray());
+        Assert.Equal(expectedSum, sum);
+        Assert.Equal(99, q[32]);
+        Assert.Equal(-127, q[0]); // −16·0.37 is the largest magnitude
+    }
+
+    [Theory]
+    [InlineData(33, 33, 2, 2)]  // not whole blocks
+    [InlineData(64, 63, 2, 2)]  // q too short
+    [InlineData(64, 64, 1, 2)]  // scales too short
+    [InlineData(64, 64, 2, 1)]  // sums too short
+    public void QuantizeBlocksRefusesBuffersSmallerThanTheShape(int n, int qLength, int scalesLength, int sumsLength) =>
+        Assert.Throws<ArgumentException>(() => BlockKernels.QuantizeBlocks(new float[n], new sbyte[qLength], new float[scalesLength], new int[sumsLength]));
+}
