@@ -17,16 +17,16 @@ internal static class BlockMatMulEmitter
     private const int StepBlocks = 8;
 
     /// <summary>
-    /// Blocks per group of the runtime's kernel layout of Q8_0/Q4_0 rows (BlockQuantization.KernelGroupBlocks):
+    /// Blocks per group of the runtime's kernel layout of Q8_0/Q4_0 rows (the architecture table's KernelGroupBlocks):
     /// each group is the blocks' F16 scales, then their weights.
     /// </summary>
-    private const int GroupBlocks = 16;
+    private const int GroupBlocks = LlamaArchitecture.KernelGroupBlocks;
+
+    /// <summary>Bytes of one block: its F16 scale and its weights (the architecture table's block layouts).</summary>
+    private static int BlockBytes(ComputeFormat format) => format == ComputeFormat.Q8_0 ? LlamaArchitecture.Q8_0BlockBytes : LlamaArchitecture.Q4_0BlockBytes;
 
     /// <summary>Bytes of one block's weights: 32 int8 (Q8_0) or 16 bytes of 4-bit values (Q4_0).</summary>
-    private static int QuantBytes(ComputeFormat format) => format == ComputeFormat.Q8_0 ? 32 : 16;
-
-    /// <summary>Bytes of one block: its F16 scale and its weights.</summary>
-    private static int BlockBytes(ComputeFormat format) => 2 + QuantBytes(format);
+    private static int QuantBytes(ComputeFormat format) => BlockBytes(format) - 2;
 
     /// <summary>The one-token loop of a Q8_0/Q4_0 kernel, for the header.</summary>
     public static string DecodeSummary(MatMulKernel k, bool cacheChoiceAtRunTime)
@@ -146,7 +146,7 @@ internal static class BlockMatMulEmitter
                 /// weights come from memory and its scales are converted once for all of them.
                 /// </summary>
                 """);
-        w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]");
         using var body = w.Block($"private static {(one ? "float" : "Vector128<float>")} {RowName(format, cols, tokens)}(ref byte row, ref sbyte x, ref float xScales, ref int xSums)");
         w.Line($"Vector256<float> {string.Join(", ", sums.Select(s => $"{s} = Vector256<float>.Zero"))};");
 
@@ -241,11 +241,11 @@ internal static class BlockMatMulEmitter
             {
                 Helper("""
                     /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
                     private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
 
                     /// <summary>The same weights as int8 again (for CPUs without AVX-VNNI).</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
                     private static Vector256<sbyte> Q8_0Signed(Vector256<byte> weights) => (weights ^ Vector256.Create((byte)0x80)).AsSByte();
                     """);
             }
@@ -256,7 +256,7 @@ internal static class BlockMatMulEmitter
                     /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
                     /// in its low nibble and weight j + 16 in its high nibble.
                     /// </summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
                     private static Vector256<byte> Q4_0Weights(ref byte weights)
                     {
                         Vector128<byte> packed = Vector128.LoadUnsafe(ref weights);
@@ -264,7 +264,7 @@ internal static class BlockMatMulEmitter
                     }
 
                     /// <summary>The same weights as int8 in [-8, 7] (for CPUs without AVX-VNNI).</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
                     private static Vector256<sbyte> Q4_0Signed(Vector256<byte> weights) => (weights - Vector256.Create((byte)8)).AsSByte();
                     """);
             }
@@ -280,7 +280,7 @@ internal static class BlockMatMulEmitter
                     /// The integer dot products of 8 consecutive {{format}} blocks' weights (kernel layout, {{quant}} bytes each from
                     /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
                     /// </summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
                     private static Vector256<int> {{format}}Sums8(ref byte weights, ref sbyte x, ref int xSums)
                     {
                         if (AvxVnni.IsSupported)
@@ -299,7 +299,7 @@ internal static class BlockMatMulEmitter
             {
                 Helper($$"""
                     /// <summary>One {{format}} block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
                     private static Vector256<int> {{format}}Block(ref byte weights, ref sbyte x, int xSum)
                     {
                         // With AVX-VNNI the {{offset}}·Σx the offset weights add is taken off up front, spread over the 8 lanes.

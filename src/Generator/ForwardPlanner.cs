@@ -109,12 +109,12 @@ internal static class ForwardPlanner
     {
         ComputeFormat.F32 => cols * 4,
         ComputeFormat.F16 => cols * 2,
-        ComputeFormat.Q8_0 => cols / QuantBlock * 34,
-        _ => cols / QuantBlock * 18,
+        ComputeFormat.Q8_0 => cols / QuantBlock * LlamaArchitecture.Q8_0BlockBytes,
+        _ => cols / QuantBlock * LlamaArchitecture.Q4_0BlockBytes,
     };
 
     /// <summary>Weights per Q8_0/Q4_0 block.</summary>
-    internal const int QuantBlock = 32;
+    internal const int QuantBlock = LlamaArchitecture.QuantBlockSize;
 
     /// <summary>
     /// The requested format, except that a matrix whose rows do not split into 32-weight blocks

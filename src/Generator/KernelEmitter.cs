@@ -46,7 +46,8 @@ internal static class KernelEmitter
             ? "/// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy)."
             : "/// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.");
         w.Line("/// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few");
-        w.Line("///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.");
+        w.Line("///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask");
+        w.Line("///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).");
         w.Line("/// </summary>");
         w.Line(Emitter.GeneratedCodeAttribute);
         using (w.Block("private static class Kernels"))
@@ -111,7 +112,7 @@ internal static class KernelEmitter
             if (s.QkvBias || s.OutputBias || s.MlpBias)
                 ActivationEmitter.WriteAddBias(w);
             w.Line("""
-                [MethodImpl(MethodImplOptions.AggressiveInlining)]
+                [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
                 private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
                 /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>

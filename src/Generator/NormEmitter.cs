@@ -15,7 +15,7 @@ internal static class NormEmitter
         int vectorEnd = s.HiddenSize - s.HiddenSize % Width;
         w.Line("""
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static float InverseRms(ref float x0)
             {
             """);

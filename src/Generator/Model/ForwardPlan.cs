@@ -10,8 +10,15 @@ namespace Llama.Compiled.Generator.Model;
 /// <param name="Cols">Input features (columns).</param>
 /// <param name="Format">The format of W the kernel reads.</param>
 /// <param name="Accumulators">Independent Vector256 sums per row in the one-token loop, to hide FMA latency.</param>
-/// <param name="DecodeRows">Rows that share each load of x in the one-token loop: 4 when the weights stay in cache, else 1.</param>
-/// <param name="DecodeWide">The one-token loop has a 512-bit variant, taken when the CPU has 512-bit vectors and the weights start a cache line.</param>
+/// <param name="DecodeRows">
+/// 4 when the one-token loop has a four-row pass (rows sharing each load of x), taken when the model's weights fit the
+/// running machine's last-level cache (decided at run time where the model's size makes it a question, see
+/// ForwardPlanner.CacheChoiceAtRunTime); 1 when rows only stream.
+/// </param>
+/// <param name="DecodeWide">
+/// The streaming one-token loop has a 512-bit variant, taken when the CPU has 512-bit vectors and the weights start a
+/// cache line; with DecodeRows 4 both exist and the cache decides between them.
+/// </param>
 /// <param name="PrefillRows">Rows per prefill tile (2 × TokenTile sums), or 1 where the shape does not allow pairs.</param>
 /// <param name="DecodePrefetch">Bytes ahead of the current row at which the one-token loop prefetches the weights (0: none).</param>
 /// <param name="PrefillSplit">Rows are a whole number of cache lines (16 floats), so a batch of tokens can be split by rows without false sharing.</param>

@@ -46,7 +46,7 @@ public static class BlockKernels
     /// One block of 32 floats (v0..v3) → 32 int8 at <paramref name="q"/> and their sum; returns the block's scale,
     /// max|v|/127 rounded to F16 (0 for a block of zeros, whose values are all 0).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
     {
         Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
@@ -66,7 +66,7 @@ public static class BlockKernels
     /// holds depends on the instruction path: callers reduce all 8). <paramref name="b"/> must not hold −128
     /// (activations quantized by <see cref="QuantizeBlock"/> lie in [−127, 127]).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
     {
         // Both instruction paths multiply unsigned by signed bytes: a's sign moves onto b (|a| ≤ 128 fits a byte unsigned).
@@ -86,7 +86,7 @@ public static class BlockKernels
     }
 
     /// <summary>[Σp0, Σp1, ..., Σp7]: the lanes of eight vectors summed, lane i holding vector i's sum (wrapping on overflow).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<int> Sum8(Vector256<int> p0, Vector256<int> p1, Vector256<int> p2, Vector256<int> p3, Vector256<int> p4, Vector256<int> p5, Vector256<int> p6, Vector256<int> p7)
     {
         if (Avx2.IsSupported)

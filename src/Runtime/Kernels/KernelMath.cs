@@ -24,7 +24,7 @@ public static class KernelMath
     /// e^x per lane, within 2 ulp of the exact value: x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by Cephes' expf polynomial,
     /// and 2^n put into the exponent bits. Results below e^-86 are 0 (−∞ included); above ln(float.MaxValue), +∞.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> Exp(Vector256<float> x)
     {
         Vector256<float> clamped = Vector256.Min(Vector256.Max(x, Vector256.Create(ExpLowerBound)), Vector256.Create(ExpUpperBound));
@@ -47,7 +47,7 @@ public static class KernelMath
     }
 
     /// <summary>e^x as <see cref="Exp(Vector256{float})"/> computes each lane, so a span's tail matches its body.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Exp(float x) => Exp(Vector256.Create(x)).ToScalar();
 
     /// <summary>x = softmax(x), in place; the max is subtracted first so that no exponent overflows.</summary>
@@ -180,7 +180,7 @@ public static class KernelMath
     /// 8 F16 values as floats, exactly: exponent and mantissa move into float position and a multiply by 2^112 rebiases
     /// the exponent (exact for normal and subnormal values); infinities and NaNs get the float's all-ones exponent.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> HalfToSingle(Vector128<ushort> halves)
     {
         Vector256<int> half = Vector256.WidenLower(halves.ToVector256Unsafe()).AsInt32();
@@ -191,14 +191,14 @@ public static class KernelMath
     }
 
     /// <summary>The 8 F16 values at <paramref name="halves"/> (any alignment) as floats, exactly, as <see cref="HalfToSingle(Vector128{ushort})"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> HalfToSingle8(ref byte halves) => HalfToSingle(Vector128.LoadUnsafe(ref Unsafe.As<byte, ushort>(ref halves)));
 
     /// <summary>
     /// The F16 value at <paramref name="half"/> (any alignment) as a float, exactly, without a branch: the lane arithmetic
     /// of <see cref="HalfToSingle(Vector128{ushort})"/> on one value.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float HalfToSingle(ref byte half)
     {
         uint bits = Unsafe.ReadUnaligned<ushort>(ref half);
@@ -209,7 +209,7 @@ public static class KernelMath
     }
 
     /// <summary>[Σa, Σb, Σc, Σd]: the lanes of four vectors summed, with one add tree instead of four.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
     {
         if (Avx.IsSupported)

@@ -17,7 +17,7 @@ public static unsafe class Prefetch
     /// Asks the CPU to bring the cache lines of [<paramref name="start"/>, <paramref name="start"/> + <paramref name="bytes"/>)
     /// into the caches. <paramref name="start"/> must point into native memory (the weights), never into the managed heap.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Lines(ref readonly byte start, int bytes)
     {
         if (!Sse.IsSupported)

@@ -68,7 +68,7 @@ public sealed class RopeTable
     public void RotateBack(Span<float> heads, int distance) =>
         Rotate(heads, _cos.AsSpan(distance * Pairs, Pairs), _sin.AsSpan(distance * Pairs, Pairs), negate: true);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private void Rotate(Span<float> v, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, bool negate)
     {
         int pairs = Pairs, headDim = HeadDim;

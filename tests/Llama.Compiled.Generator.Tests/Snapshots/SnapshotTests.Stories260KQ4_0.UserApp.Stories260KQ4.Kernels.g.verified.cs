@@ -35,7 +35,8 @@ namespace UserApp
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
         /// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy).
         /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
-        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.
+        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask
+        ///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).
         /// </summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
@@ -463,7 +464,7 @@ namespace UserApp
             /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
             /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static float Q4_0Row64(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
@@ -482,7 +483,7 @@ namespace UserApp
             /// Q4_0Row64 for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
             /// weights come from memory and its scales are converted once for all of them.
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector128<float> Q4_0Row64x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
@@ -504,7 +505,7 @@ namespace UserApp
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static float InverseRms(ref float x0)
             {
                 Vector256<float> squares = Vector256<float>.Zero;
@@ -640,7 +641,7 @@ namespace UserApp
             /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
             /// in its low nibble and weight j + 16 in its high nibble.
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<byte> Q4_0Weights(ref byte weights)
             {
                 Vector128<byte> packed = Vector128.LoadUnsafe(ref weights);
@@ -648,11 +649,11 @@ namespace UserApp
             }
 
             /// <summary>The same weights as int8 in [-8, 7] (for CPUs without AVX-VNNI).</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<sbyte> Q4_0Signed(Vector256<byte> weights) => (weights - Vector256.Create((byte)8)).AsSByte();
 
             /// <summary>One Q4_0 block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<int> Q4_0Block(ref byte weights, ref sbyte x, int xSum)
             {
                 // With AVX-VNNI the 8·Σx the offset weights add is taken off up front, spread over the 8 lanes.
@@ -661,7 +662,7 @@ namespace UserApp
                 return BlockKernels.DotInt32(Q4_0Signed(Q4_0Weights(ref weights)), Vector256.LoadUnsafe(ref x));
             }
 
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>

@@ -34,7 +34,8 @@ namespace UserApp
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
         /// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.
         /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
-        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.
+        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask
+        ///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).
         /// </summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
@@ -686,7 +687,7 @@ namespace UserApp
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static float InverseRms(ref float x0)
             {
                 Vector256<float> squares = Vector256<float>.Zero;
@@ -791,7 +792,7 @@ namespace UserApp
                 }
             }
 
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>

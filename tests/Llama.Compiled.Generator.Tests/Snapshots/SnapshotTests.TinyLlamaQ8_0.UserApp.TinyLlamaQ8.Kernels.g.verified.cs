@@ -34,7 +34,8 @@ namespace UserApp
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
         /// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy).
         /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
-        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters.
+        ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask
+        ///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).
         /// </summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
         private static class Kernels
@@ -454,7 +455,7 @@ namespace UserApp
             /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
             /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static float Q8_0Row2048(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
@@ -473,7 +474,7 @@ namespace UserApp
             /// Q8_0Row2048 for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
             /// weights come from memory and its scales are converted once for all of them.
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector128<float> Q8_0Row2048x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
@@ -507,7 +508,7 @@ namespace UserApp
             /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 11 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
             /// x: [5632] int8; xScales, xSums: [176] (each block's scale and the sum of its int8 values).
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static float Q8_0Row5632(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
@@ -526,7 +527,7 @@ namespace UserApp
             /// Q8_0Row5632 for 4 consecutive tokens at once (x: [4, 5632], xScales, xSums: [4, 176]): each step's
             /// weights come from memory and its scales are converted once for all of them.
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector128<float> Q8_0Row5632x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
             {
                 Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
@@ -557,7 +558,7 @@ namespace UserApp
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static float InverseRms(ref float x0)
             {
                 Vector256<float> squares = Vector256<float>.Zero;
@@ -690,18 +691,18 @@ namespace UserApp
             }
 
             /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
 
             /// <summary>The same weights as int8 again (for CPUs without AVX-VNNI).</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<sbyte> Q8_0Signed(Vector256<byte> weights) => (weights ^ Vector256.Create((byte)0x80)).AsSByte();
 
             /// <summary>
             /// The integer dot products of 8 consecutive Q8_0 blocks' weights (kernel layout, 32 bytes each from
             /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
             /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<int> Q8_0Sums8(ref byte weights, ref sbyte x, ref int xSums)
             {
                 if (AvxVnni.IsSupported)
@@ -729,7 +730,7 @@ namespace UserApp
                     BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 224))), Vector256.LoadUnsafe(ref x, 224)));
             }
 
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static void Store(ref float y, float value, bool accumulate) => y = accumulate ? y + value : value;
 
             /// <summary>Runs <paramref name="job"/> over [0, items) on the pool when the call is worth splitting, else on this thread.</summary>
