@@ -107,6 +107,15 @@ public sealed class LongRunTests(ITestOutputHelper output)
     public void ManySessionsCreatedAndDisposedDoNotLeak()
     {
         // Sessions own worker threads and a KV cache; creating and disposing them must return both.
+        //
+        // Measured in rounds, and a leak is growth in (nearly) every round. A single window once failed on an
+        // engineer's machine ("managed heap grew by ~400 KB"): the process's managed heap takes a one-time step of
+        // 270-290 KB at a varying point within the first ~550 sessions (in every one of 11 runs here: sometimes during
+        // the warm-up, sometimes inside the measured window; gen1's ~700 KB is folded into gen2, which grows by ~1 MB).
+        // It happens with DOTNET_TieredCompilation=0 too, not when 750 bare threads are started and joined instead of
+        // sessions, and never twice: every other round of 250 sessions grew by -9 KB to +9 KB. A leak of anything a session owns grows every round instead (a KV cache alone is
+        // ~640 KB; 200 B a session is 30 KB a round), so the second-largest round must stay small: one step is
+        // tolerated, a trend is not.
         using var model = Stories260K.Load(TestPaths.Stories260KHf);
         void Cycle(int count)
         {
@@ -116,18 +125,40 @@ public sealed class LongRunTests(ITestOutputHelper output)
                 s.Forward([1, 403, 407]);
             }
         }
+        const int Rounds = 5, PerRound = 150;
         Cycle(50);
+        int threadsBefore = CurrentThreadCount(); // its first call initializes caches of System.Diagnostics.Process
+        long[] managed = new long[Rounds], resident = new long[Rounds];
         long managedBefore = Reliability.SettledManagedBytes();
         long residentBefore = Reliability.ResidentBytes();
-        int threadsBefore = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
-        Cycle(500);
-        long managedAfter = Reliability.SettledManagedBytes();
-        long residentAfter = Reliability.ResidentBytes();
-        int threadsAfter = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
-        output.WriteLine($"500 sessions: managed {managedAfter - managedBefore:+#;-#;0} B, resident {(residentAfter - residentBefore) / 1024:+#;-#;0} KB, threads {threadsBefore} -> {threadsAfter}");
-        Assert.True(managedAfter - managedBefore < 256 * 1024, $"managed heap grew by {managedAfter - managedBefore} bytes");
-        Assert.True(residentAfter - residentBefore < 16 << 20, $"resident set grew by {(residentAfter - residentBefore) / 1024} KB");
+        for (int round = 0; round < Rounds; round++)
+        {
+            Cycle(PerRound);
+            long managedNow = Reliability.SettledManagedBytes();
+            long residentNow = Reliability.ResidentBytes();
+            managed[round] = managedNow - managedBefore;
+            resident[round] = residentNow - residentBefore;
+            (managedBefore, residentBefore) = (managedNow, residentNow);
+        }
+        int threadsAfter = CurrentThreadCount();
+        output.WriteLine($"{Rounds} rounds of {PerRound} sessions: managed growth per round {string.Join(", ", managed)} B; " +
+                         $"resident {string.Join(", ", Array.ConvertAll(resident, r => r / 1024))} KB; threads {threadsBefore} -> {threadsAfter}");
+        Assert.True(SecondLargest(managed) < 24 * 1024, $"the managed heap grew in more than one round of {PerRound} sessions: {string.Join(", ", managed)} bytes");
+        Assert.True(SecondLargest(resident) < 4 << 20, $"the resident set grew in more than one round of {PerRound} sessions: {string.Join(", ", Array.ConvertAll(resident, r => r / 1024))} KB");
         Assert.True(threadsAfter <= threadsBefore + 4, $"threads {threadsBefore} -> {threadsAfter}: disposed sessions left workers running");
+    }
+
+    private static long SecondLargest(long[] values)
+    {
+        long[] sorted = (long[])values.Clone();
+        Array.Sort(sorted);
+        return sorted[^2];
+    }
+
+    private static int CurrentThreadCount()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        return process.Threads.Count;
     }
 
     [Fact]
@@ -158,21 +189,51 @@ public sealed class LongRunTests(ITestOutputHelper output)
         Assert.True(residentAfter - residentBefore < 16 << 20, $"resident set grew by {(residentAfter - residentBefore) / 1024} KB");
     }
 
-    /// <summary>Lines of /proc/self/maps that map a file under <paramref name="folder"/> (0 where there is no /proc).</summary>
+    /// <summary>Lines of /proc/self/maps that map one of the files in <paramref name="folder"/> (0 where there is no /proc).</summary>
+    /// <remarks>
+    /// The kernel names a mapped file by its real path: every symbolic link on the way resolved (a clone whose
+    /// <c>../shared</c> is a link maps <c>/elsewhere/models/...</c>). So each file's path is resolved as realpath(3)
+    /// does and compared whole with the line's path field.
+    /// </remarks>
     private static int MappingsOf(string folder)
     {
         if (!File.Exists("/proc/self/maps"))
             return 0;
-        // The kernel names the file by its real path.
-        string full = new DirectoryInfo(Path.GetFullPath(folder)).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(folder);
+        var files = new System.Collections.Generic.HashSet<string>(StringComparer.Ordinal);
+        foreach (string file in Directory.EnumerateFiles(folder))
+            files.Add(RealPath(file));
         int count = 0;
         foreach (string line in File.ReadLines("/proc/self/maps"))
         {
-            if (line.Contains(full, StringComparison.Ordinal))
+            // address perms offset dev inode path: only the path has a '/'.
+            int slash = line.IndexOf('/');
+            if (slash >= 0 && files.Contains(line[slash..]))
                 count++;
         }
         return count;
     }
+
+    /// <summary>The path with every symbolic link in it resolved, as realpath(3) returns it.</summary>
+    internal static string RealPath(string path)
+    {
+        IntPtr resolved = realpath(Path.GetFullPath(path), IntPtr.Zero);
+        if (resolved == IntPtr.Zero)
+            throw new IOException($"realpath({path}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        try
+        {
+            return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(resolved)!;
+        }
+        finally
+        {
+            free(resolved);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern IntPtr realpath([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, IntPtr resolved);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern void free(IntPtr pointer);
 
     [Fact]
     public void SaveRestoreRoundTripsExactlyAcrossSessionsAndShift()
