@@ -36,9 +36,9 @@ public sealed class SamplerAllocationTests
         for (int i = 0; i < 50; i++)
             sampler.Sample(logits, recent);
 
-        AllocationMeter.AssertSomeWindowAllocatesNothing(() =>
+        AllocationMeter.AssertSomeWindowAllocatesNothing(200, () =>
         {
-            for (int i = 0; i < 20; i++)
+            for (int i = 0; i < 200; i++)
                 sampler.Sample(logits, recent);
         });
     }
@@ -53,9 +53,9 @@ public sealed class SamplerAllocationTests
             recent[i] = i % 37;
         sampler.Sample(logits, recent);
 
-        AllocationMeter.AssertSomeWindowAllocatesNothing(() =>
+        AllocationMeter.AssertSomeWindowAllocatesNothing(200, () =>
         {
-            for (int i = 0; i < 20; i++)
+            for (int i = 0; i < 200; i++)
                 sampler.Sample(logits, recent);
         });
     }
