@@ -185,7 +185,7 @@ internal static class BlockMatMulEmitter
             w.Line($"// Blocks {first}..{blocks - 1}: the last group, {tail} F16 scales then {tail} blocks of weights.");
             w.Line(first == 0 ? "ref byte tail = ref row;" : $"ref byte tail = ref Unsafe.Add(ref row, {first * blockBytes});");
             if (tail >= StepBlocks)
-                Step("KernelMath.HalfToSingle8(ref tail)", $"ref Unsafe.Add(ref tail, {2 * tail})", first.ToString(), 0);
+                Step("KernelMath.HalfToSingle8(ref tail)", $"ref Unsafe.Add(ref tail, {2 * tail})", Emitter.Int(first), 0);
             if (tail % StepBlocks != 0)
             {
                 using (w.Block($"for (int j = {(tail >= StepBlocks ? StepBlocks : 0)}; j < {tail}; j++)"))
@@ -206,11 +206,11 @@ internal static class BlockMatMulEmitter
 
     /// <summary><paramref name="constant"/> + <paramref name="expression"/> as short as it can be written.</summary>
     private static string Plus(int constant, string expression) =>
-        constant == 0 ? expression : int.TryParse(expression, out int value) ? (constant + value).ToString() : $"{constant} + {expression}";
+        constant == 0 ? expression : int.TryParse(expression, out int value) ? Emitter.Int(constant + value) : $"{constant} + {expression}";
 
     /// <summary><paramref name="expression"/> · <paramref name="factor"/>, folded when the expression is a number.</summary>
     private static string Times(string expression, int factor) =>
-        int.TryParse(expression, out int value) ? (value * factor).ToString() : expression.Contains(' ') ? $"({expression}) * {factor}" : $"{expression} * {factor}";
+        int.TryParse(expression, out int value) ? Emitter.Int(value * factor) : expression.Contains(' ') ? $"({expression}) * {factor}" : $"{expression} * {factor}";
 
     /// <summary>An element offset for LoadUnsafe: a constant as is, an expression as nuint.</summary>
     private static string Index(string expression) =>

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Linq;
 using Llama.Compiled.Generator.Model;
@@ -23,7 +24,7 @@ internal static class ConfigLocator
         }
 
         string suffix = Collapse(wanted);
-        ConfigFile[] matches = files.Where(f => Collapse(f.Path) == suffix || Collapse(f.Path).EndsWith("/" + suffix.TrimStart('/'))).ToArray();
+        ConfigFile[] matches = files.Where(f => Collapse(f.Path) == suffix || Collapse(f.Path).EndsWith("/" + suffix.TrimStart('/'), StringComparison.Ordinal)).ToArray();
         if (matches.Length == 1)
             return matches[0];
         diagnostics.Add(matches.Length == 0
@@ -32,7 +33,7 @@ internal static class ConfigLocator
         return null;
     }
 
-    private static bool IsRooted(string path) => path.StartsWith("/") || (path.Length > 1 && path[1] == ':');
+    private static bool IsRooted(string path) => path.StartsWith("/", StringComparison.Ordinal) || (path.Length > 1 && path[1] == ':');
 
     /// <summary>Resolves "." and ".." segments so differently written paths compare equal.</summary>
     private static string Collapse(string path)

@@ -65,17 +65,17 @@ internal static class Emitter
             scopes.Add(w.Block("namespace " + target.Namespace));
         foreach (string container in target.ContainingTypes)
             scopes.Add(w.Block(container));
-        if (baseList.Length > 0)
-            w.Line(GeneratedCodeAttribute);
         using (w.Block($"partial class {target.ClassName}{baseList}"))
             body();
         for (int i = scopes.Count - 1; i >= 0; i--)
             scopes[i].Dispose();
     }
 
-    /// <summary>Marks a generated type (the model class in its first file, the kernels class in the second).</summary>
-    internal static readonly string GeneratedCodeAttribute =
-        $"[global::System.CodeDom.Compiler.GeneratedCode(\"Llama.Compiled.Generator\", \"{typeof(Emitter).Assembly.GetName().Version?.ToString(3) ?? "0.0.0"}\")]";
+    /// <summary>
+    /// <c>[GeneratedCode]</c> for what the generator declares: its nested types and the methods it adds to the user's class
+    /// (not the partial class itself: attributes merge across partial declarations, and the user's own part is not generated).
+    /// </summary>
+    private static readonly string Generated = GeneratorIdentity.GeneratedCodeAttribute;
 
     private static void WriteModelBody(SourceWriter w, ForwardPlan plan)
     {
@@ -142,6 +142,7 @@ internal static class Emitter
             /// every tensor against the compiled shape.
             /// </summary>
             /// <exception cref="ModelFormatException">A tensor is missing, unknown, of the wrong shape, or the file is corrupt.</exception>
+            {{Generated}}
             public static {{cls}} Load(string path) => Load(path, WeightLoading.Map);
 
             /// <summary>
@@ -149,6 +150,7 @@ internal static class Emitter
             /// memory as <paramref name="loading"/> says, and checks every tensor against the compiled shape.
             /// </summary>
             /// <exception cref="ModelFormatException">A tensor is missing, unknown, of the wrong shape, or the file is corrupt.</exception>
+            {{Generated}}
             public static {{cls}} Load(string path, WeightLoading loading)
             {
                 ArgumentNullException.ThrowIfNull(path);
@@ -165,6 +167,7 @@ internal static class Emitter
             }
 
             /// <summary>Binds every tensor to the compiled shape; a missing, extra or misshapen tensor throws.</summary>
+            {{Generated}}
             private {{cls}}(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
             {
                 _embedTokens = weights.GetMatrix("{{Hf(LlamaTensor.TokenEmbedding)}}", VocabSize, HiddenSize);
@@ -192,6 +195,7 @@ internal static class Emitter
 
             /// <summary>Creates a session with its own KV cache of MaxContext positions.</summary>
             /// <param name="options">Threads and other run options; null for the defaults.</param>
+            {{Generated}}
             public Session CreateSession(SessionOptions? options = null)
             {
                 ThrowIfDisposed();
@@ -199,9 +203,11 @@ internal static class Emitter
             }
 
             /// <inheritdoc/>
+            {{Generated}}
             protected override LlamaSession OpenSession(SessionOptions options) => CreateSession(options);
 
             /// <summary>The weights of one decoder layer: views into the model file.</summary>
+            {{Generated}}
             private readonly struct LayerWeights
             {
                 public readonly WeightTensor InputNorm; // [HiddenSize={{s.HiddenSize}}] input_layernorm
@@ -245,6 +251,7 @@ internal static class Emitter
             /// One sequence being evaluated: the runtime's <see cref="LlamaSession"/> (KV cache, position, checks, context
             /// shift, saved state) with this model's forward pass. Not thread-safe: one session per concurrent sequence.
             /// </summary>
+            {{Generated}}
             public sealed class Session : LlamaSession
             {
                 private readonly {{cls}} _model;

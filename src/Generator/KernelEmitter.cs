@@ -49,7 +49,7 @@ internal static class KernelEmitter
         w.Line("///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask");
         w.Line("///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).");
         w.Line("/// </summary>");
-        w.Line(Emitter.GeneratedCodeAttribute);
+        w.Line(GeneratorIdentity.GeneratedCodeAttribute);
         using (w.Block("private static class Kernels"))
         {
             w.Line($$"""

@@ -32,6 +32,7 @@ public sealed class DiagnosticCatalogueTests
         Diagnostic diagnostic = run.GeneratorDiagnostics[0];
         Assert.Equal(id, diagnostic.Id);
         Assert.Equal(DiagnosticSeverity.Error, diagnostic.Severity);
+        Assert.Equal("docs/diagnostics.md#" + id.ToLowerInvariant(), diagnostic.Descriptor.HelpLinkUri);
         Assert.Empty(run.Sources);
         return diagnostic;
     }
@@ -79,6 +80,15 @@ public sealed class DiagnosticCatalogueTests
         string source = GeneratorHarness.ModelSource();
         GeneratorRun run = GeneratorHarness.Run(source, ("/project/other/config.json", ConfigBuilder.Tiny().ToString()));
         Diagnostic d = Single(run, "LLC0001");
+        Assert.Contains("<AdditionalFiles Include=\"models/config.json\" />", d.GetMessage());
+        AssertAtSource(d, source, "\"models/config.json\"");
+    }
+
+    [Fact]
+    public void LLC0001_NoAdditionalFilesAtAll()
+    {
+        string source = GeneratorHarness.ModelSource();
+        Diagnostic d = Single(GeneratorHarness.Run(source), "LLC0001");
         Assert.Contains("<AdditionalFiles Include=\"models/config.json\" />", d.GetMessage());
         AssertAtSource(d, source, "\"models/config.json\"");
     }
@@ -566,18 +576,42 @@ public sealed class DiagnosticCatalogueTests
     {
         string root = Path.GetDirectoryName(Path.GetDirectoryName(Snapshot.Folder))!; // tests/
         root = Path.GetDirectoryName(root)!;
-        string releases = File.ReadAllText(Path.Combine(root, "src", "Generator", "AnalyzerReleases.Shipped.md"))
-            + File.ReadAllText(Path.Combine(root, "src", "Generator", "AnalyzerReleases.Unshipped.md"));
-        string[] ids = Regex.Matches(releases, @"^(LLC\d{4})\s*\|", RegexOptions.Multiline).Select(m => m.Groups[1].Value).Distinct().ToArray();
+        string shipped = File.ReadAllText(Path.Combine(root, "src", "Generator", "AnalyzerReleases.Shipped.md"));
+        string unshipped = File.ReadAllText(Path.Combine(root, "src", "Generator", "AnalyzerReleases.Unshipped.md"));
+        string[] ids = Regex.Matches(shipped + unshipped, @"^(LLC\d{4})\s*\|", RegexOptions.Multiline).Select(m => m.Groups[1].Value).Distinct().ToArray();
         Assert.Contains("LLC0001", ids);
         Assert.Contains("LLC0013", ids);
+        // Release 0.1.0 shipped LLC0001-LLC0013; a new id goes to Unshipped until the next release.
+        string release = shipped.Substring(shipped.IndexOf("## Release 0.1.0", StringComparison.Ordinal));
+        for (int n = 1; n <= 13; n++)
+            Assert.Matches(@"(?m)^LLC" + n.ToString("D4", System.Globalization.CultureInfo.InvariantCulture) + @"\s*\|", release);
+
+        // The generator's descriptors are exactly the tracked ids, each with its help link.
+        DiagnosticDescriptor[] descriptors = Descriptors();
+        Assert.Equal(ids.Order(), descriptors.Select(d => d.Id).Order());
 
         string docs = File.ReadAllText(Path.Combine(root, "docs", "diagnostics.md"));
         string[] tests = typeof(DiagnosticCatalogueTests).GetMethods().Select(m => m.Name).ToArray();
-        foreach (string id in ids)
+        foreach (DiagnosticDescriptor descriptor in descriptors)
         {
-            Assert.True(Regex.IsMatch(docs, @"^\|\s*" + id + @"\b", RegexOptions.Multiline), $"docs/diagnostics.md has no table row for {id}");
+            string id = descriptor.Id, anchor = id.ToLowerInvariant();
+            Assert.Equal("docs/diagnostics.md#" + anchor, descriptor.HelpLinkUri);
+            // The heading "## LLC0001" is what makes the anchor #llc0001 (GitHub and every Markdown renderer).
+            Assert.True(Regex.IsMatch(docs, @"^## " + id + @"\s*$", RegexOptions.Multiline), $"docs/diagnostics.md has no heading '## {id}' for the anchor #{anchor}");
+            Assert.True(docs.Contains($"| [{id}](#{anchor}) | {descriptor.Title} |", StringComparison.Ordinal), $"docs/diagnostics.md's index has no row linking {id} with its title");
             Assert.True(tests.Any(t => t.StartsWith(id + "_", StringComparison.Ordinal)), $"no test named {id}_* in {nameof(DiagnosticCatalogueTests)}");
         }
+    }
+
+    /// <summary>Every descriptor the generator declares (the internal Diagnostics class, read by reflection).</summary>
+    private static DiagnosticDescriptor[] Descriptors()
+    {
+        Type diagnostics = typeof(LlamaModelGenerator).Assembly.GetType("Llama.Compiled.Generator.Diagnostics", throwOnError: true)!;
+        DiagnosticDescriptor[] found = diagnostics.GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
+            .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
+            .ToArray();
+        Assert.NotEmpty(found);
+        return found;
     }
 }

@@ -44,6 +44,23 @@ public sealed class GeneratedCodeCompilesTests
         Assert.Equal(64, type.GetMembers("HiddenSize").OfType<Microsoft.CodeAnalysis.IFieldSymbol>().Single().ConstantValue);
     }
 
+    [Fact]
+    public void EveryGeneratedTypeAndMethodIsMarkedGeneratedButNotTheUsersClass()
+    {
+        GeneratorRun run = GeneratorHarness.Run(
+            GeneratorHarness.ModelSource(declaration: "public partial class Stories260K;"),
+            ("/project/models/config.json", GeneratorHarness.Stories260KConfig()));
+        var type = run.OutputCompilation.GetTypeByMetadataName("UserApp.Stories260K")!;
+        static bool Marked(Microsoft.CodeAnalysis.ISymbol symbol) =>
+            symbol.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == "System.CodeDom.Compiler.GeneratedCodeAttribute");
+
+        Assert.False(Marked(type), "the user's partial class is marked as generated code");
+        foreach (var nested in type.GetTypeMembers())
+            Assert.True(Marked(nested), $"{nested.Name} has no [GeneratedCode]");
+        foreach (string method in new[] { "Load", "CreateSession", "OpenSession", ".ctor" })
+            Assert.All(type.GetMembers(method), m => Assert.True(Marked(m), $"{method} has no [GeneratedCode]"));
+    }
+
     [Theory]
     [InlineData("public partial class Model;")]
     [InlineData("partial class Model;")]

@@ -13,7 +13,9 @@ namespace Llama.Compiled.Generator.Tests;
 /// available here): <c>Snapshots/&lt;TestName&gt;.&lt;HintName&gt;.verified.cs</c>, with the hint name's
 /// <c>.cs</c> dropped. On a mismatch the generated text is written beside it as <c>.received.cs</c>
 /// and the test fails naming both files and the first differing line; a missing <c>.verified.cs</c>
-/// fails too. <c>UPDATE_SNAPSHOTS=1</c> writes (or overwrites) the verified files instead.
+/// fails too. <c>UPDATE_SNAPSHOTS=1</c> writes (or overwrites) the verified files instead, on a developer's
+/// machine only: under <c>CI=true</c> it fails every snapshot test and writes nothing, since accepting whatever
+/// the build generated would make the comparison pass by construction.
 /// </summary>
 internal static class Snapshot
 {
@@ -24,11 +26,26 @@ internal static class Snapshot
     /// <summary>The Snapshots folder in the source tree (not the bin folder).</summary>
     public static string Folder => s_folder.Value;
 
-    public static bool Updating => Environment.GetEnvironmentVariable(UpdateVariable) == "1";
+    public enum Mode { Compare, Update, RefuseUpdateInCi }
+
+    /// <summary>What <see cref="Verify"/> does, given the values of UPDATE_SNAPSHOTS and CI.</summary>
+    public static Mode ModeFor(string? update, string? ci) =>
+        update != "1" ? Mode.Compare
+        : IsCi(ci) ? Mode.RefuseUpdateInCi
+        : Mode.Update;
+
+    /// <summary>CI=true (GitHub Actions, GitLab, Azure Pipelines' convention; any case) or CI=1.</summary>
+    private static bool IsCi(string? ci) => string.Equals(ci, "true", StringComparison.OrdinalIgnoreCase) || ci == "1";
+
+    public static Mode Current => ModeFor(Environment.GetEnvironmentVariable(UpdateVariable), Environment.GetEnvironmentVariable("CI"));
 
     /// <summary>Compares every generated source of <paramref name="run"/> with its verified file.</summary>
     public static void Verify(string testName, GeneratorRun run)
     {
+        Mode mode = Current;
+        if (mode == Mode.RefuseUpdateInCi)
+            Assert.Fail($"{UpdateVariable}=1 with CI=true: a CI run compares snapshots and never accepts them. Unset {UpdateVariable}, or update on a developer machine and commit the .verified.cs files.");
+        bool updating = mode == Mode.Update;
         if (run.Sources.IsEmpty)
         {
             Assert.Fail($"The generator produced no sources for {testName}; diagnostics:{Environment.NewLine}"
@@ -45,7 +62,7 @@ internal static class Snapshot
             expectedFiles.Add(Path.GetFileName(verified));
             string actual = Normalize(source.SourceText.ToString());
 
-            if (Updating)
+            if (updating)
             {
                 File.WriteAllText(verified, actual, new UTF8Encoding(false));
                 if (File.Exists(received))
@@ -79,7 +96,7 @@ internal static class Snapshot
         {
             if (expectedFiles.Contains(stale))
                 continue;
-            if (Updating)
+            if (updating)
                 File.Delete(Path.Combine(Folder, stale));
             else
                 failures.Add($"{Path.Combine(Folder, stale)} has no generated source any more (generated: {string.Join(", ", run.Sources.Select(s => s.HintName))}).");

@@ -1,5 +1,8 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
+using System.IO;
+using System.Linq;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Xunit;
@@ -65,11 +68,20 @@ public sealed class InstructionSetTests(ITestOutputHelper output)
         Assert.Matches(@"Passed:\s+([3-9]|\d\d)", text);
     }
 
-    /// <summary>In a child process: the runtime really hides what the parent asked it to hide.</summary>
+    /// <summary>
+    /// In the normal run: what .NET reports about the CPU (the kernels choose their paths by it) matches the flags the
+    /// kernel reads from CPUID, in /proc/cpuinfo. In a child process: the runtime really hides what the parent asked
+    /// it to hide.
+    /// </summary>
     [Fact]
     public void InstructionSetsAreAsConfigured()
     {
-        switch (Environment.GetEnvironmentVariable(ExpectedVariable))
+        string? expected = Environment.GetEnvironmentVariable(ExpectedVariable);
+        string[] hiding = HidingVariables();
+        output.WriteLine($"expected: {expected ?? "(the machine's)"}; hiding: {(hiding.Length == 0 ? "nothing" : string.Join(", ", hiding))}; " +
+                         $"Avx2 {Avx2.IsSupported}, Fma {Fma.IsSupported}, AvxVnni {AvxVnni.IsSupported}, Avx512F {Avx512F.IsSupported}, " +
+                         $"Vector256 {Vector256.IsHardwareAccelerated}, Vector512 {Vector512.IsHardwareAccelerated}");
+        switch (expected)
         {
             case "no-vnni":
                 Assert.False(AvxVnni.IsSupported);
@@ -80,5 +92,55 @@ public sealed class InstructionSetTests(ITestOutputHelper output)
                 Assert.False(AvxVnni.IsSupported);
                 break;
         }
+
+        // The CPU's own answer. Every run checks that .NET reports nothing the CPU lacks; a run that hides nothing
+        // checks that it reports everything the CPU has (a path the kernels would silently not take).
+        HashSet<string>? flags = CpuFlags();
+        if (flags is null)
+        {
+            Assert.False(OperatingSystem.IsLinux(), "no flags line in /proc/cpuinfo");
+            return; // another OS: no independent source here
+        }
+        bool x86 = flags.Contains("sse2");
+        Assert.Equal(x86, X86Base.IsSupported);
+        bool v4 = flags.IsSupersetOf(["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]); // .NET's AVX-512 baseline
+        (string Name, bool Cpu, bool Dotnet)[] sets =
+        [
+            ("avx2", flags.Contains("avx2"), Avx2.IsSupported),
+            ("fma", flags.Contains("fma"), Fma.IsSupported),
+            ("avx_vnni", flags.Contains("avx_vnni"), AvxVnni.IsSupported),
+            ("avx512f+bw+cd+dq+vl", v4, Avx512F.IsSupported),
+        ];
+        foreach ((string name, bool cpu, bool dotnet) in sets)
+        {
+            Assert.True(cpu || !dotnet, $".NET reports {name}, which /proc/cpuinfo does not list");
+            if (hiding.Length == 0)
+                Assert.True(dotnet == cpu, $"/proc/cpuinfo lists {name} but .NET does not report it (nothing is hidden by DOTNET_Enable*)");
+        }
+        // 512-bit vectors may be left off on CPUs that slow down under them, but never used without AVX-512.
+        Assert.True(!Vector512.IsHardwareAccelerated || Avx512F.IsSupported);
+        Assert.Equal(Avx2.IsSupported, Vector256.IsHardwareAccelerated);
     }
+
+    /// <summary>The flags of the first processor in /proc/cpuinfo, or null without one.</summary>
+    private static HashSet<string>? CpuFlags()
+    {
+        if (!File.Exists("/proc/cpuinfo"))
+            return null;
+        foreach (string line in File.ReadLines("/proc/cpuinfo"))
+        {
+            // "flags\t\t: fpu vme ..." on x86; ARM has "Features".
+            if (line.StartsWith("flags", StringComparison.Ordinal) || line.StartsWith("Features", StringComparison.Ordinal))
+                return [.. line[(line.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries)];
+        }
+        return null;
+    }
+
+    /// <summary>Environment variables that make the runtime hide instruction sets (DOTNET_EnableAVX2=0 and the like).</summary>
+    private static string[] HidingVariables() =>
+        Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Where(k => k.StartsWith("DOTNET_Enable", StringComparison.OrdinalIgnoreCase) || k.StartsWith("COMPlus_Enable", StringComparison.OrdinalIgnoreCase)
+                        || k.Equals("DOTNET_PreferredVectorBitWidth", StringComparison.OrdinalIgnoreCase) || k.Equals("DOTNET_MaxVectorTBitWidth", StringComparison.OrdinalIgnoreCase))
+            .Order(StringComparer.Ordinal)
+            .ToArray();
 }

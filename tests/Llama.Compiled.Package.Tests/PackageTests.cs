@@ -98,6 +98,29 @@ public class PackageTests(ITestOutputHelper log)
         }
     }
 
+    /// <summary>
+    /// `dotnet pack` at the root makes the one package: every other project in the solution (generator, attributes,
+    /// samples, tests) says IsPackable=false. A packable generator alone fails the pack (NU5017: it has neither
+    /// dependencies nor content, since its DLL travels in the runtime's package).
+    /// </summary>
+    [Fact]
+    public void OnlyTheRuntimeIsPackable()
+    {
+        string solution = File.ReadAllText(Path.Combine(Paths.RepoRoot, "Llama.Compiled.sln"));
+        string[] projects = System.Text.RegularExpressions.Regex.Matches(solution, "\"([^\"]+\\.csproj)\"")
+            .Select(m => m.Groups[1].Value.Replace('\\', '/'))
+            .ToArray();
+        Assert.Contains("src/Runtime/Llama.Compiled.Runtime.csproj", projects);
+        Assert.True(projects.Length >= 10, string.Join(", ", projects));
+        foreach (string project in projects)
+        {
+            Tool.Result result = Tool.Run(log, "dotnet", $"msbuild \"{Path.Combine(Paths.RepoRoot, project)}\" -getProperty:IsPackable -p:Configuration={Paths.Configuration}",
+                Paths.RepoRoot, Limit);
+            string expected = project == "src/Runtime/Llama.Compiled.Runtime.csproj" ? "true" : "false";
+            Assert.True(result.StdOut.Trim() == expected, $"{project}: IsPackable is '{result.StdOut.Trim()}', expected {expected}");
+        }
+    }
+
     /// <summary>What the consumer prints, computed here with the same model compiled into this test assembly.</summary>
     private static async Task<string> ExpectedOutputAsync()
     {

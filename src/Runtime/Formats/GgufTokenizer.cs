@@ -199,6 +199,8 @@ public static class GgufTokenizer
     }
 
     /// <summary>The few protobuf encodings a ModelProto needs.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001:Types that own disposable fields should be disposable",
+        Justification = "A MemoryStream holds no unmanaged resource: disposing it frees nothing.")]
     private sealed class ProtoWriter
     {
         private readonly MemoryStream _buffer = new();

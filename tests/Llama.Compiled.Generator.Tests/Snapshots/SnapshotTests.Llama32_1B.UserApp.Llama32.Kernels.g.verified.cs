@@ -37,7 +37,7 @@ namespace UserApp
         ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask
         ///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).
         /// </summary>
-        [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         private static class Kernels
         {
             /// <summary>Rows per unit of work when a matrix is split across threads: 16 floats = one cache line of y.</summary>

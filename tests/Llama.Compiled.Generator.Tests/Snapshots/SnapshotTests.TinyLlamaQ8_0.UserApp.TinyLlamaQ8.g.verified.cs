@@ -13,7 +13,6 @@ using Llama.Compiled.CompilerServices;
 
 namespace UserApp
 {
-    [global::System.CodeDom.Compiler.GeneratedCode("Llama.Compiled.Generator", "1.0.0")]
     partial class TinyLlamaQ8 : LlamaModel
     {
         /// <summary>hidden_size: width of the residual stream.</summary>
@@ -73,6 +72,7 @@ namespace UserApp
         /// every tensor against the compiled shape.
         /// </summary>
         /// <exception cref="ModelFormatException">A tensor is missing, unknown, of the wrong shape, or the file is corrupt.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         public static TinyLlamaQ8 Load(string path) => Load(path, WeightLoading.Map);
 
         /// <summary>
@@ -80,6 +80,7 @@ namespace UserApp
         /// memory as <paramref name="loading"/> says, and checks every tensor against the compiled shape.
         /// </summary>
         /// <exception cref="ModelFormatException">A tensor is missing, unknown, of the wrong shape, or the file is corrupt.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         public static TinyLlamaQ8 Load(string path, WeightLoading loading)
         {
             ArgumentNullException.ThrowIfNull(path);
@@ -96,6 +97,7 @@ namespace UserApp
         }
 
         /// <summary>Binds every tensor to the compiled shape; a missing, extra or misshapen tensor throws.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         private TinyLlamaQ8(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
         {
             _embedTokens = weights.GetMatrix("model.embed_tokens.weight", VocabSize, HiddenSize);
@@ -109,6 +111,7 @@ namespace UserApp
 
         /// <summary>Creates a session with its own KV cache of MaxContext positions.</summary>
         /// <param name="options">Threads and other run options; null for the defaults.</param>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         public Session CreateSession(SessionOptions? options = null)
         {
             ThrowIfDisposed();
@@ -116,9 +119,11 @@ namespace UserApp
         }
 
         /// <inheritdoc/>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         protected override LlamaSession OpenSession(SessionOptions options) => CreateSession(options);
 
         /// <summary>The weights of one decoder layer: views into the model file.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         private readonly struct LayerWeights
         {
             public readonly WeightTensor InputNorm; // [HiddenSize=2048] input_layernorm
@@ -150,6 +155,7 @@ namespace UserApp
         /// One sequence being evaluated: the runtime's <see cref="LlamaSession"/> (KV cache, position, checks, context
         /// shift, saved state) with this model's forward pass. Not thread-safe: one session per concurrent sequence.
         /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         public sealed class Session : LlamaSession
         {
             private readonly TinyLlamaQ8 _model;

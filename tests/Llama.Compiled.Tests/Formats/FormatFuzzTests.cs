@@ -13,9 +13,11 @@ namespace Llama.Compiled.Tests.Formats;
 /// Seeded mutation fuzzing of the GGUF and llama2.c readers (the safetensors fuzz is in
 /// SafetensorsReaderTests): every mutated file either opens — and then every tensor request works or
 /// throws <see cref="ModelFormatException"/> — or fails to open with <see cref="ModelFormatException"/>.
-/// Anything else (another exception type, an access violation, a hang) fails the test.
+/// Anything else (another exception type, an access violation, a hang) fails the test. Both ways of loading are
+/// fuzzed: a quarter of the mutations are opened with <see cref="WeightLoading.Copy"/> (read into memory the weights
+/// own, placed by a first pass over the tensor table, packed formats rearranged in place), the rest mapped.
 /// </summary>
-public sealed class FormatFuzzTests : IDisposable
+public sealed class FormatFuzzTests(Xunit.Abstractions.ITestOutputHelper output) : IDisposable
 {
     private const int Iterations = 10_000;
 
@@ -86,7 +88,7 @@ public sealed class FormatFuzzTests : IDisposable
         List<GgufLayout.Field> fields = GgufLayout.Walk(valid, out int headerEnd);
         string path = Path.Combine(_dir, "fuzz.gguf");
         var random = new Random(4_2024);
-        int opened = 0, rejected = 0, tensorsRead = 0, tokenizers = 0;
+        int opened = 0, rejected = 0, tensorsRead = 0, tokenizers = 0, copiesOpened = 0, copiesRead = 0;
         var clock = Stopwatch.StartNew();
 
         for (int iteration = 0; iteration < Iterations; iteration++)
@@ -143,10 +145,16 @@ public sealed class FormatFuzzTests : IDisposable
                     {
                     }
                 }
-                using ModelWeights weights = iteration % 2 == 0 ? ModelWeights.Open(path, GgufShape) : ModelWeights.Open(path);
+                WeightLoading? loading = Loading(iteration);
+                using ModelWeights weights = loading is { } l ? ModelWeights.Open(path, GgufShape, l) : ModelWeights.Open(path);
                 opened++;
+                copiesOpened += loading == WeightLoading.Copy ? 1 : 0;
                 foreach ((string hf, _, int rows, int cols, _) in GgufTensors)
-                    tensorsRead += ReadEverything(weights, hf, rows, cols);
+                {
+                    int read = ReadEverything(weights, hf, rows, cols);
+                    tensorsRead += read;
+                    copiesRead += loading == WeightLoading.Copy ? read : 0;
+                }
                 Tolerate(weights.ThrowIfUnusedTensors);
                 if (weights.Metadata is GgufMetadata metadata)
                     Tolerate(() => GgufTokenizer.Create(metadata));
@@ -158,16 +166,27 @@ public sealed class FormatFuzzTests : IDisposable
             catch (Exception e)
             {
                 File.WriteAllBytes(Path.Combine(Path.GetTempPath(), "llama-fuzz-failure.gguf"), bytes);
-                Assert.Fail($"iteration {iteration}, mutation {kind}: {e}");
+                Assert.Fail($"iteration {iteration}, mutation {kind}, {Loading(iteration)?.ToString() ?? "no shape"}: {e}");
             }
         }
 
+        output.WriteLine($"opened {opened} (copied {copiesOpened}), rejected {rejected}, tensor reads {tensorsRead} (from copies {copiesRead}), tokenizers {tokenizers}, {clock.Elapsed}");
         Assert.True(opened > 500, $"only {opened} mutations opened");
+        Assert.True(copiesOpened > 100, $"only {copiesOpened} mutations opened with WeightLoading.Copy");
+        Assert.True(copiesRead > 1000, $"only {copiesRead} tensor reads from copies");
         Assert.True(rejected > 2000, $"only {rejected} mutations were rejected");
         Assert.True(tensorsRead > 5000, $"{tensorsRead}");
         Assert.True(tokenizers > 100, $"{tokenizers}");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"{clock.Elapsed}");
     }
+
+    /// <summary>How iteration <paramref name="iteration"/> opens the file: with the shape, mapped or copied; or without a shape (mapped).</summary>
+    private static WeightLoading? Loading(int iteration) => (iteration % 4) switch
+    {
+        0 => WeightLoading.Map,
+        2 => WeightLoading.Copy,
+        _ => null,
+    };
 
     private static void Lie(byte[] bytes, GgufLayout.Field field, Random random, int fileLength)
     {
@@ -350,7 +369,7 @@ public sealed class FormatFuzzTests : IDisposable
         byte[][] bases = [ValidLlama2c(shared: true), ValidLlama2c(shared: false)];
         string path = Path.Combine(_dir, "fuzz.bin");
         var random = new Random(2_7182);
-        int opened = 0, rejected = 0, tensorsRead = 0;
+        int opened = 0, rejected = 0, tensorsRead = 0, copiesOpened = 0, copiesRead = 0;
         int[] interesting = [0, 1, -1, 2, 3, 6, -6, 7, 8, 16, 31, 32, 33, 64, 255, 4096, 65536, 1 << 20, 1 << 30, int.MaxValue, int.MinValue, int.MinValue + 1, 0x616b3432];
         var clock = Stopwatch.StartNew();
 
@@ -397,10 +416,16 @@ public sealed class FormatFuzzTests : IDisposable
             try
             {
                 var shape = new LlamaModelShape(32, 8, 1, 2, 1, 16, 6, 2, 1e-5f, 10000f, shared, 1, [2]);
-                using ModelWeights weights = iteration % 2 == 0 ? ModelWeights.Open(path, shape) : ModelWeights.Open(path);
+                WeightLoading? loading = Loading(iteration);
+                using ModelWeights weights = loading is { } l ? ModelWeights.Open(path, shape, l) : ModelWeights.Open(path);
                 opened++;
+                copiesOpened += loading == WeightLoading.Copy ? 1 : 0;
                 foreach ((string name, int rows, int cols) in Llama2cTensors)
-                    tensorsRead += ReadEverything(weights, name, rows, cols);
+                {
+                    int read = ReadEverything(weights, name, rows, cols);
+                    tensorsRead += read;
+                    copiesRead += loading == WeightLoading.Copy ? read : 0;
+                }
                 Tolerate(weights.ThrowIfUnusedTensors);
             }
             catch (ModelFormatException)
@@ -409,11 +434,14 @@ public sealed class FormatFuzzTests : IDisposable
             }
             catch (Exception e)
             {
-                Assert.Fail($"iteration {iteration}, mutation {kind}: {e}");
+                Assert.Fail($"iteration {iteration}, mutation {kind}, {Loading(iteration)?.ToString() ?? "no shape"}: {e}");
             }
         }
 
+        output.WriteLine($"opened {opened} (copied {copiesOpened}), rejected {rejected}, tensor reads {tensorsRead} (from copies {copiesRead}), {clock.Elapsed}");
         Assert.True(opened > 1000, $"only {opened} mutations opened");
+        Assert.True(copiesOpened > 200, $"only {copiesOpened} mutations opened with WeightLoading.Copy");
+        Assert.True(copiesRead > 2000, $"only {copiesRead} tensor reads from copies");
         Assert.True(rejected > 3000, $"only {rejected} mutations were rejected");
         Assert.True(tensorsRead > 10000, $"{tensorsRead}");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"{clock.Elapsed}");

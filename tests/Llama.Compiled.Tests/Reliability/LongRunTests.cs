@@ -38,8 +38,8 @@ public sealed class LongRunTests(ITestOutputHelper output)
         int token = Stories260K.BosTokenId;
         Decode(session, 600, ref token); // warm-up: JIT tiers, the worker pool's threads
 
-        long[] allocated = AllocationMeter.AssertSomeWindowAllocatesNothing(() => Decode(session, 2000, ref token));
-        output.WriteLine($"Threads = {threads}: bytes allocated over windows of 2000 Forward + argmax steps: {string.Join(", ", allocated)}");
+        long[] allocated = AllocationMeter.AssertSomeWindowAllocatesNothing(2000, () => Decode(session, 2000, ref token));
+        output.WriteLine($"Threads = {threads}: bytes allocated in the process over windows of 2000 Forward + argmax steps: {string.Join(", ", allocated)}");
     }
 
     [Fact]
@@ -51,12 +51,13 @@ public sealed class LongRunTests(ITestOutputHelper output)
         for (int i = 0; i < 10; i++)
             session.Forward(prompt);
 
-        long[] allocated = AllocationMeter.AssertSomeWindowAllocatesNothing(() =>
+        // Operations: the 40 × 150 tokens, each through every layer on both threads.
+        long[] allocated = AllocationMeter.AssertSomeWindowAllocatesNothing(40 * 150, () =>
         {
             for (int i = 0; i < 40; i++)
                 session.Forward(prompt); // prefill chunks, and a context shift every few calls
         });
-        output.WriteLine($"bytes allocated over windows of 40 prefills of 150 tokens with shifts: {string.Join(", ", allocated)}");
+        output.WriteLine($"bytes allocated in the process over windows of 40 prefills of 150 tokens with shifts: {string.Join(", ", allocated)}");
     }
 
     [Fact]
@@ -79,8 +80,8 @@ public sealed class LongRunTests(ITestOutputHelper output)
             }
         }
         Run(600);
-        long[] allocated = AllocationMeter.AssertSomeWindowAllocatesNothing(() => Run(2000));
-        output.WriteLine($"bytes allocated over windows of 2000 Forward + Sample steps: {string.Join(", ", allocated)}");
+        long[] allocated = AllocationMeter.AssertSomeWindowAllocatesNothing(2000, () => Run(2000));
+        output.WriteLine($"bytes allocated in the process over windows of 2000 Forward + Sample steps: {string.Join(", ", allocated)}");
     }
 
     [Fact]
@@ -91,22 +92,21 @@ public sealed class LongRunTests(ITestOutputHelper output)
         int token = Stories260K.BosTokenId;
         Decode(session, 2 * Max, ref token); // warm-up: a full context and a reset
 
-        long managedBefore = Reliability.SettledManagedBytes();
-        long residentBefore = Reliability.ResidentBytes();
-        long checksum = Decode(session, 10_000, ref token);
-        long residentAfter = Reliability.ResidentBytes();
-        long managedAfter = Reliability.SettledManagedBytes();
-
-        output.WriteLine($"10,000 tokens (checksum {checksum}): managed {managedBefore} -> {managedAfter} B ({managedAfter - managedBefore:+#;-#;0}), " +
-                         $"resident {residentBefore / 1024} -> {residentAfter / 1024} KB ({(residentAfter - residentBefore) / 1024:+#;-#;0} KB)");
-        Assert.True(managedAfter - managedBefore < 64 * 1024, $"managed heap grew by {managedAfter - managedBefore} bytes");
-        Assert.True(residentAfter - residentBefore < 4 << 20, $"resident set grew by {(residentAfter - residentBefore) / 1024} KB");
+        // 10,000 tokens in 5 rounds; growth in more than one round is a leak (see GrowthPerRound). A leak of one
+        // 24-byte object per token is 48 KB a round.
+        long checksum = 0;
+        (long[] managed, long[] resident) = GrowthPerRound(5, () => checksum = checksum * 31 + Decode(session, 2000, ref token));
+        output.WriteLine($"10,000 tokens (checksum {checksum}) in 5 rounds: managed growth {string.Join(", ", managed)} B, resident {string.Join(", ", Array.ConvertAll(resident, r => r / 1024))} KB");
+        Assert.True(SecondLargest(managed) < 24 * 1024, $"the managed heap grew in more than one round of 2000 tokens: {string.Join(", ", managed)} bytes");
+        Assert.True(SecondLargest(resident) < 1 << 20, $"the resident set grew in more than one round of 2000 tokens: {string.Join(", ", Array.ConvertAll(resident, r => r / 1024))} KB");
     }
 
     [Fact]
     public void ManySessionsCreatedAndDisposedDoNotLeak()
     {
         // Sessions own worker threads and a KV cache; creating and disposing them must return both.
+        // A leak of anything a session owns grows every round (a KV cache alone is ~640 KB; 200 B a session is
+        // 30 KB a round).
         using var model = Stories260K.Load(TestPaths.Stories260KHf);
         void Cycle(int count)
         {
@@ -116,18 +116,61 @@ public sealed class LongRunTests(ITestOutputHelper output)
                 s.Forward([1, 403, 407]);
             }
         }
+        const int Rounds = 5, PerRound = 150;
         Cycle(50);
+        int threadsBefore = CurrentThreadCount(); // its first call initializes caches of System.Diagnostics.Process
+        (long[] managed, long[] resident) = GrowthPerRound(Rounds, () => Cycle(PerRound));
+        int threadsAfter = CurrentThreadCount();
+        output.WriteLine($"{Rounds} rounds of {PerRound} sessions: managed growth per round {string.Join(", ", managed)} B; " +
+                         $"resident {string.Join(", ", Array.ConvertAll(resident, r => r / 1024))} KB; threads {threadsBefore} -> {threadsAfter}");
+        Assert.True(SecondLargest(managed) < 24 * 1024, $"the managed heap grew in more than one round of {PerRound} sessions: {string.Join(", ", managed)} bytes");
+        Assert.True(SecondLargest(resident) < 4 << 20, $"the resident set grew in more than one round of {PerRound} sessions: {string.Join(", ", Array.ConvertAll(resident, r => r / 1024))} KB");
+        Assert.True(threadsAfter <= threadsBefore + 4, $"threads {threadsBefore} -> {threadsAfter}: disposed sessions left workers running");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="round"/> <paramref name="rounds"/> times and returns how much the settled managed heap and
+    /// the resident set grew in each round. A leak grows (nearly) every round; callers bound the second-largest
+    /// round, so one step is tolerated and a trend is not.
+    /// </summary>
+    /// <remarks>
+    /// One window, as these tests had, failed on an engineer's machine ("managed heap grew by ~400 KB") and fails
+    /// here too, in about one run in three of either test run alone: the process's managed heap takes a one-time
+    /// step of 267-290 KB at a varying moment in the first seconds (gen1's ~700 KB is folded into gen2, which grows
+    /// by ~1 MB), while a session decodes as well as while sessions are created. It is not the code under test: it
+    /// happens with DOTNET_TieredCompilation=0 too, not when 750 bare threads are started and joined instead, never
+    /// twice in a process, and every other round grows by -10 KB to +9 KB (multiples of 8 KB: allocation-context
+    /// granularity). The managed heap is the whole process's, test host included, so such one-time growth of the
+    /// host's own state lands in whichever window is open.
+    /// </remarks>
+    private static (long[] Managed, long[] Resident) GrowthPerRound(int rounds, Action round)
+    {
+        long[] managed = new long[rounds], resident = new long[rounds];
         long managedBefore = Reliability.SettledManagedBytes();
         long residentBefore = Reliability.ResidentBytes();
-        int threadsBefore = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
-        Cycle(500);
-        long managedAfter = Reliability.SettledManagedBytes();
-        long residentAfter = Reliability.ResidentBytes();
-        int threadsAfter = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
-        output.WriteLine($"500 sessions: managed {managedAfter - managedBefore:+#;-#;0} B, resident {(residentAfter - residentBefore) / 1024:+#;-#;0} KB, threads {threadsBefore} -> {threadsAfter}");
-        Assert.True(managedAfter - managedBefore < 256 * 1024, $"managed heap grew by {managedAfter - managedBefore} bytes");
-        Assert.True(residentAfter - residentBefore < 16 << 20, $"resident set grew by {(residentAfter - residentBefore) / 1024} KB");
-        Assert.True(threadsAfter <= threadsBefore + 4, $"threads {threadsBefore} -> {threadsAfter}: disposed sessions left workers running");
+        for (int i = 0; i < rounds; i++)
+        {
+            round();
+            long managedNow = Reliability.SettledManagedBytes();
+            long residentNow = Reliability.ResidentBytes();
+            managed[i] = managedNow - managedBefore;
+            resident[i] = residentNow - residentBefore;
+            (managedBefore, residentBefore) = (managedNow, residentNow);
+        }
+        return (managed, resident);
+    }
+
+    private static long SecondLargest(long[] values)
+    {
+        long[] sorted = (long[])values.Clone();
+        Array.Sort(sorted);
+        return sorted[^2];
+    }
+
+    private static int CurrentThreadCount()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        return process.Threads.Count;
     }
 
     [Fact]
@@ -158,21 +201,51 @@ public sealed class LongRunTests(ITestOutputHelper output)
         Assert.True(residentAfter - residentBefore < 16 << 20, $"resident set grew by {(residentAfter - residentBefore) / 1024} KB");
     }
 
-    /// <summary>Lines of /proc/self/maps that map a file under <paramref name="folder"/> (0 where there is no /proc).</summary>
+    /// <summary>Lines of /proc/self/maps that map one of the files in <paramref name="folder"/> (0 where there is no /proc).</summary>
+    /// <remarks>
+    /// The kernel names a mapped file by its real path: every symbolic link on the way resolved (a clone whose
+    /// <c>../shared</c> is a link maps <c>/elsewhere/models/...</c>). So each file's path is resolved as realpath(3)
+    /// does and compared whole with the line's path field.
+    /// </remarks>
     private static int MappingsOf(string folder)
     {
         if (!File.Exists("/proc/self/maps"))
             return 0;
-        // The kernel names the file by its real path.
-        string full = new DirectoryInfo(Path.GetFullPath(folder)).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(folder);
+        var files = new System.Collections.Generic.HashSet<string>(StringComparer.Ordinal);
+        foreach (string file in Directory.EnumerateFiles(folder))
+            files.Add(RealPath(file));
         int count = 0;
         foreach (string line in File.ReadLines("/proc/self/maps"))
         {
-            if (line.Contains(full, StringComparison.Ordinal))
+            // address perms offset dev inode path: only the path has a '/'.
+            int slash = line.IndexOf('/');
+            if (slash >= 0 && files.Contains(line[slash..]))
                 count++;
         }
         return count;
     }
+
+    /// <summary>The path with every symbolic link in it resolved, as realpath(3) returns it.</summary>
+    internal static string RealPath(string path)
+    {
+        IntPtr resolved = realpath(Path.GetFullPath(path), IntPtr.Zero);
+        if (resolved == IntPtr.Zero)
+            throw new IOException($"realpath({path}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        try
+        {
+            return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(resolved)!;
+        }
+        finally
+        {
+            free(resolved);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern IntPtr realpath([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, IntPtr resolved);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern void free(IntPtr pointer);
 
     [Fact]
     public void SaveRestoreRoundTripsExactlyAcrossSessionsAndShift()
