@@ -54,9 +54,10 @@ internal sealed class ByteLevelBpeDefinition
     /// <summary>The <c>tokens</c> array with every id filled (gaps are an error: ids must be dense).</summary>
     public static string[] BuildTokens(string source, TokenTable vocabulary, IReadOnlyList<ByteLevelAddedToken> added)
     {
-        if (vocabulary.MinId() < 0)
-            throw new ModelFormatException($"{source}: a vocabulary token has the negative id {vocabulary.MinId()}");
-        int count = vocabulary.MaxId() + 1;
+        (int minId, int maxId) = vocabulary.IdRange();
+        if (minId < 0)
+            throw new ModelFormatException($"{source}: a vocabulary token has the negative id {minId}");
+        int count = maxId + 1;
         foreach (ByteLevelAddedToken token in added)
         {
             if (token.Id < 0)

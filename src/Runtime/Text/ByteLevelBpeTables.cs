@@ -16,17 +16,21 @@ namespace Llama.Compiled;
 /// </remarks>
 internal sealed class TokenTable
 {
-    private string?[] _keys;
-    private int[] _ids;
-    private int[] _hashes;
+    // One array of entries: a probe reads the hash and the id from one place, and the key only when the hashes agree.
+    private Entry[] _entries;
     private int _mask;
+
+    private struct Entry
+    {
+        public string? Key;
+        public int Hash;
+        public int Id;
+    }
 
     public TokenTable(int expectedCount)
     {
         int capacity = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, expectedCount * 2));
-        _keys = new string?[capacity];
-        _ids = new int[capacity];
-        _hashes = new int[capacity];
+        _entries = new Entry[capacity];
         _mask = capacity - 1;
     }
 
@@ -36,22 +40,21 @@ internal sealed class TokenTable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool TryAdd(string key, int id, out int existing)
     {
-        if ((Count + 1) * 2 > _keys.Length)
+        if ((Count + 1) * 2 > _entries.Length)
             Grow();
         int hash = Hash(key);
+        Entry[] entries = _entries;
         int slot = hash & _mask;
-        while (_keys[slot] is string present)
+        while (entries[slot].Key is string present)
         {
-            if (_hashes[slot] == hash && present == key)
+            if (entries[slot].Hash == hash && present == key)
             {
-                existing = _ids[slot];
+                existing = entries[slot].Id;
                 return false;
             }
             slot = (slot + 1) & _mask;
         }
-        _keys[slot] = key;
-        _ids[slot] = id;
-        _hashes[slot] = hash;
+        entries[slot] = new Entry { Key = key, Hash = hash, Id = id };
         Count++;
         existing = -1;
         return true;
@@ -61,79 +64,67 @@ internal sealed class TokenTable
     public bool TryGetValue(ReadOnlySpan<char> key, out int id)
     {
         int hash = Hash(key);
-        int slot = hash & _mask;
-        string?[] keys = _keys;
-        while (keys[slot] is string present)
+        Entry[] entries = _entries;
+        int mask = _mask;
+        int slot = hash & mask;
+        while (true)
         {
-            if (_hashes[slot] == hash && key.SequenceEqual(present))
+            ref Entry entry = ref entries[slot];
+            if (entry.Key is not string present)
+                break;
+            if (entry.Hash == hash && key.SequenceEqual(present))
             {
-                id = _ids[slot];
+                id = entry.Id;
                 return true;
             }
-            slot = (slot + 1) & _mask;
+            slot = (slot + 1) & mask;
         }
         id = -1;
         return false;
     }
 
-    /// <summary>Every key with its id, in no particular order.</summary>
+    /// <summary>The smallest and the largest id (0 and -1 when empty).</summary>
+    public (int Min, int Max) IdRange()
+    {
+        int min = 0, max = -1;
+        foreach (Entry entry in _entries)
+        {
+            if (entry.Key is null)
+                continue;
+            min = Math.Min(min, entry.Id);
+            max = Math.Max(max, entry.Id);
+        }
+        return (min, max);
+    }
+
+    /// <summary>Every key at its id in <paramref name="tokens"/>; two keys with one id are an error.</summary>
     public void CopyTo(string[] tokens, string source)
     {
-        for (int slot = 0; slot < _keys.Length; slot++)
+        foreach (Entry entry in _entries)
         {
-            if (_keys[slot] is not string key)
+            if (entry.Key is not string key)
                 continue;
-            int id = _ids[slot];
-            if ((uint)id >= (uint)tokens.Length)
-                throw new ModelFormatException($"{source}: token \"{key}\" has the id {id}, outside 0..{tokens.Length - 1}");
-            if (tokens[id] is string other)
-                throw new ModelFormatException($"{source}: tokens \"{other}\" and \"{key}\" both have the id {id}");
-            tokens[id] = key;
+            if ((uint)entry.Id >= (uint)tokens.Length)
+                throw new ModelFormatException($"{source}: token \"{key}\" has the id {entry.Id}, outside 0..{tokens.Length - 1}");
+            if (tokens[entry.Id] is string other)
+                throw new ModelFormatException($"{source}: tokens \"{other}\" and \"{key}\" both have the id {entry.Id}");
+            tokens[entry.Id] = key;
         }
-    }
-
-    /// <summary>The largest id, or -1 when empty.</summary>
-    public int MaxId()
-    {
-        int max = -1;
-        for (int slot = 0; slot < _keys.Length; slot++)
-        {
-            if (_keys[slot] is not null)
-                max = Math.Max(max, _ids[slot]);
-        }
-        return max;
-    }
-
-    /// <summary>The smallest id, or 0 when empty.</summary>
-    public int MinId()
-    {
-        int min = 0;
-        for (int slot = 0; slot < _keys.Length; slot++)
-        {
-            if (_keys[slot] is not null)
-                min = Math.Min(min, _ids[slot]);
-        }
-        return min;
     }
 
     private void Grow()
     {
-        string?[] keys = _keys;
-        int[] ids = _ids, hashes = _hashes;
-        _keys = new string?[keys.Length * 2];
-        _ids = new int[keys.Length * 2];
-        _hashes = new int[keys.Length * 2];
-        _mask = _keys.Length - 1;
-        for (int i = 0; i < keys.Length; i++)
+        Entry[] old = _entries;
+        _entries = new Entry[old.Length * 2];
+        _mask = _entries.Length - 1;
+        foreach (Entry entry in old)
         {
-            if (keys[i] is null)
+            if (entry.Key is null)
                 continue;
-            int slot = hashes[i] & _mask;
-            while (_keys[slot] is not null)
+            int slot = entry.Hash & _mask;
+            while (_entries[slot].Key is not null)
                 slot = (slot + 1) & _mask;
-            _keys[slot] = keys[i];
-            _ids[slot] = ids[i];
-            _hashes[slot] = hashes[i];
+            _entries[slot] = entry;
         }
     }
 

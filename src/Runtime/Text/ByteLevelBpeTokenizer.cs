@@ -685,40 +685,33 @@ internal static class ByteLevelEncoding
     public static (byte[] Bytes, int[] Starts) DecodeAll(string[] tokens, bool[] isAdded)
     {
         var starts = new int[tokens.Length + 1];
+        var bytes = new byte[tokens.Length * 8];
+        byte[] charToByte = CharToByte;
         int total = 0;
         for (int id = 0; id < tokens.Length; id++)
         {
             starts[id] = total;
             string token = tokens[id];
-            total += !isAdded[id] && IsByteLevel(token) ? token.Length : Encoding.UTF8.GetByteCount(token);
+            if (bytes.Length - total < token.Length * 3)
+                Array.Resize(ref bytes, Math.Max(bytes.Length * 2, total + token.Length * 3));
+            int length = 0;
+            if (!isAdded[id])
+            {
+                for (; length < token.Length; length++)
+                {
+                    char c = token[length];
+                    if (c >= charToByte.Length || (charToByte[c] == 0 && c != ByteToChar[0]))
+                        break;
+                    bytes[total + length] = charToByte[c];
+                }
+            }
+            if (isAdded[id] || length < token.Length)
+                length = Encoding.UTF8.GetBytes(token, bytes.AsSpan(total)); // not byte characters: the text itself
+            total += length;
         }
         starts[tokens.Length] = total;
-        var bytes = new byte[total];
-        for (int id = 0; id < tokens.Length; id++)
-        {
-            string token = tokens[id];
-            Span<byte> destination = bytes.AsSpan(starts[id], starts[id + 1] - starts[id]);
-            if (!isAdded[id] && IsByteLevel(token))
-            {
-                for (int i = 0; i < token.Length; i++)
-                    destination[i] = CharToByte[token[i]];
-            }
-            else
-            {
-                Encoding.UTF8.GetBytes(token, destination);
-            }
-        }
+        Array.Resize(ref bytes, total);
         return (bytes, starts);
-    }
-
-    private static bool IsByteLevel(string token)
-    {
-        foreach (char c in token)
-        {
-            if (c >= CharToByte.Length || (CharToByte[c] == 0 && c != ByteToChar[0]))
-                return false;
-        }
-        return true;
     }
 
     /// <summary>A character of the Basic Multilingual Plane in Unicode category <paramref name="category"/>, for <see cref="ByteLevelBpeTokenizer"/>'s code-point split.</summary>
