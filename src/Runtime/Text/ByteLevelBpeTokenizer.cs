@@ -346,6 +346,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     }
 
     /// <summary>Splits <paramref name="text"/> by split stage <paramref name="stage"/> (isolating matches and the text between them) and encodes the pieces.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Split(ReadOnlySpan<char> text, int stage, bool considerPreTokenization, List<int> ids, List<Range>? offsets, int offset)
     {
         if (!considerPreTokenization || stage == _splits.Length)
@@ -380,6 +381,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     /// runs on a stand-in text with one character per code point, each supplementary character replaced by a BMP
     /// character of the same Unicode category, and its matches are mapped back to the text.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SplitByCodePoints(ReadOnlySpan<char> text, int stage, List<int> ids, List<Range>? offsets, int offset)
     {
         char[] standIn = ArrayPool<char>.Shared.Rent(text.Length);
@@ -422,6 +424,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodePiece(ReadOnlySpan<char> piece, List<int> ids, List<Range>? offsets, int offset)
     {
         int before = ids.Count;
@@ -439,6 +442,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             AddOffsets(piece, ids, before, offsets, offset);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodePieceUncached(ReadOnlySpan<char> piece, List<int> ids)
     {
         int maxBytes = Encoding.UTF8.GetMaxByteCount(piece.Length);
@@ -468,6 +472,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     }
 
     /// <summary><c>ignore_merges</c>: a piece that is itself a vocabulary entry is that entry, whatever the merges would make of it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool TryWholePiece(ReadOnlySpan<byte> bytes, out int id)
     {
         char[]? rented = bytes.Length > 256 ? ArrayPool<char>.Shared.Rent(bytes.Length) : null;
@@ -490,6 +495,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     /// equals), as Hugging Face's <c>Word::merge_all</c>. Short pieces rescan the pairs each step; long
     /// ones (a run of CJK text is one piece) keep a priority queue, so the work stays n·log n.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MergeBytes(ReadOnlySpan<byte> bytes, List<int> ids)
     {
         int n = bytes.Length;
@@ -518,6 +524,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MergeByScanning(Span<int> symbol, Span<int> next)
     {
         int n = symbol.Length;
@@ -539,6 +546,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MergeWithQueue(Span<int> symbol, Span<int> next, int n)
     {
         int[] previous = ArrayPool<int>.Shared.Rent(n);
