@@ -356,18 +356,16 @@ internal static class HuggingFaceTokenizerJson
             }
             else if (kind == '[')
             {
-                scanner.Expect((byte)'[', "a merge");
+                scanner.TryConsume((byte)'[');
                 if (scanner.Peek() != '"')
                     throw new ModelFormatException($"{source}: merge {merges.Count} is not a pair of strings");
                 int a = scanner.ReadString(ref buffer, 0);
-                scanner.Expect((byte)',', $"merge {merges.Count}");
-                if (scanner.Peek() != '"')
+                if (!scanner.TryConsume((byte)',') || scanner.Peek() != '"')
                     throw new ModelFormatException($"{source}: merge {merges.Count} is not a pair of strings");
                 int b = scanner.ReadString(ref buffer, a + 1);
                 buffer[a] = ' ';
-                if (a == 0 || b == 0 || scanner.Peek() != ']')
+                if (a == 0 || b == 0 || !scanner.TryConsume((byte)']'))
                     throw new ModelFormatException($"{source}: merge {merges.Count} is not a pair of non-empty strings");
-                scanner.Expect((byte)']', $"merge {merges.Count}");
                 merges.Add(buffer.AsSpan(0, a + 1 + b), a);
             }
             else

@@ -90,11 +90,23 @@ internal ref struct TokenizerJsonScanner
         return true;
     }
 
+    /// <summary>Consumes <paramref name="token"/> (after whitespace) when it is next.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public bool TryConsume(byte token)
+    {
+        if (Peek() != token)
+            return false;
+        _position++;
+        return true;
+    }
+
     /// <summary>Reads a member name and its ':'.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string ReadName()
     {
         string name = ReadString();
-        Expect((byte)':', $"after \"{name}\"");
+        if (!TryConsume((byte)':'))
+            throw Unexpected($"':' after \"{name}\"");
         return name;
     }
 
