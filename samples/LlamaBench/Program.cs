@@ -31,6 +31,8 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 
 if (args.Length > 0 && args[0] == FirstCall.ChildFlag)
     return FirstCall.RunChild(args);
+if (args.Length > 1 && args[0] == TokenizerBench.LoadChildFlag)
+    return TokenizerBench.RunLoadChild(args[1]);
 
 Options options;
 try

@@ -149,25 +149,20 @@ public static class GgufTokenizer
             ?? throw new ModelFormatException($"{source}: the byte-level BPE tokenizer has no tokenizer.ggml.pre naming its pre-tokenizer");
         (string[] patterns, bool ignoreMerges, System.Text.NormalizationForm? normalization) = ByteLevelPreTokenizers.FromGgufName(source, pre);
 
-        var vocabulary = new System.Collections.Generic.Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+        var vocabulary = new TokenTable(tokens.Length);
         var added = new System.Collections.Generic.List<ByteLevelAddedToken>();
         for (int id = 0; id < tokens.Length; id++)
         {
             int type = types?[id] ?? 1;
             if (type is 3 or 4)
                 added.Add(new ByteLevelAddedToken(tokens[id], id, Special: type == 3));
-            else if (type != 5 && !vocabulary.TryAdd(tokens[id], id))
-                throw new ModelFormatException($"{source}: token \"{tokens[id]}\" appears twice (ids {vocabulary[tokens[id]]} and {id})");
+            else if (type != 5 && !vocabulary.TryAdd(tokens[id], id, out int first))
+                throw new ModelFormatException($"{source}: token \"{tokens[id]}\" appears twice (ids {first} and {id})");
         }
-        var pairs = new (string, string)[merges.Length];
-        for (int i = 0; i < merges.Length; i++)
-        {
-            int space = merges[i].IndexOf(' ', 1);
-            if (space < 0 || space == merges[i].Length - 1)
-                throw new ModelFormatException($"{source}: merge {i} (\"{merges[i]}\") is not two tokens separated by a space");
-            pairs[i] = (merges[i][..space], merges[i][(space + 1)..]);
-        }
-        var (left, right, result, ranks) = ByteLevelBpeDefinition.BuildMerges(source, vocabulary, pairs);
+        var builder = new MergeTableBuilder(source, vocabulary, merges.Length);
+        foreach (string merge in merges)
+            builder.Add(merge);
+        var (left, right, result, ranks) = builder.Build();
         int? bos = metadata.ContainsKey("tokenizer.ggml.bos_token_id") ? TokenId(metadata, "tokenizer.ggml.bos_token_id", 0, tokens.Length) : null;
         int? eos = metadata.ContainsKey("tokenizer.ggml.eos_token_id") ? TokenId(metadata, "tokenizer.ggml.eos_token_id", 0, tokens.Length) : null;
         return new ByteLevelBpeDefinition

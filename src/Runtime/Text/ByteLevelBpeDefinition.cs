@@ -1,8 +1,10 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace Llama.Compiled;
 
@@ -18,7 +20,7 @@ internal sealed class ByteLevelBpeDefinition
     public required string[] Tokens { get; init; }
 
     /// <summary>The BPE vocabulary (byte-character strings → id), without the added tokens.</summary>
-    public required Dictionary<string, int> Vocabulary { get; init; }
+    public required TokenTable Vocabulary { get; init; }
 
     /// <summary>Merge rank → the pair's ids.</summary>
     public required int[] MergeLeft { get; init; }
@@ -29,7 +31,7 @@ internal sealed class ByteLevelBpeDefinition
     public required int[] MergeResults { get; init; }
 
     /// <summary>(left id, right id) → rank, the first rank where a pair repeats.</summary>
-    public required Dictionary<long, int> MergeRanks { get; init; }
+    public required PairTable MergeRanks { get; init; }
 
     public required IReadOnlyList<string> SplitPatterns { get; init; }
 
@@ -49,53 +51,23 @@ internal sealed class ByteLevelBpeDefinition
 
     public bool CleanUpTokenizationSpaces { get; init; }
 
-    /// <summary>Builds the merge tables from merges given as token texts, checking every text is in the vocabulary.</summary>
-    public static (int[] Left, int[] Right, int[] Result, Dictionary<long, int> Ranks) BuildMerges(
-        string source, Dictionary<string, int> vocabulary, IReadOnlyList<(string Left, string Right)> merges)
-    {
-        var lookup = vocabulary.GetAlternateLookup<ReadOnlySpan<char>>();
-        var left = new int[merges.Count];
-        var right = new int[merges.Count];
-        var result = new int[merges.Count];
-        var ranks = new Dictionary<long, int>(merges.Count, PairKeyComparer.Instance);
-        Span<char> joined = stackalloc char[512];
-        for (int rank = 0; rank < merges.Count; rank++)
-        {
-            (string a, string b) = merges[rank];
-            if (!vocabulary.TryGetValue(a, out left[rank]) || !vocabulary.TryGetValue(b, out right[rank]))
-                throw new ModelFormatException($"{source}: merge {rank} (\"{a} {b}\") names a token that is not in the vocabulary");
-            int length = a.Length + b.Length;
-            Span<char> both = length <= joined.Length ? joined[..length] : new char[length];
-            a.CopyTo(both);
-            b.CopyTo(both[a.Length..]);
-            if (!lookup.TryGetValue(both, out result[rank]))
-                throw new ModelFormatException($"{source}: merge {rank} (\"{a} {b}\") makes \"{a}{b}\", which is not in the vocabulary");
-            ranks.TryAdd(ByteLevelBpeTokenizer.PairKey(left[rank], right[rank]), rank);
-        }
-        return (left, right, result, ranks);
-    }
-
     /// <summary>The <c>tokens</c> array with every id filled (gaps are an error: ids must be dense).</summary>
-    public static string[] BuildTokens(string source, Dictionary<string, int> vocabulary, IReadOnlyList<ByteLevelAddedToken> added)
+    public static string[] BuildTokens(string source, TokenTable vocabulary, IReadOnlyList<ByteLevelAddedToken> added)
     {
-        int count = 0;
-        foreach (int id in vocabulary.Values)
-            count = Math.Max(count, id + 1);
-        foreach (ByteLevelAddedToken token in added)
-            count = Math.Max(count, token.Id + 1);
-        var tokens = new string[count];
-        foreach ((string text, int id) in vocabulary)
-        {
-            if (id < 0)
-                throw new ModelFormatException($"{source}: token \"{text}\" has the negative id {id}");
-            tokens[id] = text;
-        }
+        (int minId, int maxId) = vocabulary.IdRange();
+        if (minId < 0)
+            throw new ModelFormatException($"{source}: a vocabulary token has the negative id {minId}");
+        int count = maxId + 1;
         foreach (ByteLevelAddedToken token in added)
         {
             if (token.Id < 0)
                 throw new ModelFormatException($"{source}: added token \"{token.Content}\" has the negative id {token.Id}");
-            tokens[token.Id] = token.Content;
+            count = Math.Max(count, token.Id + 1);
         }
+        var tokens = new string[count];
+        vocabulary.CopyTo(tokens, source);
+        foreach (ByteLevelAddedToken token in added)
+            tokens[token.Id] = token.Content;
         for (int id = 0; id < count; id++)
         {
             if (tokens[id] is null)
@@ -105,23 +77,39 @@ internal sealed class ByteLevelBpeDefinition
     }
 }
 
-/// <summary>
-/// Hashes merge pair keys (left id &lt;&lt; 32 | right id). The default hash of a long, its two halves xored, gives every
-/// pair with the same <c>left ^ right</c> one bucket: Llama 3's 280,147 merges fall into far fewer distinct values,
-/// and lookups became chains (300 merges of one word took milliseconds).
-/// </summary>
-internal sealed class PairKeyComparer : IEqualityComparer<long>
-{
-    public static readonly PairKeyComparer Instance = new();
-
-    public bool Equals(long x, long y) => x == y;
-
-    public int GetHashCode(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> 32);
-}
-
 /// <summary>The pre-tokenizers llama.cpp knows by name (<c>tokenizer.ggml.pre</c>) that this runtime supports.</summary>
-internal static class ByteLevelPreTokenizers
+internal static partial class ByteLevelPreTokenizers
 {
+    /// <summary>
+    /// The regex of one of the known patterns, compiled at build time by the regex source generator: no
+    /// <see cref="RegexOptions.Compiled"/> construction (Reflection.Emit, then JIT) at load, and the same code under NativeAOT.
+    /// Null for any other pattern.
+    /// </summary>
+    public static Regex? Generated(string pattern) => pattern switch
+    {
+        Llama3Pattern => Llama3Regex(),
+        Qwen2Pattern => Qwen2Regex(),
+        Gpt2Pattern => Gpt2Regex(),
+        SingleDigitPattern => SingleDigitRegex(),
+        DigitRunPattern => DigitRunRegex(),
+        _ => null,
+    };
+
+    [GeneratedRegex(Llama3Pattern, RegexOptions.CultureInvariant)]
+    private static partial Regex Llama3Regex();
+
+    [GeneratedRegex(Qwen2Pattern, RegexOptions.CultureInvariant)]
+    private static partial Regex Qwen2Regex();
+
+    [GeneratedRegex(Gpt2Pattern, RegexOptions.CultureInvariant)]
+    private static partial Regex Gpt2Regex();
+
+    [GeneratedRegex(SingleDigitPattern, RegexOptions.CultureInvariant)]
+    private static partial Regex SingleDigitRegex();
+
+    [GeneratedRegex(DigitRunPattern, RegexOptions.CultureInvariant)]
+    private static partial Regex DigitRunRegex();
+
     /// <summary>Llama 3's split (tiktoken's cl100k with numbers of up to three digits), as its tokenizer.json writes it.</summary>
     public const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -196,47 +184,57 @@ internal static class HuggingFaceTokenizerJson
 
     public static ByteLevelBpeDefinition Parse(string source, ReadOnlySpan<byte> json, byte[]? config)
     {
-        // The vocabulary and merges (most of the 9-11 MB) are read token by token with Utf8JsonReader;
-        // the small sections are parsed into JsonDocuments.
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
-        Dictionary<string, int>? vocabulary = null;
-        List<(string, string)>? merges = null;
+        // The vocabulary and merges (most of the 9-11 MB) are read by TokenizerJsonScanner, the merges resolved to ids as
+        // they are read; the small sections are parsed into JsonDocuments.
+        var scanner = new TokenizerJsonScanner(json, source);
+        TokenTable? vocabulary = null;
+        MergeTableBuilder? merges = null;
+        int mergesAt = -1;
         string? modelType = null;
         bool ignoreMerges = false, byteFallback = false;
         JsonDocument? addedTokens = null, normalizer = null, preTokenizer = null, postProcessor = null;
         try
         {
-            Expect(ref reader, JsonTokenType.StartObject, source, "the top level");
-            while (Next(ref reader, source) == JsonTokenType.PropertyName)
+            scanner.Expect((byte)'{', "the top level");
+            bool first = true;
+            while (scanner.NextMember(ref first))
             {
-                string name = reader.GetString()!;
-                Next(ref reader, source);
-                switch (name)
+                switch (scanner.ReadName())
                 {
                     case "model":
-                        if (reader.TokenType != JsonTokenType.StartObject)
-                            throw new ModelFormatException($"{source}: \"model\" is not an object");
-                        while (Next(ref reader, source) == JsonTokenType.PropertyName)
+                        scanner.Expect((byte)'{', "\"model\"");
+                        bool firstKey = true;
+                        while (scanner.NextMember(ref firstKey))
                         {
-                            string key = reader.GetString()!;
-                            Next(ref reader, source);
-                            switch (key)
+                            switch (scanner.ReadName())
                             {
-                                case "type": modelType = reader.TokenType == JsonTokenType.String ? reader.GetString() : null; break;
-                                case "vocab": vocabulary = ReadVocabulary(ref reader, source); break;
-                                case "merges": merges = ReadMerges(ref reader, source); break;
-                                case "ignore_merges": ignoreMerges = reader.TokenType == JsonTokenType.True; break;
-                                case "byte_fallback": byteFallback = reader.TokenType == JsonTokenType.True; break;
-                                default: reader.Skip(); break;
+                                case "type": modelType = scanner.Peek() == '"' ? scanner.ReadString() : null; if (modelType is null) scanner.SkipValue(); break;
+                                case "vocab": vocabulary = ReadVocabulary(ref scanner, source); break;
+                                case "merges" when vocabulary is not null: merges = ReadMerges(ref scanner, source, vocabulary); break;
+                                case "merges":
+                                    // Before the vocabulary (unusual): read once the vocabulary is known.
+                                    scanner.Peek();
+                                    mergesAt = scanner.Position;
+                                    scanner.SkipValue();
+                                    break;
+                                case "ignore_merges": ignoreMerges = scanner.ReadTrue(); break;
+                                case "byte_fallback": byteFallback = scanner.ReadTrue(); break;
+                                default: scanner.SkipValue(); break;
                             }
                         }
                         break;
-                    case "added_tokens": addedTokens = JsonDocument.ParseValue(ref reader); break;
-                    case "normalizer": normalizer = JsonDocument.ParseValue(ref reader); break;
-                    case "pre_tokenizer": preTokenizer = JsonDocument.ParseValue(ref reader); break;
-                    case "post_processor": postProcessor = JsonDocument.ParseValue(ref reader); break;
-                    default: reader.Skip(); break;
+                    case "added_tokens": addedTokens = ParseSection(ref scanner, json); break;
+                    case "normalizer": normalizer = ParseSection(ref scanner, json); break;
+                    case "pre_tokenizer": preTokenizer = ParseSection(ref scanner, json); break;
+                    case "post_processor": postProcessor = ParseSection(ref scanner, json); break;
+                    default: scanner.SkipValue(); break;
                 }
+            }
+            scanner.ExpectEnd();
+            if (vocabulary is not null && merges is null && mergesAt >= 0)
+            {
+                var mergesScanner = new TokenizerJsonScanner(json[mergesAt..], source);
+                merges = ReadMerges(ref mergesScanner, source, vocabulary);
             }
 
             if (modelType is not null && modelType != "BPE")
@@ -255,7 +253,7 @@ internal static class HuggingFaceTokenizerJson
             NormalizationForm? normalization = ReadNormalizer(normalizer?.RootElement, source);
 
             string[] tokens = ByteLevelBpeDefinition.BuildTokens(source, vocabulary, added);
-            var (left, right, result, ranks) = ByteLevelBpeDefinition.BuildMerges(source, vocabulary, merges);
+            var (left, right, result, ranks) = merges.Build();
             (int? bos, bool addBos, int? eosFromTemplate) = ReadPostProcessor(postProcessor?.RootElement, source, vocabulary, added);
 
             bool cleanUp = false;
@@ -310,45 +308,65 @@ internal static class HuggingFaceTokenizerJson
         }
     }
 
-    private static Dictionary<string, int> ReadVocabulary(ref Utf8JsonReader reader, string source)
+    /// <summary>The value at the scanner, parsed into a document (the small sections: added tokens, normalizer, pre-tokenizer, post-processor).</summary>
+    private static JsonDocument ParseSection(ref TokenizerJsonScanner scanner, ReadOnlySpan<byte> json)
     {
-        if (reader.TokenType != JsonTokenType.StartObject)
-            throw new ModelFormatException($"{source}: model.vocab is not an object");
-        var vocabulary = new Dictionary<string, int>(160_000, StringComparer.Ordinal);
-        while (Next(ref reader, source) == JsonTokenType.PropertyName)
+        scanner.Peek();
+        int start = scanner.Position;
+        scanner.SkipValue();
+        var reader = new Utf8JsonReader(json[start..scanner.Position], new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        return JsonDocument.ParseValue(ref reader);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static TokenTable ReadVocabulary(ref TokenizerJsonScanner scanner, string source)
+    {
+        scanner.Expect((byte)'{', "model.vocab is not an object");
+        var vocabulary = new TokenTable(1 << 17);
+        bool first = true;
+        while (scanner.NextMember(ref first))
         {
-            string token = reader.GetString()!;
-            if (Next(ref reader, source) != JsonTokenType.Number || !reader.TryGetInt32(out int id))
+            string token = scanner.ReadName();
+            if (!scanner.TryReadInt32(out int id))
                 throw new ModelFormatException($"{source}: the id of vocabulary entry \"{token}\" is not an integer");
-            if (!vocabulary.TryAdd(token, id))
+            if (!vocabulary.TryAdd(token, id, out _))
                 throw new ModelFormatException($"{source}: vocabulary entry \"{token}\" appears twice");
         }
         return vocabulary;
     }
 
-    /// <summary>Merges as <c>"a b"</c> strings (older files) or <c>["a", "b"]</c> pairs (newer ones).</summary>
-    private static List<(string, string)> ReadMerges(ref Utf8JsonReader reader, string source)
+    /// <summary>Merges as <c>"a b"</c> strings (older files) or <c>["a", "b"]</c> pairs (newer ones), resolved to ids as they are read.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static MergeTableBuilder ReadMerges(ref TokenizerJsonScanner scanner, string source, TokenTable vocabulary)
     {
-        if (reader.TokenType != JsonTokenType.StartArray)
-            throw new ModelFormatException($"{source}: model.merges is not an array");
-        var merges = new List<(string, string)>(300_000);
-        while (Next(ref reader, source) != JsonTokenType.EndArray)
+        scanner.Expect((byte)'[', "model.merges is not an array");
+        var merges = new MergeTableBuilder(source, vocabulary, 100_000);
+        char[] buffer = new char[256];
+        bool first = true;
+        while (scanner.NextElement(ref first))
         {
-            if (reader.TokenType == JsonTokenType.String)
+            byte kind = scanner.Peek();
+            if (kind == '"')
             {
-                string merge = reader.GetString()!;
-                int space = merge.IndexOf(' ', 1);
-                if (space < 0 || space == merge.Length - 1)
-                    throw new ModelFormatException($"{source}: merge {merges.Count} (\"{merge}\") is not two tokens separated by a space");
-                merges.Add((merge[..space], merge[(space + 1)..]));
+                int length = scanner.ReadString(ref buffer, 0);
+                int space = length > 1 ? buffer.AsSpan(1, length - 1).IndexOf(' ') + 1 : 0;
+                if (space <= 0 || space == length - 1)
+                    throw new ModelFormatException($"{source}: merge {merges.Count} (\"{buffer.AsSpan(0, length)}\") is not two tokens separated by a space");
+                merges.Add(buffer.AsSpan(0, length), space);
             }
-            else if (reader.TokenType == JsonTokenType.StartArray)
+            else if (kind == '[')
             {
-                string? a = Next(ref reader, source) == JsonTokenType.String ? reader.GetString() : null;
-                string? b = Next(ref reader, source) == JsonTokenType.String ? reader.GetString() : null;
-                if (a is null || b is null || Next(ref reader, source) != JsonTokenType.EndArray)
+                scanner.TryConsume((byte)'[');
+                if (scanner.Peek() != '"')
                     throw new ModelFormatException($"{source}: merge {merges.Count} is not a pair of strings");
-                merges.Add((a, b));
+                int a = scanner.ReadString(ref buffer, 0);
+                if (!scanner.TryConsume((byte)',') || scanner.Peek() != '"')
+                    throw new ModelFormatException($"{source}: merge {merges.Count} is not a pair of strings");
+                int b = scanner.ReadString(ref buffer, a + 1);
+                buffer[a] = ' ';
+                if (a == 0 || b == 0 || !scanner.TryConsume((byte)']'))
+                    throw new ModelFormatException($"{source}: merge {merges.Count} is not a pair of non-empty strings");
+                merges.Add(buffer.AsSpan(0, a + 1 + b), a);
             }
             else
             {
@@ -460,7 +478,7 @@ internal static class HuggingFaceTokenizerJson
     }
 
     /// <summary>BOS (a special token before the sequence) and EOS (one after it) of a TemplateProcessing post-processor.</summary>
-    private static (int? Bos, bool AddBos, int? Eos) ReadPostProcessor(JsonElement? element, string source, Dictionary<string, int> vocabulary, List<ByteLevelAddedToken> added)
+    private static (int? Bos, bool AddBos, int? Eos) ReadPostProcessor(JsonElement? element, string source, TokenTable vocabulary, List<ByteLevelAddedToken> added)
     {
         int? bos = null, eos = null;
         if (element is JsonElement root && root.ValueKind == JsonValueKind.Object)
@@ -522,7 +540,7 @@ internal static class HuggingFaceTokenizerJson
         return null;
     }
 
-    private static int? Find(string text, Dictionary<string, int> vocabulary, List<ByteLevelAddedToken> added)
+    private static int? Find(string text, TokenTable vocabulary, List<ByteLevelAddedToken> added)
     {
         foreach (ByteLevelAddedToken token in added)
         {
@@ -530,18 +548,5 @@ internal static class HuggingFaceTokenizerJson
                 return token.Id;
         }
         return vocabulary.TryGetValue(text, out int id) ? id : null;
-    }
-
-    private static JsonTokenType Next(ref Utf8JsonReader reader, string source)
-    {
-        if (!reader.Read())
-            throw new ModelFormatException($"{source}: the JSON ends early");
-        return reader.TokenType;
-    }
-
-    private static void Expect(ref Utf8JsonReader reader, JsonTokenType type, string source, string what)
-    {
-        if (Next(ref reader, source) != type)
-            throw new ModelFormatException($"{source}: {what} is not a JSON {type}");
     }
 }

@@ -2,6 +2,8 @@ using System;
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
@@ -35,11 +37,10 @@ namespace Llama.Compiled;
 /// public surface is Microsoft.ML.Tokenizers' <see cref="Tokenizer"/>.
 /// </para>
 /// <para>
-/// Differences from Hugging Face that are known: .NET's regular expressions see UTF-16 code units, so a
-/// letter or digit outside the Basic Multilingual Plane (𝐀, 𠀀) is not <c>\p{L}</c>/<c>\p{N}</c> here
-/// (its surrogates are punctuation-like to the regex) and is split as a symbol; all added tokens are
-/// matched on the raw text (those of these families all have <c>normalized: false</c>), and
-/// <c>single_word</c> is not honoured. Encoding is thread-safe.
+/// Differences from Hugging Face that are known: all added tokens are matched on the raw text (those of these
+/// families all have <c>normalized: false</c>), and <c>single_word</c> is not honoured. Characters outside the Basic
+/// Multilingual Plane (𝐀, 𠀀, emoji) are split as Hugging Face's code-point regular expressions split them (see
+/// <c>SplitByCodePoints</c>). Encoding is thread-safe.
 /// </para>
 /// </remarks>
 public sealed class ByteLevelBpeTokenizer : Tokenizer
@@ -49,10 +50,10 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     private const int SmallWordBytes = 64;
 
     private readonly string[] _tokens;               // id → byte-level string (added tokens: their content)
-    private readonly byte[]?[] _tokenBytes;          // id → the bytes the id decodes to
-    private readonly Dictionary<string, int> _vocabulary;
-    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabularyBySpan;
-    private readonly Dictionary<long, int> _mergeRanks;   // (left id << 32 | right id) → rank
+    private readonly byte[] _tokenBytes;             // the bytes every id decodes to, one after the other
+    private readonly int[] _tokenByteStart;          // id → where its bytes start in _tokenBytes (and id + 1 → where they end)
+    private readonly TokenTable _vocabulary;
+    private readonly PairTable _mergeRanks;               // (left id, right id) → rank
     private readonly int[] _mergeResults;                 // rank → merged id
     private readonly int[] _byteToId = new int[256];
     private readonly Regex[] _splits;
@@ -71,7 +72,6 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         string source = definition.Source;
         _tokens = definition.Tokens;
         _vocabulary = definition.Vocabulary;
-        _vocabularyBySpan = _vocabulary.GetAlternateLookup<ReadOnlySpan<char>>();
         _mergeRanks = definition.MergeRanks;
         _mergeResults = definition.MergeResults;
         _ignoreMerges = definition.IgnoreMerges;
@@ -84,8 +84,11 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         {
             try
             {
-                // Compiled where the runtime can (a JIT); NativeAOT interprets the same pattern.
-                _splits[i] = new Regex(definition.SplitPatterns[i], RegexOptions.Compiled | RegexOptions.CultureInvariant);
+                // The patterns of Llama 3, Qwen2 and GPT-2 are compiled into this assembly by the regex source generator
+                // (nothing to build or JIT at load). Another pattern is compiled where the runtime can (a JIT);
+                // NativeAOT interprets it.
+                _splits[i] = ByteLevelPreTokenizers.Generated(definition.SplitPatterns[i])
+                    ?? new Regex(definition.SplitPatterns[i], RegexOptions.Compiled | RegexOptions.CultureInvariant);
             }
             catch (ArgumentException e)
             {
@@ -95,27 +98,20 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
 
         for (int b = 0; b < 256; b++)
         {
-            if (!_vocabulary.TryGetValue(ByteLevelEncoding.CharOf((byte)b).ToString(), out _byteToId[b]))
+            if (!_vocabulary.TryGetValue([ByteLevelEncoding.CharOf((byte)b)], out _byteToId[b]))
                 throw new ModelFormatException($"{source}: the vocabulary has no token for byte 0x{b:X2} ('{ByteLevelEncoding.CharOf((byte)b)}'); it is not a byte-level BPE vocabulary");
         }
 
-        _tokenBytes = new byte[]?[_tokens.Length];
-        for (int id = 0; id < _tokens.Length; id++)
-        {
-            string? token = _tokens[id];
-            if (token is not null)
-                _tokenBytes[id] = ByteLevelEncoding.TryGetBytes(token, out byte[] bytes) ? bytes : Encoding.UTF8.GetBytes(token);
-        }
-
         _addedTokens = new Dictionary<string, int>(StringComparer.Ordinal);
+        var isAdded = new bool[_tokens.Length];
         foreach (ByteLevelAddedToken added in definition.AddedTokens)
         {
             _addedTokens[added.Content] = added.Id;
             if (added.Special)
                 _specialIds.Add(added.Id);
-            // Added tokens decode to their text, not through the byte map.
-            _tokenBytes[added.Id] = Encoding.UTF8.GetBytes(added.Content);
+            isAdded[added.Id] = true;
         }
+        (_tokenBytes, _tokenByteStart) = ByteLevelEncoding.DecodeAll(_tokens, isAdded);
         if (definition.AddedTokens.Count > 0)
             _addedTokenMatcher = new AddedTokenMatcher(definition.AddedTokens);
 
@@ -223,9 +219,9 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         var bytes = new ArrayBufferWriter<byte>(256);
         foreach (int id in ids)
         {
-            if ((uint)id >= (uint)_tokenBytes.Length || _tokenBytes[id] is not byte[] tokenBytes)
-                throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} is outside the vocabulary of {_tokenBytes.Length}.");
-            bytes.Write(tokenBytes);
+            if ((uint)id >= (uint)_tokens.Length)
+                throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} is outside the vocabulary of {_tokens.Length}.");
+            bytes.Write(TokenBytes(id));
         }
         // Bytes that are not valid UTF-8 (a character cut off at the end) become U+FFFD, as Rust's from_utf8_lossy.
         string text = Encoding.UTF8.GetString(bytes.WrittenSpan);
@@ -350,11 +346,17 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     }
 
     /// <summary>Splits <paramref name="text"/> by split stage <paramref name="stage"/> (isolating matches and the text between them) and encodes the pieces.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Split(ReadOnlySpan<char> text, int stage, bool considerPreTokenization, List<int> ids, List<Range>? offsets, int offset)
     {
         if (!considerPreTokenization || stage == _splits.Length)
         {
             EncodePiece(text, ids, offsets, offset);
+            return;
+        }
+        if (text.ContainsAnyInRange('\uD800', '\uDFFF'))
+        {
+            SplitByCodePoints(text, stage, ids, offsets, offset);
             return;
         }
         int last = 0;
@@ -371,6 +373,58 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             Split(text[last..], stage + 1, true, ids, offsets, offset + last);
     }
 
+    /// <summary>
+    /// <see cref="Split"/> of a text with characters outside the Basic Multilingual Plane. Hugging Face's regular
+    /// expressions see code points, .NET's see UTF-16 code units: to .NET a surrogate pair is two characters of the
+    /// category Surrogate, so a letter such as 𝐀 or 𠀀 would not be <c>\p{L}</c> and an emoji would be two characters
+    /// where the pattern allows one (<c>[^\r\n\p{L}\p{N}]?\p{L}+</c> keeps "🦙abc" together). The regex therefore
+    /// runs on a stand-in text with one character per code point, each supplementary character replaced by a BMP
+    /// character of the same Unicode category, and its matches are mapped back to the text.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void SplitByCodePoints(ReadOnlySpan<char> text, int stage, List<int> ids, List<Range>? offsets, int offset)
+    {
+        char[] standIn = ArrayPool<char>.Shared.Rent(text.Length);
+        int[] start = ArrayPool<int>.Shared.Rent(text.Length + 1); // stand-in index → text index
+        try
+        {
+            int count = 0;
+            for (int i = 0; i < text.Length; count++)
+            {
+                start[count] = i;
+                if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+                {
+                    standIn[count] = ByteLevelEncoding.StandIn(Rune.GetUnicodeCategory(new Rune(text[i], text[i + 1])));
+                    i += 2;
+                }
+                else
+                {
+                    standIn[count] = text[i++];
+                }
+            }
+            start[count] = text.Length;
+            int last = 0;
+            foreach (ValueMatch match in _splits[stage].EnumerateMatches(standIn.AsSpan(0, count)))
+            {
+                if (match.Length == 0)
+                    continue;
+                int from = start[match.Index], to = start[match.Index + match.Length];
+                if (from > last)
+                    Split(text[last..from], stage + 1, true, ids, offsets, offset + last);
+                Split(text[from..to], stage + 1, true, ids, offsets, offset + from);
+                last = to;
+            }
+            if (last < text.Length)
+                Split(text[last..], stage + 1, true, ids, offsets, offset + last);
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(standIn);
+            ArrayPool<int>.Shared.Return(start);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodePiece(ReadOnlySpan<char> piece, List<int> ids, List<Range>? offsets, int offset)
     {
         int before = ids.Count;
@@ -388,6 +442,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             AddOffsets(piece, ids, before, offsets, offset);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodePieceUncached(ReadOnlySpan<char> piece, List<int> ids)
     {
         int maxBytes = Encoding.UTF8.GetMaxByteCount(piece.Length);
@@ -417,6 +472,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     }
 
     /// <summary><c>ignore_merges</c>: a piece that is itself a vocabulary entry is that entry, whatever the merges would make of it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool TryWholePiece(ReadOnlySpan<byte> bytes, out int id)
     {
         char[]? rented = bytes.Length > 256 ? ArrayPool<char>.Shared.Rent(bytes.Length) : null;
@@ -425,7 +481,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         {
             for (int i = 0; i < bytes.Length; i++)
                 chars[i] = ByteLevelEncoding.CharOf(bytes[i]);
-            return _vocabularyBySpan.TryGetValue(chars[..bytes.Length], out id);
+            return _vocabulary.TryGetValue(chars[..bytes.Length], out id);
         }
         finally
         {
@@ -439,6 +495,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     /// equals), as Hugging Face's <c>Word::merge_all</c>. Short pieces rescan the pairs each step; long
     /// ones (a run of CJK text is one piece) keep a priority queue, so the work stays n·log n.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MergeBytes(ReadOnlySpan<byte> bytes, List<int> ids)
     {
         int n = bytes.Length;
@@ -467,6 +524,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MergeByScanning(Span<int> symbol, Span<int> next)
     {
         int n = symbol.Length;
@@ -475,7 +533,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             int bestRank = int.MaxValue, bestLeft = -1;
             for (int i = 0; next[i] < n; i = next[i])
             {
-                if (_mergeRanks.TryGetValue(PairKey(symbol[i], symbol[next[i]]), out int rank) && rank < bestRank)
+                if (_mergeRanks.TryGetRank(symbol[i], symbol[next[i]], out int rank) && rank < bestRank)
                 {
                     bestRank = rank;
                     bestLeft = i;
@@ -488,6 +546,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MergeWithQueue(Span<int> symbol, Span<int> next, int n)
     {
         int[] previous = ArrayPool<int>.Shared.Rent(n);
@@ -523,11 +582,11 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
 
     private void Enqueue(PriorityQueue<(int, int, int), (int, int)> queue, Span<int> symbol, int left, int right)
     {
-        if (_mergeRanks.TryGetValue(PairKey(symbol[left], symbol[right]), out int rank))
+        if (_mergeRanks.TryGetRank(symbol[left], symbol[right], out int rank))
             queue.Enqueue((left, symbol[left], symbol[right]), (rank, left));
     }
 
-    internal static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
+    private ReadOnlySpan<byte> TokenBytes(int id) => _tokenBytes.AsSpan(_tokenByteStart[id], _tokenByteStart[id + 1] - _tokenByteStart[id]);
 
     /// <summary>Character offsets of the tokens <paramref name="from"/>.. of a piece, from their byte lengths.</summary>
     private void AddOffsets(ReadOnlySpan<char> piece, List<int> ids, int from, List<Range> offsets, int offset)
@@ -536,7 +595,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         for (int t = from; t < ids.Count; t++)
         {
             int start = charIndex;
-            int remaining = _tokenBytes[ids[t]]!.Length;
+            int remaining = _tokenByteStart[ids[t] + 1] - _tokenByteStart[ids[t]];
             while (remaining > 0 && charIndex < piece.Length)
             {
                 int charBytes = Rune.DecodeFromUtf16(piece[charIndex..], out Rune rune, out int charsUsed) == OperationStatus.Done ? rune.Utf8SequenceLength : 3;
@@ -625,19 +684,78 @@ internal static class ByteLevelEncoding
 
     public static char CharOf(byte b) => ByteToChar[b];
 
-    /// <summary>The bytes a vocabulary entry stands for; false when a character is not one of the 256 byte characters.</summary>
-    public static bool TryGetBytes(string token, out byte[] bytes)
+    /// <summary>
+    /// The bytes of every token, one after the other, and where each starts (<c>starts[id + 1]</c> is where it ends):
+    /// a vocabulary entry spelled in byte characters is those bytes, any other token (an added token, an entry with a
+    /// character outside the byte map) is its UTF-8 text.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static (byte[] Bytes, int[] Starts) DecodeAll(string[] tokens, bool[] isAdded)
     {
-        bytes = new byte[token.Length];
-        for (int i = 0; i < token.Length; i++)
+        var starts = new int[tokens.Length + 1];
+        var bytes = new byte[tokens.Length * 8];
+        byte[] charToByte = CharToByte;
+        int total = 0;
+        for (int id = 0; id < tokens.Length; id++)
         {
-            char c = token[i];
-            if (c >= CharToByte.Length || (CharToByte[c] == 0 && c != ByteToChar[0]))
-                return false;
-            bytes[i] = CharToByte[c];
+            starts[id] = total;
+            string token = tokens[id];
+            if (bytes.Length - total < token.Length * 3)
+                Array.Resize(ref bytes, Math.Max(bytes.Length * 2, total + token.Length * 3));
+            int length = 0;
+            if (!isAdded[id])
+            {
+                for (; length < token.Length; length++)
+                {
+                    char c = token[length];
+                    if (c >= charToByte.Length || (charToByte[c] == 0 && c != ByteToChar[0]))
+                        break;
+                    bytes[total + length] = charToByte[c];
+                }
+            }
+            if (isAdded[id] || length < token.Length)
+                length = Encoding.UTF8.GetBytes(token, bytes.AsSpan(total)); // not byte characters: the text itself
+            total += length;
         }
-        return true;
+        starts[tokens.Length] = total;
+        Array.Resize(ref bytes, total);
+        return (bytes, starts);
     }
+
+    /// <summary>A character of the Basic Multilingual Plane in Unicode category <paramref name="category"/>, for <see cref="ByteLevelBpeTokenizer"/>'s code-point split.</summary>
+    /// <remarks>None is a letter that case-folds to an ASCII one (the contraction alternatives <c>(?i:'s|'t|…)</c> must not see one), none is whitespace unless its category is.</remarks>
+    public static char StandIn(UnicodeCategory category) => category switch
+    {
+        UnicodeCategory.UppercaseLetter => '\u0100',          // Ā
+        UnicodeCategory.LowercaseLetter => '\u0101',          // ā
+        UnicodeCategory.TitlecaseLetter => '\u01C5',          // ǅ
+        UnicodeCategory.ModifierLetter => '\u02B0',           // ʰ
+        UnicodeCategory.OtherLetter => '\u05D0',              // א
+        UnicodeCategory.NonSpacingMark => '\u0300',
+        UnicodeCategory.SpacingCombiningMark => '\u0903',
+        UnicodeCategory.EnclosingMark => '\u20DD',
+        UnicodeCategory.DecimalDigitNumber => '\u0660',       // ٠
+        UnicodeCategory.LetterNumber => '\u2160',             // Ⅰ
+        UnicodeCategory.OtherNumber => '\u00B2',              // ²
+        UnicodeCategory.SpaceSeparator => '\u3000',
+        UnicodeCategory.LineSeparator => '\u2028',
+        UnicodeCategory.ParagraphSeparator => '\u2029',
+        UnicodeCategory.Control => '\u0001',
+        UnicodeCategory.Format => '\u00AD',
+        UnicodeCategory.PrivateUse => '\uE000',
+        UnicodeCategory.ConnectorPunctuation => '\u203F',     // ‿
+        UnicodeCategory.DashPunctuation => '\u2010',          // ‐
+        UnicodeCategory.OpenPunctuation => '\u2045',          // ⁅
+        UnicodeCategory.ClosePunctuation => '\u2046',         // ⁆
+        UnicodeCategory.InitialQuotePunctuation => '\u00AB',  // «
+        UnicodeCategory.FinalQuotePunctuation => '\u00BB',    // »
+        UnicodeCategory.OtherPunctuation => '\u00A1',         // ¡
+        UnicodeCategory.MathSymbol => '\u00AC',               // ¬
+        UnicodeCategory.CurrencySymbol => '\u00A2',           // ¢
+        UnicodeCategory.ModifierSymbol => '\u00A8',           // ¨
+        UnicodeCategory.OtherSymbol => '\u00A6',              // ¦
+        _ => '\u0378',                                        // unassigned (OtherNotAssigned)
+    };
 
     // Printable Latin-1 bytes stand for themselves; the others (control, space, 0x7F-0xA0, 0xAD) are
     // shifted to U+0100 and up, in byte order: space is U+0120 'Ġ', newline U+010A 'Ċ'.

@@ -192,6 +192,44 @@ public sealed class ByteLevelBpeTokenizerTests : IDisposable
         Assert.Equal("llama-bpe", GgufBpeVocabulary.FromTokenizer(TokenizerGoldens.Tokenizer("llama3")).PreTokenizer);
     }
 
+    [Fact]
+    public void TokenizerJsonReaderAcceptsEscapesPairMergesMergesFirstAndAByteOrderMark()
+    {
+        // The same tiny vocabulary (the 256 bytes, "ab" = 256, "abc" = 257) written four ways.
+        string Write(string name, string json, bool bom = false)
+        {
+            string dir = Path.Combine(_dir, name);
+            Directory.CreateDirectory(dir);
+            File.WriteAllBytes(Path.Combine(dir, "tokenizer.json"), [.. (bom ? new byte[] { 0xEF, 0xBB, 0xBF } : []), .. Encoding.UTF8.GetBytes(json)]);
+            return dir;
+        }
+        string pre = "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}";
+        string plain = string.Join(",", Enumerable.Range(0, 256).Select(b => $"\"{ByteChar(b)}\":{b}")) + ",\"ab\":256,\"abc\":257";
+        // Every key as \uXXXX escapes, with whitespace and newlines between the tokens.
+        string escaped = string.Join(",\n  ", Enumerable.Range(0, 256).Select(b => $"\"\\u{(int)ByteChar(b)[^1]:X4}\" : {b}")) + ",\"\\u0061b\":256,\"a\\u0062c\":257";
+        string[] files =
+        [
+            Write("strings", $"{{\"pre_tokenizer\":{pre},\"model\":{{\"type\":\"BPE\",\"vocab\":{{{plain}}},\"merges\":[\"a b\",\"ab c\"]}}}}"),
+            Write("pairs", $"{{ \"model\" : {{ \"type\" : \"BPE\", \"vocab\" : {{ {escaped} }},\n \"merges\" : [ [ \"a\" , \"b\" ] , [\"\\u0061b\", \"c\"] ] }} , \"pre_tokenizer\" : {pre} }}\n"),
+            Write("mergesfirst", $"{{\"model\":{{\"merges\":[[\"a\",\"b\"],[\"ab\",\"c\"]],\"dropout\":null,\"vocab\":{{{plain}}},\"type\":\"BPE\",\"extra\":[1,-2.5e3,true,{{\"x\":\"]}}\\\"\"}}]}},\"pre_tokenizer\":{pre}}}"),
+            Write("bom", $"{{\"pre_tokenizer\":{pre},\"model\":{{\"type\":\"BPE\",\"vocab\":{{{plain}}},\"merges\":[\"a b\",\"ab c\"]}}}}", bom: true),
+        ];
+        foreach (string dir in files)
+        {
+            var tokenizer = (ByteLevelBpeTokenizer)LlamaTokenizers.Load(dir);
+            Assert.Equal(258, tokenizer.VocabularySize);
+            Assert.Equal([257, 256, 32, 97], tokenizer.EncodeToIds("abcab a", addSpecialTokens: false));
+            Assert.Equal("abcab a", tokenizer.Decode([257, 256, 32, 97]));
+            Assert.Equal("\u0120", tokenizer.MapIdToToken(32));
+        }
+        var fraction = Assert.Throws<ModelFormatException>(() => LlamaTokenizers.Load(Write("fraction", $"{{\"model\":{{\"type\":\"BPE\",\"vocab\":{{\"a\":1.5}},\"merges\":[]}}}}")));
+        Assert.Contains("\"a\" is not an integer", fraction.Message);
+        var trailing = Assert.Throws<ModelFormatException>(() => LlamaTokenizers.Load(Write("trailing", $"{{\"pre_tokenizer\":{pre},\"model\":{{\"type\":\"BPE\",\"vocab\":{{{plain}}},\"merges\":[]}}}} x")));
+        Assert.Contains("tokenizer.json", trailing.Message);
+        var badEscape = Assert.Throws<ModelFormatException>(() => LlamaTokenizers.Load(Write("escape", $"{{\"model\":{{\"type\":\"BPE\",\"vocab\":{{\"\\q\":1}},\"merges\":[]}}}}")));
+        Assert.Contains("escape", badEscape.Message);
+    }
+
     private static string ByteChar(int b)
     {
         bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE;

@@ -51,10 +51,22 @@ internal static class TokenizerGoldens
         }
     });
 
+    /// <summary>Hugging Face's tokenizations of the shared corpus and of this repository's extra strings (<c>tests/data/tokenizers</c>).</summary>
     public static IReadOnlyList<Golden> Read(string name)
     {
+        var goldens = new List<Golden>(ReadFile(Path.Combine(Folder(name), "goldens.jsonl")));
+        goldens.AddRange(ReadExtra(name));
+        return goldens;
+    }
+
+    /// <summary>Only the extra strings' goldens (see tests/data/tokenizers/README.md).</summary>
+    public static IReadOnlyList<Golden> ReadExtra(string name) =>
+        ReadFile(Path.Combine(TestPaths.RepoRoot, "tests", "data", "tokenizers", name, "goldens.jsonl"));
+
+    private static List<Golden> ReadFile(string path)
+    {
         var goldens = new List<Golden>();
-        foreach (string line in File.ReadLines(Path.Combine(Folder(name), "goldens.jsonl")))
+        foreach (string line in File.ReadLines(path))
         {
             if (string.IsNullOrWhiteSpace(line))
                 continue;
