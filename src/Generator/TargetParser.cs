@@ -46,10 +46,11 @@ internal static class TargetParser
             }
             else if (named.Key == "Weights" && named.Value.Value is int format)
             {
-                if (format is >= (int)ComputeFormat.F32 and <= (int)ComputeFormat.Q4_0)
+                if (System.Enum.IsDefined(typeof(ComputeFormat), format))
                     weights = (ComputeFormat)format;
                 else
-                    diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, attributeLocation, "Weights", $"{format} is not a WeightFormat; use F32, F16, Q8_0 or Q4_0"));
+                    diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, attributeLocation, "Weights",
+                        $"{format} is not a WeightFormat; use F32, F16, a block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) or a mix (Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S)"));
             }
         }
 

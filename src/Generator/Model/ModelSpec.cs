@@ -9,6 +9,7 @@ namespace Llama.Compiled.Generator.Model;
 /// <param name="MlpBias">gate_proj, up_proj and down_proj have bias vectors (mlp_bias).</param>
 /// <param name="RopeScaling">rope_scaling, or null for plain RoPE.</param>
 /// <param name="TorchDtype">torch_dtype as the config states it ("" if absent), for the header.</param>
+/// <param name="StoredFormats">Every matrix's format as a GGUF file stores it (null for a config.json, whose weights take the attribute's format).</param>
 internal sealed record ModelSpec(
     string ModelType,
     int HiddenSize,
@@ -28,7 +29,8 @@ internal sealed record ModelSpec(
     bool OutputBias,
     bool MlpBias,
     RopeScaling? RopeScaling,
-    string TorchDtype)
+    string TorchDtype,
+    StoredFormats? StoredFormats = null)
 {
     /// <summary>Width of all query heads together.</summary>
     public int QueryDim => HeadCount * HeadDim;
@@ -50,3 +52,22 @@ internal sealed record ModelSpec(
 /// <param name="HighFreqFactor">llama3's high_freq_factor.</param>
 /// <param name="OriginalMaxPositions">llama3's original_max_position_embeddings.</param>
 internal sealed record RopeScaling(string Type, double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositions);
+
+/// <summary>
+/// The format each matrix is stored in, read from a GGUF header at build time: the compiled kernels compute with these
+/// formats as they are. BF16 tensors appear as F32 (their exact conversion at load).
+/// </summary>
+/// <param name="TokenEmbedding">token_embd.weight.</param>
+/// <param name="Classifier">output.weight, or null when the file has none (tied embeddings).</param>
+/// <param name="Layers">Per layer, in order.</param>
+internal sealed record StoredFormats(ComputeFormat TokenEmbedding, ComputeFormat? Classifier, EquatableArray<LayerFormats> Layers);
+
+/// <summary>The stored formats of one layer's seven matrices.</summary>
+internal sealed record LayerFormats(
+    ComputeFormat Query,
+    ComputeFormat Key,
+    ComputeFormat Value,
+    ComputeFormat Output,
+    ComputeFormat Gate,
+    ComputeFormat Up,
+    ComputeFormat Down);
