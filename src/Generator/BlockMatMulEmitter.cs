@@ -28,44 +28,61 @@ internal static class BlockMatMulEmitter
     /// <summary>Bytes of one block's weights: 32 int8 (Q8_0) or 16 bytes of 4-bit values (Q4_0).</summary>
     private static int QuantBytes(ComputeFormat format) => BlockBytes(format) - 2;
 
-    /// <summary>The one-token loop of a Q8_0/Q4_0 kernel, for the header.</summary>
+    /// <summary>The one-token loop of a block-quantized kernel, for the header.</summary>
     public static string DecodeSummary(MatMulKernel k, bool cacheChoiceAtRunTime)
     {
+        string prefetch = k.DecodePrefetch > 0
+            ? $", each row prefetched {k.DecodePrefetch / 1024} KB ahead {(cacheChoiceAtRunTime ? "when the model does not fit this machine's last-level cache" : "(the model streams from memory)")}"
+            : "";
+        if (!FormatFacts.InKernelLayout(k.Format))
+            return $"QuantizedRows.{k.Format}Row over the {Blocks(k)} {k.Format} blocks of each row as the file stores them{prefetch}";
         int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks;
         string steps = blocks >= StepBlocks ? $"{StepBlocks} blocks per step (their scales converted and integer sums reduced together)" : "one block per step";
-        return $"{steps}, {groups} group(s) of {GroupBlocks} blocks{(tail > 0 ? $" and one of {tail}" : "")} per row"
-            + (k.DecodePrefetch > 0 ? $", each row prefetched {k.DecodePrefetch / 1024} KB ahead {(cacheChoiceAtRunTime ? "when the model does not fit this machine's last-level cache" : "(the model streams from memory)")}" : "");
+        return $"{steps}, {groups} group(s) of {GroupBlocks} blocks{(tail > 0 ? $" and one of {tail}" : "")} per row{prefetch}";
     }
 
     /// <summary>
-    /// A Q8_0/Q4_0 matrix kernel: x is quantized to int8 blocks first (with each block's scale and sum), then each
-    /// output is one call of the row product for its width (<see cref="WriteRow"/>): a tile of tokens per row in
-    /// prefill, one token in decode.
+    /// A block-quantized matrix kernel: x is quantized to int8 blocks first (with each block's scale and sum), then each
+    /// output is one call of the row product for its width: a tile of tokens per row in prefill, one token in decode.
+    /// Q8_0/Q4_0 rows are the generated row products over the kernel layout (<see cref="WriteRow"/>); the other formats'
+    /// are the runtime's QuantizedRows over the stored blocks.
     /// </summary>
     public static void Write(SourceWriter w, MatMulKernel k, int tile, bool cacheChoiceAtRunTime)
     {
         int blocks = Blocks(k);
+        bool super = k.Activations == ActivationKind.SuperBlocks;
+        bool kernelLayout = FormatFacts.InKernelLayout(k.Format);
+        int sums = super ? k.Cols / FormatFacts.SuperBlockSumWidth : blocks;
+        string sumType = super ? "short" : "int";
+        string activations = super
+            ? $"x, already quantized: [tokens, {k.Cols}] int8 as Q8_K super-blocks, with [tokens, {blocks}] F32 scales and [tokens, {sums}] sums of 16"
+            : $"x, already quantized: [tokens, {k.Cols}] int8 with [tokens, {blocks}] block scales and block sums";
+        string layout = kernelLayout ? $"the runtime's kernel layout ({blocks} blocks of {FormatFacts.BlockBytes(k.Format)} bytes per row, see {RowName(k.Format, k.Cols, 1)})"
+            : $"llama.cpp's blocks as stored ({blocks} blocks of {FormatFacts.BlockBytes(k.Format)} bytes per row)";
+        string tileProduct = kernelLayout
+            ? $"{RowName(k.Format, k.Cols, tile)}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st)"
+            : $"QuantizedRows.{k.Format}Row{tile}(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols)";
         w.Line($$"""
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in the runtime's kernel layout ({{blocks}} blocks of {{BlockBytes(k.Format)}} bytes per row, see {{RowName(k.Format, k.Cols, 1)}});
-            /// x, already quantized: [tokens, {{k.Cols}}] int8 with [tokens, {{blocks}}] block scales and block sums; y: [tokens, {{k.Rows}}].
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in {{layout}};
+            /// {{activations}}; y: [tokens, {{k.Rows}}].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<{{sumType}}> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, RowBytes = Blocks * {{BlockBytes(k.Format)}}, RowBlock = {{k.RowBlock}};
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, {{(super ? $"Sums = {sums}, " : "")}}RowBytes = Blocks * {{FormatFacts.BlockBytes(k.Format)}}, RowBlock = {{k.RowBlock}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * {{(super ? "Sums" : "Blocks")}})
                     throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
-                ref int s0 = ref MemoryMarshal.GetReference(xSums);
+                ref {{sumType}} s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about {{k.RowBlock * blocks * BlockBytes(k.Format) / 1024}} KB of weights, which stay in cache) and
+                // Prefill: rows in blocks of RowBlock (about {{(long)k.RowBlock * blocks * FormatFacts.BlockBytes(k.Format) / 1024}} KB of weights, which stay in cache) and
                 // {{tile}} tokens per pass over them (each row read once for all {{tile}}).
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
@@ -73,10 +90,10 @@ internal static class BlockMatMulEmitter
                     {
                         ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                         ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
+                        ref {{sumType}} st = ref Unsafe.Add(ref s0, t * {{(super ? "Sums" : "Blocks")}});
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = {{RowName(k.Format, k.Cols, tile)}}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
+                            Vector128<float> sums = {{tileProduct}};
                             for (int i = 0; i < {{tile}}; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -88,7 +105,7 @@ internal static class BlockMatMulEmitter
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
+                    ref {{sumType}} st = ref Unsafe.Add(ref s0, t * {{(super ? "Sums" : "Blocks")}});
             {{DecodeRowLoop(k, cacheChoiceAtRunTime)}}
                 }
             }
@@ -98,7 +115,10 @@ internal static class BlockMatMulEmitter
     /// <summary>The one-token loop over a quantized kernel's rows, with the planner's prefetch when the model streams from memory.</summary>
     private static string DecodeRowLoop(MatMulKernel k, bool cacheChoiceAtRunTime)
     {
-        string product = $"Store(ref Unsafe.Add(ref y0, t * Rows + r), {RowName(k.Format, k.Cols, 1)}(ref row, ref qt, ref dt, ref st), accumulate);";
+        string rowProduct = FormatFacts.InKernelLayout(k.Format)
+            ? $"{RowName(k.Format, k.Cols, 1)}(ref row, ref qt, ref dt, ref st)"
+            : $"QuantizedRows.{k.Format}Row(ref row, Blocks, ref qt, ref dt, ref st)";
+        string product = $"Store(ref Unsafe.Add(ref y0, t * Rows + r), {rowProduct}, accumulate);";
         if (k.DecodePrefetch == 0)
             return $$"""
                         for (int r = rowStart; r < rowEnd; r++)
@@ -223,7 +243,7 @@ internal static class BlockMatMulEmitter
     /// </summary>
     public static void WriteHelpers(SourceWriter w, ForwardPlan plan)
     {
-        MatMulKernel[] quantized = plan.MatMuls.Where(k => k.IsBlockQuantized).ToArray();
+        MatMulKernel[] quantized = plan.MatMuls.Where(k => FormatFacts.InKernelLayout(k.Format)).ToArray();
         bool first = true;
         // Each helper's text, a blank line between two.
         void Helper(string text)
@@ -313,5 +333,5 @@ internal static class BlockMatMulEmitter
         w.Line();
     }
 
-    private static int Blocks(MatMulKernel k) => k.Cols / ForwardPlanner.QuantBlock;
+    private static int Blocks(MatMulKernel k) => k.Cols / FormatFacts.BlockWeights(k.Format);
 }

@@ -52,7 +52,7 @@ internal static class Emitter
         w.Line($"// model_type {s.ModelType}: {s.LayerCount} layers, hidden {s.HiddenSize}, {s.HeadCount} query heads / {s.KvHeadCount} KV heads of {s.HeadDim},");
         w.Line($"// feed-forward {s.IntermediateSize}, vocabulary {s.VocabSize}, context {s.MaxContext}, {(s.TiedEmbeddings ? "tied" : "untied")} embeddings.");
         w.Line($"// RoPE theta {s.RopeTheta.ToString("R", CultureInfo.InvariantCulture)}{RopeScalingText(s.RopeScaling)}; biases: {BiasText(s)}; "
-            + $"computes in {plan.Target.Weights}{(IsPlainWord(s.TorchDtype) ? $" (trained as {s.TorchDtype})" : "")}.");
+            + $"computes in {FormatSummary(plan)}{(IsPlainWord(s.TorchDtype) ? $" (trained as {s.TorchDtype})" : "")}.");
         w.Line("#nullable enable");
         w.Line();
     }
@@ -82,7 +82,7 @@ internal static class Emitter
         ModelSpec s = plan.Spec;
         string cls = plan.Target.ClassName;
         string eosList = string.Join(", ", s.EosTokenIds.Select(Int));
-        var (qk, kvk, ok, upk, downk, classk) = Kernels(plan);
+        MatMulKernel classk = Classifier(plan);
 
         w.Line($$"""
             /// <summary>hidden_size: width of the residual stream.</summary>
@@ -130,11 +130,11 @@ internal static class Emitter
             private const int PrefillChunk = {{plan.PrefillChunk}};
 
             /// <summary>theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed by the generator.</summary>
-            private static ReadOnlySpan<float> RopeInverseFrequencies => [{{string.Join(", ", plan.RopeInverseFrequencies.Select(Float))}}];
+            private static ReadOnlySpan<float> RopeInverseFrequencies => [{{string.Join(", ", plan.RopeInverseFrequencies.Select(Float))}}];{{FormatTables(plan)}}
 
-            private readonly WeightTensor _embedTokens;  // [VocabSize={{s.VocabSize}}, HiddenSize={{s.HiddenSize}}]
+            private readonly {{EmbeddingType(plan)}} _embedTokens;  // [VocabSize={{s.VocabSize}}, HiddenSize={{s.HiddenSize}}]{{EmbeddingComment(plan)}}
             private readonly WeightTensor _finalNorm;    // [HiddenSize={{s.HiddenSize}}]
-            private readonly {{TensorType(classk)}} _classifier;   // [VocabSize={{s.VocabSize}}, HiddenSize={{s.HiddenSize}}]{{(s.TiedEmbeddings ? ", the token embedding (tied)" : "")}}
+            private readonly {{(classk.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor")}} _classifier;   // [VocabSize={{s.VocabSize}}, HiddenSize={{s.HiddenSize}}]{{(s.TiedEmbeddings ? ", the token embedding (tied)" : "")}}
             private readonly LayerWeights[] _layers;     // [LayerCount={{s.LayerCount}}]
 
             /// <summary>
@@ -170,13 +170,13 @@ internal static class Emitter
             {{Generated}}
             private {{cls}}(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
             {
-                _embedTokens = weights.GetMatrix("{{Hf(LlamaTensor.TokenEmbedding)}}", VocabSize, HiddenSize);
+                _embedTokens = {{EmbeddingLoad(plan)}};
                 _finalNorm = weights.GetVector("{{Hf(LlamaTensor.FinalNorm)}}", HiddenSize);
             """);
         if (s.TiedEmbeddings)
         {
             w.Line($$"""
-                    _classifier = {{(classk.Format == ComputeFormat.F32 ? "_embedTokens" : LoadMatrix(classk, $"\"{Hf(LlamaTensor.TokenEmbedding)}\"", "VocabSize", "HiddenSize"))}};
+                    _classifier = {{(classk.Format == plan.Formats.Embedding ? "_embedTokens" : LoadMatrix(classk.Format, $"\"{Hf(LlamaTensor.TokenEmbedding)}\"", "VocabSize", "HiddenSize"))}};
                     // Some exporters also store the tied copy; the embedding is what the model uses.
                     if (weights.Contains("{{Hf(LlamaTensor.Classifier)}}"))
                         weights.MarkUsed("{{Hf(LlamaTensor.Classifier)}}");
@@ -184,7 +184,7 @@ internal static class Emitter
         }
         else
         {
-            w.Line($"    _classifier = {LoadMatrix(classk, $"\"{Hf(LlamaTensor.Classifier)}\"", "VocabSize", "HiddenSize")};");
+            w.Line($"    _classifier = {LoadMatrix(classk.Format, $"\"{Hf(LlamaTensor.Classifier)}\"", "VocabSize", "HiddenSize")};");
         }
         w.Line($$"""
                 _layers = new LayerWeights[LayerCount];
@@ -210,28 +210,14 @@ internal static class Emitter
             {{Generated}}
             private readonly struct LayerWeights
             {
-                public readonly WeightTensor InputNorm; // [HiddenSize={{s.HiddenSize}}] input_layernorm
-                public readonly {{TensorType(qk)}} Q;         // [QueryDim={{s.QueryDim}}, HiddenSize={{s.HiddenSize}}] q_proj
-                public readonly {{TensorType(kvk)}} K;         // [KvDim={{s.KvDim}}, HiddenSize={{s.HiddenSize}}] k_proj
-                public readonly {{TensorType(kvk)}} V;         // [KvDim={{s.KvDim}}, HiddenSize={{s.HiddenSize}}] v_proj
-                public readonly {{TensorType(ok)}} O;         // [HiddenSize={{s.HiddenSize}}, QueryDim={{s.QueryDim}}] o_proj
-                public readonly WeightTensor PostNorm;  // [HiddenSize={{s.HiddenSize}}] post_attention_layernorm
-                public readonly {{TensorType(upk)}} Gate;      // [IntermediateSize={{s.IntermediateSize}}, HiddenSize={{s.HiddenSize}}] gate_proj
-                public readonly {{TensorType(upk)}} Up;        // [IntermediateSize={{s.IntermediateSize}}, HiddenSize={{s.HiddenSize}}] up_proj
-                public readonly {{TensorType(downk)}} Down;      // [HiddenSize={{s.HiddenSize}}, IntermediateSize={{s.IntermediateSize}}] down_proj{{BiasFields(s)}}
+                public readonly WeightTensor InputNorm; // [HiddenSize={{s.HiddenSize}}] input_layernorm{{RoleFields(plan, Attention)}}
+                public readonly WeightTensor PostNorm;  // [HiddenSize={{s.HiddenSize}}] post_attention_layernorm{{RoleFields(plan, FeedForward)}}{{BiasFields(s)}}
 
                 public LayerWeights(ModelWeights weights, int layer)
                 {
                     string prefix = "{{HfLayer}}" + layer.ToString(CultureInfo.InvariantCulture) + ".";
-                    InputNorm = weights.GetVector(prefix + "{{Stem(LlamaTensor.AttentionNorm)}}.weight", HiddenSize);
-                    Q = {{LoadMatrix(qk, $"prefix + \"{Stem(LlamaTensor.Query)}.weight\"", "QueryDim", "HiddenSize")}};
-                    K = {{LoadMatrix(kvk, $"prefix + \"{Stem(LlamaTensor.Key)}.weight\"", "KvDim", "HiddenSize")}};
-                    V = {{LoadMatrix(kvk, $"prefix + \"{Stem(LlamaTensor.Value)}.weight\"", "KvDim", "HiddenSize")}};
-                    O = {{LoadMatrix(ok, $"prefix + \"{Stem(LlamaTensor.AttentionOutput)}.weight\"", "HiddenSize", "QueryDim")}};
-                    PostNorm = weights.GetVector(prefix + "{{Stem(LlamaTensor.FeedForwardNorm)}}.weight", HiddenSize);
-                    Gate = {{LoadMatrix(upk, $"prefix + \"{Stem(LlamaTensor.Gate)}.weight\"", "IntermediateSize", "HiddenSize")}};
-                    Up = {{LoadMatrix(upk, $"prefix + \"{Stem(LlamaTensor.Up)}.weight\"", "IntermediateSize", "HiddenSize")}};
-                    Down = {{LoadMatrix(downk, $"prefix + \"{Stem(LlamaTensor.Down)}.weight\"", "HiddenSize", "IntermediateSize")}};{{BiasLoads(s)}}
+                    InputNorm = weights.GetVector(prefix + "{{Stem(LlamaTensor.AttentionNorm)}}.weight", HiddenSize);{{RoleLoads(plan, Attention)}}
+                    PostNorm = weights.GetVector(prefix + "{{Stem(LlamaTensor.FeedForwardNorm)}}.weight", HiddenSize);{{RoleLoads(plan, FeedForward)}}{{BiasLoads(s)}}
                 }
             }
 
@@ -244,7 +230,7 @@ internal static class Emitter
         ModelSpec s = plan.Spec;
         string cls = plan.Target.ClassName;
         int chunk = plan.PrefillChunk;
-        var (qk, kvk, ok, upk, downk, classk) = Kernels(plan);
+        MatMulKernel classk = Classifier(plan);
 
         w.Line($$"""
             /// <summary>
@@ -287,28 +273,47 @@ internal static class Emitter
                 protected override void EvaluateChunk(ReadOnlySpan<int> tokens, int pos)
                 {
                     int count = tokens.Length;
-                    ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
-                    for (int t = 0; t < count; t++)
-                        embeddings.Slice(tokens[t] * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
+            {{EmbeddingLookup(plan)}}
 
             """);
+        var byLayer = new LayerKind[s.LayerCount];
+        foreach (LayerKind kind in plan.LayerKinds)
+        {
+            foreach (int layer in kind.Layers)
+                byLayer[layer] = kind;
+        }
         for (int layer = 0; layer < s.LayerCount; layer++)
-            w.Line($"        Layer({layer}, pos, count);");
+            w.Line($"        {byLayer[layer].Name}({layer}, pos, count);");
         w.Line($$"""
 
                     // Only the last token's logits are needed.
                     Kernels.RmsNorm(_x.AsSpan((count - 1) * HiddenSize, HiddenSize), _model._finalNorm.Span, _xb);
                     {{Call(classk, "_model._classifier", "_xb", "LogitsBuffer", "1", false)}};
                 }
+            """);
+        foreach (LayerKind kind in plan.LayerKinds)
+            WriteLayer(w, plan, kind);
+        w.Line("}");
+    }
 
-                /// <summary>One decoder layer for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
+    /// <summary>The method of one kind of layer: its matrices' kernels are the kind's formats.</summary>
+    private static void WriteLayer(SourceWriter w, ForwardPlan plan, LayerKind kind)
+    {
+        ModelSpec s = plan.Spec;
+        LayerFormats f = kind.Formats;
+        MatMulKernel o = plan.MatMulFor(f.Output, s.HiddenSize, s.QueryDim), down = plan.MatMulFor(f.Down, s.HiddenSize, s.IntermediateSize);
+        string which = plan.LayerKinds.Count == 1 ? "One decoder layer"
+            : $"Decoder layer {Layers(kind.Layers)} (q/k/v {f.Query}/{f.Key}/{f.Value}, o {f.Output}, gate/up {f.Gate}/{f.Up}, down {f.Down})";
+        w.Line($$"""
+
+                /// <summary>{{which}} for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                private void Layer(int layer, int pos, int count)
+                private void {{kind.Name}}(int layer, int pos, int count)
                 {
                     ref readonly LayerWeights w = ref _model._layers[layer];
 
-                    // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being Qkv's input stage
-                    Kernels.Qkv(Pool, w.InputNorm, w.Q, w.K, w.V, _x, {{NormedInput(qk)}}, _q, _k, _v, count);{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
+                    // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being {{FusedJobEmitter.QkvName(plan, f)}}'s input stage
+                    Kernels.{{FusedJobEmitter.QkvName(plan, f)}}(Pool, w.InputNorm, w.Q, w.K, w.V, _x, {{NormedInput(FusedJobEmitter.QkvKernels(plan, f))}}, _q, _k, _v, count);{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
                     for (int t = 0; t < count; t++)
                     {
                         // Rotate q and k by the token's position, then append k and v to the cache.
@@ -320,33 +325,186 @@ internal static class Emitter
                     // Causal: each token attends to the cache up to and including its own position.
                     Kernels.Attention(Pool, _q, Cache.Keys(layer), Cache.Values(layer), pos, count, _scores, _attention);
                     // x += Wo·attention (the residual add is fused into the projection)
-                    {{Call(ok, "w.O", "_attention", "_x", "count", true)}};{{Bias(s.OutputBias, "_x", "OBias")}}
+                    {{Call(o, "w.O", "_attention", "_x", "count", true)}};{{Bias(s.OutputBias, "_x", "OBias")}}
 
-                    // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb) with xb = RMSNorm(x) ⊙ post_attention_layernorm, the norm being GateUp's input stage
-                    Kernels.GateUp(Pool, w.PostNorm, w.Gate, w.Up, _x, {{NormedInput(upk)}}, _gate, _up, count{{(s.MlpBias ? ", w.GateBias, w.UpBias" : "")}});
-                    {{Call(downk, "w.Down", "_gate", "_x", "count", true)}};{{Bias(s.MlpBias, "_x", "DownBias")}}
+                    // Feed-forward block: x += Wdown·(SiLU(Wgate·xb) ⊙ Wup·xb) with xb = RMSNorm(x) ⊙ post_attention_layernorm, the norm being {{FusedJobEmitter.GateUpName(plan, f)}}'s input stage
+                    Kernels.{{FusedJobEmitter.GateUpName(plan, f)}}(Pool, w.PostNorm, w.Gate, w.Up, _x, {{NormedInput(FusedJobEmitter.GateUpKernels(plan, f))}}, _gate, _up, count{{(s.MlpBias ? ", w.GateBias, w.UpBias" : "")}});
+                    {{Call(down, "w.Down", "_gate", "_x", "count", true)}};{{Bias(s.MlpBias, "_x", "DownBias")}}
                 }
-            }
             """);
     }
 
-    private static (MatMulKernel Q, MatMulKernel Kv, MatMulKernel O, MatMulKernel Up, MatMulKernel Down, MatMulKernel Classifier) Kernels(ForwardPlan plan)
+    /// <summary>"0, 2–5, 9": layer numbers with runs shortened.</summary>
+    private static string Layers(EquatableArray<int> layers)
     {
-        ModelSpec s = plan.Spec;
-        return (plan.MatMulFor(s.QueryDim, s.HiddenSize), plan.MatMulFor(s.KvDim, s.HiddenSize), plan.MatMulFor(s.HiddenSize, s.QueryDim),
-            plan.MatMulFor(s.IntermediateSize, s.HiddenSize), plan.MatMulFor(s.HiddenSize, s.IntermediateSize), plan.MatMulFor(s.VocabSize, s.HiddenSize));
+        var parts = new List<string>();
+        for (int i = 0; i < layers.Count;)
+        {
+            int j = i;
+            while (j + 1 < layers.Count && layers[j + 1] == layers[j] + 1)
+                j++;
+            parts.Add(j == i ? Int(layers[i]) : $"{Int(layers[i])}–{Int(layers[j])}");
+            i = j + 1;
+        }
+        return string.Join(", ", parts);
     }
 
-    /// <summary>Where a normalized input goes: the float buffer for F32 kernels, the int8 blocks, their scales and sums for quantized ones.</summary>
-    private static string NormedInput(MatMulKernel kernel) => kernel.IsBlockQuantized ? "_xQuantized, _xScales, _xSums" : "_xb";
+    private static MatMulKernel Classifier(ForwardPlan plan) => plan.MatMulFor(plan.Formats.Classifier, plan.Spec.VocabSize, plan.Spec.HiddenSize);
 
-    /// <summary>F32 kernels read a <c>WeightTensor</c>; the others read the packed bytes of a <c>PackedTensor</c>.</summary>
-    private static string TensorType(MatMulKernel kernel) => kernel.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
+    /// <summary>One of a layer's seven matrices: field, tensor, rows and cols (constant names), and its format per layer.</summary>
+    private sealed record MatrixRole(string Field, LlamaTensor Tensor, string Rows, string Cols, System.Func<LayerFormats, ComputeFormat> Format);
 
-    private static string LoadMatrix(MatMulKernel kernel, string name, string rows, string cols) =>
-        kernel.Format == ComputeFormat.F32
+    private static readonly MatrixRole[] Attention =
+    {
+        new("Q", LlamaTensor.Query, "QueryDim", "HiddenSize", l => l.Query),
+        new("K", LlamaTensor.Key, "KvDim", "HiddenSize", l => l.Key),
+        new("V", LlamaTensor.Value, "KvDim", "HiddenSize", l => l.Value),
+        new("O", LlamaTensor.AttentionOutput, "HiddenSize", "QueryDim", l => l.Output),
+    };
+
+    private static readonly MatrixRole[] FeedForward =
+    {
+        new("Gate", LlamaTensor.Gate, "IntermediateSize", "HiddenSize", l => l.Gate),
+        new("Up", LlamaTensor.Up, "IntermediateSize", "HiddenSize", l => l.Up),
+        new("Down", LlamaTensor.Down, "HiddenSize", "IntermediateSize", l => l.Down),
+    };
+
+    private static ComputeFormat[] RoleFormats(ForwardPlan plan, MatrixRole role) => plan.Formats.Layers.Select(role.Format).Distinct().ToArray();
+
+    private static int Value(ModelSpec s, string constant) => constant switch
+    {
+        "QueryDim" => s.QueryDim,
+        "KvDim" => s.KvDim,
+        "HiddenSize" => s.HiddenSize,
+        _ => s.IntermediateSize,
+    };
+
+    /// <summary>The last part of a layer tensor's Hugging Face stem ("q_proj").</summary>
+    private static string ShortName(LlamaTensor tensor) => Stem(tensor).Substring(Stem(tensor).IndexOf('.') + 1);
+
+    /// <summary>The field declarations of some of a layer's matrices (float views for F32, packed bytes for the others).</summary>
+    private static string RoleFields(ForwardPlan plan, MatrixRole[] roles)
+    {
+        ModelSpec s = plan.Spec;
+        var fields = new StringBuilder();
+        foreach (MatrixRole role in roles)
+        {
+            ComputeFormat[] formats = RoleFormats(plan, role);
+            string type = formats.All(f => f == ComputeFormat.F32) ? "WeightTensor" : "PackedTensor";
+            string format = formats.Length > 1 ? string.Join(" or ", formats) + " by layer " : formats[0] == ComputeFormat.F32 ? "" : formats[0] + " ";
+            fields.Append($"\n    public readonly {type} {role.Field};{new string(' ', System.Math.Max(1, 10 - role.Field.Length))}// {format}[{role.Rows}={Value(s, role.Rows)}, {role.Cols}={Value(s, role.Cols)}] {ShortName(role.Tensor)}");
+        }
+        return fields.ToString();
+    }
+
+    private static string RoleLoads(ForwardPlan plan, MatrixRole[] roles)
+    {
+        var loads = new StringBuilder();
+        foreach (MatrixRole role in roles)
+        {
+            ComputeFormat[] formats = RoleFormats(plan, role);
+            string name = $"prefix + \"{Stem(role.Tensor)}.weight\"";
+            string load = formats.Length == 1
+                ? LoadMatrix(formats[0], name, role.Rows, role.Cols)
+                : $"weights.GetPackedMatrix({name}, {role.Rows}, {role.Cols}, {role.Field}Formats[layer])";
+            loads.Append($"\n        {role.Field} = {load};");
+        }
+        return loads.ToString();
+    }
+
+    /// <summary>Tables of the formats of the matrices whose format differs between layers (empty when none does).</summary>
+    private static string FormatTables(ForwardPlan plan)
+    {
+        var tables = new StringBuilder();
+        foreach (MatrixRole role in Attention.Concat(FeedForward))
+        {
+            if (RoleFormats(plan, role).Length == 1)
+                continue;
+            tables.Append($"\n\n/// <summary>The format of each layer's {ShortName(role.Tensor)}, as llama.cpp's rules choose it or the weights store it.</summary>");
+            tables.Append($"\nprivate static readonly WeightFormat[] {role.Field}Formats = [{string.Join(", ", plan.Formats.Layers.Select(role.Format).Select(FormatFacts.WeightFormatName))}];");
+        }
+        return tables.ToString();
+    }
+
+    /// <summary>The token embedding: F32 rows, or the packed rows of a stored-layout format, dequantized per token.</summary>
+    private static string EmbeddingType(ForwardPlan plan) => plan.Formats.Embedding == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
+
+    private static string EmbeddingComment(ForwardPlan plan) =>
+        plan.Formats.Embedding == ComputeFormat.F32 ? "" : $" {plan.Formats.Embedding} as stored, rows dequantized per token";
+
+    private static string EmbeddingLoad(ForwardPlan plan) => plan.Formats.Embedding == ComputeFormat.F32
+        ? $"weights.GetMatrix(\"{Hf(LlamaTensor.TokenEmbedding)}\", VocabSize, HiddenSize)"
+        : LoadMatrix(plan.Formats.Embedding, $"\"{Hf(LlamaTensor.TokenEmbedding)}\"", "VocabSize", "HiddenSize");
+
+    private static string EmbeddingLookup(ForwardPlan plan) => plan.Formats.Embedding == ComputeFormat.F32
+        ? """
+                ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
+                for (int t = 0; t < count; t++)
+                    embeddings.Slice(tokens[t] * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
+        """
+        : $"""
+                // The embedding stays {plan.Formats.Embedding} as the file stores it: only the rows of this chunk's tokens are expanded.
+                for (int t = 0; t < count; t++)
+                    BlockQuantization.Dequantize(WeightFormat.{plan.Formats.Embedding}, _model._embedTokens.Row(tokens[t]), _x.AsSpan(t * HiddenSize, HiddenSize));
+        """;
+
+    /// <summary>Where a normalized input goes for a fused job's kernels: the floats, and the int8 activations of each kind its kernels read.</summary>
+    private static string NormedInput(MatMulKernel[] kernels) => string.Join(", ", ActivationBuffers(kernels, "_"));
+
+    /// <summary>
+    /// The buffers of each activation kind the kernels read: the normalized floats (read by F32/F16 kernels, and the input of
+    /// the super-block quantization), then int8 blocks of 32 with their scales and sums, then Q8_K super-blocks with theirs.
+    /// </summary>
+    internal static IEnumerable<string> ActivationBuffers(IEnumerable<MatMulKernel> kernels, string prefix)
+    {
+        ActivationKind[] kinds = kernels.Select(k => k.Activations).Distinct().ToArray();
+        if (kinds.Contains(ActivationKind.Floats) || kinds.Contains(ActivationKind.SuperBlocks))
+            yield return prefix == "_" ? "_xb" : "xNormed";
+        if (kinds.Contains(ActivationKind.Blocks))
+        {
+            yield return prefix + "xQuantized";
+            yield return prefix + "xScales";
+            yield return prefix + "xSums";
+        }
+        if (kinds.Contains(ActivationKind.SuperBlocks))
+        {
+            yield return prefix + "xSuper";
+            yield return prefix + "xSuperScales";
+            yield return prefix + "xSuperSums";
+        }
+    }
+
+    private static string LoadMatrix(ComputeFormat format, string name, string rows, string cols) =>
+        format == ComputeFormat.F32
             ? $"weights.GetMatrix({name}, {rows}, {cols})"
-            : $"weights.GetPackedMatrix({name}, {rows}, {cols}, WeightFormat.{kernel.Format})";
+            : $"weights.GetPackedMatrix({name}, {rows}, {cols}, {FormatFacts.WeightFormatName(format)})";
+
+    /// <summary>
+    /// "Q8_0", or for mixed formats the count of matrices in each ("Q4_K_M: 61 Q4_K, 16 Q6_K"), prefixed by the mix asked for
+    /// or "the GGUF's formats".
+    /// </summary>
+    private static string FormatSummary(ForwardPlan plan)
+    {
+        var counts = new List<(ComputeFormat Format, int Count)>();
+        void Count(ComputeFormat format)
+        {
+            int i = counts.FindIndex(c => c.Format == format);
+            if (i < 0)
+                counts.Add((format, 1));
+            else
+                counts[i] = (format, counts[i].Count + 1);
+        }
+        foreach (LayerFormats l in plan.Formats.Layers)
+        {
+            foreach (ComputeFormat format in new[] { l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down })
+                Count(format);
+        }
+        Count(plan.Formats.Classifier);
+        string source = plan.Spec.StoredFormats is null ? plan.Target.Weights.ToString() : "the GGUF's formats";
+        if (counts.Count == 1 && plan.Spec.StoredFormats is null && counts[0].Format == plan.Target.Weights)
+            return source;
+        return $"{source}: {string.Join(", ", counts.Select(c => $"{c.Count} {c.Format}"))} matrices";
+    }
 
     /// <summary>Config text in a comment: only what cannot end the comment line.</summary>
     private static bool IsPlainWord(string text) => text.Length > 0 && text.Length <= 32 && text.All(c => char.IsLetterOrDigit(c) || c == '_');
@@ -377,20 +535,27 @@ internal static class Emitter
     /// <summary>A call of a matrix kernel, with the scratch buffers its format needs.</summary>
     private static string Call(MatMulKernel kernel, string weights, string x, string y, string tokens, bool accumulate)
     {
-        string scratch = kernel.IsBlockQuantized ? ", _xQuantized, _xScales, _xSums" : "";
+        string scratch = string.Concat(ActivationBuffers([kernel], "_").Where(b => b != "_xb").Select(b => ", " + b));
         string tokenArg = tokens == "1" ? "tokens: 1" : tokens;
         return $"Kernels.{kernel.Name}(Pool, {weights}, {x}, {y}, {tokenArg}, accumulate: {(accumulate ? "true" : "false")}{scratch})";
     }
 
-    /// <summary>Session buffers the quantized and F16 kernels need, as field declarations.</summary>
+    /// <summary>Session buffers the quantized kernels need, as field declarations.</summary>
     private static string ScratchFields(ForwardPlan plan)
     {
         var fields = new StringBuilder();
-        if (plan.MaxQuantizedCols > 0)
+        int blocks = plan.MaxQuantizedCols, super = plan.MaxSuperBlockCols;
+        if (blocks > 0)
         {
-            fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols}] a kernel's input as int8 blocks");
-            fields.Append($"\n    private readonly float[] _xScales;      // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQuantized");
-            fields.Append($"\n    private readonly int[] _xSums;          // [PrefillChunk={plan.PrefillChunk}, {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}] the sum of each 32-block of _xQuantized");
+            fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [PrefillChunk={plan.PrefillChunk}, {blocks}] a kernel's input as int8 blocks");
+            fields.Append($"\n    private readonly float[] _xScales;      // [PrefillChunk={plan.PrefillChunk}, {blocks / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQuantized");
+            fields.Append($"\n    private readonly int[] _xSums;          // [PrefillChunk={plan.PrefillChunk}, {blocks / ForwardPlanner.QuantBlock}] the sum of each 32-block of _xQuantized");
+        }
+        if (super > 0)
+        {
+            fields.Append($"\n    private readonly sbyte[] _xSuper;       // [PrefillChunk={plan.PrefillChunk}, {super}] a K-format kernel's input as Q8_K super-blocks of 256 int8");
+            fields.Append($"\n    private readonly float[] _xSuperScales; // [PrefillChunk={plan.PrefillChunk}, {super / FormatFacts.SuperBlock}] one F32 scale per super-block");
+            fields.Append($"\n    private readonly short[] _xSuperSums;   // [PrefillChunk={plan.PrefillChunk}, {super / FormatFacts.SuperBlockSumWidth}] the sum of each 16 int8 of _xSuper");
         }
         return fields.ToString();
     }
@@ -398,11 +563,18 @@ internal static class Emitter
     private static string ScratchAllocations(ForwardPlan plan)
     {
         var lines = new StringBuilder();
-        if (plan.MaxQuantizedCols > 0)
+        int blocks = plan.MaxQuantizedCols, super = plan.MaxSuperBlockCols;
+        if (blocks > 0)
         {
-            lines.Append($"\n        _xQuantized = new sbyte[PrefillChunk * {plan.MaxQuantizedCols}];");
-            lines.Append($"\n        _xScales = new float[PrefillChunk * {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}];");
-            lines.Append($"\n        _xSums = new int[PrefillChunk * {plan.MaxQuantizedCols / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xQuantized = new sbyte[PrefillChunk * {blocks}];");
+            lines.Append($"\n        _xScales = new float[PrefillChunk * {blocks / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xSums = new int[PrefillChunk * {blocks / ForwardPlanner.QuantBlock}];");
+        }
+        if (super > 0)
+        {
+            lines.Append($"\n        _xSuper = new sbyte[PrefillChunk * {super}];");
+            lines.Append($"\n        _xSuperScales = new float[PrefillChunk * {super / FormatFacts.SuperBlock}];");
+            lines.Append($"\n        _xSuperSums = new short[PrefillChunk * {super / FormatFacts.SuperBlockSumWidth}];");
         }
         return lines.ToString();
     }

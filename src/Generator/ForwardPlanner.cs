@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
+using System.Text;
 using Llama.Compiled.Generator.Model;
 
 namespace Llama.Compiled.Generator;
@@ -56,8 +58,7 @@ internal static class ForwardPlanner
     internal const long LargestCacheBytes = 1L << 30;
 
     /// <summary>True when the generated code chooses its one-token loops at run time from the machine's cache size.</summary>
-    internal static bool CacheChoiceAtRunTime(ForwardPlan plan) =>
-        MatrixBytes(plan.Target.Weights, plan.Spec) is > SmallestCacheBytes and <= LargestCacheBytes;
+    internal static bool CacheChoiceAtRunTime(ForwardPlan plan) => plan.MatrixBytes is > SmallestCacheBytes and <= LargestCacheBytes;
 
     /// <summary>
     /// How far ahead the Q8_0/Q4_0 one-token loop of a model that streams from memory prefetches its weights. The
@@ -71,7 +72,7 @@ internal static class ForwardPlanner
 
     /// <summary>Prefetch distance for a model that may stream from memory (when the code runs, only if it does not fit the cache).</summary>
     private static int DecodePrefetch(ComputeFormat format, long modelBytes) =>
-        format is ComputeFormat.Q8_0 or ComputeFormat.Q4_0 && modelBytes > SmallestCacheBytes ? DecodePrefetchBytes : 0;
+        FormatFacts.IsBlockQuantized(format) && modelBytes > SmallestCacheBytes ? DecodePrefetchBytes : 0;
 
     /// <summary>4: the one-token loop has the four-row pass (taken when the model fits the running machine's cache).</summary>
     private static int DecodeRows(ComputeFormat format, int rows, int cols, long modelBytes) =>
@@ -89,13 +90,18 @@ internal static class ForwardPlanner
     private static bool DecodeWide(ComputeFormat format, int decodeRows, long modelBytes, int cols) =>
         format == ComputeFormat.F32 && (decodeRows == 1 || modelBytes > SmallestCacheBytes) && cols % (4 * 16) == 0;
 
-    /// <summary>Bytes of every matrix a token reads, in the compute format.</summary>
-    internal static long MatrixBytes(ComputeFormat requested, ModelSpec s)
+    /// <summary>Bytes of every matrix a token reads, in the formats the plan computes them in.</summary>
+    internal static long MatrixBytes(ModelSpec s, TensorFormats formats)
     {
-        long Bytes(int rows, int cols) => (long)rows * RowBytes(FormatFor(requested, cols), cols);
-        long layer = Bytes(s.QueryDim, s.HiddenSize) + 2 * Bytes(s.KvDim, s.HiddenSize) + Bytes(s.HiddenSize, s.QueryDim)
-            + 2 * Bytes(s.IntermediateSize, s.HiddenSize) + Bytes(s.HiddenSize, s.IntermediateSize);
-        return s.LayerCount * layer + Bytes(s.VocabSize, s.HiddenSize);
+        long Bytes(ComputeFormat format, int rows, int cols) => (long)rows * FormatFacts.RowBytes(format, cols);
+        long total = Bytes(formats.Classifier, s.VocabSize, s.HiddenSize);
+        foreach (LayerFormats layer in formats.Layers)
+        {
+            total += Bytes(layer.Query, s.QueryDim, s.HiddenSize) + Bytes(layer.Key, s.KvDim, s.HiddenSize) + Bytes(layer.Value, s.KvDim, s.HiddenSize)
+                + Bytes(layer.Output, s.HiddenSize, s.QueryDim) + Bytes(layer.Gate, s.IntermediateSize, s.HiddenSize)
+                + Bytes(layer.Up, s.IntermediateSize, s.HiddenSize) + Bytes(layer.Down, s.HiddenSize, s.IntermediateSize);
+        }
+        return total;
     }
 
     /// <summary>Two F32 rows × the token tile: eight independent sums, enough for both FMA ports (needs whole vectors).</summary>
@@ -103,72 +109,104 @@ internal static class ForwardPlanner
         format == ComputeFormat.F32 && rows % 2 == 0 && cols % VectorWidth == 0 ? 2 : 1;
 
     /// <summary>Rows per prefill block: what fits the budget, even (the F32 tile takes rows in pairs), at least 2.</summary>
-    private static int RowBlock(int rows, int rowBytes) => Math.Min(rows, Math.Max(2, RowBlockBytes / rowBytes / 2 * 2));
-
-    private static int RowBytes(ComputeFormat format, int cols) => format switch
-    {
-        ComputeFormat.F32 => cols * 4,
-        ComputeFormat.F16 => cols * 2,
-        ComputeFormat.Q8_0 => cols / QuantBlock * LlamaArchitecture.Q8_0BlockBytes,
-        _ => cols / QuantBlock * LlamaArchitecture.Q4_0BlockBytes,
-    };
+    private static int RowBlock(int rows, long rowBytes) => (int)Math.Min(rows, Math.Max(2, RowBlockBytes / rowBytes / 2 * 2));
 
     /// <summary>Weights per Q8_0/Q4_0 block.</summary>
     internal const int QuantBlock = LlamaArchitecture.QuantBlockSize;
 
-    /// <summary>
-    /// The requested format, except that a matrix whose rows do not split into 32-weight blocks
-    /// cannot be Q8_0/Q4_0: it stays F32 (llama.cpp's converters store such matrices as F16).
-    /// </summary>
-    private static ComputeFormat FormatFor(ComputeFormat requested, int cols) =>
-        requested is ComputeFormat.Q8_0 or ComputeFormat.Q4_0 && cols % QuantBlock != 0 ? ComputeFormat.F32 : requested;
-
     public static ForwardPlan Plan(ModelTarget target, string configPath, ModelSpec spec)
     {
-        var shapes = new List<(int Rows, int Cols, List<string> Uses)>();
-        void Use(int rows, int cols, string weight)
+        TensorFormats formats = TensorFormatResolver.Resolve(target.Weights, spec);
+        long modelBytes = MatrixBytes(spec, formats);
+
+        // One kernel per distinct (format, shape); its uses, for the doc comment, in the order the layers call them.
+        var shapes = new List<(ComputeFormat Format, int Rows, int Cols, List<string> Uses)>();
+        void Use(ComputeFormat format, int rows, int cols, string weight)
         {
             foreach (var shape in shapes)
             {
-                if (shape.Rows == rows && shape.Cols == cols)
+                if (shape.Format == format && shape.Rows == rows && shape.Cols == cols)
                 {
-                    shape.Uses.Add(weight);
+                    if (!shape.Uses.Contains(weight))
+                        shape.Uses.Add(weight);
                     return;
                 }
             }
-            shapes.Add((rows, cols, new List<string> { weight }));
+            shapes.Add((format, rows, cols, new List<string> { weight }));
         }
 
-        Use(spec.QueryDim, spec.HiddenSize, "q_proj");
-        Use(spec.KvDim, spec.HiddenSize, "k_proj");
-        Use(spec.KvDim, spec.HiddenSize, "v_proj");
-        Use(spec.HiddenSize, spec.QueryDim, "o_proj");
-        Use(spec.IntermediateSize, spec.HiddenSize, "gate_proj");
-        Use(spec.IntermediateSize, spec.HiddenSize, "up_proj");
-        Use(spec.HiddenSize, spec.IntermediateSize, "down_proj");
-        Use(spec.VocabSize, spec.HiddenSize, spec.TiedEmbeddings ? "classifier (tied embedding)" : "lm_head");
+        foreach (LayerFormats layer in formats.Layers)
+        {
+            Use(layer.Query, spec.QueryDim, spec.HiddenSize, "q_proj");
+            Use(layer.Key, spec.KvDim, spec.HiddenSize, "k_proj");
+            Use(layer.Value, spec.KvDim, spec.HiddenSize, "v_proj");
+            Use(layer.Output, spec.HiddenSize, spec.QueryDim, "o_proj");
+            Use(layer.Gate, spec.IntermediateSize, spec.HiddenSize, "gate_proj");
+            Use(layer.Up, spec.IntermediateSize, spec.HiddenSize, "up_proj");
+            Use(layer.Down, spec.HiddenSize, spec.IntermediateSize, "down_proj");
+        }
+        Use(formats.Classifier, spec.VocabSize, spec.HiddenSize, spec.TiedEmbeddings ? "classifier (tied embedding)" : "lm_head");
 
-        long modelBytes = MatrixBytes(target.Weights, spec);
         var kernels = new List<MatMulKernel>();
-        foreach (var (rows, cols, uses) in shapes)
+        foreach (var (format, rows, cols, uses) in shapes)
         {
             int accumulators = Math.Max(1, Math.Min(MaxAccumulators, cols / VectorWidth));
-            ComputeFormat format = FormatFor(target.Weights, cols);
             int decodeRows = DecodeRows(format, rows, cols, modelBytes);
             kernels.Add(new MatMulKernel(rows, cols, format, accumulators, decodeRows, DecodeWide(format, decodeRows, modelBytes, cols), PrefillRows(format, rows, cols),
-                DecodePrefetch(format, modelBytes), rows % RowGrain == 0, RowBlock(rows, RowBytes(format, cols)), string.Join(", ", uses)));
+                DecodePrefetch(format, modelBytes), rows % RowGrain == 0, RowBlock(rows, FormatFacts.RowBytes(format, cols)), string.Join(", ", uses)));
         }
 
         return new ForwardPlan(
             target,
             configPath,
             spec,
+            formats,
+            LayerKinds(formats),
             EquatableArray.From(kernels),
             TokenTile,
             Math.Min(MaxPrefillChunk, spec.MaxContext),
             EquatableArray.From(RopeInverseFrequencies(spec)),
             DefaultParallelWork,
-            RowGrain);
+            RowGrain,
+            modelBytes);
+    }
+
+    /// <summary>
+    /// Layers grouped by their seven matrix formats: one layer method per group. The most common group (the first on a
+    /// tie) is plain <c>Layer</c>; the others are named by the matrices in which they differ from it.
+    /// </summary>
+    private static EquatableArray<LayerKind> LayerKinds(TensorFormats formats)
+    {
+        var groups = new List<(LayerFormats Formats, List<int> Layers)>();
+        for (int layer = 0; layer < formats.Layers.Count; layer++)
+        {
+            LayerFormats f = formats.Layers[layer];
+            int index = groups.FindIndex(g => g.Formats.Equals(f));
+            if (index < 0)
+                groups.Add((f, new List<int> { layer }));
+            else
+                groups[index].Layers.Add(layer);
+        }
+        LayerFormats common = groups.OrderByDescending(g => g.Layers.Count).First().Formats;
+        return EquatableArray.From(groups.Select(g => new LayerKind(KindName(g.Formats, common), g.Formats, EquatableArray.From(g.Layers))));
+    }
+
+    private static string KindName(LayerFormats f, LayerFormats common)
+    {
+        var name = new StringBuilder("Layer");
+        void Differs(string role, ComputeFormat format, ComputeFormat usual)
+        {
+            if (format != usual)
+                name.Append('_').Append(role).Append(format);
+        }
+        Differs("Q", f.Query, common.Query);
+        Differs("K", f.Key, common.Key);
+        Differs("V", f.Value, common.Value);
+        Differs("O", f.Output, common.Output);
+        Differs("Gate", f.Gate, common.Gate);
+        Differs("Up", f.Up, common.Up);
+        Differs("Down", f.Down, common.Down);
+        return name.ToString();
     }
 
     /// <summary>

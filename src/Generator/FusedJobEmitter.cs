@@ -1,3 +1,4 @@
+using System.Linq;
 using Llama.Compiled.Generator.Model;
 
 namespace Llama.Compiled.Generator;
@@ -23,7 +24,6 @@ internal static class FusedJobEmitter
     private static string WeightArgs(MatMulKernel k, string tensor) => k.Format switch
     {
         ComputeFormat.F32 => k.DecodeWide ? $"{tensor}.Span, {tensor}.IsCacheLineAligned" : $"{tensor}.Span",
-        ComputeFormat.F16 => $"{tensor}.Bytes",
         _ => $"{tensor}.Bytes",
     };
 
@@ -39,19 +39,21 @@ internal static class FusedJobEmitter
             """);
         if (k.IsBlockQuantized)
         {
+            string[] buffers = InputBuffers(k.Activations);
+            string quantize = k.Activations == ActivationKind.Blocks ? "QuantizeBlocks" : "QuantizeQ8K";
             w.Line($$"""
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, sbyte[] xQuantized, float[] xScales, int[] xSums)
+                public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, {{Parameters(buffers)}})
                 {
-                    BlockKernels.QuantizeBlocks(x.AsSpan(0, tokens * {{k.Cols}}), xQuantized, xScales, xSums);
-                    var job = new {{k.Name}}Job(w, xQuantized, xScales, xSums, y, tokens, accumulate);
+                    BlockKernels.{{quantize}}(x.AsSpan(0, tokens * {{k.Cols}}), {{string.Join(", ", buffers)}});
+                    var job = new {{k.Name}}Job(w, {{string.Join(", ", buffers)}}, y, tokens, accumulate);
                     Run(pool, ref job, {{Work(k, "1L")}}, {{k.Rows}}, RowGrain);
                 }
 
-                private struct {{k.Name}}Job(PackedTensor w, sbyte[] xQuantized, float[] xScales, int[] xSums, float[] y, int tokens, bool accumulate) : IParallelJob
+                private struct {{k.Name}}Job(PackedTensor w, {{Parameters(buffers)}}, float[] y, int tokens, bool accumulate) : IParallelJob
                 {
                     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, xQuantized, xScales, xSums, y, tokens, accumulate, start, end);
+                    public void Execute(int start, int end, int worker) => {{k.Name}}Rows(w.Bytes, {{string.Join(", ", buffers)}}, y, tokens, accumulate, start, end);
                 }
                 """);
         }
@@ -74,114 +76,182 @@ internal static class FusedJobEmitter
         }
     }
 
+    /// <summary>The activation buffers a kernel of one kind reads (the floats themselves for F32/F16).</summary>
+    private static string[] InputBuffers(ActivationKind kind) => kind switch
+    {
+        ActivationKind.Floats => ["xNormed"],
+        ActivationKind.Blocks => ["xQuantized", "xScales", "xSums"],
+        _ => ["xSuper", "xSuperScales", "xSuperSums"],
+    };
+
+    private static string ParameterType(string buffer) => buffer switch
+    {
+        "xQuantized" or "xSuper" => "sbyte[]",
+        "xSums" => "int[]",
+        "xSuperSums" => "short[]",
+        _ => "float[]",
+    };
+
+    private static string Parameters(System.Collections.Generic.IEnumerable<string> buffers) => string.Join(", ", buffers.Select(b => $"{ParameterType(b)} {b}"));
+
+    /// <summary>The arguments of a kernel's rows method for its input: the normalized floats or its kind of int8 activations.</summary>
+    private static string InputArgs(MatMulKernel k) => string.Join(", ", InputBuffers(k.Activations));
+
+    /// <summary>The q/k/v kernels of a layer whose matrices have the formats <paramref name="f"/>.</summary>
+    public static MatMulKernel[] QkvKernels(ForwardPlan plan, LayerFormats f)
+    {
+        ModelSpec s = plan.Spec;
+        return [plan.MatMulFor(f.Query, s.QueryDim, s.HiddenSize), plan.MatMulFor(f.Key, s.KvDim, s.HiddenSize), plan.MatMulFor(f.Value, s.KvDim, s.HiddenSize)];
+    }
+
+    /// <summary>The gate/up kernels of a layer whose matrices have the formats <paramref name="f"/>.</summary>
+    public static MatMulKernel[] GateUpKernels(ForwardPlan plan, LayerFormats f)
+    {
+        ModelSpec s = plan.Spec;
+        return [plan.MatMulFor(f.Gate, s.IntermediateSize, s.HiddenSize), plan.MatMulFor(f.Up, s.IntermediateSize, s.HiddenSize)];
+    }
+
+    /// <summary>"Qkv", or with several format combinations among the layers "Qkv_Q4_K_Q4_K_Q6_K".</summary>
+    public static string QkvName(ForwardPlan plan, LayerFormats f) =>
+        Name("Qkv", plan.LayerKinds.Select(kind => QkvKernels(plan, kind.Formats)), QkvKernels(plan, f));
+
+    /// <summary>"GateUp", or with several format combinations among the layers "GateUp_Q4_K_Q4_K".</summary>
+    public static string GateUpName(ForwardPlan plan, LayerFormats f) =>
+        Name("GateUp", plan.LayerKinds.Select(kind => GateUpKernels(plan, kind.Formats)), GateUpKernels(plan, f));
+
+    private static string Name(string job, System.Collections.Generic.IEnumerable<MatMulKernel[]> all, MatMulKernel[] these) =>
+        all.Select(Formats).Distinct().Count() == 1 ? job : job + "_" + Formats(these);
+
+    private static string Formats(MatMulKernel[] kernels) => string.Join("_", kernels.Select(k => k.Format));
+
+    /// <summary>The distinct q/k/v (or gate/up) kernel sets of the plan's layer kinds, each with its job's name.</summary>
+    public static System.Collections.Generic.IEnumerable<LayerFormats> DistinctQkv(ForwardPlan plan) =>
+        plan.LayerKinds.Select(k => k.Formats).GroupBy(f => QkvName(plan, f)).Select(g => g.First());
+
+    public static System.Collections.Generic.IEnumerable<LayerFormats> DistinctGateUp(ForwardPlan plan) =>
+        plan.LayerKinds.Select(k => k.Formats).GroupBy(f => GateUpName(plan, f)).Select(g => g.First());
+
     /// <summary>
     /// q_proj, k_proj and v_proj as one job over their stacked rows: the input is read (and for Q8_0/Q4_0
     /// quantized) once and the pool is woken once.
     /// </summary>
-    public static void WriteQkv(SourceWriter w, ForwardPlan plan)
+    public static void WriteQkv(SourceWriter w, ForwardPlan plan, LayerFormats formats)
     {
         ModelSpec s = plan.Spec;
-        MatMulKernel q = plan.MatMulFor(s.QueryDim, s.HiddenSize), kv = plan.MatMulFor(s.KvDim, s.HiddenSize);
-        string tensor = q.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
-        string input = NormInputParams(q);
-        string inputArgs = q.IsBlockQuantized ? "xQuantized, xScales, xSums" : "xNormed";
+        MatMulKernel[] kernels = QkvKernels(plan, formats);
+        MatMulKernel q = kernels[0], k = kernels[1], v = kernels[2];
+        string name = QkvName(plan, formats);
+        string[] buffers = Emitter.ActivationBuffers(kernels, "").ToArray();
         w.Line($$"""
             /// <summary>
             /// q[t] = Wq·n[t], k[t] = Wk·n[t], v[t] = Wv·n[t] with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, split over the
-            /// QueryDim + 2·KvDim = {{s.QueryDim + 2 * s.KvDim}} stacked rows. Wq: {{q.Format}} [{{s.QueryDim}}, {{s.HiddenSize}}]; Wk, Wv: {{kv.Format}} [{{s.KvDim}}, {{s.HiddenSize}}];
+            /// QueryDim + 2·KvDim = {{s.QueryDim + 2 * s.KvDim}} stacked rows. Wq: {{q.Format}} [{{s.QueryDim}}, {{s.HiddenSize}}]; {{(k.Format == v.Format ? $"Wk, Wv: {k.Format}" : $"Wk: {k.Format}, Wv: {v.Format}")}} [{{s.KvDim}}, {{s.HiddenSize}}];
             /// norm: [{{s.HiddenSize}}]; x: [tokens, {{s.HiddenSize}}]; q: [tokens, {{s.QueryDim}}]; k, v: [tokens, {{s.KvDim}}].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void Qkv(WorkerPool pool, WeightTensor norm, {{tensor}} wq, {{tensor}} wk, {{tensor}} wv, float[] x, {{NormInputParams(q)}}, float[] q, float[] k, float[] v, int tokens)
+            public static void {{name}}(WorkerPool pool, WeightTensor norm, {{TensorType(q)}} wq, {{TensorType(k)}} wk, {{TensorType(v)}} wv, float[] x, {{Parameters(buffers)}}, float[] q, float[] k, float[] v, int tokens)
             {
             """);
-        WriteNormInput(w, q);
+        WriteNormInput(w, kernels);
+        string[] jobBuffers = JobBuffers(kernels);
         w.Line($$"""
-                var job = new QkvJob(wq, wk, wv, {{inputArgs}}, q, k, v, tokens);
+                var job = new {{name}}Job(wq, wk, wv, {{string.Join(", ", jobBuffers)}}, q, k, v, tokens);
                 Run(pool, ref job, (long)tokens * (QueryDim + 2 * KvDim) * HiddenSize, QueryDim + 2 * KvDim, RowGrain);
             }
 
-            private struct QkvJob({{tensor}} wq, {{tensor}} wk, {{tensor}} wv, {{input}}, float[] q, float[] k, float[] v, int tokens) : IParallelJob
+            private struct {{name}}Job({{TensorType(q)}} wq, {{TensorType(k)}} wk, {{TensorType(v)}} wv, {{Parameters(jobBuffers)}}, float[] q, float[] k, float[] v, int tokens) : IParallelJob
             {
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
                     // Stacked rows: [0, QueryDim) of q, then KvDim rows of k, then KvDim rows of v.
                     if (start < QueryDim)
-                        {{q.Name}}Rows({{WeightArgs(q, "wq")}}, {{inputArgs}}, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
+                        {{q.Name}}Rows({{WeightArgs(q, "wq")}}, {{InputArgs(q)}}, q, tokens, accumulate: false, start, Math.Min(end, QueryDim));
                     if (end > QueryDim && start < QueryDim + KvDim)
-                        {{kv.Name}}Rows({{WeightArgs(kv, "wk")}}, {{inputArgs}}, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
+                        {{k.Name}}Rows({{WeightArgs(k, "wk")}}, {{InputArgs(k)}}, k, tokens, accumulate: false, Math.Max(start, QueryDim) - QueryDim, Math.Min(end, QueryDim + KvDim) - QueryDim);
                     if (end > QueryDim + KvDim)
-                        {{kv.Name}}Rows({{WeightArgs(kv, "wv")}}, {{inputArgs}}, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
+                        {{v.Name}}Rows({{WeightArgs(v, "wv")}}, {{InputArgs(v)}}, v, tokens, accumulate: false, Math.Max(start, QueryDim + KvDim) - QueryDim - KvDim, end - QueryDim - KvDim);
                 }
             }
             """);
     }
 
-    /// <summary>The buffers a normalized input goes to: floats for F32 kernels, int8 blocks and their scales for quantized ones.</summary>
-    private static string NormInputParams(MatMulKernel k) => k.IsBlockQuantized ? "sbyte[] xQuantized, float[] xScales, int[] xSums" : "float[] xNormed";
+    private static string TensorType(MatMulKernel k) => k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
+
+    /// <summary>The buffers the job's rows read: the session's buffers less the floats that only fed the super-block quantization.</summary>
+    private static string[] JobBuffers(MatMulKernel[] kernels) =>
+        Emitter.ActivationBuffers(kernels, "").Where(b => b != "xNormed" || kernels.Any(k => k.Activations == ActivationKind.Floats)).ToArray();
 
     /// <summary>
-    /// The input stage of a projection that follows an RMSNorm: every token is normalized once, before the rows are
-    /// split across threads; for quantized kernels the norm is fused with the activation quantization.
+    /// The input stage of a projection that follows an RMSNorm: every token is normalized once, before the rows are split
+    /// across threads. For 32-block kernels the norm is fused with quantizing the activations; Q8_K super-blocks are
+    /// quantized from the normalized floats.
     /// </summary>
-    private static void WriteNormInput(SourceWriter w, MatMulKernel k)
+    private static void WriteNormInput(SourceWriter w, MatMulKernel[] kernels)
     {
-        if (k.IsBlockQuantized)
+        ActivationKind[] kinds = kernels.Select(k => k.Activations).Distinct().ToArray();
+        bool floats = kinds.Contains(ActivationKind.Floats) || kinds.Contains(ActivationKind.SuperBlocks);
+        w.Line(floats && kinds.Contains(ActivationKind.Blocks)
+            ? "    // Input stage: each token normalized once into xNormed and, fused with the norm, into int8 blocks, before the rows are split."
+            : floats ? "    // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it."
+            : "    // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.");
+        w.Line("    for (int t = 0; t < tokens; t++)");
+        bool several = kinds.Length > 1;
+        if (several)
+            w.Line("    {");
+        if (floats)
+            w.Line("        RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));");
+        if (kinds.Contains(ActivationKind.Blocks))
         {
-            w.Line("""
-                    // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.
-                    for (int t = 0; t < tokens; t++)
-                        RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),
-                            xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));
-                """);
+            w.Line("        RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),");
+            w.Line("            xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));");
         }
-        else
+        if (kinds.Contains(ActivationKind.SuperBlocks))
         {
-            w.Line("""
-                    // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
-                    for (int t = 0; t < tokens; t++)
-                        RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
-                """);
+            w.Line("        BlockKernels.QuantizeQ8K(xNormed.AsSpan(t * HiddenSize, HiddenSize), xSuper.AsSpan(t * HiddenSize, HiddenSize),");
+            w.Line("            xSuperScales.AsSpan(t * (HiddenSize / 256), HiddenSize / 256), xSuperSums.AsSpan(t * (HiddenSize / 16), HiddenSize / 16));");
         }
+        if (several)
+            w.Line("    }");
     }
 
     /// <summary>
     /// gate_proj, up_proj, their biases and SwiGLU fused into one job: each thread computes its rows of
     /// both products and applies SiLU(gate) ⊙ up to them while they are still in cache.
     /// </summary>
-    public static void WriteGateUp(SourceWriter w, ForwardPlan plan)
+    public static void WriteGateUp(SourceWriter w, ForwardPlan plan, LayerFormats formats)
     {
         ModelSpec s = plan.Spec;
-        MatMulKernel k = plan.MatMulFor(s.IntermediateSize, s.HiddenSize);
-        string tensor = k.Format == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
-        string input = NormInputParams(k);
-        string inputArgs = k.IsBlockQuantized ? "xQuantized, xScales, xSums" : "xNormed";
+        MatMulKernel[] kernels = GateUpKernels(plan, formats);
+        MatMulKernel k = kernels[0], ku = kernels[1];
+        string name = GateUpName(plan, formats);
+        string[] buffers = Emitter.ActivationBuffers(kernels, "").ToArray();
+        string[] jobBuffers = JobBuffers(kernels);
         string biasParams = s.MlpBias ? ", WeightTensor gateBias, WeightTensor upBias" : "";
         string biasArgs = s.MlpBias ? ", gateBias, upBias" : "";
         w.Line($$"""
             /// <summary>
             /// h[t] = SiLU(Wgate·n[t]) ⊙ (Wup·n[t]) with n[t] = RMSNorm(x[t]) ⊙ norm, for t &lt; <paramref name="tokens"/>, gate_proj, up_proj
-            /// and SwiGLU in one pass per row range. Wgate, Wup: {{k.Format}} [IntermediateSize={{k.Rows}}, HiddenSize={{k.Cols}}]; norm: [{{k.Cols}}];
+            /// and SwiGLU in one pass per row range. {{(k.Format == ku.Format ? $"Wgate, Wup: {k.Format}" : $"Wgate: {k.Format}, Wup: {ku.Format}")}} [IntermediateSize={{k.Rows}}, HiddenSize={{k.Cols}}]; norm: [{{k.Cols}}];
             /// x: [tokens, {{k.Cols}}]; h, up: [tokens, {{k.Rows}}] (up is scratch).
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void GateUp(WorkerPool pool, WeightTensor norm, {{tensor}} gate, {{tensor}} up, float[] x, {{NormInputParams(k)}}, float[] h, float[] upOut, int tokens{{biasParams}})
+            public static void {{name}}(WorkerPool pool, WeightTensor norm, {{TensorType(k)}} gate, {{TensorType(ku)}} up, float[] x, {{Parameters(buffers)}}, float[] h, float[] upOut, int tokens{{biasParams}})
             {
             """);
-        WriteNormInput(w, k);
+        WriteNormInput(w, kernels);
         w.Line($$"""
-                var job = new GateUpJob(gate, up, {{inputArgs}}, h, upOut, tokens{{biasArgs}});
+                var job = new {{name}}Job(gate, up, {{string.Join(", ", jobBuffers)}}, h, upOut, tokens{{biasArgs}});
                 Run(pool, ref job, {{Work(k, "2L")}}, {{k.Rows}}, RowGrain);
             }
 
-            private struct GateUpJob({{tensor}} gate, {{tensor}} up, {{input}}, float[] h, float[] upOut, int tokens{{biasParams}}) : IParallelJob
+            private struct {{name}}Job({{TensorType(k)}} gate, {{TensorType(ku)}} up, {{Parameters(jobBuffers)}}, float[] h, float[] upOut, int tokens{{biasParams}}) : IParallelJob
             {
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
                 {
-                    {{k.Name}}Rows({{WeightArgs(k, "gate")}}, {{inputArgs}}, h, tokens, accumulate: false, start, end);
-                    {{k.Name}}Rows({{WeightArgs(k, "up")}}, {{inputArgs}}, upOut, tokens, accumulate: false, start, end);
+                    {{k.Name}}Rows({{WeightArgs(k, "gate")}}, {{InputArgs(k)}}, h, tokens, accumulate: false, start, end);
+                    {{ku.Name}}Rows({{WeightArgs(ku, "up")}}, {{InputArgs(ku)}}, upOut, tokens, accumulate: false, start, end);
                     for (int t = 0; t < tokens; t++)
                     {
                         Span<float> gateRows = h.AsSpan(t * IntermediateSize + start, end - start);

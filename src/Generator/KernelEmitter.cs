@@ -25,15 +25,20 @@ internal static class KernelEmitter
             w.Line($"/// - {k.Name} ({k.Uses}): one token {DecodeSummary(k, cacheChoice)}; "
                 + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
                 + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
-        foreach (MatMulKernel k in plan.MatMuls.Where(k => k.Format != plan.Target.Weights))
-            w.Line($"/// - {k.Name} stays {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into 32-weight blocks.");
+        if (plan.Spec.StoredFormats is null)
+        {
+            foreach (MatMulKernel k in plan.MatMuls.Where(k => !FormatFacts.Fits(BaseFormat(plan.Target.Weights), k.Cols)))
+                w.Line($"/// - {k.Name} is {k.Format} although {plan.Target.Weights} was asked for: its {k.Cols} columns do not split into {FormatFacts.BlockWeights(BaseFormat(plan.Target.Weights))}-weight blocks (llama.cpp's fallback).");
+        }
+        if (plan.LayerKinds.Count > 1)
+            w.Line($"/// - The layers' matrices differ in format between layers: {plan.LayerKinds.Count} layer methods, one per combination.");
         w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
         w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}; "
             + (s.GroupSize > 1 ? "one pass over each KV head's keys and values serves its whole group."
                 : s.HeadDim % Width == 0 && s.HeadDim / Width <= 8 ? "each head's output sums stay in registers across the positions." : "outputs accumulate in memory (too wide for registers)."));
         if (cacheChoice)
         {
-            w.Line($"/// - The matrices one token reads take {ForwardPlanner.MatrixBytes(plan.Target.Weights, s) / 1024 / 1024} MB: whether they stay in the last-level cache between tokens is");
+            w.Line($"/// - The matrices one token reads take {plan.MatrixBytes / 1024 / 1024} MB: whether they stay in the last-level cache between tokens is");
             w.Line("///   the running machine's fact (MachineProfile.LastLevelCacheBytes), read once; it picks the one-token loops above.");
         }
         w.Line($"/// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least");
@@ -42,7 +47,7 @@ internal static class KernelEmitter
         w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");
         w.Line($"/// - q_proj, k_proj and v_proj run as one job over their {s.QueryDim + 2 * s.KvDim} rows together; gate_proj, up_proj and SwiGLU as one");
         w.Line($"///   job per row range: one pass over the pool (and one quantization of the input) instead of three.");
-        w.Line(plan.MaxQuantizedCols > 0
+        w.Line(plan.MaxQuantizedCols > 0 || plan.MaxSuperBlockCols > 0
             ? "/// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy)."
             : "/// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.");
         w.Line("/// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few");
@@ -61,28 +66,29 @@ internal static class KernelEmitter
             {
                 w.Line($$"""
                     /// <summary>Bytes of the matrices one token reads, in their compute formats.</summary>
-                    private const long MatrixBytes = {{ForwardPlanner.MatrixBytes(plan.Target.Weights, s)}};
+                    private const long MatrixBytes = {{plan.MatrixBytes}};
                     /// <summary>True when they stay in this machine's last-level cache between tokens: the one-token loops then compute rather than stream.</summary>
                     private static readonly bool WeightsFitCache = MachineProfile.FitsLastLevelCache(MatrixBytes);
 
                     """);
             }
-            // Projections called on their own; q/k/v and gate/up go through their fused jobs below.
-            MatMulKernel[] standalone =
-            {
-                plan.MatMulFor(s.HiddenSize, s.QueryDim),
-                plan.MatMulFor(s.HiddenSize, s.IntermediateSize),
-                plan.MatMulFor(s.VocabSize, s.HiddenSize),
-            };
-            foreach (MatMulKernel kernel in plan.MatMuls.Where(k => standalone.Contains(k)))
+            // Projections called on their own (o_proj, down_proj, the classifier); q/k/v and gate/up go through their fused jobs below.
+            foreach (MatMulKernel kernel in plan.MatMuls.Where(k => (k.Rows == s.HiddenSize && k.Cols == s.QueryDim) || (k.Rows == s.HiddenSize && k.Cols == s.IntermediateSize)
+                || (k.Rows == s.VocabSize && k.Cols == s.HiddenSize)))
             {
                 FusedJobEmitter.WriteDispatcher(w, kernel);
                 w.Line();
             }
-            FusedJobEmitter.WriteQkv(w, plan);
-            w.Line();
-            FusedJobEmitter.WriteGateUp(w, plan);
-            w.Line();
+            foreach (LayerFormats formats in FusedJobEmitter.DistinctQkv(plan))
+            {
+                FusedJobEmitter.WriteQkv(w, plan, formats);
+                w.Line();
+            }
+            foreach (LayerFormats formats in FusedJobEmitter.DistinctGateUp(plan))
+            {
+                FusedJobEmitter.WriteGateUp(w, plan, formats);
+                w.Line();
+            }
             FusedJobEmitter.WriteAttentionDispatcher(w, s);
             w.Line();
             foreach (MatMulKernel kernel in plan.MatMuls)
@@ -93,8 +99,9 @@ internal static class KernelEmitter
                     F32MatMulEmitter.Write(w, kernel, plan.TokenTile, ForwardPlanner.DecodeStreams(kernel, cacheChoice));
                 w.Line();
             }
-            // The row products of the quantized kernels depend on the row only: one pair per distinct format and width.
-            foreach ((ComputeFormat format, int cols) in plan.MatMuls.Where(k => k.IsBlockQuantized).Select(k => (k.Format, k.Cols)).Distinct())
+            // The row products of the Q8_0/Q4_0 kernels depend on the row only: one pair per distinct format and width (the other
+            // block formats' row products are the runtime's QuantizedRows, shared by every shape).
+            foreach ((ComputeFormat format, int cols) in plan.MatMuls.Where(k => FormatFacts.InKernelLayout(k.Format)).Select(k => (k.Format, k.Cols)).Distinct())
             {
                 BlockMatMulEmitter.WriteRow(w, format, cols, 1);
                 w.Line();
@@ -107,7 +114,7 @@ internal static class KernelEmitter
             w.Line();
             ActivationEmitter.WriteSwiGlu(w);
             w.Line();
-            if (plan.MaxQuantizedCols > 0)
+            if (plan.MatMuls.Any(k => FormatFacts.InKernelLayout(k.Format)))
                 BlockMatMulEmitter.WriteHelpers(w, plan);
             if (s.QkvBias || s.OutputBias || s.MlpBias)
                 ActivationEmitter.WriteAddBias(w);
@@ -127,6 +134,14 @@ internal static class KernelEmitter
                 """);
         }
     }
+
+    /// <summary>The single format a mix is mostly made of (Q4_K for Q4_K_M), or the format itself.</summary>
+    private static ComputeFormat BaseFormat(ComputeFormat requested) => requested switch
+    {
+        ComputeFormat.Q4_K_M or ComputeFormat.Q4_K_S => ComputeFormat.Q4_K,
+        ComputeFormat.Q5_K_M or ComputeFormat.Q5_K_S => ComputeFormat.Q5_K,
+        _ => requested,
+    };
 
     /// <summary>The one-token loop of a matrix kernel, for the summary.</summary>
     private static string DecodeSummary(MatMulKernel k, bool cacheChoice)

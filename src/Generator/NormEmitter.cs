@@ -1,3 +1,4 @@
+using System.Linq;
 using Llama.Compiled.Generator.Model;
 
 namespace Llama.Compiled.Generator;
@@ -58,7 +59,10 @@ internal static class NormEmitter
         if (vectorEnd < s.HiddenSize)
             w.Line($"    for (int i = {vectorEnd}; i < HiddenSize; i++)\n        Unsafe.Add(ref y0, i) = Unsafe.Add(ref w0, i) * (Unsafe.Add(ref x0, i) * scale);");
         w.Line("}");
-        if (plan.MatMulFor(s.QueryDim, s.HiddenSize).IsBlockQuantized || plan.MatMulFor(s.IntermediateSize, s.HiddenSize).IsBlockQuantized)
+        // Only fused jobs (q/k/v, gate/up) normalize their input; the fused variant serves those with 32-block activations.
+        bool fusedBlocks = plan.LayerKinds.Any(kind => FusedJobEmitter.QkvKernels(plan, kind.Formats).Concat(FusedJobEmitter.GateUpKernels(plan, kind.Formats))
+            .Any(k => k.Activations == ActivationKind.Blocks));
+        if (fusedBlocks)
         {
             w.Line("""
 

@@ -437,7 +437,7 @@ public sealed class DiagnosticCatalogueTests
     [Fact]
     public void LLC0010_UndefinedWeightFormat()
     {
-        string source = GeneratorHarness.ModelSource(DefaultArguments + ", Weights = (WeightFormat)7");
+        string source = GeneratorHarness.ModelSource(DefaultArguments + ", Weights = (WeightFormat)17");
         Diagnostic d = Single(GeneratorHarness.Run(source, (ConfigPath, ConfigBuilder.Tiny().ToString())), "LLC0010");
         Assert.Contains("Weights", d.GetMessage());
         Assert.Equal(GeneratorHarness.SourcePath, d.Location.GetLineSpan().Path);

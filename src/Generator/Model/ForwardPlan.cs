@@ -28,8 +28,11 @@ internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, in
 {
     public string Name => Format == ComputeFormat.F32 ? $"MatMul_{Rows}x{Cols}" : $"MatMul_{Format}_{Rows}x{Cols}";
 
-    /// <summary>True when W is int8 blocks and x is quantized to int8 blocks before the dot products.</summary>
-    public bool IsBlockQuantized => Format is ComputeFormat.Q8_0 or ComputeFormat.Q4_0;
+    /// <summary>True when W is blocks of integers and x is quantized to int8 blocks before the dot products.</summary>
+    public bool IsBlockQuantized => FormatFacts.IsBlockQuantized(Format);
+
+    /// <summary>How x is prepared for this kernel.</summary>
+    public ActivationKind Activations => FormatFacts.Activations(Format);
 }
 
 /// <summary>
@@ -39,33 +42,59 @@ internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, in
 /// <param name="Target">The annotated class.</param>
 /// <param name="ConfigPath">The config file the model was compiled from, for the header.</param>
 /// <param name="Spec">The validated config.</param>
-/// <param name="MatMuls">One kernel per distinct weight shape.</param>
+/// <param name="Formats">The format every matrix is computed in.</param>
+/// <param name="LayerKinds">The layers grouped by their matrices' formats: one layer method each.</param>
+/// <param name="MatMuls">One kernel per distinct weight format and shape.</param>
 /// <param name="TokenTile">Tokens that share one pass over a weight row in batched prefill.</param>
 /// <param name="PrefillChunk">Tokens evaluated per layer sweep (bounds the activation buffers).</param>
 /// <param name="RopeInverseFrequencies">theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed at build time.</param>
 /// <param name="ParallelWork">Multiply-adds from which a call is split across threads.</param>
 /// <param name="RowGrain">Rows per unit of work when a matrix is split.</param>
+/// <param name="MatrixBytes">Bytes of every matrix one token reads, in the formats computed.</param>
 internal sealed record ForwardPlan(
     ModelTarget Target,
     string ConfigPath,
     ModelSpec Spec,
+    TensorFormats Formats,
+    EquatableArray<LayerKind> LayerKinds,
     EquatableArray<MatMulKernel> MatMuls,
     int TokenTile,
     int PrefillChunk,
     EquatableArray<float> RopeInverseFrequencies,
     long ParallelWork,
-    int RowGrain)
+    int RowGrain,
+    long MatrixBytes)
 {
-    /// <summary>Widest input of a block-quantized kernel (sizes the int8 activation buffer), 0 if none.</summary>
-    public int MaxQuantizedCols => MatMuls.Where(k => k.IsBlockQuantized).Select(k => k.Cols).DefaultIfEmpty(0).Max();
+    /// <summary>Widest input of a kernel with 32-block activations (sizes their int8 buffer), 0 if none.</summary>
+    public int MaxQuantizedCols => MaxCols(ActivationKind.Blocks);
 
-    public MatMulKernel MatMulFor(int rows, int cols)
+    /// <summary>Widest input of a kernel with Q8_K super-block activations (sizes their int8 buffer), 0 if none.</summary>
+    public int MaxSuperBlockCols => MaxCols(ActivationKind.SuperBlocks);
+
+    private int MaxCols(ActivationKind kind) => MatMuls.Where(k => k.Activations == kind).Select(k => k.Cols).DefaultIfEmpty(0).Max();
+
+    public MatMulKernel MatMulFor(ComputeFormat format, int rows, int cols)
     {
         foreach (MatMulKernel kernel in MatMuls)
         {
-            if (kernel.Rows == rows && kernel.Cols == cols)
+            if (kernel.Format == format && kernel.Rows == rows && kernel.Cols == cols)
                 return kernel;
         }
-        throw new System.InvalidOperationException($"no kernel planned for [{rows}, {cols}]");
+        throw new System.InvalidOperationException($"no kernel planned for {format} [{rows}, {cols}]");
     }
 }
+
+/// <summary>The format every matrix is computed in.</summary>
+/// <param name="Embedding">
+/// How the token embedding is looked up: F32 rows (stored F32, or converted once at load), or the rows of a
+/// stored-layout block format dequantized per token.
+/// </param>
+/// <param name="Classifier">The classifier's format (the embedding's stored format when tied and compiled from a GGUF).</param>
+/// <param name="Layers">Per layer, the seven matrices' formats.</param>
+internal sealed record TensorFormats(ComputeFormat Embedding, ComputeFormat Classifier, EquatableArray<LayerFormats> Layers);
+
+/// <summary>Layers whose matrices have the same formats share one layer method.</summary>
+/// <param name="Name">The method's name.</param>
+/// <param name="Formats">The seven matrices' formats.</param>
+/// <param name="Layers">The layers of this kind, ascending.</param>
+internal sealed record LayerKind(string Name, LayerFormats Formats, EquatableArray<int> Layers);

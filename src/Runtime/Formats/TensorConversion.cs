@@ -14,25 +14,39 @@ namespace Llama.Compiled;
 /// </summary>
 internal static unsafe class TensorConversion
 {
+    /// <summary>The stored types this runtime reads, as the supported-types part of an error message.</summary>
+    public const string SupportedList = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K";
+
     /// <summary>True for the stored types this runtime can read.</summary>
-    public static bool IsSupported(string dtype) => dtype is "F32" or "F16" or "BF16" or "Q8_0" or "Q4_0";
+    public static bool IsSupported(string dtype) => dtype is "BF16" || StoredFormat(dtype) is not null;
+
+    /// <summary>The weight format a stored type is, byte for byte (null for BF16 and unknown types).</summary>
+    public static WeightFormat? StoredFormat(string dtype) => dtype switch
+    {
+        "F32" => WeightFormat.F32,
+        "F16" => WeightFormat.F16,
+        "Q8_0" => WeightFormat.Q8_0,
+        "Q4_0" => WeightFormat.Q4_0,
+        "Q4_1" => WeightFormat.Q4_1,
+        "Q5_0" => WeightFormat.Q5_0,
+        "Q5_1" => WeightFormat.Q5_1,
+        "Q4_K" => WeightFormat.Q4_K,
+        "Q5_K" => WeightFormat.Q5_K,
+        "Q6_K" => WeightFormat.Q6_K,
+        _ => null,
+    };
+
+    /// <summary>True for llama.cpp's block formats (everything but the float types).</summary>
+    public static bool IsBlockFormat(WeightFormat format) => format is not (WeightFormat.F32 or WeightFormat.F16);
 
     /// <summary>True when data stored as <paramref name="dtype"/> already is <paramref name="format"/> byte for byte.</summary>
-    public static bool Matches(string dtype, WeightFormat format) => (dtype, format) switch
-    {
-        ("F32", WeightFormat.F32) or ("F16", WeightFormat.F16) or ("Q8_0", WeightFormat.Q8_0) or ("Q4_0", WeightFormat.Q4_0) => true,
-        _ => false,
-    };
+    public static bool Matches(string dtype, WeightFormat format) => StoredFormat(dtype) == format;
 
-    /// <summary>Bytes of a stored row of <paramref name="cols"/> elements (a multiple of 32 for the block types).</summary>
-    public static long StoredRowBytes(string dtype, long cols) => dtype switch
-    {
-        "F32" => cols * 4,
-        "F16" or "BF16" => cols * 2,
-        "Q8_0" => cols / BlockQuantization.BlockSize * BlockQuantization.Q8_0BlockBytes,
-        "Q4_0" => cols / BlockQuantization.BlockSize * BlockQuantization.Q4_0BlockBytes,
-        _ => throw new ArgumentException($"unsupported stored type {dtype}", nameof(dtype)),
-    };
+    /// <summary>Bytes of a stored row of <paramref name="cols"/> elements (whole blocks for the block types).</summary>
+    public static long StoredRowBytes(string dtype, long cols) =>
+        dtype == "BF16" ? cols * 2
+        : StoredFormat(dtype) is WeightFormat format ? BlockQuantization.RowBytes(format, checked((int)cols))
+        : throw new ArgumentException($"unsupported stored type {dtype}", nameof(dtype));
 
     /// <summary>
     /// Converts <paramref name="rows"/> rows of <paramref name="cols"/> elements stored as <paramref name="dtype"/>
@@ -66,6 +80,7 @@ internal static unsafe class TensorConversion
             }
         }
 
+        // Only Q8_0 and Q4_0 have a kernel layout; the other block formats are used as stored.
         bool blocksIn = dtype is "Q8_0" or "Q4_0";
         bool blocksOut = format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
         bool sameFormat = Matches(dtype, format);
@@ -148,14 +163,10 @@ internal static unsafe class TensorConversion
                 fixed (float* d = destination)
                     ConvertBFloat16((ushort*)source, (uint*)d, n);
                 break;
-            case "Q8_0":
-                BlockQuantization.DequantizeQ8_0(new ReadOnlySpan<byte>(source, n / BlockQuantization.BlockSize * BlockQuantization.Q8_0BlockBytes), destination);
-                break;
-            case "Q4_0":
-                BlockQuantization.DequantizeQ4_0(new ReadOnlySpan<byte>(source, n / BlockQuantization.BlockSize * BlockQuantization.Q4_0BlockBytes), destination);
-                break;
             default:
-                throw new ArgumentException($"unsupported stored type {dtype}", nameof(dtype));
+                WeightFormat format = StoredFormat(dtype) ?? throw new ArgumentException($"unsupported stored type {dtype}", nameof(dtype));
+                BlockQuantization.Dequantize(format, new ReadOnlySpan<byte>(source, (int)BlockQuantization.RowBytes(format, n)), destination);
+                break;
         }
     }
 
@@ -170,14 +181,9 @@ internal static unsafe class TensorConversion
             case WeightFormat.F16:
                 TensorPrimitives.ConvertToHalf(row, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(destination));
                 break;
-            case WeightFormat.Q8_0:
-                BlockQuantization.QuantizeQ8_0(row, destination);
-                break;
-            case WeightFormat.Q4_0:
-                BlockQuantization.QuantizeQ4_0(row, destination);
-                break;
             default:
-                throw new ArgumentOutOfRangeException(nameof(format), format, "unknown weight format");
+                BlockQuantization.Quantize(format, row, destination);
+                break;
         }
     }
 

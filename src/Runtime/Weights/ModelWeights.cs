@@ -334,8 +334,8 @@ public sealed unsafe class ModelWeights : IDisposable
         ArgumentNullException.ThrowIfNull(name);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
-        if (format is not (WeightFormat.F32 or WeightFormat.F16 or WeightFormat.Q8_0 or WeightFormat.Q4_0))
-            throw new ArgumentOutOfRangeException(nameof(format), format, "unknown weight format");
+        if (format is < WeightFormat.F32 or > WeightFormat.Q6_K)
+            throw new ArgumentOutOfRangeException(nameof(format), format, "not a format of one tensor (a mix such as Q4_K_M is resolved per tensor by the generated code)");
         long rowBytes = BlockQuantization.RowBytes(format, cols); // throws ArgumentException for partial blocks
 
         lock (_lock)
@@ -347,9 +347,17 @@ public sealed unsafe class ModelWeights : IDisposable
                 throw new ModelFormatException($"tensor {name} in {tensor.File.Path} takes {bytes} bytes as {format}; at most {int.MaxValue} are supported");
 
             bool stored = TensorConversion.Matches(tensor.DType, format);
+            if (!stored && TensorConversion.IsBlockFormat(format) && TensorConversion.StoredFormat(tensor.DType) is WeightFormat storedFormat && TensorConversion.IsBlockFormat(storedFormat))
+            {
+                throw new ModelFormatException($"tensor {name} in {tensor.File.Path} is stored as {tensor.DType}, but the compiled model computes it in {format}: converting one "
+                    + "quantized format into another loses precision and changes the results. Compile the model from this GGUF file ([LlamaModel(\"model.gguf\")]) "
+                    + "or with the Weights format (or llama.cpp mix) the file was quantized with.");
+            }
             byte* data;
             if (format is WeightFormat.F32 or WeightFormat.F16)
                 data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format);
+            else if (format is not (WeightFormat.Q8_0 or WeightFormat.Q4_0))
+                data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format); // read as stored: no kernel layout
             else
                 data = stored && tensor.File.IsCopy && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : ConvertOnce(entry, rows, cols, format);
             entry.Used = true;
@@ -494,16 +502,16 @@ public sealed unsafe class ModelWeights : IDisposable
         if (!expectedShape.SequenceEqual(tensor.Shape))
             throw new ModelFormatException($"tensor {name} in {tensor.File.Path}: expected shape {SafetensorsFormat.FormatShape(expectedShape)}, file has {SafetensorsFormat.FormatShape(tensor.Shape)}");
         if (!TensorConversion.IsSupported(tensor.DType))
-            throw new ModelFormatException($"tensor {name} in {tensor.File.Path} has dtype {tensor.DType}; supported: F32, F16, BF16, Q8_0, Q4_0");
+            throw new ModelFormatException($"tensor {name} in {tensor.File.Path} has dtype {tensor.DType}; supported: {TensorConversion.SupportedList}");
         // Every kernel and conversion reads rows × stored row bytes from the tensor's start: the bytes the file holds
         // for it must be exactly that, whatever its reader checked (a safetensors reader cannot size a block type).
         long cols = expectedShape.IsEmpty ? 0 : expectedShape[^1];
         long elements = 1;
         foreach (long dimension in expectedShape)
             elements *= dimension; // the compiled shape: small enough not to overflow
-        bool blocked = tensor.DType is "Q8_0" or "Q4_0";
-        if (blocked && cols % BlockQuantization.BlockSize != 0)
-            throw new ModelFormatException($"tensor {name} in {tensor.File.Path} is {tensor.DType} with rows of {cols} elements, not a multiple of {BlockQuantization.BlockSize}");
+        int blockWeights = TensorConversion.StoredFormat(tensor.DType) is WeightFormat storedFormat ? BlockQuantization.WeightsPerBlock(storedFormat) : 1;
+        if (cols % blockWeights != 0)
+            throw new ModelFormatException($"tensor {name} in {tensor.File.Path} is {tensor.DType} with rows of {cols} elements, not a multiple of {blockWeights}");
         long expectedBytes = cols == 0 ? 0 : elements / cols * TensorConversion.StoredRowBytes(tensor.DType, cols);
         if (tensor.ByteLength != expectedBytes)
             throw new ModelFormatException($"tensor {name} in {tensor.File.Path}: shape {SafetensorsFormat.FormatShape(expectedShape)} of {tensor.DType} needs {expectedBytes} bytes, the file holds {tensor.ByteLength}");
@@ -587,7 +595,7 @@ public sealed unsafe class ModelWeights : IDisposable
         /// requested in that format (never set for a stored F32/F16 format, or a stored block format of a copied file,
         /// which are used in place).
         /// </summary>
-        public nint[] Converted { get; } = new nint[4];
+        public nint[] Converted { get; } = new nint[(int)WeightFormat.Q6_K + 1];
 
         /// <summary>The stored Q8_0/Q4_0 blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
         public bool InKernelLayout { get; set; }
