@@ -52,5 +52,20 @@ namespace Llama.Compiled
 
         /// <summary>llama.cpp's Q5_K_S mix: Q5_K, with Q6_K for the classifier.</summary>
         Q5_K_S = 23,
+
+        /// <summary>
+        /// What <c>llama-quantize … Q4_0</c> writes (llama.cpp's <c>LLAMA_FTYPE_MOSTLY_Q4_0</c>): Q4_0, with Q6_K for the classifier
+        /// (Q8_0 when its width is not a multiple of 256). <see cref="Q4_0"/> puts every matrix in Q4_0.
+        /// </summary>
+        MostlyQ4_0 = 30,
+
+        /// <summary>What <c>llama-quantize … Q4_1</c> writes: Q4_1, with Q6_K (or Q8_0) for the classifier.</summary>
+        MostlyQ4_1 = 31,
+
+        /// <summary>What <c>llama-quantize … Q5_0</c> writes: Q5_0, with Q6_K (or Q8_0) for the classifier.</summary>
+        MostlyQ5_0 = 32,
+
+        /// <summary>What <c>llama-quantize … Q5_1</c> writes: Q5_1, with Q6_K (or Q8_0) for the classifier.</summary>
+        MostlyQ5_1 = 33,
     }
 }

@@ -50,7 +50,7 @@ internal static class TargetParser
                     weights = (ComputeFormat)format;
                 else
                     diagnostics.Add(DiagnosticInfo.Create(Diagnostics.InvalidAttribute, attributeLocation, "Weights",
-                        $"{format} is not a WeightFormat; use F32, F16, a block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) or a mix (Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S)"));
+                        $"{format} is not a WeightFormat; use F32, F16, a block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) or a llama.cpp mix (Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, MostlyQ4_0, MostlyQ4_1, MostlyQ5_0, MostlyQ5_1)"));
             }
         }
 

@@ -58,4 +58,8 @@ internal enum ComputeFormat
     Q4_K_S = 21,
     Q5_K_M = 22,
     Q5_K_S = 23,
+    MostlyQ4_0 = 30,
+    MostlyQ4_1 = 31,
+    MostlyQ5_0 = 32,
+    MostlyQ5_1 = 33,
 }
