@@ -2,11 +2,13 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using Llama.Compiled;
+using Llama.Compiled.LlamaCpp;
 using Llama.Compiled.Tools;
 
 namespace LlamaBench;
 
-// Each benchmarked shape compiled twice: F32 kernels and Q8_0 kernels.
+// Each benchmarked shape compiled once per format it is measured in: F32 and Q8_0 kernels over the files the project's
+// writer makes, and llama.cpp's Q4_K_M and Q4_0 mixes over the files llama.cpp's own quantizer makes from the F32 one.
 
 [LlamaModel("stories260K/hf/config.json")]
 public partial class Stories260K;
@@ -26,17 +28,38 @@ public partial class Stories110M;
 [LlamaModel("Models/stories110M/config.json", Weights = WeightFormat.Q8_0)]
 public partial class Stories110MQ8;
 
+[LlamaModel("Models/stories110M/config.json", Weights = WeightFormat.Q4_K_M)]
+public partial class Stories110MQ4KM;
+
+[LlamaModel("Models/stories110M/config.json", Weights = WeightFormat.MostlyQ4_0)]
+public partial class Stories110MQ4;
+
 [LlamaModel("Models/tinyllama-1.1b/config.json")]
 public partial class TinyLlama;
 
 [LlamaModel("Models/tinyllama-1.1b/config.json", Weights = WeightFormat.Q8_0)]
 public partial class TinyLlamaQ8;
 
+[LlamaModel("Models/tinyllama-1.1b/config.json", Weights = WeightFormat.Q4_K_M)]
+public partial class TinyLlamaQ4KM;
+
+[LlamaModel("Models/tinyllama-1.1b/config.json", Weights = WeightFormat.MostlyQ4_0)]
+public partial class TinyLlamaQ4;
+
+[LlamaModel("Models/llama-3.2-1b/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Llama32Q8;
+
+[LlamaModel("Models/llama-3.2-1b/config.json", Weights = WeightFormat.Q4_K_M)]
+public partial class Llama32Q4KM;
+
+[LlamaModel("Models/llama-3.2-1b/config.json", Weights = WeightFormat.MostlyQ4_0)]
+public partial class Llama32Q4;
+
 /// <summary>A loaded compiled model and a way to open sessions with a thread count.</summary>
 internal sealed record LoadedModel(IDisposable Model, Func<int, ILlamaSession> CreateSession);
 
-/// <summary>A benchmarked model: its compiled shape, its compiled classes and where its GGUF files come from.</summary>
-internal sealed class BenchModel(string name, LlamaModelShape shape, bool random, Func<string, WeightLoading, LoadedModel> loadF32, Func<string, WeightLoading, LoadedModel> loadQ8)
+/// <summary>A benchmarked model: its compiled shape, its compiled classes per format and where its GGUF files come from.</summary>
+internal sealed class BenchModel(string name, LlamaModelShape shape, bool random, IReadOnlyDictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>> loaders)
 {
     /// <summary>Bump when the random weights or the writer's output change, so stale cached files are not reused.</summary>
     private const string CacheVersion = "v1";
@@ -48,25 +71,37 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
     /// <summary>True for random weights written into the cache; false for the real stories260K in ../shared.</summary>
     public bool IsRandom { get; } = random;
 
-    public LoadedModel Load(WeightFormat format, string path, WeightLoading loading) => format switch
-    {
-        WeightFormat.F32 => loadF32(path, loading),
-        WeightFormat.Q8_0 => loadQ8(path, loading),
-        _ => throw new ArgumentOutOfRangeException(nameof(format), format, "the bench compiles F32 and Q8_0 only"),
-    };
+    /// <summary>True when the bench compiles this model in <paramref name="format"/>.</summary>
+    public bool Has(WeightFormat format) => loaders.ContainsKey(format);
 
-    /// <summary>The GGUF file of this model in <paramref name="format"/>: the shared file, or the cached random one (written if missing).</summary>
+    public LoadedModel Load(WeightFormat format, string path, WeightLoading loading) => loaders[format](path, loading);
+
+    /// <summary>The format's name in the table and on the command line: llama-quantize's name for the llama.cpp mixes.</summary>
+    public static string FormatName(WeightFormat format) => format == WeightFormat.MostlyQ4_0 ? "Q4_0" : format.ToString();
+
+    /// <summary>
+    /// The GGUF file of this model in <paramref name="format"/>: the shared file, or the cached random one (written if missing). F32 and
+    /// Q8_0 files are the project's writer's; the Q4_K_M and Q4_0 files are what llama.cpp's quantizer makes of the F32 one.
+    /// </summary>
     public string GgufPath(WeightFormat format, string cacheDir, Action<string> log)
     {
-        string suffix = format == WeightFormat.F32 ? "f32" : "q8_0";
+        string suffix = FormatName(format).ToLowerInvariant();
         if (!IsRandom)
             return Path.Combine(SharedModels(), "stories260K", $"stories260K-{suffix}.gguf");
         string path = Path.Combine(cacheDir, $"{Name}-{CacheVersion}-{suffix}.gguf");
-        if (!File.Exists(path))
+        if (File.Exists(path))
+            return path;
+        if (format is WeightFormat.F32 or WeightFormat.Q8_0)
         {
             log($"writing random weights of {Name} as {suffix} to {path} (once; reused by later runs)");
             RandomLlama.WriteGguf(path, Shape, seed: 1, format == WeightFormat.F32 ? GgufTensorType.F32 : GgufTensorType.Q8_0, Name);
+            return path;
         }
+        string f32 = GgufPath(WeightFormat.F32, cacheDir, log);
+        log($"quantizing {Path.GetFileName(f32)} to {FormatName(format)} with llama.cpp's quantizer into {path} (once)");
+        string partial = path + ".partial";
+        LlamaCppOracle.Quantize(f32, partial, FormatName(format));
+        File.Move(partial, path, overwrite: true);
         return path;
     }
 
@@ -79,35 +114,60 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
     {
         LlamaModelShape s = Shape;
         int q = s.HeadCount * s.HeadDim, kv = s.KvHeadCount * s.HeadDim;
-        double Matrix(long rows, int cols)
+        double Matrix(LlamaTensor tensor, int layer, long rows, int cols)
         {
             if (format == WeightFormat.F32)
                 return rows * 4.0 * cols;
-            if (cols % 32 != 0)
-                return rows * (llamaCpp ? 2.0 : 4.0) * cols;
-            return rows * (cols / 32) * 34.0;
+            if (format == WeightFormat.Q8_0)
+                return cols % 32 != 0 ? rows * (llamaCpp ? 2.0 : 4.0) * cols : rows * (cols / 32) * 34.0;
+            // The llama.cpp mixes: both engines read the file's blocks as they are.
+            var stored = (WeightFormat)QuantizationMix.FormatFor((int)format, tensor, layer, s.LayerCount, cols, s.HeadCount / s.KvHeadCount, s.TiedEmbeddings);
+            return rows * (double)BlockQuantization.RowBytes(stored, cols);
         }
-        double layer = Matrix(q, s.HiddenSize) + 2 * Matrix(kv, s.HiddenSize) + Matrix(s.HiddenSize, q)
-            + 2 * Matrix(s.IntermediateSize, s.HiddenSize) + Matrix(s.HiddenSize, s.IntermediateSize)
-            + 2 * 4.0 * s.HiddenSize;
+        double total = Matrix(LlamaTensor.Classifier, -1, s.VocabSize, s.HiddenSize) + 4.0 * s.HiddenSize * 2;
+        for (int layer = 0; layer < s.LayerCount; layer++)
+        {
+            total += Matrix(LlamaTensor.Query, layer, q, s.HiddenSize) + Matrix(LlamaTensor.Key, layer, kv, s.HiddenSize) + Matrix(LlamaTensor.Value, layer, kv, s.HiddenSize)
+                + Matrix(LlamaTensor.AttentionOutput, layer, s.HiddenSize, q) + Matrix(LlamaTensor.Gate, layer, s.IntermediateSize, s.HiddenSize)
+                + Matrix(LlamaTensor.Up, layer, s.IntermediateSize, s.HiddenSize) + Matrix(LlamaTensor.Down, layer, s.HiddenSize, s.IntermediateSize)
+                + 2 * 4.0 * s.HiddenSize;
+        }
         double kvCache = 2.0 * s.LayerCount * kv * position * 4;
-        return s.LayerCount * layer + Matrix(s.VocabSize, s.HiddenSize) + 4.0 * s.HiddenSize * 2 + kvCache;
+        return total + kvCache;
     }
 
     public static IReadOnlyList<BenchModel> All { get; } =
     [
-        new("stories260K", Stories260K.CompiledShape, random: false,
-            (p, l) => Loaded(Stories260K.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            (p, l) => Loaded(Stories260KQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
-        new("stories15M", Stories15M.CompiledShape, random: true,
-            (p, l) => Loaded(Stories15M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            (p, l) => Loaded(Stories15MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
-        new("stories110M", Stories110M.CompiledShape, random: true,
-            (p, l) => Loaded(Stories110M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            (p, l) => Loaded(Stories110MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
-        new("tinyllama-1.1b", TinyLlama.CompiledShape, random: true,
-            (p, l) => Loaded(TinyLlama.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            (p, l) => Loaded(TinyLlamaQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t }))),
+        new("stories260K", Stories260K.CompiledShape, random: false, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
+        {
+            [WeightFormat.F32] = (p, l) => Loaded(Stories260K.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories260KQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+        }),
+        new("stories15M", Stories15M.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
+        {
+            [WeightFormat.F32] = (p, l) => Loaded(Stories15M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories15MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+        }),
+        new("stories110M", Stories110M.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
+        {
+            [WeightFormat.F32] = (p, l) => Loaded(Stories110M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories110MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q4_K_M] = (p, l) => Loaded(Stories110MQ4KM.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(Stories110MQ4.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+        }),
+        new("tinyllama-1.1b", TinyLlama.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
+        {
+            [WeightFormat.F32] = (p, l) => Loaded(TinyLlama.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(TinyLlamaQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q4_K_M] = (p, l) => Loaded(TinyLlamaQ4KM.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(TinyLlamaQ4.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+        }),
+        new("llama-3.2-1b", Llama32Q8.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
+        {
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Llama32Q8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q4_K_M] = (p, l) => Loaded(Llama32Q4KM.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(Llama32Q4.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+        }),
     ];
 
     private static LoadedModel Loaded<T>(T model, Func<T, Func<int, ILlamaSession>> sessions) where T : IDisposable =>

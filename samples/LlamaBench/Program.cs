@@ -63,9 +63,10 @@ namespace LlamaBench
             LlamaBench: compiled models vs llama.cpp, prompt processing (pp) and text generation (tg).
               --tokenizers       instead: byte-level BPE encoding throughput and tokenizer.json load time, vs llama.cpp's tokenizer
               --quick            < 2 min: stories260K, stories15M, stories110M; 2 runs, pp 64, tg 16
-              --models LIST      stories260K,stories15M,stories110M,tinyllama-1.1b (default: all)
+              --models LIST      stories260K,stories15M,stories110M,tinyllama-1.1b,llama-3.2-1b (default: all)
               --threads LIST     thread counts (default: 1,2)
-              --formats LIST     f32,q8_0 (default: both)
+              --formats LIST     f32,q8_0,q4_k_m,q4_0 (default: all; a model runs the ones it is compiled for). q4_k_m and q4_0
+                                 are the files llama.cpp's quantizer (llama-quantize) makes of the F32 file, mixes included
               --pp P             prompt tokens evaluated in one batch (default 128; clamped to the context)
               --tg N             tokens generated one at a time (default 32)
               --runs R           measured runs after a warm-up; the median is reported (default 3)
@@ -83,7 +84,7 @@ namespace LlamaBench
         public bool Quick { get; init; }
         public string[] Models { get; init; } = [];
         public int[] Threads { get; init; } = [1, 2];
-        public WeightFormat[] Formats { get; init; } = [WeightFormat.F32, WeightFormat.Q8_0];
+        public WeightFormat[] Formats { get; init; } = [WeightFormat.F32, WeightFormat.Q8_0, WeightFormat.Q4_K_M, WeightFormat.MostlyQ4_0];
         public int Prompt { get; init; } = 128;
         public int Generate { get; init; } = 32;
         public int Runs { get; init; } = 3;
@@ -128,7 +129,9 @@ namespace LlamaBench
                             {
                                 "f32" => WeightFormat.F32,
                                 "q8_0" or "q8" => WeightFormat.Q8_0,
-                                _ => throw new ArgumentException($"--formats: unknown format '{f}'; use f32, q8_0"),
+                                "q4_k_m" => WeightFormat.Q4_K_M,
+                                "q4_0" => WeightFormat.MostlyQ4_0,
+                                _ => throw new ArgumentException($"--formats: unknown format '{f}'; use f32, q8_0, q4_k_m, q4_0"),
                             }).Distinct().ToArray(),
                         };
                         break;
@@ -201,7 +204,7 @@ namespace LlamaBench
                 : BenchModel.All.Where(m => options.Models.Contains(m.Name, StringComparer.OrdinalIgnoreCase));
             foreach (BenchModel model in models)
             {
-                foreach (WeightFormat format in options.Formats)
+                foreach (WeightFormat format in options.Formats.Where(model.Has))
                     RunModel(model, format, options.NoLlama ? "skipped (--no-llama)" : llamaProblem);
             }
 
@@ -234,7 +237,7 @@ namespace LlamaBench
                 BenchModel? model = models.FirstOrDefault(m => m.Name == r.Model);
                 if (model is null || !r.Test.StartsWith("tg", StringComparison.Ordinal))
                     continue;
-                WeightFormat format = r.Format == "F32" ? WeightFormat.F32 : WeightFormat.Q8_0;
+                WeightFormat format = Enum.Parse<WeightFormat>(r.Format == "Q4_0" ? nameof(WeightFormat.MostlyQ4_0) : r.Format);
                 double position = (r.Tokens - 1) / 2.0;
                 double bw = _bandwidth[r.Threads] * 1e9;
                 _rows[i] = r with
@@ -247,7 +250,7 @@ namespace LlamaBench
 
         private void RunModel(BenchModel model, WeightFormat format, string? llamaProblem)
         {
-            string formatName = format == WeightFormat.F32 ? "F32" : "Q8_0";
+            string formatName = BenchModel.FormatName(format);
             string label = $"{model.Name} {formatName}";
             string path;
             try
@@ -652,7 +655,7 @@ namespace LlamaBench
         public static int RunChild(string[] args)
         {
             BenchModel model = BenchModel.All.Single(m => m.Name == args[1]);
-            WeightFormat format = args[2] == "F32" ? WeightFormat.F32 : WeightFormat.Q8_0;
+            WeightFormat format = Enum.Parse<WeightFormat>(args[2] == "Q4_0" ? nameof(WeightFormat.MostlyQ4_0) : args[2]);
             int threads = int.Parse(args[4], CultureInfo.InvariantCulture), prompt = int.Parse(args[5], CultureInfo.InvariantCulture);
             string path = args[6];
             var loading = Enum.Parse<WeightLoading>(args[7]);

@@ -122,6 +122,38 @@ public sealed class LlamaCppOracle : IDisposable
     }
 
     /// <summary>
+    /// Quantizes the GGUF file <paramref name="source"/> (F32 or F16) into <paramref name="destination"/> with llama.cpp's own
+    /// quantizer, exactly as <c>llama-quantize source destination FTYPE</c> does: per-tensor mixes and fallbacks included.
+    /// </summary>
+    /// <param name="source">The F32 or F16 GGUF file.</param>
+    /// <param name="destination">Where the quantized file is written.</param>
+    /// <param name="ftype">llama.cpp's name of the quantization, as llama-quantize takes it: Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1.</param>
+    /// <param name="threads">Quantizing threads (0: one per core).</param>
+    /// <exception cref="ArgumentException">Unknown <paramref name="ftype"/>.</exception>
+    /// <exception cref="InvalidOperationException">llama.cpp reports a failure.</exception>
+    /// <exception cref="LlamaCppUnavailableException">The library cannot be loaded on this machine.</exception>
+    public static void Quantize(string source, string destination, string ftype, int threads = 0)
+    {
+        LLamaFtype type = ftype switch
+        {
+            "Q4_K_M" => LLamaFtype.MOSTLY_Q4_K_M,
+            "Q4_K_S" => LLamaFtype.MOSTLY_Q4_K_S,
+            "Q5_K_M" => LLamaFtype.MOSTLY_Q5_K_M,
+            "Q5_K_S" => LLamaFtype.MOSTLY_Q5_K_S,
+            "Q6_K" => LLamaFtype.MOSTLY_Q6_K,
+            "Q8_0" => LLamaFtype.MOSTLY_Q8_0,
+            "Q4_0" => LLamaFtype.MOSTLY_Q4_0,
+            "Q4_1" => LLamaFtype.MOSTLY_Q4_1,
+            "Q5_0" => LLamaFtype.MOSTLY_Q5_0,
+            "Q5_1" => LLamaFtype.MOSTLY_Q5_1,
+            _ => throw new ArgumentException($"unknown llama.cpp quantization '{ftype}'", nameof(ftype)),
+        };
+        EnsureNativeLibrary();
+        if (!LLamaQuantizer.Quantize(source, destination, type, threads <= 0 ? Environment.ProcessorCount : threads, allowRequantize: false, quantizeOutputTensor: true))
+            throw new InvalidOperationException($"llama.cpp could not quantize {source} to {ftype}{LogTail()}");
+    }
+
+    /// <summary>
     /// Loads llama.cpp's native library once per process (LLamaSharp picks the build for the CPU's AVX level).
     /// </summary>
     /// <exception cref="LlamaCppUnavailableException">The library cannot be loaded on this machine.</exception>
