@@ -104,24 +104,30 @@ public sealed class QuantizationMixOracleTests(ITestOutputHelper output)
         LlamaModelShape shape = mix.Shape(layers);
         string quantized = Path.Combine(OraclePaths.Scratch, "mix", $"{shapeName}-l{layers}-{LlamaCppQuantizedFiles.FtypeName(ftype)}.gguf");
         LlamaCppQuantizedFiles.Quantize(Source(mix, layers), quantized, ftype);
-        Dictionary<string, uint> stored = LlamaCppQuantizedFiles.ReadTensorTypes(quantized);
+        AssertStoredFormats(quantized, shape, ftype, $"{shapeName}, {layers} layers, {ftype}");
         File.Delete(quantized);
+    }
 
-        var mismatches = new List<string>();
-        var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
-        foreach ((string name, LlamaTensor tensor, int layer, int columns) in Tensors(shape))
-        {
-            QuantizationFormat expected = QuantizationMix.TensorFormat(ToFormat(ftype), tensor, layer, layers, columns,
-                mix.Heads / mix.KvHeads, mix.Tied, asLlamaCppFtype: true);
-            Assert.True(stored.Remove(name, out uint type), $"llama.cpp's file has no tensor {name}");
-            string actual = GgmlTypeName(type);
-            counts[$"{GgufStemOf(name)}:{actual}"] = counts.GetValueOrDefault($"{GgufStemOf(name)}:{actual}") + 1;
-            if (actual != expected.ToString())
-                mismatches.Add($"{name} (width {columns}): llama.cpp stores {actual}, QuantizationMix says {expected}");
-        }
-        output.WriteLine($"{shapeName}, {layers} layers, {ftype}: " + string.Join(", ", counts.Select(c => $"{c.Key}×{c.Value}")));
-        Assert.Empty(stored.Keys);
-        Assert.True(mismatches.Count == 0, string.Join(Environment.NewLine, mismatches));
+    /// <summary>The files <see cref="LlamaCppQuantizedFiles"/> hands the end-to-end tests: llama.cpp's formats, and llama.cpp runs them.</summary>
+    [Theory]
+    [InlineData("gqa2-hd64-ffn768-l4-untied", LLamaFtype.MOSTLY_Q4_K_M)]
+    [InlineData("gqa2-hd64-ffn768-l4-untied", LLamaFtype.MOSTLY_Q4_K_S)]
+    [InlineData("gqa2-hd64-ffn768-l4-untied", LLamaFtype.MOSTLY_Q5_K_M)]
+    [InlineData("gqa2-hd64-ffn768-l4-untied", LLamaFtype.MOSTLY_Q6_K)]
+    [InlineData("gqa2-hd64-ffn768-l4-untied", LLamaFtype.MOSTLY_Q4_0)]
+    [InlineData("gqa1-hd64-tied", LLamaFtype.MOSTLY_Q4_K_M)]
+    [InlineData("gqa3-hd32-h288-ffn928-untied", LLamaFtype.MOSTLY_Q4_K_M)]
+    public void QuantizedShapeFilesHoldLlamaCppsFormatsAndRun(string shapeName, LLamaFtype ftype)
+    {
+        OracleShape shape = OracleShapes.Get(shapeName);
+        string path = LlamaCppQuantizedFiles.Get(shapeName, ftype);
+        Assert.Same(path, LlamaCppQuantizedFiles.Get(shapeName, ftype));
+        AssertStoredFormats(path, shape.Shape, ftype, $"{shapeName} {ftype}");
+
+        using var llama = new Llama.Compiled.LlamaCpp.LlamaCppOracle(path);
+        (int[] tokens, float[][] logits) = llama.Greedy(shape.Shape.BosTokenId, 4);
+        output.WriteLine($"llama.cpp's greedy tokens: {string.Join(' ', tokens)}");
+        Assert.All(logits, step => Assert.All(step, l => Assert.True(float.IsFinite(l))));
     }
 
     [Fact]
@@ -153,6 +159,28 @@ public sealed class QuantizationMixOracleTests(ITestOutputHelper output)
         Assert.Equal(QuantizationFormat.F16, F(QuantizationFormat.F16, LlamaTensor.Down, 344));
         Assert.Equal(QuantizationFormat.F32, F(QuantizationFormat.Q4_K_M, LlamaTensor.AttentionNorm, 256));
         Assert.Throws<ArgumentOutOfRangeException>(() => QuantizationMix.TensorFormat(QuantizationFormat.Q4_K, LlamaTensor.Query, 0, 2, 256, 1, false, asLlamaCppFtype: true));
+    }
+
+    /// <summary>Every tensor of <paramref name="path"/> is stored in the format QuantizationMix names for llama.cpp's <paramref name="ftype"/>.</summary>
+    private void AssertStoredFormats(string path, LlamaModelShape shape, LLamaFtype ftype, string label)
+    {
+        Dictionary<string, uint> stored = LlamaCppQuantizedFiles.ReadTensorTypes(path);
+        var mismatches = new List<string>();
+        var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        foreach ((string name, LlamaTensor tensor, int layer, int columns) in Tensors(shape))
+        {
+            QuantizationFormat expected = QuantizationMix.TensorFormat(ToFormat(ftype), tensor, layer, shape.LayerCount, columns,
+                shape.HeadCount / shape.KvHeadCount, shape.TiedEmbeddings, asLlamaCppFtype: true);
+            Assert.True(stored.Remove(name, out uint type), $"llama.cpp's file has no tensor {name}");
+            string actual = GgmlTypeName(type);
+            string key = $"{GgufStemOf(name)}:{actual}";
+            counts[key] = counts.GetValueOrDefault(key) + 1;
+            if (actual != expected.ToString())
+                mismatches.Add($"{name} (width {columns}): llama.cpp stores {actual}, QuantizationMix says {expected}");
+        }
+        output.WriteLine($"{label}: " + string.Join(", ", counts.Select(c => $"{c.Key}×{c.Value}")));
+        Assert.Empty(stored.Keys);
+        Assert.True(mismatches.Count == 0, string.Join(Environment.NewLine, mismatches));
     }
 
     /// <summary>The F32 source of <paramref name="mix"/> with <paramref name="layers"/> layers, written once per run.</summary>
