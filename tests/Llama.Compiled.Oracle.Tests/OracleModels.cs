@@ -109,6 +109,20 @@ public partial class Gqa4Hd8Ffn344Tied;
 [LlamaModel("Models/gqa4-hd8-ffn344-tied/config.json", Weights = WeightFormat.Q8_0)]
 public partial class Gqa4Hd8Ffn344TiedQ8;
 
+/// <summary>
+/// GQA 2 (4/2 heads), head_dim 64, untied, hidden 256, FFN 768, vocab 1024, 4 layers: every width a multiple of 256, so
+/// llama.cpp's K-quant mixes apply without fallbacks, and 4 layers give its Q4_K_M both Q4_K and Q6_K attn_v/ffn_down
+/// (layers 2 and 3 get more bits); see <see cref="LlamaCppQuantizedFiles"/>.
+/// </summary>
+[LlamaModel("Models/gqa2-hd64-ffn768-l4-untied/config.json")]
+public partial class Gqa2Hd64Ffn768L4Untied;
+
+[LlamaModel("Models/gqa2-hd64-ffn768-l4-untied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Gqa2Hd64Ffn768L4UntiedQ8;
+
+[LlamaModel("Models/gqa2-hd64-ffn768-l4-untied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Gqa2Hd64Ffn768L4UntiedQ4;
+
 /// <summary>A compiled shape and its compiled classes, by compute format.</summary>
 /// <param name="Name">The folder under Models/.</param>
 /// <param name="Shape">The compiled constants (all formats share them).</param>
@@ -133,6 +147,7 @@ public static class OracleShapes
         Make("gqa3-hd32-h288-ffn928-untied", Gqa3Hd32H288Ffn928Untied.CompiledShape, 108, Gqa3Hd32H288Ffn928Untied.Load, Gqa3Hd32H288Ffn928UntiedQ8.Load, Gqa3Hd32H288Ffn928UntiedQ4.Load),
         Make("gqa4-hd64-h1024-v32000-tied", Gqa4Hd64H1024V32000Tied.CompiledShape, 109, Gqa4Hd64H1024V32000Tied.Load, Gqa4Hd64H1024V32000TiedQ8.Load, Gqa4Hd64H1024V32000TiedQ4.Load),
         Make("gqa4-hd8-ffn344-tied", Gqa4Hd8Ffn344Tied.CompiledShape, 107, Gqa4Hd8Ffn344Tied.Load, Gqa4Hd8Ffn344TiedQ8.Load, null),
+        Make("gqa2-hd64-ffn768-l4-untied", Gqa2Hd64Ffn768L4Untied.CompiledShape, 110, Gqa2Hd64Ffn768L4Untied.Load, Gqa2Hd64Ffn768L4UntiedQ8.Load, Gqa2Hd64Ffn768L4UntiedQ4.Load),
     ];
 
     public static OracleShape Get(string name)
