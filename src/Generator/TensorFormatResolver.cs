@@ -39,25 +39,19 @@ internal static class TensorFormatResolver
         return new TensorFormats(ComputeFormat.F32, For(requested, LlamaTensor.Classifier, -1, s.HiddenSize, s), EquatableArray.From(layers));
     }
 
+    /// <summary>llama.cpp's choice for one tensor (<see cref="QuantizationMix"/>); the MostlyQ* formats are llama.cpp's file types.</summary>
     private static ComputeFormat For(ComputeFormat requested, LlamaTensor tensor, int layer, int cols, ModelSpec s)
     {
-        ComputeFormat format = requested switch
+        bool fileType = requested >= ComputeFormat.MostlyQ4_0;
+        QuantizationFormat format = requested switch
         {
-            ComputeFormat.Q4_K_M or ComputeFormat.Q4_K_S => ComputeFormat.Q4_K,
-            ComputeFormat.Q5_K_M or ComputeFormat.Q5_K_S => ComputeFormat.Q5_K,
-            _ => requested,
+            ComputeFormat.MostlyQ4_0 => QuantizationFormat.Q4_0,
+            ComputeFormat.MostlyQ4_1 => QuantizationFormat.Q4_1,
+            ComputeFormat.MostlyQ5_0 => QuantizationFormat.Q5_0,
+            ComputeFormat.MostlyQ5_1 => QuantizationFormat.Q5_1,
+            _ => (QuantizationFormat)requested,
         };
-        if (!FormatFacts.Fits(format, cols))
-        {
-            format = format switch
-            {
-                ComputeFormat.Q4_K => ComputeFormat.Q5_0,
-                ComputeFormat.Q5_K => ComputeFormat.Q5_1,
-                ComputeFormat.Q6_K => ComputeFormat.Q8_0,
-                _ => format,
-            };
-        }
-        return FormatFacts.Fits(format, cols) ? format : ComputeFormat.F32;
+        return (ComputeFormat)QuantizationMix.TensorFormat(format, tensor, layer, s.LayerCount, cols, s.GroupSize, s.TiedEmbeddings, fileType, s.ModelType);
     }
 
     /// <summary>
