@@ -50,13 +50,16 @@ internal static class BlockMatMulEmitter
     public static void Write(SourceWriter w, MatMulKernel k, int tile, bool cacheChoiceAtRunTime)
     {
         int blocks = Blocks(k);
-        bool super = k.Activations == ActivationKind.SuperBlocks;
+        bool super = k.Activations == ActivationKind.Q8_K;
         bool kernelLayout = FormatFacts.InKernelLayout(k.Format);
         int sums = super ? k.Cols / FormatFacts.SuperBlockSumWidth : blocks;
-        string sumType = super ? "short" : "int";
-        string activations = super
-            ? $"x, already quantized: [tokens, {k.Cols}] int8 as Q8_K super-blocks, with [tokens, {blocks}] F32 scales and [tokens, {sums}] sums of 16"
-            : $"x, already quantized: [tokens, {k.Cols}] int8 with [tokens, {blocks}] block scales and block sums";
+        string sumType = k.Activations switch { ActivationKind.Q8_K => "short", ActivationKind.Q8_1 => "float", _ => "int" };
+        string activations = k.Activations switch
+        {
+            ActivationKind.Q8_K => $"x, already quantized: [tokens, {k.Cols}] int8 as Q8_K super-blocks, with [tokens, {blocks}] F32 scales and [tokens, {sums}] sums of 16",
+            ActivationKind.Q8_1 => $"x, already quantized: [tokens, {k.Cols}] int8 as Q8_1 blocks, with [tokens, {blocks}] block scales and F16(d·Σq) per block",
+            _ => $"x, already quantized: [tokens, {k.Cols}] int8 with [tokens, {blocks}] block scales and block sums",
+        };
         string layout = kernelLayout ? $"the runtime's kernel layout ({blocks} blocks of {FormatFacts.BlockBytes(k.Format)} bytes per row, see {RowName(k.Format, k.Cols, 1)})"
             : $"llama.cpp's blocks as stored ({blocks} blocks of {FormatFacts.BlockBytes(k.Format)} bytes per row)";
         string tileProduct = kernelLayout

@@ -453,20 +453,27 @@ internal static class Emitter
 
     /// <summary>
     /// The buffers of each activation kind the kernels read: the normalized floats (read by F32/F16 kernels, and the input of
-    /// the super-block quantization), then int8 blocks of 32 with their scales and sums, then Q8_K super-blocks with theirs.
+    /// the Q8_1 and Q8_K quantizations), then int8 blocks of 32 with their scales and sums as Q8_0 and as Q8_1, then Q8_K
+    /// super-blocks with theirs.
     /// </summary>
     internal static IEnumerable<string> ActivationBuffers(IEnumerable<MatMulKernel> kernels, string prefix)
     {
         ActivationKind[] kinds = kernels.Select(k => k.Activations).Distinct().ToArray();
-        if (kinds.Contains(ActivationKind.Floats) || kinds.Contains(ActivationKind.SuperBlocks))
+        if (kinds.Contains(ActivationKind.Floats) || kinds.Contains(ActivationKind.Q8_1) || kinds.Contains(ActivationKind.Q8_K))
             yield return prefix == "_" ? "_xb" : "xNormed";
-        if (kinds.Contains(ActivationKind.Blocks))
+        if (kinds.Contains(ActivationKind.Q8_0))
         {
             yield return prefix + "xQuantized";
             yield return prefix + "xScales";
             yield return prefix + "xSums";
         }
-        if (kinds.Contains(ActivationKind.SuperBlocks))
+        if (kinds.Contains(ActivationKind.Q8_1))
+        {
+            yield return prefix + "xQ81";
+            yield return prefix + "xQ81Scales";
+            yield return prefix + "xQ81Sums";
+        }
+        if (kinds.Contains(ActivationKind.Q8_K))
         {
             yield return prefix + "xSuper";
             yield return prefix + "xSuperScales";
@@ -544,7 +551,13 @@ internal static class Emitter
     private static string ScratchFields(ForwardPlan plan)
     {
         var fields = new StringBuilder();
-        int blocks = plan.MaxQuantizedCols, super = plan.MaxSuperBlockCols;
+        int blocks = plan.MaxQuantizedCols, offsetBlocks = plan.MaxOffsetBlockCols, super = plan.MaxSuperBlockCols;
+        if (offsetBlocks > 0)
+        {
+            fields.Append($"\n    private readonly sbyte[] _xQ81;         // [PrefillChunk={plan.PrefillChunk}, {offsetBlocks}] a Q4_1/Q5_1 kernel's input as int8 blocks (Q8_1)");
+            fields.Append($"\n    private readonly float[] _xQ81Scales;   // [PrefillChunk={plan.PrefillChunk}, {offsetBlocks / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQ81");
+            fields.Append($"\n    private readonly float[] _xQ81Sums;     // [PrefillChunk={plan.PrefillChunk}, {offsetBlocks / ForwardPlanner.QuantBlock}] F16(d·Σq) of each 32-block of _xQ81");
+        }
         if (blocks > 0)
         {
             fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [PrefillChunk={plan.PrefillChunk}, {blocks}] a kernel's input as int8 blocks");
@@ -563,7 +576,13 @@ internal static class Emitter
     private static string ScratchAllocations(ForwardPlan plan)
     {
         var lines = new StringBuilder();
-        int blocks = plan.MaxQuantizedCols, super = plan.MaxSuperBlockCols;
+        int blocks = plan.MaxQuantizedCols, offsetBlocks = plan.MaxOffsetBlockCols, super = plan.MaxSuperBlockCols;
+        if (offsetBlocks > 0)
+        {
+            lines.Append($"\n        _xQ81 = new sbyte[PrefillChunk * {offsetBlocks}];");
+            lines.Append($"\n        _xQ81Scales = new float[PrefillChunk * {offsetBlocks / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xQ81Sums = new float[PrefillChunk * {offsetBlocks / ForwardPlanner.QuantBlock}];");
+        }
         if (blocks > 0)
         {
             lines.Append($"\n        _xQuantized = new sbyte[PrefillChunk * {blocks}];");

@@ -8,11 +8,14 @@ internal enum ActivationKind
     /// <summary>F32 and F16 weights read the floats as they are.</summary>
     Floats,
 
-    /// <summary>Formats of 32-weight blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) read int8 blocks of 32 with a scale and a sum each (llama.cpp's Q8_0/Q8_1).</summary>
-    Blocks,
+    /// <summary>Q8_0, Q4_0 and Q5_0 read int8 blocks of 32 with an F16 scale and the integer sum each (llama.cpp's Q8_0).</summary>
+    Q8_0,
+
+    /// <summary>Q4_1 and Q5_1 read the same int8 blocks with F16(d·Σq) for their minimums (llama.cpp's Q8_1).</summary>
+    Q8_1,
 
     /// <summary>The K formats read int8 super-blocks of 256 with an F32 scale and the sums of each 16 (llama.cpp's Q8_K).</summary>
-    SuperBlocks,
+    Q8_K,
 }
 
 /// <summary>Sizes and kinds of the compute formats, as the planner and the emitters need them.</summary>
@@ -35,8 +38,9 @@ internal static class FormatFacts
     public static ActivationKind Activations(ComputeFormat format) => format switch
     {
         ComputeFormat.F32 or ComputeFormat.F16 => ActivationKind.Floats,
-        ComputeFormat.Q4_K or ComputeFormat.Q5_K or ComputeFormat.Q6_K => ActivationKind.SuperBlocks,
-        _ => ActivationKind.Blocks,
+        ComputeFormat.Q4_K or ComputeFormat.Q5_K or ComputeFormat.Q6_K => ActivationKind.Q8_K,
+        ComputeFormat.Q4_1 or ComputeFormat.Q5_1 => ActivationKind.Q8_1,
+        _ => ActivationKind.Q8_0,
     };
 
     /// <summary>Weights per block: 1 for the float formats.</summary>

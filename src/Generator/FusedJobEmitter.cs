@@ -40,7 +40,7 @@ internal static class FusedJobEmitter
         if (k.IsBlockQuantized)
         {
             string[] buffers = InputBuffers(k.Activations);
-            string quantize = k.Activations == ActivationKind.Blocks ? "QuantizeBlocks" : "QuantizeQ8K";
+            string quantize = k.Activations switch { ActivationKind.Q8_0 => "QuantizeBlocks", ActivationKind.Q8_1 => "QuantizeQ8_1", _ => "QuantizeQ8K" };
             w.Line($$"""
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public static void {{k.Name}}(WorkerPool pool, {{tensor}} w, float[] x, float[] y, int tokens, bool accumulate, {{Parameters(buffers)}})
@@ -80,13 +80,14 @@ internal static class FusedJobEmitter
     private static string[] InputBuffers(ActivationKind kind) => kind switch
     {
         ActivationKind.Floats => ["xNormed"],
-        ActivationKind.Blocks => ["xQuantized", "xScales", "xSums"],
+        ActivationKind.Q8_0 => ["xQuantized", "xScales", "xSums"],
+        ActivationKind.Q8_1 => ["xQ81", "xQ81Scales", "xQ81Sums"],
         _ => ["xSuper", "xSuperScales", "xSuperSums"],
     };
 
     private static string ParameterType(string buffer) => buffer switch
     {
-        "xQuantized" or "xSuper" => "sbyte[]",
+        "xQuantized" or "xQ81" or "xSuper" => "sbyte[]",
         "xSums" => "int[]",
         "xSuperSums" => "short[]",
         _ => "float[]",
@@ -184,14 +185,14 @@ internal static class FusedJobEmitter
 
     /// <summary>
     /// The input stage of a projection that follows an RMSNorm: every token is normalized once, before the rows are split
-    /// across threads. For 32-block kernels the norm is fused with quantizing the activations; Q8_K super-blocks are
-    /// quantized from the normalized floats.
+    /// across threads. For Q8_0 activations the norm is fused with quantizing them; Q8_1 blocks and Q8_K super-blocks
+    /// are quantized from the normalized floats.
     /// </summary>
     private static void WriteNormInput(SourceWriter w, MatMulKernel[] kernels)
     {
         ActivationKind[] kinds = kernels.Select(k => k.Activations).Distinct().ToArray();
-        bool floats = kinds.Contains(ActivationKind.Floats) || kinds.Contains(ActivationKind.SuperBlocks);
-        w.Line(floats && kinds.Contains(ActivationKind.Blocks)
+        bool floats = kinds.Contains(ActivationKind.Floats) || kinds.Contains(ActivationKind.Q8_1) || kinds.Contains(ActivationKind.Q8_K);
+        w.Line(floats && kinds.Contains(ActivationKind.Q8_0)
             ? "    // Input stage: each token normalized once into xNormed and, fused with the norm, into int8 blocks, before the rows are split."
             : floats ? "    // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it."
             : "    // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.");
@@ -201,12 +202,17 @@ internal static class FusedJobEmitter
             w.Line("    {");
         if (floats)
             w.Line("        RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));");
-        if (kinds.Contains(ActivationKind.Blocks))
+        if (kinds.Contains(ActivationKind.Q8_0))
         {
             w.Line("        RmsNormQuantize(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xQuantized.AsSpan(t * HiddenSize, HiddenSize),");
             w.Line("            xScales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xSums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));");
         }
-        if (kinds.Contains(ActivationKind.SuperBlocks))
+        if (kinds.Contains(ActivationKind.Q8_1))
+        {
+            w.Line("        BlockKernels.QuantizeQ8_1(xNormed.AsSpan(t * HiddenSize, HiddenSize), xQ81.AsSpan(t * HiddenSize, HiddenSize),");
+            w.Line("            xQ81Scales.AsSpan(t * (HiddenSize / 32), HiddenSize / 32), xQ81Sums.AsSpan(t * (HiddenSize / 32), HiddenSize / 32));");
+        }
+        if (kinds.Contains(ActivationKind.Q8_K))
         {
             w.Line("        BlockKernels.QuantizeQ8K(xNormed.AsSpan(t * HiddenSize, HiddenSize), xSuper.AsSpan(t * HiddenSize, HiddenSize),");
             w.Line("            xSuperScales.AsSpan(t * (HiddenSize / 256), HiddenSize / 256), xSuperSums.AsSpan(t * (HiddenSize / 16), HiddenSize / 16));");

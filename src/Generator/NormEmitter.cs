@@ -61,7 +61,7 @@ internal static class NormEmitter
         w.Line("}");
         // Only fused jobs (q/k/v, gate/up) normalize their input; the fused variant serves those with 32-block activations.
         bool fusedBlocks = plan.LayerKinds.Any(kind => FusedJobEmitter.QkvKernels(plan, kind.Formats).Concat(FusedJobEmitter.GateUpKernels(plan, kind.Formats))
-            .Any(k => k.Activations == ActivationKind.Blocks));
+            .Any(k => k.Activations == ActivationKind.Q8_0));
         if (fusedBlocks)
         {
             w.Line("""

@@ -66,10 +66,13 @@ internal sealed record ForwardPlan(
     long MatrixBytes)
 {
     /// <summary>Widest input of a kernel with 32-block activations (sizes their int8 buffer), 0 if none.</summary>
-    public int MaxQuantizedCols => MaxCols(ActivationKind.Blocks);
+    public int MaxQuantizedCols => MaxCols(ActivationKind.Q8_0);
+
+    /// <summary>Widest input of a kernel with Q8_1 activations (sizes their int8 buffer), 0 if none.</summary>
+    public int MaxOffsetBlockCols => MaxCols(ActivationKind.Q8_1);
 
     /// <summary>Widest input of a kernel with Q8_K super-block activations (sizes their int8 buffer), 0 if none.</summary>
-    public int MaxSuperBlockCols => MaxCols(ActivationKind.SuperBlocks);
+    public int MaxSuperBlockCols => MaxCols(ActivationKind.Q8_K);
 
     private int MaxCols(ActivationKind kind) => MatMuls.Where(k => k.Activations == kind).Select(k => k.Cols).DefaultIfEmpty(0).Max();
 
