@@ -21,7 +21,7 @@ namespace Llama.Compiled;
 /// <c>nibble = min(15, (int)(x·(1/d) + 8.5))</c> (truncation), so <c>max</c> itself maps to 0 (−8·d).</para>
 /// <para>The arithmetic is plain F32 without fused multiply-adds, as the C reference is written.</para>
 /// </remarks>
-public static class BlockQuantization
+public static partial class BlockQuantization
 {
     /// <summary>Weights per block of Q8_0 and Q4_0.</summary>
     public const int BlockSize = LlamaArchitecture.QuantBlockSize;
@@ -35,25 +35,16 @@ public static class BlockQuantization
     /// <summary>
     /// Bytes one row of <paramref name="cols"/> weights takes in <paramref name="format"/>.
     /// </summary>
-    /// <exception cref="ArgumentException">Q8_0/Q4_0 with <paramref name="cols"/> not a multiple of 32.</exception>
+    /// <exception cref="ArgumentException">A block format with <paramref name="cols"/> not a multiple of its block
+    /// (32 weights for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1; 256 for Q4_K, Q5_K, Q6_K).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A mix (Q4_K_M, ...), which has no single row size, or an unknown format.</exception>
     public static long RowBytes(WeightFormat format, int cols)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
-        switch (format)
-        {
-            case WeightFormat.F32:
-                return 4L * cols;
-            case WeightFormat.F16:
-                return 2L * cols;
-            case WeightFormat.Q8_0:
-                ThrowIfNotBlocks(cols, nameof(cols));
-                return (long)(cols / BlockSize) * Q8_0BlockBytes;
-            case WeightFormat.Q4_0:
-                ThrowIfNotBlocks(cols, nameof(cols));
-                return (long)(cols / BlockSize) * Q4_0BlockBytes;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(format), format, "unknown weight format");
-        }
+        int block = WeightsPerBlock(format);
+        if (cols % block != 0)
+            throw new ArgumentException($"{format} rows need a multiple of {block} columns; got {cols}", nameof(cols));
+        return (long)(cols / block) * BytesPerBlock(format);
     }
 
     /// <summary>Quantizes <paramref name="source"/> (a multiple of 32 values) to Q8_0 blocks in <paramref name="destination"/>.</summary>
@@ -236,11 +227,5 @@ public static class BlockQuantization
         if (bytes < (long)blocks * blockBytes)
             throw new ArgumentException($"{blocks} blocks need {(long)blocks * blockBytes} bytes; the span has {bytes}", bytesName);
         return blocks;
-    }
-
-    private static void ThrowIfNotBlocks(int cols, string name)
-    {
-        if (cols % BlockSize != 0)
-            throw new ArgumentException($"Q8_0 and Q4_0 rows need a multiple of {BlockSize} columns; got {cols}", name);
     }
 }

@@ -48,6 +48,15 @@ internal static unsafe class GgufFormat
             case GgufTensorType.BF16: (blockElements, blockBytes, dtype) = (1, 2, "BF16"); return true;
             case GgufTensorType.Q8_0: (blockElements, blockBytes, dtype) = (32, 34, "Q8_0"); return true;
             case GgufTensorType.Q4_0: (blockElements, blockBytes, dtype) = (32, 18, "Q4_0"); return true;
+            case GgufTensorType.Q4_1: (blockElements, blockBytes, dtype) = (32, 20, "Q4_1"); return true;
+            case GgufTensorType.Q5_0: (blockElements, blockBytes, dtype) = (32, 22, "Q5_0"); return true;
+            case GgufTensorType.Q5_1: (blockElements, blockBytes, dtype) = (32, 24, "Q5_1"); return true;
+            case GgufTensorType.Q2_K: (blockElements, blockBytes, dtype) = (256, 84, "Q2_K"); return true;
+            case GgufTensorType.Q3_K: (blockElements, blockBytes, dtype) = (256, 110, "Q3_K"); return true;
+            case GgufTensorType.Q4_K: (blockElements, blockBytes, dtype) = (256, 144, "Q4_K"); return true;
+            case GgufTensorType.Q5_K: (blockElements, blockBytes, dtype) = (256, 176, "Q5_K"); return true;
+            case GgufTensorType.Q6_K: (blockElements, blockBytes, dtype) = (256, 210, "Q6_K"); return true;
+            case GgufTensorType.IQ4_NL: (blockElements, blockBytes, dtype) = (32, 18, "IQ4_NL"); return true;
             default: (blockElements, blockBytes, dtype) = (0, 0, ""); return false;
         }
     }
@@ -141,7 +150,7 @@ internal static unsafe class GgufFormat
             uint type = reader.UInt32($"the type of tensor {name}");
             ulong offset = reader.UInt64($"the offset of tensor {name}");
             if (!TryGetTypeSize(type, out int blockElements, out int blockBytes, out string dtype))
-                throw new ModelFormatException($"{file.Path}: unsupported tensor type {TypeName(type)} in tensor {name}; supported: F32, F16, BF16, Q8_0, Q4_0");
+                throw new ModelFormatException($"{file.Path}: unsupported tensor type {TypeName(type)} in tensor {name}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL");
 
             long inner = shape[^1];
             if (inner % blockElements != 0)

@@ -47,7 +47,100 @@ public static class BlockKernels
     /// max|v|/127 rounded to F16 (0 for a block of zeros, whose values are all 0).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
+    public static float QuantizeBlock(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum) =>
+        (float)(Half)(QuantizeBlockMax(v0, v1, v2, v3, ref q, out sum) / 127f);
+
+    /// <summary>
+    /// x → int8 blocks of 32 as llama.cpp's x86 <c>quantize_row_q8_1</c> (the activations of its Q4_1 and Q5_1 dot
+    /// products): the same int8 values and F16 scales as <see cref="QuantizeBlocks"/>, and per block ggml's
+    /// <c>s = fp16(d·Σq)</c> with the unrounded F32 <c>d = max|x|/127</c>. (Computing s from the F16-rounded scale
+    /// instead differs from ggml in the last F16 bit for some blocks.) x: [n], q: [n], scales, sums: [n/32].
+    /// </summary>
+    /// <exception cref="ArgumentException">x is not whole blocks, or an output is shorter than x needs.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeQ8_1(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<float> sums)
+    {
+        if (x.Length % BlockSize != 0 || q.Length < x.Length || scales.Length < x.Length / BlockSize || sums.Length < x.Length / BlockSize)
+            throw new ArgumentException("QuantizeQ8_1: a buffer is smaller than its shape.");
+        ref float x0 = ref MemoryMarshal.GetReference(x);
+        ref sbyte q0 = ref MemoryMarshal.GetReference(q);
+        for (int b = 0; b < x.Length / BlockSize; b++)
+        {
+            ref float xb = ref Unsafe.Add(ref x0, b * BlockSize);
+            float max = QuantizeBlockMax(Vector256.LoadUnsafe(ref xb), Vector256.LoadUnsafe(ref xb, 8), Vector256.LoadUnsafe(ref xb, 16), Vector256.LoadUnsafe(ref xb, 24),
+                ref Unsafe.Add(ref q0, b * BlockSize), out int sum);
+            float d = max / 127f;
+            scales[b] = (float)(Half)d;
+            sums[b] = (float)(Half)(d * sum);
+        }
+    }
+
+    /// <summary>Weights per block of Q8_K (a super-block of the K formats).</summary>
+    public const int SuperBlockSize = 256;
+
+    /// <summary>
+    /// x → int8 super-blocks of 256 as llama.cpp quantizes activations for its K-format dot products
+    /// (<c>quantize_row_q8_K</c>, on x86 the reference): with <c>max</c> the first value of largest magnitude,
+    /// <c>iscale = −127/max</c>, q = min(127, nearest_int(iscale·x)) (halves to even), <c>d = 1/iscale</c> as F32,
+    /// and the sums of each 16 consecutive q. A block of zeros gets d = 0, q = 0 and sums 0.
+    /// x: [n] with n a multiple of 256, q: [n], scales: [n/256], bsums: [n/16].
+    /// </summary>
+    /// <exception cref="ArgumentException">x is not whole super-blocks, or an output is shorter than x needs.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeQ8K(ReadOnlySpan<float> x, Span<sbyte> q, Span<float> scales, Span<short> bsums)
+    {
+        if (x.Length % SuperBlockSize != 0 || q.Length < x.Length || scales.Length < x.Length / SuperBlockSize || bsums.Length < x.Length / 16)
+            throw new ArgumentException("QuantizeQ8K: a buffer is smaller than its shape.");
+        ref float x0 = ref MemoryMarshal.GetReference(x);
+        ref sbyte q0 = ref MemoryMarshal.GetReference(q);
+        ref short s0 = ref MemoryMarshal.GetReference(bsums);
+        for (int b = 0; b < x.Length / SuperBlockSize; b++)
+        {
+            ref float xb = ref Unsafe.Add(ref x0, b * SuperBlockSize);
+            Vector256<float> amax8 = Vector256<float>.Zero;
+            for (int i = 0; i < SuperBlockSize; i += 8)
+                amax8 = Vector256.Max(amax8, Vector256.Abs(Vector256.LoadUnsafe(ref xb, (nuint)i)));
+            Vector128<float> amax4 = Vector128.Max(amax8.GetLower(), amax8.GetUpper());
+            float amax = MathF.Max(MathF.Max(amax4[0], amax4[1]), MathF.Max(amax4[2], amax4[3]));
+            if (amax == 0f)
+            {
+                scales[b] = 0f;
+                Unsafe.InitBlockUnaligned(ref Unsafe.As<sbyte, byte>(ref Unsafe.Add(ref q0, b * SuperBlockSize)), 0, SuperBlockSize);
+                Unsafe.InitBlockUnaligned(ref Unsafe.As<short, byte>(ref Unsafe.Add(ref s0, b * 16)), 0, 32);
+                continue;
+            }
+            // The sign of the first value of largest magnitude decides which end maps to −127 (ggml keeps the first on ties).
+            float max = 0f;
+            for (int i = 0; i < SuperBlockSize; i += 8)
+            {
+                uint hits = Vector256.Equals(Vector256.Abs(Vector256.LoadUnsafe(ref xb, (nuint)i)), Vector256.Create(amax)).ExtractMostSignificantBits();
+                if (hits != 0)
+                {
+                    max = Unsafe.Add(ref xb, i + System.Numerics.BitOperations.TrailingZeroCount(hits));
+                    break;
+                }
+            }
+            float iscale = -127f / max;
+            Vector256<float> scale = Vector256.Create(iscale);
+            for (int i = 0; i < SuperBlockSize; i += 16)
+            {
+                // nearest_int(v) is round-half-even for |v| ≤ 2^22, as vroundps; min(127, ·) as the C code (−127·x/max ≥ −127).
+                Vector256<int> i0 = Vector256.Min(Vector256.ConvertToInt32(Vector256.Round(Vector256.LoadUnsafe(ref xb, (nuint)i) * scale)), Vector256.Create(127));
+                Vector256<int> i1 = Vector256.Min(Vector256.ConvertToInt32(Vector256.Round(Vector256.LoadUnsafe(ref xb, (nuint)i + 8) * scale)), Vector256.Create(127));
+                Vector128<short> narrow = Vector128.Narrow(i0.GetLower(), i0.GetUpper()), narrow1 = Vector128.Narrow(i1.GetLower(), i1.GetUpper());
+                Vector128.Narrow(narrow, narrow1).StoreUnsafe(ref Unsafe.Add(ref q0, b * SuperBlockSize + i));
+                Unsafe.Add(ref s0, b * 16 + i / 16) = (short)Vector256.Sum(i0 + i1);
+            }
+            scales[b] = 1f / iscale;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="QuantizeBlock"/> returning the block's max|v| unrounded: the int8 values are round(v·127/max) as
+    /// ggml's AVX2 <c>quantize_row_q8_0</c>/<c>_q8_1</c> compute them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float QuantizeBlockMax(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3, ref sbyte q, out int sum)
     {
         Vector256<float> max8 = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
         Vector128<float> max4 = Vector128.Max(max8.GetLower(), max8.GetUpper());
@@ -58,7 +151,7 @@ public static class BlockKernels
         Vector256<int> i2 = Vector256.ConvertToInt32(Vector256.Round(v2 * inverse)), i3 = Vector256.ConvertToInt32(Vector256.Round(v3 * inverse));
         Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3)).StoreUnsafe(ref q);
         sum = Vector256.Sum((i0 + i1) + (i2 + i3));
-        return (float)(Half)(max / 127f);
+        return max;
     }
 
     /// <summary>

@@ -349,7 +349,7 @@ public sealed class GgufReaderTests : IDisposable
             w.WriteTensorData("blk.0.attn_q.weight", new float[256]);
         });
         int type = GgufLayout.FindField(bytes, "blk.0.attn_q.weight type");
-        foreach ((uint id, string name) in new[] { (12u, "Q4_K"), (3u, "Q4_1"), (14u, "Q6_K"), (28u, "F64"), (99u, "#99") })
+        foreach ((uint id, string name) in new[] { (15u, "Q8_K"), (16u, "IQ2_XXS"), (23u, "IQ4_XS"), (28u, "F64"), (99u, "#99") })
         {
             BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(type), id);
             OpenFails(bytes, $"unsupported tensor type {name} in tensor blk.0.attn_q.weight");

@@ -10,7 +10,7 @@ using Xunit.Abstractions;
 namespace Llama.Compiled.Tests.Kernels;
 
 /// <summary>
-/// <see cref="BlockKernelsTests"/> again in child processes with the runtime told to hide an instruction set, so that
+/// <see cref="BlockKernelsTests"/> and <see cref="Formats.QuantizedRowsTests"/> again in child processes with the runtime told to hide an instruction set, so that
 /// every path of the primitives runs on this machine: without AVX-VNNI (DotInt32 by AVX2 maddubs), without AVX2 (the
 /// portable DotInt32 and Sum8), without AVX (the portable Sum4). As the oracle project's InstructionSetTests do for
 /// the generated kernels.
@@ -36,7 +36,7 @@ public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
             UseShellExecute = false,
             WorkingDirectory = TestPaths.RepoRoot,
         };
-        string filter = $"FullyQualifiedName~{typeof(BlockKernelsTests).FullName}|FullyQualifiedName~{nameof(InstructionSetsAreAsConfigured)}";
+        string filter = $"FullyQualifiedName~{typeof(BlockKernelsTests).FullName}|FullyQualifiedName~{typeof(Formats.QuantizedRowsTests).FullName}|FullyQualifiedName~{nameof(InstructionSetsAreAsConfigured)}";
         foreach (string arg in new[] { "test", typeof(PrimitiveInstructionSetTests).Assembly.Location, "--filter", filter })
             start.ArgumentList.Add(arg);
         start.Environment[variable] = "0";
