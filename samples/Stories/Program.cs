@@ -17,7 +17,8 @@ internal static class Program
     private const string Usage = """
         Usage: Stories [options]
           --model PATH        model folder or weights file, with tokenizer.model beside it
-                              (default: ../shared/models/stories260K/hf from the repository root)
+                              (default: ../shared/models/stories260K/hf from the repository root, or
+                              stories260K-f32.gguf there when built with -p:StoriesFromGguf=true)
           --prompt TEXT       text to continue (default: none, the story starts from scratch)
           --max-tokens N      most tokens to generate (default 256)
           --temperature T     sampling temperature; 0 = greedy (default 1.0)
@@ -125,7 +126,7 @@ internal static class Program
             throw new ArgumentException($"{name} must be {expected}, not '{value}'");
         }
 
-        /// <summary>stories260K's Hugging Face folder, beside the repository (found above this program's binary).</summary>
+        /// <summary>stories260K's Hugging Face folder (or its f32 GGUF), beside the repository (found above this program's binary).</summary>
         private static string DefaultModelPath()
         {
             string root = Directory.GetCurrentDirectory();
@@ -137,11 +138,22 @@ internal static class Program
                     break;
                 }
             }
+#if STORIES_GGUF
+            return Path.GetFullPath(Path.Combine(root, "..", "shared", "models", "stories260K", "stories260K-f32.gguf"));
+#else
             return Path.GetFullPath(Path.Combine(root, "..", "shared", "models", "stories260K", "hf"));
+#endif
         }
     }
 }
 
-/// <summary>stories260K (Karpathy's tinyllamas), compiled from its config.json at build time.</summary>
+/// <summary>
+/// stories260K (Karpathy's tinyllamas), compiled from its config.json at build time, or from its GGUF's header when built
+/// with -p:StoriesFromGguf=true (see Stories.csproj).
+/// </summary>
+#if STORIES_GGUF
+[LlamaModel("stories260K/stories260K-f32.gguf")]
+#else
 [LlamaModel("stories260K/hf/config.json")]
+#endif
 internal partial class Stories260K;

@@ -100,9 +100,28 @@ internal static class Diagnostics
         "'{0}' has more than one [LlamaModel] attribute; a class compiles exactly one model, declare one class per model",
         Category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpLink("LLC0013"));
 
+    public static readonly DiagnosticDescriptor GgufHeaderNotRead = new(
+        "LLC0014",
+        "GGUF header was not read at build time",
+        "The GGUF file '{0}' cannot be compiled from: {1}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpLink("LLC0014"));
+
+    public static readonly DiagnosticDescriptor UnsupportedTensorType = new(
+        "LLC0015",
+        "GGUF tensor type has no kernels",
+        "Tensor '{1}' in the GGUF file '{0}' is stored as {2}, which the compiler has no kernels for; supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K (requantize the model with llama-quantize)",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpLink("LLC0015"));
+
+    public static readonly DiagnosticDescriptor TensorShape = new(
+        "LLC0016",
+        "GGUF tensor is missing or does not match the hyperparameters",
+        "Tensor '{1}' in the GGUF file '{0}' {2}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpLink("LLC0016"));
+
     private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = Index(
         ConfigNotFound, InvalidJson, MissingKey, WrongType, InvalidValue, Unsupported,
-        NotPartial, Generic, AmbiguousConfig, InvalidAttribute, InvalidClassKind, SlidingWindow, DuplicateAttribute);
+        NotPartial, Generic, AmbiguousConfig, InvalidAttribute, InvalidClassKind, SlidingWindow, DuplicateAttribute,
+        GgufHeaderNotRead, UnsupportedTensorType, TensorShape);
 
     public static DiagnosticDescriptor ById(string id) => s_byId[id];
 

@@ -13,7 +13,8 @@ namespace Llama.Compiled.Generator;
 
 /// <summary>
 /// The pipeline only, in two outputs as System.Text.Json's generator has them. Source: [LlamaModel] classes as
-/// location-free <see cref="ModelTarget"/>s, combined with the JSON AdditionalFiles, parsed into a
+/// location-free <see cref="ModelTarget"/>s, combined with the JSON AdditionalFiles (configs, and the GGUF headers that
+/// build/Llama.Compiled.targets writes), parsed into a
 /// <see cref="ModelSpec"/>, planned into a <see cref="ForwardPlan"/>, emitted. Diagnostics: the class's own problems
 /// and the planning steps' diagnostics, placed at the attribute's arguments where they point there. Every value that
 /// flows between steps is equatable and the source side holds no locations, so an edit that changes neither the
@@ -51,8 +52,9 @@ public sealed class LlamaModelGenerator : IIncrementalGenerator
             .WithTrackingName(Steps.Targets);
 
         IncrementalValueProvider<EquatableArray<ConfigFile>> configFiles = context.AdditionalTextsProvider
-            .Where(static text => text.Path.EndsWith(".json", System.StringComparison.OrdinalIgnoreCase))
-            .Select(static (text, ct) => new ConfigFile(NormalizePath(text.Path), text.GetText(ct)?.ToString() ?? ""))
+            .Where(static text => text.Path.EndsWith(".json", System.StringComparison.OrdinalIgnoreCase)
+                || text.Path.EndsWith(".gguf", System.StringComparison.OrdinalIgnoreCase))
+            .Select(static (text, ct) => ReadConfigFile(text, ct))
             .Collect()
             .Select(static (files, _) => EquatableArray.From(files))
             .WithTrackingName(Steps.ConfigFiles);
@@ -101,9 +103,36 @@ public sealed class LlamaModelGenerator : IIncrementalGenerator
         if (config is null)
             return new PlanResult(target, null, EquatableArray.From(diagnostics));
 
-        ModelSpec? spec = ConfigParser.Parse(config, target.MaxContext, diagnostics);
+        ModelSpec? spec;
+        switch (config.Kind)
+        {
+            case ConfigKind.GgufHeader:
+                spec = GgufHeaderParser.Parse(config, target.MaxContext, diagnostics);
+                break;
+            case ConfigKind.Gguf:
+                diagnostics.Add(GgufHeaderParser.NotRead(config));
+                spec = null;
+                break;
+            default:
+                spec = ConfigParser.Parse(config, target.MaxContext, diagnostics);
+                break;
+        }
         ForwardPlan? plan = spec is null ? null : ForwardPlanner.Plan(target, target.ConfigPath, spec);
         return new PlanResult(target, plan, EquatableArray.From(diagnostics));
+    }
+
+    /// <summary>
+    /// A config.json as it is; a GGUF header under the path of the GGUF it was read from, which is what the attribute
+    /// names; a .gguf item by its path only: its text is never read (the file may be many GB, and only the header is needed).
+    /// </summary>
+    private static ConfigFile ReadConfigFile(AdditionalText text, CancellationToken cancellationToken)
+    {
+        if (text.Path.EndsWith(".gguf", System.StringComparison.OrdinalIgnoreCase))
+            return new ConfigFile(NormalizePath(text.Path), "", ConfigKind.Gguf);
+        string content = text.GetText(cancellationToken)?.ToString() ?? "";
+        if (!text.Path.EndsWith(GgufHeaderParser.FileSuffix, System.StringComparison.OrdinalIgnoreCase))
+            return new ConfigFile(NormalizePath(text.Path), content);
+        return new ConfigFile(NormalizePath(GgufHeaderParser.GgufPathOf(content) ?? text.Path), content, ConfigKind.GgufHeader);
     }
 
     internal static string NormalizePath(string path) => path.Replace('\\', '/');

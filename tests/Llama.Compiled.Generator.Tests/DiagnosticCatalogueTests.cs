@@ -569,6 +569,115 @@ public sealed class DiagnosticCatalogueTests
         Assert.Equal(8, type.GetMembers("KvHeadCount").OfType<IFieldSymbol>().Single().ConstantValue);
     }
 
+    // ---------------------------------------------------------------- GGUF headers (build/Llama.Compiled.targets)
+
+    private const string GgufArguments = "\"models/model.gguf\"";
+
+    private static GeneratorRun RunGguf(GgufHeaderBuilder header) =>
+        GeneratorHarness.Run(GeneratorHarness.ModelSource(GgufArguments), header.Item());
+
+    /// <summary>A GGUF problem is reported at the attribute's path (the header file is build output) and names the GGUF.</summary>
+    private static Diagnostic SingleGguf(GeneratorRun run, string id, params string[] named)
+    {
+        Diagnostic d = Single(run, id);
+        AssertAtSource(d, GeneratorHarness.ModelSource(GgufArguments), GgufArguments);
+        Assert.Contains(GgufHeaderBuilder.GgufPath, d.GetMessage());
+        foreach (string text in named)
+            Assert.Contains(text, d.GetMessage());
+        return d;
+    }
+
+    [Theory]
+    [InlineData("llama.block_count")]
+    [InlineData("llama.embedding_length")]
+    [InlineData("llama.attention.layer_norm_rms_epsilon")]
+    [InlineData("general.architecture")]
+    public void LLC0003_GgufLacksAKey(string key) =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().Without(key)), "LLC0003", "'" + key + "'");
+
+    [Fact]
+    public void LLC0003_GgufWithoutVocabularySize() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().Without("tokenizer.ggml.tokens")), "LLC0003", "llama.vocab_size", "tokenizer.ggml.tokens");
+
+    [Theory]
+    [InlineData("llama.block_count", "\"five\"", "the string \"five\"")]
+    [InlineData("llama.attention.head_count_kv", "{ \"array\": \"int32\", \"length\": 5 }", "an array of int32")]
+    [InlineData("llama.attention.layer_norm_rms_epsilon", "\"NaN\"", "the string \"NaN\"")]
+    [InlineData("llama.block_count", "5000000000", "the number 5000000000")]
+    public void LLC0004_GgufValueOfTheWrongType(string key, string value, string actual) =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().With(key, value)), "LLC0004", "'" + key + "'", actual);
+
+    [Theory]
+    [InlineData("llama.attention.head_count_kv", "3")]
+    [InlineData("llama.attention.layer_norm_rms_epsilon", "0")]
+    [InlineData("tokenizer.ggml.eos_token_id", "512")]
+    [InlineData("llama.block_count", "0")]
+    public void LLC0005_GgufValueOutOfRange(string key, string value) =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().With(key, value)), "LLC0005", "'" + key + "'");
+
+    [Theory]
+    [InlineData("general.architecture", "\"gpt2\"", "gpt2")]
+    [InlineData("llama.rope.scaling.type", "\"yarn\"", "yarn")]
+    [InlineData("llama.rope.dimension_count", "4", "partial rotary")]
+    public void LLC0006_GgufFeatureNotSupported(string key, string value, string named) =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().With(key, value)), "LLC0006", named);
+
+    [Fact]
+    public void LLC0006_Llama3RopeScalingInATensor() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithTensor("rope_freqs.weight", 0, 4)), "LLC0006", "rope_freqs.weight", "config.json");
+
+    [Fact]
+    public void LLC0014_GgufItemWithoutTheTargets()
+    {
+        // The .gguf itself reached the compiler: its text is never read (the generator gets a throwing text here).
+        string source = GeneratorHarness.ModelSource(GgufArguments);
+        GeneratorRun run = GeneratorHarness.Run(source, (GgufHeaderBuilder.GgufPath, "GGUF\0\0\0binary"));
+        Diagnostic d = Single(run, "LLC0014");
+        AssertAtSource(d, source, GgufArguments);
+        Assert.Contains("build/Llama.Compiled.targets", d.GetMessage());
+        Assert.Contains("<Import Project=", d.GetMessage());
+    }
+
+    [Fact]
+    public void LLC0014_HeaderOfAnotherFormat()
+    {
+        string header = GgufHeaderBuilder.Stories260K().ToString().Replace("\"tensors\"", "\"tensor_list\"", StringComparison.Ordinal);
+        SingleGguf(GeneratorHarness.Run(GeneratorHarness.ModelSource(GgufArguments), (GgufHeaderBuilder.HeaderPath, header)), "LLC0014", "rebuild");
+    }
+
+    [Theory]
+    [InlineData(16, "IQ2_XXS")]
+    [InlineData(10, "Q2_K")]
+    [InlineData(99, "#99")]
+    public void LLC0015_TensorTypeWithoutKernels(int type, string name) =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().Retype(n => n == "blk.3.ffn_up.weight", type)), "LLC0015", "'blk.3.ffn_up.weight'", name);
+
+    [Fact]
+    public void LLC0015_QuantizedNorm() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().Retype(n => n == "output_norm.weight", 8)), "LLC0015", "'output_norm.weight'", "Q8_0");
+
+    [Fact]
+    public void LLC0016_MissingTensor() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithoutTensor("blk.2.attn_k.weight")), "LLC0016", "'blk.2.attn_k.weight'", "is missing", "[32, 64]");
+
+    [Fact]
+    public void LLC0016_ShapeDisagreesWithTheHyperparameters() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithTensor("blk.0.ffn_down.weight", 0, 64, 128)), "LLC0016", "'blk.0.ffn_down.weight'", "[64, 128]", "[64, 172]");
+
+    [Fact]
+    public void LLC0016_RowsThatDoNotSplitIntoBlocks() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().Retype(n => n == "blk.0.ffn_down.weight", 12)), "LLC0016", "'blk.0.ffn_down.weight'", "256", "172");
+
+    [Fact]
+    public void LLC0016_Qwen2WithoutItsBiases()
+    {
+        GeneratorRun run = RunGguf(GgufHeaderBuilder.Stories260K(arch: "qwen2", layers: 1));
+        Assert.Equal(["'blk.0.attn_q.bias'", "'blk.0.attn_k.bias'", "'blk.0.attn_v.bias'"],
+            run.GeneratorDiagnostics.Select(d => Assert.Single(Regex.Matches(d.GetMessage(), "'blk[^']*'")).Value));
+        Assert.All(run.GeneratorDiagnostics, d => Assert.Equal("LLC0016", d.Id));
+        Assert.Empty(run.Sources);
+    }
+
     // ---------------------------------------------------------------- the catalogue itself
 
     [Fact]

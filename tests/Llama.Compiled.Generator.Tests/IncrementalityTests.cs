@@ -198,6 +198,35 @@ public sealed class IncrementalityTests
     }
 
     [Fact]
+    public void AGgufCompiledModelIsReusedAfterAnUnrelatedEdit()
+    {
+        // The header file the targets write for model.gguf, and a class that names the GGUF.
+        CSharpCompilation compilation = GeneratorHarness.CreateCompilation(GeneratorHarness.ModelSource("\"models/model.gguf\""));
+        (string path, string text) = GgufHeaderBuilder.Stories260K().Item();
+        var header = new InMemoryAdditionalText(path, text);
+        var readme = new InMemoryAdditionalText("/project/README.md", "# a project");
+        GeneratorDriver driver = GeneratorHarness.CreateDriver([header, readme], trackSteps: true);
+        driver = driver.RunGenerators(compilation);
+        GeneratorRunResult first = driver.GetRunResult().Results.Single();
+        Assert.Empty(first.Diagnostics);
+        Assert.Equal(2, first.GeneratedSources.Length);
+
+        CSharpCompilation edited = compilation.AddSyntaxTrees(Tree("namespace UserApp; public class Other { public int X; }", "/project/Other.cs"));
+        driver = driver.ReplaceAdditionalText(readme, new InMemoryAdditionalText("/project/README.md", "# edited"));
+        driver = driver.RunGenerators(edited);
+        GeneratorRunResult second = driver.GetRunResult().Results.Single();
+        AssertReused(second, "an unrelated edit next to a GGUF-compiled model");
+        AssertSameSources(first, second);
+
+        // A new header (the GGUF changed) re-plans.
+        driver = driver.ReplaceAdditionalText(header, new InMemoryAdditionalText(path, GgufHeaderBuilder.Stories260K(layers: 4).ToString()));
+        driver = driver.RunGenerators(edited);
+        GeneratorRunResult third = driver.GetRunResult().Results.Single();
+        Assert.Contains(third.TrackedSteps["Plans"].SelectMany(r => r.Outputs), o => o.Reason == IncrementalStepRunReason.Modified);
+        Assert.Contains("LayerCount = 4;", third.GeneratedSources.Single(s => s.HintName.EndsWith("TestModel.g.cs", StringComparison.Ordinal)).SourceText.ToString());
+    }
+
+    [Fact]
     public void StepOutputsHoldNoCompilationObjects()
     {
         var fixture = new Fixture();

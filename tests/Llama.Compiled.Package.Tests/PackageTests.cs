@@ -150,6 +150,9 @@ public class PackageTests(ITestOutputHelper log)
         Assert.Contains("lib/net10.0/Llama.Compiled.Attributes.dll", files);
         Assert.Contains("README.md", files);
         Assert.Contains("LICENSE", files);
+        // Compiling from a GGUF: NuGet imports build/<PackageId>.targets (and buildTransitive/ for indirect references).
+        Assert.Contains("build/Llama.Compiled.targets", files);
+        Assert.Contains("buildTransitive/Llama.Compiled.targets", files);
 
         using Stream stream = zip.GetEntry("Llama.Compiled.nuspec")!.Open();
         XDocument nuspec = XDocument.Load(stream);

@@ -38,8 +38,24 @@ internal sealed record TargetLocations(LocationInfo? ConfigPathArgument, Locatio
 /// </summary>
 internal sealed record TargetResult(ModelTarget? Target, TargetLocations Locations, EquatableArray<DiagnosticInfo> Diagnostics);
 
-/// <summary>An AdditionalFiles item that may be a model config: its path ('/'-separated) and text.</summary>
-internal sealed record ConfigFile(string Path, string Text);
+/// <summary>An AdditionalFiles item that may be a model config: its path ('/'-separated), text and kind.</summary>
+/// <param name="Path">The item's path; for a GGUF header, the path of the GGUF it was read from, so the attribute names the GGUF.</param>
+/// <param name="Text">The JSON text ("" for a <see cref="ConfigKind.Gguf"/>, which is never read).</param>
+/// <param name="Kind">What the text is.</param>
+internal sealed record ConfigFile(string Path, string Text, ConfigKind Kind = ConfigKind.Json);
+
+/// <summary>What an AdditionalFiles item that may hold a model is.</summary>
+internal enum ConfigKind
+{
+    /// <summary>A Hugging Face config.json.</summary>
+    Json,
+
+    /// <summary>A GGUF header that build/Llama.Compiled.targets read from a .gguf item (see <see cref="GgufHeaderParser"/>).</summary>
+    GgufHeader,
+
+    /// <summary>A .gguf item itself: the targets that replace it by its header were not imported.</summary>
+    Gguf,
+}
 
 /// <summary>Mirror of Llama.Compiled.WeightFormat (same values); the generator does not load the attributes assembly.</summary>
 internal enum ComputeFormat
