@@ -197,7 +197,7 @@ internal static class FusedJobEmitter
             : floats ? "    // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it."
             : "    // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.");
         w.Line("    for (int t = 0; t < tokens; t++)");
-        bool several = kinds.Length > 1;
+        bool several = (floats ? 1 : 0) + kinds.Count(k => k != ActivationKind.Floats) > 1;
         if (several)
             w.Line("    {");
         if (floats)
