@@ -47,9 +47,11 @@ internal static class KernelEmitter
         w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");
         w.Line($"/// - q_proj, k_proj and v_proj run as one job over their {s.QueryDim + 2 * s.KvDim} rows together; gate_proj, up_proj and SwiGLU as one");
         w.Line($"///   job per row range: one pass over the pool (and one quantization of the input) instead of three.");
-        w.Line(plan.MaxQuantizedCols > 0 || plan.MaxSuperBlockCols > 0
-            ? "/// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy)."
+        w.Line(plan.MaxQuantizedCols > 0
+            ? "/// - The RMSNorm before each is the fused job's input stage; for Q8_0 activations it is fused with quantizing them (one pass, no float copy)."
             : "/// - The RMSNorm before each is the fused job's input stage: each token is normalized once, before the rows are split.");
+        if (plan.MaxSuperBlockCols > 0 || plan.MaxOffsetBlockCols > 0)
+            w.Line("///   The K formats' Q8_K super-blocks (and Q4_1/Q5_1's Q8_1 blocks) are quantized from the normalized floats, as llama.cpp quantizes them.");
         w.Line("/// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few");
         w.Line("///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask");
         w.Line("///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).");

@@ -39,6 +39,14 @@ public sealed class SnapshotTests
         VerifyModel(nameof(Stories260KQ4_0), "Stories260KQ4", GeneratorHarness.Stories260KConfig(), weights: "Q4_0");
 
     [Fact]
+    public void TinyLlamaQ4_K_M() =>
+        VerifyModel(nameof(TinyLlamaQ4_K_M), "TinyLlamaQ4KM", GeneratorHarness.Config("TinyLlama-1.1B-Chat-v1.0.json"), weights: "Q4_K_M");
+
+    [Fact]
+    public void Qwen25_05B_Q5_K_M() =>
+        VerifyModel(nameof(Qwen25_05B_Q5_K_M), "Qwen25Q5KM", GeneratorHarness.Config("Qwen2.5-0.5B.json"), weights: "Q5_K_M");
+
+    [Fact]
     public void SnapshotFolderIsInTheSourceTree()
     {
         Assert.EndsWith(System.IO.Path.Combine("tests", "Llama.Compiled.Generator.Tests", "Snapshots"), Snapshot.Folder);

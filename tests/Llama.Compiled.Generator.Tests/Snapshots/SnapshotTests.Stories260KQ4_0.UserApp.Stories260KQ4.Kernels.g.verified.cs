@@ -2,7 +2,7 @@
 // Llama.Compiled: Stories260KQ4, compiled from models/config.json: kernels specialized to the model's shapes, one per distinct shape.
 // model_type llama: 5 layers, hidden 64, 8 query heads / 4 KV heads of 8,
 // feed-forward 172, vocabulary 512, context 512, tied embeddings.
-// RoPE theta 10000; biases: none; computes in Q4_0 (trained as float32).
+// RoPE theta 10000; biases: none; computes in Q4_0: 31 Q4_0, 5 F32 matrices (trained as float32).
 #nullable enable
 
 using System;
@@ -24,7 +24,7 @@ namespace UserApp
         /// - MatMul_Q4_0_172x64 (gate_proj, up_proj): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 172 rows, on one thread (172 rows are not whole cache lines: a split would share lines).
         /// - MatMul_64x172 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
         /// - MatMul_Q4_0_512x64 (classifier (tied embedding)): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 512 rows.
-        /// - MatMul_64x172 stays F32 although Q4_0 was asked for: its 172 columns do not split into 32-weight blocks.
+        /// - MatMul_64x172 is F32 although Q4_0 was asked for: its 172 columns do not split into 32-weight blocks (llama.cpp's fallback).
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
@@ -33,7 +33,7 @@ namespace UserApp
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 128 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
-        /// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy).
+        /// - The RMSNorm before each is the fused job's input stage; for Q8_0 activations it is fused with quantizing them (one pass, no float copy).
         /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
         ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask
         ///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).

@@ -2,7 +2,7 @@
 // Llama.Compiled: Stories260KQ4, compiled from models/config.json: the model: constants, loading, sessions and the forward pass.
 // model_type llama: 5 layers, hidden 64, 8 query heads / 4 KV heads of 8,
 // feed-forward 172, vocabulary 512, context 512, tied embeddings.
-// RoPE theta 10000; biases: none; computes in Q4_0 (trained as float32).
+// RoPE theta 10000; biases: none; computes in Q4_0: 31 Q4_0, 5 F32 matrices (trained as float32).
 #nullable enable
 
 using System;
@@ -130,13 +130,13 @@ namespace UserApp
         private readonly struct LayerWeights
         {
             public readonly WeightTensor InputNorm; // [HiddenSize=64] input_layernorm
-            public readonly PackedTensor Q;         // [QueryDim=64, HiddenSize=64] q_proj
-            public readonly PackedTensor K;         // [KvDim=32, HiddenSize=64] k_proj
-            public readonly PackedTensor V;         // [KvDim=32, HiddenSize=64] v_proj
-            public readonly PackedTensor O;         // [HiddenSize=64, QueryDim=64] o_proj
+            public readonly PackedTensor Q;         // Q4_0 [QueryDim=64, HiddenSize=64] q_proj
+            public readonly PackedTensor K;         // Q4_0 [KvDim=32, HiddenSize=64] k_proj
+            public readonly PackedTensor V;         // Q4_0 [KvDim=32, HiddenSize=64] v_proj
+            public readonly PackedTensor O;         // Q4_0 [HiddenSize=64, QueryDim=64] o_proj
             public readonly WeightTensor PostNorm;  // [HiddenSize=64] post_attention_layernorm
-            public readonly PackedTensor Gate;      // [IntermediateSize=172, HiddenSize=64] gate_proj
-            public readonly PackedTensor Up;        // [IntermediateSize=172, HiddenSize=64] up_proj
+            public readonly PackedTensor Gate;      // Q4_0 [IntermediateSize=172, HiddenSize=64] gate_proj
+            public readonly PackedTensor Up;        // Q4_0 [IntermediateSize=172, HiddenSize=64] up_proj
             public readonly WeightTensor Down;      // [HiddenSize=64, IntermediateSize=172] down_proj
 
             public LayerWeights(ModelWeights weights, int layer)

@@ -32,7 +32,7 @@ namespace UserApp
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
         /// - q_proj, k_proj and v_proj run as one job over their 2560 rows together; gate_proj, up_proj and SwiGLU as one
         ///   job per row range: one pass over the pool (and one quantization of the input) instead of three.
-        /// - The RMSNorm before each is the fused job's input stage; for quantized weights it is fused with quantizing the activations (one pass, no float copy).
+        /// - The RMSNorm before each is the fused job's input stage; for Q8_0 activations it is fused with quantizing them (one pass, no float copy).
         /// - Every kernel is compiled fully optimized at its first call ([MethodImpl(AggressiveOptimization)]): a prefill runs a few
         ///   times per conversation, too few calls for tiered compilation to leave tier-0 code before it matters. Helpers that ask
         ///   to be inlined carry it too, for where the JIT declines (a 4-token row product can be too large to inline).

@@ -127,14 +127,14 @@ namespace UserApp
         private readonly struct LayerWeights
         {
             public readonly WeightTensor InputNorm; // [HiddenSize=2048] input_layernorm
-            public readonly PackedTensor Q;         // [QueryDim=2048, HiddenSize=2048] q_proj
-            public readonly PackedTensor K;         // [KvDim=256, HiddenSize=2048] k_proj
-            public readonly PackedTensor V;         // [KvDim=256, HiddenSize=2048] v_proj
-            public readonly PackedTensor O;         // [HiddenSize=2048, QueryDim=2048] o_proj
+            public readonly PackedTensor Q;         // Q8_0 [QueryDim=2048, HiddenSize=2048] q_proj
+            public readonly PackedTensor K;         // Q8_0 [KvDim=256, HiddenSize=2048] k_proj
+            public readonly PackedTensor V;         // Q8_0 [KvDim=256, HiddenSize=2048] v_proj
+            public readonly PackedTensor O;         // Q8_0 [HiddenSize=2048, QueryDim=2048] o_proj
             public readonly WeightTensor PostNorm;  // [HiddenSize=2048] post_attention_layernorm
-            public readonly PackedTensor Gate;      // [IntermediateSize=5632, HiddenSize=2048] gate_proj
-            public readonly PackedTensor Up;        // [IntermediateSize=5632, HiddenSize=2048] up_proj
-            public readonly PackedTensor Down;      // [HiddenSize=2048, IntermediateSize=5632] down_proj
+            public readonly PackedTensor Gate;      // Q8_0 [IntermediateSize=5632, HiddenSize=2048] gate_proj
+            public readonly PackedTensor Up;        // Q8_0 [IntermediateSize=5632, HiddenSize=2048] up_proj
+            public readonly PackedTensor Down;      // Q8_0 [HiddenSize=2048, IntermediateSize=5632] down_proj
 
             public LayerWeights(ModelWeights weights, int layer)
             {
