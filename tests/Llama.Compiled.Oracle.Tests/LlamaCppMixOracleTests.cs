@@ -60,6 +60,44 @@ public sealed class LlamaCppMixOracleTests(ITestOutputHelper output)
         Assert.True(oursError <= ErrorSlack * llamaError, $"{label}: our max logit error vs F32 {oursError} > {ErrorSlack} × llama.cpp's {llamaError}");
     }
 
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void QuantizingTheF32FileAtLoadGivesLlamaCppsBlocks(string shapeName, LLamaFtype ftype)
+    {
+        // A model compiled for a mix and loaded from F32 weights quantizes every matrix at load, to the format llama.cpp's
+        // rules pick, with the reference quantizers: the blocks equal the ones llama.cpp's quantizer wrote, byte for byte.
+        WeightFormat format = LlamaCppMixModels.Formats[ftype];
+        OracleShape shape = OracleShapes.Get(shapeName);
+        LlamaModelShape s = shape.Shape;
+        using ModelWeights fromF32 = ModelWeights.Open(RandomShapeOracleTests.Gguf(shape, GgufTensorType.F32), s);
+        using ModelWeights fromLlamaCpp = ModelWeights.Open(LlamaCppQuantizedFiles.Get(shapeName, ftype), s);
+        bool fileType = format == WeightFormat.MostlyQ4_0;
+        int q = s.HeadCount * s.HeadDim, kv = s.KvHeadCount * s.HeadDim, compared = 0;
+        void Compare(string name, LlamaTensor tensor, int layer, int rows, int cols)
+        {
+            var stored = (WeightFormat)QuantizationMix.TensorFormat(fileType ? QuantizationFormat.Q4_0 : (QuantizationFormat)format, tensor, layer, s.LayerCount, cols,
+                s.HeadCount / s.KvHeadCount, s.TiedEmbeddings, fileType);
+            if (stored == WeightFormat.F16)
+                stored = WeightFormat.F32; // llama.cpp's F16 fallback; a config.json model computes such a matrix in F32
+            Assert.True(fromLlamaCpp.GetPackedMatrix(name, rows, cols, stored).Bytes.SequenceEqual(fromF32.GetPackedMatrix(name, rows, cols, stored).Bytes) || stored == WeightFormat.F32,
+                $"{name} as {stored}");
+            compared++;
+        }
+        for (int layer = 0; layer < s.LayerCount; layer++)
+        {
+            string prefix = LlamaArchitecture.HuggingFaceLayerPrefix(layer);
+            Compare(prefix + "self_attn.q_proj.weight", LlamaTensor.Query, layer, q, s.HiddenSize);
+            Compare(prefix + "self_attn.k_proj.weight", LlamaTensor.Key, layer, kv, s.HiddenSize);
+            Compare(prefix + "self_attn.v_proj.weight", LlamaTensor.Value, layer, kv, s.HiddenSize);
+            Compare(prefix + "self_attn.o_proj.weight", LlamaTensor.AttentionOutput, layer, s.HiddenSize, q);
+            Compare(prefix + "mlp.gate_proj.weight", LlamaTensor.Gate, layer, s.IntermediateSize, s.HiddenSize);
+            Compare(prefix + "mlp.up_proj.weight", LlamaTensor.Up, layer, s.IntermediateSize, s.HiddenSize);
+            Compare(prefix + "mlp.down_proj.weight", LlamaTensor.Down, layer, s.HiddenSize, s.IntermediateSize);
+        }
+        Compare(s.TiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", LlamaTensor.Classifier, -1, s.VocabSize, s.HiddenSize);
+        Assert.Equal(7 * s.LayerCount + 1, compared);
+    }
+
     [Fact]
     public void AFileOfAnotherMixIsRefusedNamingTheTensorAndBothFormats()
     {
