@@ -249,7 +249,7 @@ internal static class Program
             throw new ArgumentException($"{name} must be {expected}, not '{value}'");
         }
 
-        /// <summary>stories260K's Hugging Face folder, beside the repository (found above this program's binary).</summary>
+        /// <summary>stories260K's Hugging Face folder (or its f32 GGUF), beside the repository (found above this program's binary).</summary>
         private static string DefaultModelPath()
         {
             string root = Directory.GetCurrentDirectory();
@@ -261,11 +261,22 @@ internal static class Program
                     break;
                 }
             }
+#if CHAT_GGUF
+            return Path.GetFullPath(Path.Combine(root, "..", "shared", "models", "stories260K", "stories260K-f32.gguf"));
+#else
             return Path.GetFullPath(Path.Combine(root, "..", "shared", "models", "stories260K", "hf"));
+#endif
         }
     }
 }
 
-/// <summary>stories260K (Karpathy's tinyllamas), compiled from its config.json at build time.</summary>
+/// <summary>
+/// stories260K (Karpathy's tinyllamas), compiled from its config.json at build time, or from its GGUF's header when built
+/// with -p:ChatFromGguf=true (see Chat.csproj).
+/// </summary>
+#if CHAT_GGUF
+[LlamaModel("stories260K/stories260K-f32.gguf")]
+#else
 [LlamaModel("stories260K/hf/config.json")]
+#endif
 internal partial class Stories260K;
