@@ -43,6 +43,24 @@ public class PackageTests(ITestOutputHelper log)
         partial class Stories260K;
         """;
 
+    /// <summary>The same greedy story from a project that has only the GGUF file: compiled from its header, its own tokenizer.</summary>
+    private const string GgufConsumerProgram = """
+        using Llama.Compiled;
+
+        string modelPath = args[0];
+        using var model = Stories260K.Load(modelPath);
+        using var session = model.CreateSession();
+        var generator = new TextGenerator(session, LlamaTokenizers.Load(modelPath));
+        var greedy = new GenerationOptions { MaxNewTokens = 64, Sampling = new SamplingOptions { Temperature = 0f } };
+        Console.Write("Once upon a time");
+        foreach (string chunk in generator.Generate("Once upon a time", greedy))
+            Console.Write(chunk);
+        Console.WriteLine();
+
+        [LlamaModel("stories260K-f32.gguf")]
+        partial class Stories260K;
+        """;
+
     [Fact]
     public async Task AFreshProjectBuildsAndRunsOnThePackage()
     {
@@ -61,32 +79,43 @@ public class PackageTests(ITestOutputHelper log)
             CheckPackageLayout(package, version);
 
             // A new console project that references the package by version from the local feed.
-            string app = Path.Combine(root, "app");
-            Directory.CreateDirectory(app);
-            Tool.Run(log, "dotnet", "new console -n Consumer -o . --no-restore", app, Limit);
-            File.WriteAllText(Path.Combine(app, "nuget.config"), $"""
-                <?xml version="1.0" encoding="utf-8"?>
-                <configuration>
-                  <packageSources>
-                    <add key="llama-compiled-local" value="{feed}" />
-                  </packageSources>
-                </configuration>
-                """);
-            Tool.Run(log, "dotnet", $"add package Llama.Compiled --version {version}", app, Limit);
-            string project = Path.Combine(app, "Consumer.csproj");
-            XDocument csproj = XDocument.Load(project);
-            csproj.Root!.Add(new XElement("ItemGroup",
-                new XElement("AdditionalFiles", new XAttribute("Include", Path.Combine(Paths.Stories260KHf, "config.json")))));
-            csproj.Save(project);
-            File.WriteAllText(Path.Combine(app, "Program.cs"), ConsumerProgram);
+            string App(string name, string additionalFile, string program)
+            {
+                string app = Path.Combine(root, name);
+                Directory.CreateDirectory(app);
+                Tool.Run(log, "dotnet", "new console -n Consumer -o . --no-restore", app, Limit);
+                File.WriteAllText(Path.Combine(app, "nuget.config"), $"""
+                    <?xml version="1.0" encoding="utf-8"?>
+                    <configuration>
+                      <packageSources>
+                        <add key="llama-compiled-local" value="{feed}" />
+                      </packageSources>
+                    </configuration>
+                    """);
+                Tool.Run(log, "dotnet", $"add package Llama.Compiled --version {version}", app, Limit);
+                string project = Path.Combine(app, "Consumer.csproj");
+                XDocument csproj = XDocument.Load(project);
+                csproj.Root!.Add(new XElement("ItemGroup", new XElement("AdditionalFiles", new XAttribute("Include", additionalFile))));
+                csproj.Save(project);
+                File.WriteAllText(Path.Combine(app, "Program.cs"), program);
 
-            Tool.Result build = Tool.Run(log, "dotnet", "build -c Release --disable-build-servers", app, Limit);
-            // The generator loads in the consumer's compiler without a warning (CS8032 and the like).
-            Tool.AssertNoWarnings(build);
-            Assert.Contains("0 Warning(s)", build.StdOut);
+                Tool.Result build = Tool.Run(log, "dotnet", "build -c Release --disable-build-servers", app, Limit);
+                // The generator loads in the consumer's compiler without a warning (CS8032 and the like).
+                Tool.AssertNoWarnings(build);
+                Assert.Contains("0 Warning(s)", build.StdOut);
+                return app;
+            }
+
+            (string expected, string story) = await ExpectedOutputAsync();
+            string app = App("app", Path.Combine(Paths.Stories260KHf, "config.json"), ConsumerProgram);
             Tool.Result run = Tool.Run(log, "dotnet", $"\"{Path.Combine(app, "bin", "Release", "net10.0", "Consumer.dll")}\" \"{Paths.Stories260KHf}\"", app, Limit);
+            Assert.Equal(expected, run.StdOut.ReplaceLineEndings("\n"));
 
-            Assert.Equal(await ExpectedOutputAsync(), run.StdOut.ReplaceLineEndings("\n"));
+            // A user who has only the GGUF: the package's build/ targets read its header, nothing else is needed.
+            string gguf = Path.Combine(Paths.Stories260KHf, "..", "stories260K-f32.gguf");
+            string ggufApp = App("app-gguf", gguf, GgufConsumerProgram);
+            Tool.Result ggufRun = Tool.Run(log, "dotnet", $"\"{Path.Combine(ggufApp, "bin", "Release", "net10.0", "Consumer.dll")}\" \"{gguf}\"", ggufApp, Limit);
+            Assert.Equal(story, ggufRun.StdOut.ReplaceLineEndings("\n"));
         }
         finally
         {
@@ -121,8 +150,8 @@ public class PackageTests(ITestOutputHelper log)
         }
     }
 
-    /// <summary>What the consumer prints, computed here with the same model compiled into this test assembly.</summary>
-    private static async Task<string> ExpectedOutputAsync()
+    /// <summary>What the consumer prints (and its greedy story alone), computed here with the same model compiled into this test assembly.</summary>
+    private static async Task<(string Output, string Story)> ExpectedOutputAsync()
     {
         string modelPath = Paths.Stories260KHf;
         using var model = Stories260K.Load(modelPath);
@@ -133,12 +162,13 @@ public class PackageTests(ITestOutputHelper log)
         foreach (string chunk in generator.Generate("Once upon a time", greedy))
             expected.Append(chunk);
         expected.Append('\n');
+        string story = expected.ToString();
         IChatClient chat = model.AsChatClient(modelPath, greedy);
         ChatResponse response = await chat.GetResponseAsync("Tell me about a cat.");
         expected.Append(response.Text).Append('\n');
         // The same greedy story the Stories sample prints for --prompt "Once upon a time" --temperature 0.
         Assert.StartsWith("Once upon a time, there was a little girl named Lily.", expected.ToString());
-        return expected.ToString();
+        return (expected.ToString(), story);
     }
 
     private static void CheckPackageLayout(string package, string version)
