@@ -62,15 +62,55 @@ public static class QuantizedRows
 
     // Per block: Q4_1/Q5_1 add m·s (s a float, ggml's q8_1 sum); Q5_0 subtracts 16·Σx from the integer dot (Σx an int),
     // which is ggml's Σ(q − 16)·x exactly. `sums` is read as floats or ints accordingly.
+    /// <summary>The F16 values in the low 16 bits of each lane as floats, exactly (<see cref="KernelMath.HalfToSingle(Vector128{ushort})"/>'s arithmetic).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float LegacyRow(WeightFormat format, ref byte row, int blocks, ref sbyte x, ref float scales, ref int sums)
+    private static Vector256<float> HalfBitsToSingle(Vector256<int> half)
+    {
+        Vector256<int> magnitudeBits = half & Vector256.Create(0x7FFF);
+        Vector256<int> magnitude = ((magnitudeBits << 13).AsSingle() * Vector256.Create(5.192297E+33f)).AsInt32(); // · 2^112
+        Vector256<int> special = Vector256.GreaterThanOrEqual(magnitudeBits, Vector256.Create(0x7C00)) & Vector256.Create(0x7F800000);
+        return (magnitude | special | (half & Vector256.Create(0x8000)) << 16).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float LegacyRow(WeightFormat format, ref byte row, int blocks, ref sbyte x, ref float scales, ref int sums)
     {
         int blockBytes = BlockBytes(format);
         if (!Avx2.IsSupported)
             return LegacyRowScalar(format, ref row, blocks, ref x, ref scales, ref sums);
         Vector256<float> acc = Vector256<float>.Zero;
         float offsets = 0f;
-        for (int b = 0; b < blocks; b++)
+        int b = 0;
+        if (AvxVnni.IsSupported && blocks >= 8)
+        {
+            // Eight blocks at a time: their F16 scales (and minimums) gathered and converted in one vector, d·dx kept in a
+            // stack buffer for one broadcast load per block, the offsets (m·s, or Q5_0's 16·Σx·d) summed in a vector.
+            Vector256<float> offsets8 = Vector256<float>.Zero;
+            Vector256<float> blockScales = default;
+            Vector256<int> gatherIndex = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * blockBytes;
+            fixed (byte* start = &row)
+            {
+                for (; b + 8 <= blocks; b += 8)
+                {
+                    ref byte block0 = ref Unsafe.Add(ref row, b * blockBytes);
+                    Vector256<int> halves = Avx2.GatherVector256((int*)(start + b * blockBytes), gatherIndex, 1);
+                    Vector256<float> d = HalfBitsToSingle(halves) * Vector256.LoadUnsafe(ref Unsafe.Add(ref scales, b));
+                    blockScales = d;
+                    if (format == WeightFormat.Q5_0)
+                        offsets8 = MulAdd(Vector256.ConvertToSingle(Vector256.LoadUnsafe(ref Unsafe.Add(ref sums, b))), d, offsets8);
+                    else
+                        offsets8 = MulAdd(HalfBitsToSingle(Vector256.ShiftRightLogical(halves, 16)), Vector256.LoadUnsafe(ref Unsafe.As<int, float>(ref Unsafe.Add(ref sums, b))), offsets8);
+                    ref sbyte x0 = ref Unsafe.Add(ref x, b * 32);
+                    for (int j = 0; j < 8; j++)
+                    {
+                        Vector256<int> dot = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, LegacyWeights(format, ref Unsafe.Add(ref block0, j * blockBytes)), Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, j * 32)));
+                        acc = MulAdd(Vector256.ConvertToSingle(dot), Vector256.Create(Unsafe.Add(ref Unsafe.As<Vector256<float>, float>(ref blockScales), j)), acc);
+                    }
+                }
+            }
+            offsets = format == WeightFormat.Q5_0 ? -16f * Vector256.Sum(offsets8) : Vector256.Sum(offsets8);
+        }
+        for (; b < blocks; b++)
         {
             ref byte block = ref Unsafe.Add(ref row, b * blockBytes);
             float d = KernelMath.HalfToSingle(ref block) * Unsafe.Add(ref scales, b);
@@ -185,26 +225,147 @@ public static class QuantizedRows
     /// <summary>Σ w·x over one Q4_K row of <paramref name="superBlocks"/> super-blocks; x as <see cref="BlockKernels.QuantizeQ8K"/> makes it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums) =>
-        Avx2.IsSupported ? Q45KRow(false, ref row, superBlocks, ref x, ref xScales, ref xBsums)
+        AvxVnni.IsSupported ? Q45KRowVnni(false, ref row, superBlocks, ref x, ref xScales, ref xBsums)
+        : Avx2.IsSupported ? Q45KRow(false, ref row, superBlocks, ref x, ref xScales, ref xBsums)
             : Q45KRowScalar(false, ref row, superBlocks, ref x, ref xScales, ref xBsums);
 
     /// <summary>Σ w·x for 4 tokens over one Q4_K row (see <see cref="QuantizedRows"/> for the token layout).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> Q4_KRow4(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int tokenStride) =>
-        Avx2.IsSupported ? Q45KRow4(false, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride)
+        AvxVnni.IsSupported ? Q45KRow4Vnni(false, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride)
+        : Avx2.IsSupported ? Q45KRow4(false, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride)
             : KRow4Scalar(WeightFormat.Q4_K, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride);
 
     /// <summary>Σ w·x over one Q5_K row of <paramref name="superBlocks"/> super-blocks; x as <see cref="BlockKernels.QuantizeQ8K"/> makes it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q5_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums) =>
-        Avx2.IsSupported ? Q45KRow(true, ref row, superBlocks, ref x, ref xScales, ref xBsums)
+        AvxVnni.IsSupported ? Q45KRowVnni(true, ref row, superBlocks, ref x, ref xScales, ref xBsums)
+        : Avx2.IsSupported ? Q45KRow(true, ref row, superBlocks, ref x, ref xScales, ref xBsums)
             : Q45KRowScalar(true, ref row, superBlocks, ref x, ref xScales, ref xBsums);
 
     /// <summary>Σ w·x for 4 tokens over one Q5_K row (see <see cref="QuantizedRows"/> for the token layout).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> Q5_KRow4(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int tokenStride) =>
-        Avx2.IsSupported ? Q45KRow4(true, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride)
+        AvxVnni.IsSupported ? Q45KRow4Vnni(true, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride)
+        : Avx2.IsSupported ? Q45KRow4(true, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride)
             : KRow4Scalar(WeightFormat.Q5_K, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride);
+
+    // The AVX-VNNI form: vpdpbusd gives each 32-weight sub-block's dot in 8 int32 lanes of at most 4·31·127 < 2^15, so
+    // two sub-blocks pack into one vector of int16 (vpackssdw, exact) and one vpdpwssd applies both their scales: per 64
+    // weights two vpdpbusd, a pack and a vpdpwssd instead of two vpmaddubsw, two scale shuffles and two vpdpwssd.
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float Q45KRowVnni(bool five, ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums)
+    {
+        int blockBytes = five ? BlockQuantization.Q5_KBlockBytes : BlockQuantization.Q4_KBlockBytes;
+        Vector256<float> acc = Vector256<float>.Zero, accMins = Vector256<float>.Zero;
+        ref byte block = ref row;
+        for (int sb = 0; sb < superBlocks; sb++, block = ref Unsafe.Add(ref block, blockBytes))
+        {
+            Vector256<byte> scales = ScalesAndMinsK4Pairs(ref Unsafe.Add(ref block, 4));
+            ref byte qs = ref Unsafe.Add(ref block, five ? 48 : 16);
+            Vector256<ushort> high = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 16)).AsUInt16() : default;
+            ref sbyte xs = ref Unsafe.Add(ref x, sb * 256);
+            Vector256<int> sums = PairStep(Vector256<int>.Zero, five, ref qs, ref high, ref xs, scales, 0);
+            Vector256<int> sums2 = PairStep(Vector256<int>.Zero, five, ref qs, ref high, ref xs, scales, 1);
+            sums = PairStep(sums, five, ref qs, ref high, ref xs, scales, 2);
+            sums2 = PairStep(sums2, five, ref qs, ref high, ref xs, scales, 3);
+            Vector256<int> mins = Avx2.MultiplyAddAdjacent(Vector256.LoadUnsafe(ref Unsafe.Add(ref xBsums, sb * 16)), Avx2.Shuffle(scales, PairMinsIndex()).AsInt16());
+            Vector128<float> dd = KernelMath.HalfToSingle(Vector128.CreateScalar(Unsafe.ReadUnaligned<uint>(ref block)).AsUInt16()).GetLower()
+                * Unsafe.Add(ref xScales, sb);
+            acc = MulAdd(Vector256.ConvertToSingle(sums + sums2), Avx2.BroadcastScalarToVector256(dd), acc);
+            accMins = MulAdd(Vector256.ConvertToSingle(mins), Avx2.BroadcastScalarToVector256(Avx.Permute(dd, 0b01)), accMins);
+        }
+        return Vector256.Sum(acc - accMins);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector128<float> Q45KRow4Vnni(bool five, ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int tokenStride)
+    {
+        int blockBytes = five ? BlockQuantization.Q5_KBlockBytes : BlockQuantization.Q4_KBlockBytes;
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        int bsumStride = superBlocks * 16;
+        ref byte block = ref row;
+        for (int sb = 0; sb < superBlocks; sb++, block = ref Unsafe.Add(ref block, blockBytes))
+        {
+            Vector256<byte> scales = ScalesAndMinsK4Pairs(ref Unsafe.Add(ref block, 4));
+            ref byte qs = ref Unsafe.Add(ref block, five ? 48 : 16);
+            Vector256<ushort> high = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 16)).AsUInt16() : default;
+            ref sbyte xs = ref Unsafe.Add(ref x, sb * 256);
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
+            PairStep4(ref s0, ref s1, ref s2, ref s3, five, ref qs, ref high, ref xs, tokenStride, scales, 0);
+            PairStep4(ref s0, ref s1, ref s2, ref s3, five, ref qs, ref high, ref xs, tokenStride, scales, 1);
+            PairStep4(ref s0, ref s1, ref s2, ref s3, five, ref qs, ref high, ref xs, tokenStride, scales, 2);
+            PairStep4(ref s0, ref s1, ref s2, ref s3, five, ref qs, ref high, ref xs, tokenStride, scales, 3);
+            Vector256<short> mins = Avx2.Shuffle(scales, PairMinsIndex()).AsInt16();
+            ref short bsums = ref Unsafe.Add(ref xBsums, sb * 16);
+            Vector128<float> dd = KernelMath.HalfToSingle(Vector128.CreateScalar(Unsafe.ReadUnaligned<uint>(ref block)).AsUInt16()).GetLower();
+            float d = dd.ToScalar(), dmin = -dd.GetElement(1);
+            ref float dx = ref Unsafe.Add(ref xScales, sb);
+            acc0 = KAccumulate(acc0, s0, Avx2.MultiplyAddAdjacent(Vector256.LoadUnsafe(ref bsums), mins), d, dmin, dx);
+            acc1 = KAccumulate(acc1, s1, Avx2.MultiplyAddAdjacent(Vector256.LoadUnsafe(ref Unsafe.Add(ref bsums, bsumStride)), mins), d, dmin, Unsafe.Add(ref dx, superBlocks));
+            acc2 = KAccumulate(acc2, s2, Avx2.MultiplyAddAdjacent(Vector256.LoadUnsafe(ref Unsafe.Add(ref bsums, 2 * bsumStride)), mins), d, dmin, Unsafe.Add(ref dx, 2 * superBlocks));
+            acc3 = KAccumulate(acc3, s3, Avx2.MultiplyAddAdjacent(Vector256.LoadUnsafe(ref Unsafe.Add(ref bsums, 3 * bsumStride)), mins), d, dmin, Unsafe.Add(ref dx, 3 * superBlocks));
+        }
+        return KernelMath.Sum4(acc0, acc1, acc2, acc3);
+    }
+
+    /// <summary>acc + the scaled dots of sub-blocks 2k and 2k+1 (qs bytes 32k..32k+32) for one token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<int> PairStep(Vector256<int> acc, bool five, ref byte qs, ref Vector256<ushort> high, ref sbyte xs, Vector256<byte> scales, int k)
+    {
+        (Vector256<byte> lo, Vector256<byte> hi) = NibblesK(ref Unsafe.Add(ref qs, 32 * k), five, ref high);
+        return PairStep(acc, lo, hi, ref Unsafe.Add(ref xs, 64 * k), Avx2.Shuffle(scales, PairScaleIndex(k)).AsInt16());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void PairStep4(ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3, bool five, ref byte qs, ref Vector256<ushort> high, ref sbyte xs, int tokenStride, Vector256<byte> scales, int k)
+    {
+        (Vector256<byte> lo, Vector256<byte> hi) = NibblesK(ref Unsafe.Add(ref qs, 32 * k), five, ref high);
+        Vector256<short> sc = Avx2.Shuffle(scales, PairScaleIndex(k)).AsInt16();
+        ref sbyte xk = ref Unsafe.Add(ref xs, 64 * k);
+        s0 = PairStep(s0, lo, hi, ref xk, sc);
+        s1 = PairStep(s1, lo, hi, ref Unsafe.Add(ref xk, tokenStride), sc);
+        s2 = PairStep(s2, lo, hi, ref Unsafe.Add(ref xk, 2 * tokenStride), sc);
+        s3 = PairStep(s3, lo, hi, ref Unsafe.Add(ref xk, 3 * tokenStride), sc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<int> PairStep(Vector256<int> acc, Vector256<byte> lo, Vector256<byte> hi, ref sbyte x, Vector256<short> scales) =>
+        AvxVnni.MultiplyWideningAndAdd(acc, Avx2.PackSignedSaturate(
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, lo, Vector256.LoadUnsafe(ref x)),
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x, 32)))), scales);
+
+    /// <summary>
+    /// The 12 packed scale bytes as <see cref="ScalesAndMinsK4"/> does, in 64-bit halves: [sc0..3, m0..3, sc4..7, m4..7] in both lanes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<byte> ScalesAndMinsK4Pairs(ref byte packed)
+    {
+        ulong a = Unsafe.ReadUnaligned<ulong>(ref packed);
+        uint u2 = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref packed, 8));
+        ulong c = u2 | (ulong)(u2 >> 4) << 32;
+        ulong low = a & 0x3F3F3F3F3F3F3F3FUL;
+        ulong high = (c & 0x0F0F0F0F0F0F0F0FUL) | ((a >> 2) & 0x3030303030303030UL);
+        return Vector256.Create(Vector128.Create(low, high)).AsByte();
+    }
+
+    /// <summary>
+    /// Shuffle indices for a vpackssdw of sub-blocks 2k and 2k+1 (per 128-bit lane: four int16 of 2k, four of 2k+1): sc_2k four
+    /// times then sc_2k+1, zero-extended, from <see cref="ScalesAndMinsK4Pairs"/>'s layout (sc_j at byte j for j &lt; 4, j + 4 above).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<byte> PairScaleIndex(int k)
+    {
+        byte a = (byte)(2 * k < 4 ? 2 * k : 2 * k + 4), b = (byte)(a + 1);
+        return Vector256.Create(a, 0x80, a, 0x80, a, 0x80, a, 0x80, b, 0x80, b, 0x80, b, 0x80, b, 0x80,
+            a, 0x80, a, 0x80, a, 0x80, a, 0x80, b, 0x80, b, 0x80, b, 0x80, b, 0x80);
+    }
+
+    /// <summary>[m0, m0, m1, m1, ..., m7, m7] as zero-extended int16 from <see cref="ScalesAndMinsK4Pairs"/>'s layout (m_j at 4 + j, j + 8 above 3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<byte> PairMinsIndex() => Vector256.Create(
+        (byte)4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80,
+        12, 0x80, 12, 0x80, 13, 0x80, 13, 0x80, 14, 0x80, 14, 0x80, 15, 0x80, 15, 0x80);
 
     // Per super-block: d·dx·Σ_j sc_j·(q·x)_j − dmin·dx·Σ_j m_j·(bsum_2j + bsum_2j+1), the integer sums exact as ggml's.
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
