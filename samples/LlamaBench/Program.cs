@@ -381,6 +381,8 @@ namespace LlamaBench
             var oursTimes = new List<double>();
             var oursJit = new List<double>();
             var llamaTimes = new List<double>();
+            var oursLoads = new List<double>();
+            var llamaLoads = new List<double>();
             string? oursError = oursProblem, llamaError = llamaProblem;
             for (int r = 0; r < options.Runs; r++)
             {
@@ -388,9 +390,10 @@ namespace LlamaBench
                 {
                     try
                     {
-                        (double seconds, double jit) = FirstCall.Spawn(model.Name, formatName, "ours", threads, prompt, path, options.Loading);
+                        (double seconds, double jit, double load) = FirstCall.Spawn(model.Name, formatName, "ours", threads, prompt, path, options.Loading);
                         oursTimes.Add(seconds);
                         oursJit.Add(jit);
+                        oursLoads.Add(load);
                     }
                     catch (InvalidOperationException e)
                     {
@@ -401,7 +404,9 @@ namespace LlamaBench
                 {
                     try
                     {
-                        llamaTimes.Add(FirstCall.Spawn(model.Name, formatName, "llama.cpp", threads, prompt, path, options.Loading).Seconds);
+                        (double seconds, _, double load) = FirstCall.Spawn(model.Name, formatName, "llama.cpp", threads, prompt, path, options.Loading);
+                        llamaTimes.Add(seconds);
+                        llamaLoads.Add(load);
                     }
                     catch (InvalidOperationException e)
                     {
@@ -413,7 +418,8 @@ namespace LlamaBench
             double? llamaTps = llamaError is null && llamaTimes.Count > 0 ? prompt / Median(llamaTimes) : null;
             string? note = oursError is not null || llamaError is not null
                 ? string.Join("; ", new[] { oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError }.Where(s => s is not null))
-                : $"ours {1000 * Median(oursTimes):F0} ms, of which JIT compilation {1000 * Median(oursJit):F0} ms";
+                : $"ours {1000 * Median(oursTimes):F0} ms, of which JIT compilation {1000 * Median(oursJit):F0} ms; load to these logits "
+                    + $"ours {1000 * Median(oursLoads):F0} ms ({options.Loading}), llama.cpp {1000 * Median(llamaLoads):F0} ms";
             var row = new Row(model.Name, formatName, threads, $"pp{prompt} first", prompt, oursTps, llamaTps, options.Runs, null, null, note);
             _rows.Add(row);
             Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-10} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  ({options.Runs} fresh processes each; {note})");
@@ -629,8 +635,11 @@ namespace LlamaBench
     {
         public const string ChildFlag = "--first-call-child";
 
-        /// <summary>Runs a child and returns the seconds its first Forward took and the JIT compilation time within them.</summary>
-        public static (double Seconds, double JitSeconds) Spawn(string model, string format, string engine, int threads, int prompt, string path, WeightLoading loading)
+        /// <summary>
+        /// Runs a child and returns the seconds its first Forward took, the JIT compilation time within them, and the seconds
+        /// from the start of its load to the end of that first Forward (load to first logits).
+        /// </summary>
+        public static (double Seconds, double JitSeconds, double LoadToLogitsSeconds) Spawn(string model, string format, string engine, int threads, int prompt, string path, WeightLoading loading)
         {
             string self = Environment.ProcessPath ?? "dotnet";
             var start = new ProcessStartInfo { FileName = self, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -644,11 +653,12 @@ namespace LlamaBench
             string output = process.StandardOutput.ReadToEnd();
             process.WaitForExit();
             string[] fields = output.Trim().Split(' ');
-            if (process.ExitCode != 0 || fields.Length != 2
+            if (process.ExitCode != 0 || fields.Length != 3
                 || !double.TryParse(fields[0], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds)
-                || !double.TryParse(fields[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double jitSeconds))
+                || !double.TryParse(fields[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double jitSeconds)
+                || !double.TryParse(fields[2], NumberStyles.Float, CultureInfo.InvariantCulture, out double loadSeconds))
                 throw new InvalidOperationException($"first-call child exited with {process.ExitCode}: {error.Result.Trim()} {output.Trim()}");
-            return (seconds, jitSeconds);
+            return (seconds, jitSeconds, loadSeconds);
         }
 
         /// <summary>The child: args are the flag, model, format, engine, threads, prompt tokens, GGUF path, loading.</summary>
@@ -666,6 +676,7 @@ namespace LlamaBench
                 tokens[i] = random.Next(3, model.Shape.VocabSize);
             long start;
             TimeSpan jitBefore;
+            long loadStart = Stopwatch.GetTimestamp();
             if (args[3] == "ours")
             {
                 LoadedModel loaded = model.Load(format, path, loading);
@@ -685,8 +696,9 @@ namespace LlamaBench
                 _ = llama.Logits();
             }
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            double loadSeconds = Stopwatch.GetElapsedTime(loadStart).TotalSeconds;
             double jitSeconds = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalSeconds;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{seconds:R} {jitSeconds:R}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{seconds:R} {jitSeconds:R} {loadSeconds:R}"));
             return 0;
         }
     }
