@@ -130,6 +130,36 @@ public class GgufRopeFreqsTests(ITestOutputHelper log)
         }
     }
 
+    [Fact]
+    public void RopeFreqsBeyondTheEndOfTheFileIsABuildErrorNamingIt()
+    {
+        string app = Paths.NewTempFolder("gguf-rope-freqs-truncated");
+        try
+        {
+            float[] factors = GgufWriter.Llama3RopeFrequencyFactors(Shape.HeadDim, Shape.RopeTheta, 32, 1, 4, 8192);
+            string gguf = Path.Combine(app, "llama3-rope-freqs.gguf");
+            WriteModel(gguf, factors);
+            // The header is whole; the file ends halfway through rope_freqs.weight, the first tensor's data.
+            byte[] bytes = File.ReadAllBytes(gguf);
+            int data = bytes.AsSpan().IndexOf(System.Runtime.InteropServices.MemoryMarshal.AsBytes(factors.AsSpan()));
+            Assert.True(data > 0);
+            File.WriteAllBytes(gguf, bytes[..(data + 64)]);
+            WriteProject(app, gguf);
+
+            Tool.Result build = Tool.RunUnchecked(log, "dotnet", $"build -c {Paths.Configuration} --disable-build-servers", app, Limit);
+            Assert.NotEqual(0, build.ExitCode);
+            string error = build.StdOut.Split('\n').First(l => l.Contains("error LLC1001", StringComparison.Ordinal));
+            Assert.Contains(gguf, error);
+            Assert.Contains("rope_freqs.weight", error);
+            Assert.Contains("truncated", error);
+            Assert.DoesNotContain("error CS", build.StdOut);
+        }
+        finally
+        {
+            Paths.DeleteQuietly(app);
+        }
+    }
+
     private static void WriteModel(string path, float[]? ropeFrequencyFactors) =>
         GgufWriter.WriteLlama(path, Shape, name => RandomLlama.Tensor(Shape, Seed, name), GgufTensorType.F32, RopeLayout.AdjacentPairs,
             RandomLlama.Vocabulary(Shape.VocabSize), "llama3-rope-freqs", ropeFrequencyFactors: ropeFrequencyFactors);
