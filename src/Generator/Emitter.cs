@@ -51,7 +51,7 @@ internal static class Emitter
         w.Line($"// Llama.Compiled: {plan.Target.ClassName}, compiled from {OneLine(plan.ConfigPath)}: {what}");
         w.Line($"// model_type {s.ModelType}: {s.LayerCount} layers, hidden {s.HiddenSize}, {s.HeadCount} query heads / {s.KvHeadCount} KV heads of {s.HeadDim},");
         w.Line($"// feed-forward {s.IntermediateSize}, vocabulary {s.VocabSize}, context {s.MaxContext}, {(s.TiedEmbeddings ? "tied" : "untied")} embeddings.");
-        w.Line($"// RoPE theta {s.RopeTheta.ToString("R", CultureInfo.InvariantCulture)}{RopeScalingText(s.RopeScaling)}; biases: {BiasText(s)}; "
+        w.Line($"// RoPE theta {s.RopeTheta.ToString("R", CultureInfo.InvariantCulture)}{RopeScalingText(s.RopeScaling)}{(s.RopeFrequencyFactors.Count > 0 ? ", RoPE frequency factors from rope_freqs.weight applied at build time" : "")}; biases: {BiasText(s)}; "
             + $"computes in {FormatSummary(plan)}{(IsPlainWord(s.TorchDtype) ? $" (trained as {s.TorchDtype})" : "")}.");
         w.Line("#nullable enable");
         w.Line();
@@ -185,6 +185,13 @@ internal static class Emitter
         else
         {
             w.Line($"    _classifier = {LoadMatrix(classk.Format, $"\"{Hf(LlamaTensor.Classifier)}\"", "VocabSize", "HiddenSize")};");
+        }
+        if (s.RopeFrequencyFactors.Count > 0)
+        {
+            w.Line("""
+                    // Its factors are compiled into RopeInverseFrequencies.
+                    weights.MarkUsed("rope_freqs.weight");
+                """);
         }
         w.Line($$"""
                 _layers = new LayerWeights[LayerCount];

@@ -210,14 +210,17 @@ internal static class ForwardPlanner
     }
 
     /// <summary>
-    /// theta^(-2j/d), stretched as rope_scaling says, rounded to float. Computed in double, like
-    /// transformers' float32 result up to rounding; llama2.c's powf gives the same floats.
+    /// theta^(-2j/d), divided by a GGUF's rope_freqs.weight factor, stretched as rope_scaling says, rounded to float.
+    /// Computed in double, like transformers' float32 result up to rounding; llama2.c's powf gives the same floats, and
+    /// llama.cpp's rope computes pos·theta^(-2j/d) / factor[j] in float.
     /// </summary>
     internal static IEnumerable<float> RopeInverseFrequencies(ModelSpec spec)
     {
         for (int j = 0; j < spec.HeadDim / 2; j++)
         {
             double inverseFrequency = 1.0 / Math.Pow(spec.RopeTheta, 2.0 * j / spec.HeadDim);
+            if (spec.RopeFrequencyFactors.Count > 0)
+                inverseFrequency /= spec.RopeFrequencyFactors[j];
             yield return (float)(spec.RopeScaling is { } scaling ? Scale(inverseFrequency, scaling) : inverseFrequency);
         }
     }

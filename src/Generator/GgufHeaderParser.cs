@@ -13,10 +13,13 @@ namespace Llama.Compiled.Generator;
 /// { "format": "llama-compiled-gguf-header/1", "gguf": "/full/path/model.gguf", "version": 3,
 ///   "metadata": { "general.architecture": "llama", "llama.block_count": 5, ...,
 ///                 "tokenizer.ggml.tokens": { "array": "string", "length": 512 } },
-///   "tensors": [ { "name": "token_embd.weight", "type": 0, "shape": [512, 64] }, ... ] }
+///   "tensors": [ { "name": "token_embd.weight", "type": 0, "shape": [512, 64] }, ... ],
+///   "ropeFrequencyFactors": [ 1, 1, ..., 32 ] }
 /// </code>
 /// Metadata keeps the file's scalars as JSON numbers, strings and booleans; arrays (and strings over 1 KB) are their
 /// element type and length only. Tensor shapes are rows first (the reverse of GGUF's order), types are ggml's numbers.
+/// The one tensor whose data is read is rope_freqs.weight (an F32 vector of HeadDim/2, Llama 3's RoPE scaling), into
+/// "ropeFrequencyFactors": its values change the compiled inverse frequencies.
 /// Keys and defaults follow llama.cpp's loader; the hyperparameters are checked against the tensor shapes, so that a
 /// file that the runtime would reject at load is a build error naming the tensor instead. Problems are reported at the
 /// attribute's path argument, naming the GGUF: the header file is build output nobody edits.
@@ -36,6 +39,7 @@ internal sealed class GgufHeaderParser
     private readonly List<DiagnosticInfo> _diagnostics = new();
     private readonly Dictionary<string, (int Type, long[] Shape)> _tensors = new(System.StringComparer.Ordinal);
     private JsonObject _metadata = null!;
+    private JsonArray? _ropeFrequencyFactors;
 
     private GgufHeaderParser(ConfigFile file) => _file = file;
 
@@ -73,6 +77,7 @@ internal sealed class GgufHeaderParser
             || root.Find("tensors")?.Value is not JsonArray tensors)
             return HeaderUnreadable("it is not a header of the format " + HeaderFormat);
         _metadata = metadata;
+        _ropeFrequencyFactors = root.Find("ropeFrequencyFactors")?.Value as JsonArray;
         foreach (JsonNode item in tensors.Items)
         {
             if (item is not JsonObject tensor
@@ -203,25 +208,20 @@ internal sealed class GgufHeaderParser
             return null;
 
         var shape = new Shape(hiddenSize, intermediateSize, headCount * headDim, kvHeadCount * headDim, vocabSize);
+        EquatableArray<float> ropeFrequencyFactors = ReadRopeFrequencyFactors(headDim);
         return ReadTensors(arch, layerCount, shape, out StoredFormats formats, out bool qkvBias, out bool outputBias, out bool mlpBias)
             ? new ModelSpec(arch, hiddenSize, intermediateSize, layerCount, headCount, kvHeadCount, headDim, vocabSize, maxContext,
                 rmsNormEps, ropeTheta, TiedEmbeddings: formats.Classifier is null, bosTokenId, EquatableArray.From(eosTokenIds),
-                qkvBias, outputBias, mlpBias, ropeScaling, TorchDtype: "", formats)
+                qkvBias, outputBias, mlpBias, ropeScaling, TorchDtype: "", formats, ropeFrequencyFactors)
             : null;
     }
 
     /// <summary>
     /// GGUF's RoPE scaling keys: none, or linear with its factor. YaRN and LongRoPE change RoPE at run time and are not
-    /// supported; Llama 3's scaling is stored as the tensor rope_freqs.weight, whose values are tensor data.
+    /// supported; Llama 3's scaling is not a key but the tensor rope_freqs.weight (<see cref="ReadRopeFrequencyFactors"/>).
     /// </summary>
     private RopeScaling? ParseRopeScaling(string arch)
     {
-        if (_tensors.ContainsKey("rope_freqs.weight"))
-        {
-            Report(Diagnostics.Unsupported, "rope_freqs.weight",
-                "Llama 3 RoPE scaling, which GGUF stores as the per-frequency factors of the tensor rope_freqs.weight; the build reads the header, not tensor data, so compile this model from its config.json (rope_scaling) instead");
-            return null;
-        }
         string? type = String(arch + ".rope.scaling.type");
         double? factor = Float(arch + ".rope.scaling.factor");
         if (type is null && Float(arch + ".rope.scale_linear") is double legacy)
@@ -242,6 +242,44 @@ internal sealed class GgufHeaderParser
                 Report(Diagnostics.Unsupported, arch + ".rope.scaling.type", $"RoPE scaling type '{type}'; supported: none, linear");
                 return null;
         }
+    }
+
+    /// <summary>
+    /// rope_freqs.weight, the values the targets copied from the file: llama.cpp's converter writes Llama 3's rope_scaling
+    /// as one factor per rotated pair, and llama.cpp's rope divides each pair's angle by its factor (and requires F32 data
+    /// of n_rot/2 elements). Empty when the file has no such tensor.
+    /// </summary>
+    private EquatableArray<float> ReadRopeFrequencyFactors(int headDim)
+    {
+        const string name = "rope_freqs.weight";
+        if (!_tensors.TryGetValue(name, out (int Type, long[] Shape) tensor))
+            return EquatableArray<float>.Empty;
+        if (!Expect(name, new long[] { headDim / 2 }))
+            return EquatableArray<float>.Empty;
+        if (tensor.Type != 0)
+        {
+            Report(Diagnostics.Unsupported, name, $"RoPE frequency factors stored as {TypeName(tensor.Type)}; llama.cpp reads them only as F32");
+            return EquatableArray<float>.Empty;
+        }
+        if (_ropeFrequencyFactors is null || _ropeFrequencyFactors.Items.Count != headDim / 2)
+        {
+            HeaderUnreadable("it lacks the values of rope_freqs.weight");
+            return EquatableArray<float>.Empty;
+        }
+        var factors = new float[headDim / 2];
+        for (int j = 0; j < factors.Length; j++)
+        {
+            // NaN and the infinities arrive as strings: not JSON numbers.
+            if (_ropeFrequencyFactors.Items[j] is not JsonNumber number
+                || !float.TryParse(number.Text, NumberStyles.Float, CultureInfo.InvariantCulture, out factors[j])
+                || float.IsInfinity(factors[j]) || factors[j] <= 0)
+            {
+                string value = _ropeFrequencyFactors.Items[j] switch { JsonNumber n => n.Text, JsonString s => s.Value, JsonNode other => other.Kind };
+                Report(Diagnostics.InvalidValue, name, $"factor {j} is {value}; RoPE frequency factors divide the frequencies and must be finite and positive");
+                return EquatableArray<float>.Empty;
+            }
+        }
+        return new EquatableArray<float>(factors);
     }
 
     /// <summary>The hyperparameters' matrix sizes, to check the tensor table with.</summary>

@@ -622,9 +622,26 @@ public sealed class DiagnosticCatalogueTests
     public void LLC0006_GgufFeatureNotSupported(string key, string value, string named) =>
         SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().With(key, value)), "LLC0006", named);
 
+    [Theory]
+    [InlineData("0", "factor 3 is 0")]
+    [InlineData("-2", "factor 3 is -2")]
+    [InlineData("\"NaN\"", "factor 3 is NaN")]
+    [InlineData("\"Infinity\"", "factor 3 is Infinity")]
+    [InlineData("1e39", "factor 3 is 1e39")]
+    public void LLC0005_RopeFrequencyFactorNotFiniteAndPositive(string raw, string named) =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithRopeFrequencyFactors("1", "2", "4", raw)), "LLC0005", "'rope_freqs.weight'", named, "finite and positive");
+
     [Fact]
-    public void LLC0006_Llama3RopeScalingInATensor() =>
-        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithTensor("rope_freqs.weight", 0, 4)), "LLC0006", "rope_freqs.weight", "config.json");
+    public void LLC0006_RopeFrequencyFactorsNotF32() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithRopeFrequencyFactors(1f, 2f, 4f, 8f).WithTensor("rope_freqs.weight", 1, 4)), "LLC0006", "rope_freqs.weight", "F16", "F32");
+
+    [Fact]
+    public void LLC0016_RopeFrequencyFactorsOfAnotherHeadWidth() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithRopeFrequencyFactors(1f, 2f, 4f, 8f, 16f, 32f)), "LLC0016", "rope_freqs.weight", "[6]", "[4]");
+
+    [Fact]
+    public void LLC0014_RopeFrequencyFactorValuesNotInTheHeader() =>
+        SingleGguf(RunGguf(GgufHeaderBuilder.Stories260K().WithRopeFrequencyFactors(1f, 2f, 4f, 8f).WithoutRopeFrequencyFactorValues()), "LLC0014", "rope_freqs.weight", "rebuild");
 
     [Fact]
     public void LLC0014_GgufItemWithoutTheTargets()

@@ -17,11 +17,14 @@ internal sealed class GgufHeaderBuilder
 
     private readonly List<KeyValuePair<string, string>> _metadata;
     private readonly List<(string Name, int Type, long[] Shape)> _tensors;
+    /// <summary>The values of rope_freqs.weight as raw JSON, which the targets copy from the file; null when not written.</summary>
+    private readonly string[]? _ropeFrequencyFactors;
 
-    private GgufHeaderBuilder(IEnumerable<KeyValuePair<string, string>> metadata, IEnumerable<(string, int, long[])> tensors)
+    private GgufHeaderBuilder(IEnumerable<KeyValuePair<string, string>> metadata, IEnumerable<(string, int, long[])> tensors, string[]? ropeFrequencyFactors = null)
     {
         _metadata = metadata.ToList();
         _tensors = tensors.ToList();
+        _ropeFrequencyFactors = ropeFrequencyFactors;
     }
 
     public static GgufHeaderBuilder Stories260K(string arch = "llama", int layers = 5, int hidden = 64, int ffn = 172, int heads = 8, int kvHeads = 4, int vocab = 512, int matrixType = 0)
@@ -68,7 +71,7 @@ internal sealed class GgufHeaderBuilder
     /// <summary>Sets (or appends) metadata <paramref name="key"/> to the raw JSON <paramref name="rawValue"/>.</summary>
     public GgufHeaderBuilder With(string key, string rawValue)
     {
-        var copy = new GgufHeaderBuilder(_metadata, _tensors);
+        var copy = new GgufHeaderBuilder(_metadata, _tensors, _ropeFrequencyFactors);
         int i = copy._metadata.FindIndex(e => e.Key == key);
         if (i >= 0)
             copy._metadata[i] = new(key, rawValue);
@@ -78,19 +81,30 @@ internal sealed class GgufHeaderBuilder
     }
 
     public GgufHeaderBuilder Without(string key) =>
-        new(_metadata.Where(e => e.Key != key), _tensors);
+        new(_metadata.Where(e => e.Key != key), _tensors, _ropeFrequencyFactors);
 
     /// <summary>Adds a tensor, or replaces the one of that name.</summary>
     public GgufHeaderBuilder WithTensor(string name, int type, params long[] shape) =>
         new(_metadata, _tensors.Any(t => t.Name == name)
             ? _tensors.Select(t => t.Name == name ? (name, type, shape) : t)
-            : _tensors.Append((name, type, shape)));
+            : _tensors.Append((name, type, shape)), _ropeFrequencyFactors);
 
-    public GgufHeaderBuilder WithoutTensor(string name) => new(_metadata, _tensors.Where(t => t.Name != name));
+    public GgufHeaderBuilder WithoutTensor(string name) => new(_metadata, _tensors.Where(t => t.Name != name), _ropeFrequencyFactors);
 
     /// <summary>Changes the ggml type of every tensor whose name matches.</summary>
     public GgufHeaderBuilder Retype(Func<string, bool> names, int type) =>
-        new(_metadata, _tensors.Select(t => names(t.Name) ? (t.Name, type, t.Shape) : t));
+        new(_metadata, _tensors.Select(t => names(t.Name) ? (t.Name, type, t.Shape) : t), _ropeFrequencyFactors);
+
+    /// <summary>An F32 rope_freqs.weight of these values, with the values as the targets write them (round-trip floats).</summary>
+    public GgufHeaderBuilder WithRopeFrequencyFactors(params float[] factors) =>
+        WithRopeFrequencyFactors(factors.Select(f => f.ToString("R", CultureInfo.InvariantCulture)).ToArray());
+
+    /// <summary>An F32 rope_freqs.weight whose values are these raw JSON values (the targets write NaN as "NaN").</summary>
+    public GgufHeaderBuilder WithRopeFrequencyFactors(params string[] rawValues) =>
+        new(_metadata, WithTensor("rope_freqs.weight", 0, rawValues.Length)._tensors, rawValues);
+
+    /// <summary>The header of a file whose rope_freqs.weight values were not copied (an older targets file wrote it).</summary>
+    public GgufHeaderBuilder WithoutRopeFrequencyFactorValues() => new(_metadata, _tensors);
 
     public string ToString(string ggufPath)
     {
@@ -99,7 +113,10 @@ internal sealed class GgufHeaderBuilder
         json.Append(string.Join(",", _metadata.Select(e => $"\n    \"{e.Key}\": {e.Value}")));
         json.Append("\n  },\n  \"tensors\": [");
         json.Append(string.Join(",", _tensors.Select(t => $"\n    {{ \"name\": \"{t.Name}\", \"type\": {t.Type}, \"shape\": [{string.Join(", ", t.Shape)}] }}")));
-        json.Append("\n  ]\n}\n");
+        json.Append("\n  ]");
+        if (_ropeFrequencyFactors is not null)
+            json.Append(",\n  \"ropeFrequencyFactors\": [").Append(string.Join(", ", _ropeFrequencyFactors)).Append(']');
+        json.Append("\n}\n");
         return json.ToString();
     }
 

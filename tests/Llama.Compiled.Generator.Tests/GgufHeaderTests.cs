@@ -17,7 +17,7 @@ public sealed class GgufHeaderTests
 {
     private static readonly string Source = GeneratorHarness.ModelSource("\"models/model.gguf\"");
 
-    private sealed record Result(GeneratorRunResult Run, ImmutableArray<Diagnostic> Diagnostics, object? Spec, Compilation Output);
+    private sealed record Result(GeneratorRunResult Run, ImmutableArray<Diagnostic> Diagnostics, object? Plan, object? Spec, Compilation Output);
 
     private static Result Compile(string source, params (string Path, string Text)[] files)
     {
@@ -26,10 +26,12 @@ public sealed class GgufHeaderTests
         GeneratorRunResult run = driver.GetRunResult().Results.Single();
         Assert.Null(run.Exception);
         object? plan = Get(run.TrackedSteps["Plans"].SelectMany(r => r.Outputs).First().Value, "Plan");
-        return new Result(run, diagnostics, plan is null ? null : Get(plan, "Spec"), output);
+        return new Result(run, diagnostics, plan, plan is null ? null : Get(plan, "Spec"), output);
     }
 
     private static Result Compile(GgufHeaderBuilder header) => Compile(Source, header.Item());
+
+    private static float[] InverseFrequencies(Result result) => ((IEnumerable)Get(result.Plan, "RopeInverseFrequencies")!).Cast<float>().ToArray();
 
     private static object? Get(object? value, string property) =>
         value!.GetType().GetProperty(property, BindingFlags.Public | BindingFlags.Instance)!.GetValue(value);
@@ -165,6 +167,64 @@ public sealed class GgufHeaderTests
 
         Assert.Null(Get(Clean(Compile(GgufHeaderBuilder.Stories260K().With("llama.rope.scaling.type", "\"none\""))), "RopeScaling"));
     }
+
+    [Fact]
+    public void RopeFreqsDivideTheInverseFrequencies()
+    {
+        // stories260K's head of 8: theta^(-2j/8) = 1, 0.1, 0.01, 0.001, each divided by its factor as llama.cpp's rope does.
+        Result result = Compile(GgufHeaderBuilder.Stories260K().WithRopeFrequencyFactors(1f, 2.5f, 10f, 32f));
+        object spec = Clean(result);
+        Assert.Equal([1f, 2.5f, 10f, 32f], ((IEnumerable)Get(spec, "RopeFrequencyFactors")!).Cast<float>());
+        Assert.Null(Get(spec, "RopeScaling"));
+        Assert.Equal([1f, (float)(0.1 / 2.5), (float)(0.01 / 10), (float)(0.001 / 32)], InverseFrequencies(result));
+
+        string model = result.Run.GeneratedSources.Single(s => s.HintName.EndsWith("TestModel.g.cs", StringComparison.Ordinal)).SourceText.ToString();
+        Assert.Contains("RoPE frequency factors from rope_freqs.weight applied at build time", model);
+        // The runtime rejects tensors nobody asked for; the factors are compiled in, so the tensor is only acknowledged.
+        Assert.Contains("weights.MarkUsed(\"rope_freqs.weight\");", model);
+        Assert.Empty(result.Output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+
+        Assert.DoesNotContain("rope_freqs", Compile(GgufHeaderBuilder.Stories260K()).Run.GeneratedSources.Single(s => s.HintName.EndsWith("TestModel.g.cs", StringComparison.Ordinal)).SourceText.ToString());
+    }
+
+    [Fact]
+    public void RopeFreqsGiveTheInverseFrequenciesOfTheirLlama3Config()
+    {
+        // The factors llama.cpp's converter writes for a rope_scaling, and the config.json with that rope_scaling: one
+        // set of frequencies up to the rounding of the stored factors. Theta 500000 and heads of 64 (Llama 3.2 1B), an
+        // original context short enough that every case of the llama3 formula appears: kept, blended and divided.
+        const string scaling = "{\"rope_type\": \"llama3\", \"factor\": 32.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}";
+        float[] factors = Llama3Factors(64, 500000, 32, 1, 4, 8192);
+        Assert.Contains(1f, factors);
+        Assert.Contains(32f, factors);
+        Assert.Contains(factors, f => f is > 1f and < 32f);
+
+        Result gguf = Compile(GgufHeaderBuilder.Stories260K(hidden: 128, heads: 2, kvHeads: 1)
+            .With("llama.rope.freq_base", "500000").WithRopeFrequencyFactors(factors));
+        Clean(gguf);
+        ConfigBuilder config = ConfigBuilder.Tiny().With("hidden_size", "128").With("num_attention_heads", "2").With("num_key_value_heads", "1")
+            .With("rope_theta", "500000.0").With("rope_scaling", scaling);
+        Result fromConfig = Compile(GeneratorHarness.ModelSource(), ("models/config.json", config.ToString()));
+        Clean(fromConfig);
+
+        float[] expected = InverseFrequencies(fromConfig), actual = InverseFrequencies(gguf);
+        Assert.Equal(32, actual.Length);
+        for (int j = 0; j < actual.Length; j++)
+            Assert.True(Math.Abs(actual[j] - expected[j]) <= 1e-6 * expected[j], $"pair {j}: {actual[j]} from rope_freqs.weight, {expected[j]} from rope_scaling");
+    }
+
+    /// <summary>convert_hf_to_gguf.py's rope_freqs for Llama 3: the reciprocal of transformers' per-frequency scale.</summary>
+    private static float[] Llama3Factors(int headDim, double theta, double factor, double low, double high, int original) =>
+        Enumerable.Range(0, headDim / 2).Select(j =>
+        {
+            double wavelength = 2 * Math.PI * Math.Pow(theta, 2.0 * j / headDim);
+            if (wavelength < original / high)
+                return 1f;
+            if (wavelength > original / low)
+                return (float)factor;
+            double smooth = (original / wavelength - low) / (high - low);
+            return (float)(1 / ((1 - smooth) / factor + smooth));
+        }).ToArray();
 
     [Fact]
     public void MaxContextCapsTheFilesContext()

@@ -10,6 +10,10 @@ namespace Llama.Compiled.Generator.Model;
 /// <param name="RopeScaling">rope_scaling, or null for plain RoPE.</param>
 /// <param name="TorchDtype">torch_dtype as the config states it ("" if absent), for the header.</param>
 /// <param name="StoredFormats">Every matrix's format as a GGUF file stores it (null for a config.json, whose weights take the attribute's format).</param>
+/// <param name="RopeFrequencyFactors">
+/// A GGUF's rope_freqs.weight (Llama 3's scaling as llama.cpp's converter stores it): HeadDim/2 factors that divide the
+/// inverse frequencies, one per rotated pair; empty when the model has none.
+/// </param>
 internal sealed record ModelSpec(
     string ModelType,
     int HiddenSize,
@@ -30,7 +34,8 @@ internal sealed record ModelSpec(
     bool MlpBias,
     RopeScaling? RopeScaling,
     string TorchDtype,
-    StoredFormats? StoredFormats = null)
+    StoredFormats? StoredFormats = null,
+    EquatableArray<float> RopeFrequencyFactors = default)
 {
     /// <summary>Width of all query heads together.</summary>
     public int QueryDim => HeadCount * HeadDim;

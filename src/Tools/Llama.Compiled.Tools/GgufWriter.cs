@@ -282,18 +282,50 @@ public sealed class GgufWriter : IDisposable
     /// With tied embeddings, also store the embedding as <c>output.weight</c> (some converters do; llama.cpp
     /// needs no copy). Ignored for untied models, which always store <c>lm_head.weight</c> as <c>output.weight</c>.
     /// </param>
+    /// <param name="ropeFrequencyFactors">
+    /// HeadDim/2 factors stored as the F32 tensor <c>rope_freqs.weight</c>, first, as llama.cpp's converter writes Llama 3's
+    /// RoPE scaling (<see cref="Llama3RopeFrequencyFactors"/>); null for none.
+    /// </param>
     public static void WriteLlama(string path, LlamaModelShape shape, Func<string, float[]> tensor,
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
-        GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false)
+        GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false, float[]? ropeFrequencyFactors = null)
     {
         ArgumentNullException.ThrowIfNull(shape);
         if (vocabulary is not null && vocabulary.Tokens.Count != shape.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocabulary.Tokens.Count} tokens; the model has {shape.VocabSize}", nameof(vocabulary));
-        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary is null ? null : vocabulary.AddTo, name, storeTiedClassifier);
+        if (ropeFrequencyFactors is not null && ropeFrequencyFactors.Length != shape.HeadDim / 2)
+            throw new ArgumentException($"{ropeFrequencyFactors.Length} RoPE frequency factors; a head of {shape.HeadDim} has {shape.HeadDim / 2} pairs", nameof(ropeFrequencyFactors));
+        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary is null ? null : vocabulary.AddTo, name, storeTiedClassifier, ropeFrequencyFactors);
     }
 
     /// <summary>
-    /// <see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool)"/>
+    /// Llama 3's rope_scaling as llama.cpp's convert_hf_to_gguf.py stores it in <c>rope_freqs.weight</c>: per rotated pair,
+    /// the factor its frequency is divided by — 1 for short wavelengths, <paramref name="factor"/> for long ones, the
+    /// reciprocal of transformers' blend in between.
+    /// </summary>
+    public static float[] Llama3RopeFrequencyFactors(int headDim, double ropeTheta, double factor, double lowFreqFactor, double highFreqFactor, int originalMaxPositions)
+    {
+        double lowFreqWavelength = originalMaxPositions / lowFreqFactor;
+        double highFreqWavelength = originalMaxPositions / highFreqFactor;
+        var factors = new float[headDim / 2];
+        for (int j = 0; j < factors.Length; j++)
+        {
+            double wavelength = 2 * Math.PI * Math.Pow(ropeTheta, 2.0 * j / headDim);
+            if (wavelength < highFreqWavelength)
+                factors[j] = 1;
+            else if (wavelength > lowFreqWavelength)
+                factors[j] = (float)factor;
+            else
+            {
+                double smooth = (originalMaxPositions / wavelength - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+                factors[j] = (float)(1 / ((1 - smooth) / factor + smooth));
+            }
+        }
+        return factors;
+    }
+
+    /// <summary>
+    /// <see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool, float[])"/>
     /// with a byte-level BPE vocabulary (<c>tokenizer.ggml.model = "gpt2"</c>: Llama 3, Qwen2, SmolLM2).
     /// </summary>
     /// <exception cref="ArgumentException">The vocabulary's token count differs from <see cref="LlamaModelShape.VocabSize"/>.</exception>
@@ -305,11 +337,11 @@ public sealed class GgufWriter : IDisposable
         ArgumentNullException.ThrowIfNull(vocabulary);
         if (vocabulary.Tokens.Count != shape.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocabulary.Tokens.Count} tokens; the model has {shape.VocabSize}", nameof(vocabulary));
-        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary.AddTo, name, storeTiedClassifier);
+        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary.AddTo, name, storeTiedClassifier, ropeFrequencyFactors: null);
     }
 
     private static void WriteLlamaCore(string path, LlamaModelShape shape, Func<string, float[]> tensor,
-        GgufTensorType matrixType, RopeLayout layout, Action<GgufWriter>? addVocabulary, string name, bool storeTiedClassifier)
+        GgufTensorType matrixType, RopeLayout layout, Action<GgufWriter>? addVocabulary, string name, bool storeTiedClassifier, float[]? ropeFrequencyFactors)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensor);
@@ -370,6 +402,9 @@ public sealed class GgufWriter : IDisposable
         writer.AddUInt32("llama.vocab_size", (uint)shape.VocabSize);
         addVocabulary?.Invoke(writer);
 
+        const string ropeFreqs = "rope_freqs.weight";
+        if (ropeFrequencyFactors is not null)
+            writer.AddTensor(ropeFreqs, [ropeFrequencyFactors.Length], GgufTensorType.F32);
         foreach ((string gguf, _, long[] tensorShape, _) in plan)
         {
             GgufTensorType type = tensorShape.Length == 1 ? GgufTensorType.F32
@@ -377,6 +412,8 @@ public sealed class GgufWriter : IDisposable
                 : matrixType;
             writer.AddTensor(gguf, tensorShape, type);
         }
+        if (ropeFrequencyFactors is not null)
+            writer.WriteTensorData(ropeFreqs, ropeFrequencyFactors);
         foreach ((string gguf, string hf, long[] tensorShape, int permuteHeads) in plan)
         {
             float[] values = tensor(hf) ?? throw new ArgumentException($"no values for tensor {hf}", nameof(tensor));
@@ -387,7 +424,7 @@ public sealed class GgufWriter : IDisposable
         writer.Finish();
     }
 
-    /// <summary><see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool)"/> from a dictionary of Hugging Face names.</summary>
+    /// <summary><see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool, float[])"/> from a dictionary of Hugging Face names.</summary>
     public static void WriteLlama(string path, LlamaModelShape shape, IReadOnlyDictionary<string, float[]> tensors,
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
         GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false)
