@@ -193,6 +193,15 @@ internal static class Emitter
                     weights.MarkUsed("rope_freqs.weight");
                 """);
         }
+        else if (s.RopeScaling is { Type: "llama3" })
+        {
+            // A GGUF of this model stores its llama3 scaling as rope_freqs.weight: the same factors the config gives.
+            w.Line("""
+                    // A GGUF of a llama3-scaled model stores the scaling as factors; the config's rope_scaling compiled them in.
+                    if (weights.Contains("rope_freqs.weight"))
+                        weights.MarkUsed("rope_freqs.weight");
+                """);
+        }
         w.Line($$"""
                 _layers = new LayerWeights[LayerCount];
                 for (int layer = 0; layer < LayerCount; layer++)

@@ -106,6 +106,9 @@ namespace UserApp
             // Some exporters also store the tied copy; the embedding is what the model uses.
             if (weights.Contains("lm_head.weight"))
                 weights.MarkUsed("lm_head.weight");
+            // A GGUF of a llama3-scaled model stores the scaling as factors; the config's rope_scaling compiled them in.
+            if (weights.Contains("rope_freqs.weight"))
+                weights.MarkUsed("rope_freqs.weight");
             _layers = new LayerWeights[LayerCount];
             for (int layer = 0; layer < LayerCount; layer++)
                 _layers[layer] = new LayerWeights(weights, layer);
