@@ -121,9 +121,7 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
             if (format == WeightFormat.Q8_0)
                 return cols % 32 != 0 ? rows * (llamaCpp ? 2.0 : 4.0) * cols : rows * (cols / 32) * 34.0;
             // The llama.cpp mixes: both engines read the file's blocks as they are.
-            bool fileType = format == WeightFormat.MostlyQ4_0;
-            var requested = fileType ? QuantizationFormat.Q4_0 : (QuantizationFormat)format;
-            var stored = (WeightFormat)QuantizationMix.TensorFormat(requested, tensor, layer, s.LayerCount, cols, s.HeadCount / s.KvHeadCount, s.TiedEmbeddings, fileType);
+            var stored = (WeightFormat)QuantizationMix.TensorFormat((QuantizationFormat)format, tensor, layer, s.LayerCount, cols, s.HeadCount / s.KvHeadCount, s.TiedEmbeddings);
             return rows * (double)BlockQuantization.RowBytes(stored, cols);
         }
         double total = Matrix(LlamaTensor.Classifier, -1, s.VocabSize, s.HiddenSize) + 4.0 * s.HiddenSize * 2;

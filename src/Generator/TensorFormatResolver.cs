@@ -40,19 +40,8 @@ internal static class TensorFormatResolver
     }
 
     /// <summary>llama.cpp's choice for one tensor (<see cref="QuantizationMix"/>); the MostlyQ* formats are llama.cpp's file types.</summary>
-    private static ComputeFormat For(ComputeFormat requested, LlamaTensor tensor, int layer, int cols, ModelSpec s)
-    {
-        bool fileType = requested >= ComputeFormat.MostlyQ4_0;
-        QuantizationFormat format = requested switch
-        {
-            ComputeFormat.MostlyQ4_0 => QuantizationFormat.Q4_0,
-            ComputeFormat.MostlyQ4_1 => QuantizationFormat.Q4_1,
-            ComputeFormat.MostlyQ5_0 => QuantizationFormat.Q5_0,
-            ComputeFormat.MostlyQ5_1 => QuantizationFormat.Q5_1,
-            _ => (QuantizationFormat)requested,
-        };
-        return (ComputeFormat)QuantizationMix.TensorFormat(format, tensor, layer, s.LayerCount, cols, s.GroupSize, s.TiedEmbeddings, fileType, s.ModelType);
-    }
+    private static ComputeFormat For(ComputeFormat requested, LlamaTensor tensor, int layer, int cols, ModelSpec s) =>
+        QuantizationMix.TensorFormat(requested, tensor, layer, s.LayerCount, cols, s.GroupSize, s.TiedEmbeddings, architecture: s.ModelType);
 
     /// <summary>
     /// A matrix role whose layers mix F32 with other formats computes in F32 in every layer (the exact conversion), so

@@ -27,6 +27,10 @@ internal enum QuantizationFormat
     Q4_K_S = 21,
     Q5_K_M = 22,
     Q5_K_S = 23,
+    MostlyQ4_0 = 30,
+    MostlyQ4_1 = 31,
+    MostlyQ5_0 = 32,
+    MostlyQ5_1 = 33,
 }
 
 /// <summary>
@@ -96,6 +100,11 @@ internal static class QuantizationMix
             throw new ArgumentOutOfRangeException(nameof(columns), columns, "a tensor has at least one column");
         if (LlamaArchitecture.IsPerLayer(tensor) && (layer < 0 || layer >= layerCount))
             throw new ArgumentOutOfRangeException(nameof(layer), layer, $"the model has layers 0 to {layerCount - 1}");
+        if (IsFileType(requested))
+        {
+            requested = BaseFormat(requested);
+            asLlamaCppFtype = true;
+        }
         if (asLlamaCppFtype && requested is QuantizationFormat.Q4_K or QuantizationFormat.Q5_K)
             throw new ArgumentOutOfRangeException(nameof(requested), requested, "llama.cpp has no file type of Q4_K or Q5_K alone; Q4_K_S and Q5_K_S are the nearest");
 
@@ -137,7 +146,10 @@ internal static class QuantizationMix
     }
 
     /// <summary>True for Q4_K_M, Q4_K_S, Q5_K_M and Q5_K_S.</summary>
-    public static bool IsMix(QuantizationFormat format) => format >= QuantizationFormat.Q4_K_M;
+    public static bool IsMix(QuantizationFormat format) => format is >= QuantizationFormat.Q4_K_M and <= QuantizationFormat.Q5_K_S;
+
+    /// <summary>True for MostlyQ4_0, MostlyQ4_1, MostlyQ5_0 and MostlyQ5_1: a single format with llama.cpp's file-type meaning.</summary>
+    public static bool IsFileType(QuantizationFormat format) => format >= QuantizationFormat.MostlyQ4_0;
 
     /// <summary>Weights per block of a single format (1 for F32 and F16).</summary>
     public static int BlockElements(QuantizationFormat format) => format switch
@@ -153,6 +165,10 @@ internal static class QuantizationMix
     {
         QuantizationFormat.Q4_K_M or QuantizationFormat.Q4_K_S => QuantizationFormat.Q4_K,
         QuantizationFormat.Q5_K_M or QuantizationFormat.Q5_K_S => QuantizationFormat.Q5_K,
+        QuantizationFormat.MostlyQ4_0 => QuantizationFormat.Q4_0,
+        QuantizationFormat.MostlyQ4_1 => QuantizationFormat.Q4_1,
+        QuantizationFormat.MostlyQ5_0 => QuantizationFormat.Q5_0,
+        QuantizationFormat.MostlyQ5_1 => QuantizationFormat.Q5_1,
         _ => format,
     };
 

@@ -71,12 +71,11 @@ public sealed class LlamaCppMixOracleTests(ITestOutputHelper output)
         LlamaModelShape s = shape.Shape;
         using ModelWeights fromF32 = ModelWeights.Open(RandomShapeOracleTests.Gguf(shape, GgufTensorType.F32), s);
         using ModelWeights fromLlamaCpp = ModelWeights.Open(LlamaCppQuantizedFiles.Get(shapeName, ftype), s);
-        bool fileType = format == WeightFormat.MostlyQ4_0;
         int q = s.HeadCount * s.HeadDim, kv = s.KvHeadCount * s.HeadDim, compared = 0;
         void Compare(string name, LlamaTensor tensor, int layer, int rows, int cols)
         {
-            var stored = (WeightFormat)QuantizationMix.TensorFormat(fileType ? QuantizationFormat.Q4_0 : (QuantizationFormat)format, tensor, layer, s.LayerCount, cols,
-                s.HeadCount / s.KvHeadCount, s.TiedEmbeddings, fileType);
+            var stored = (WeightFormat)QuantizationMix.TensorFormat((QuantizationFormat)format, tensor, layer, s.LayerCount, cols,
+                s.HeadCount / s.KvHeadCount, s.TiedEmbeddings);
             if (stored == WeightFormat.F16)
                 stored = WeightFormat.F32; // llama.cpp's F16 fallback; a config.json model computes such a matrix in F32
             Assert.True(fromLlamaCpp.GetPackedMatrix(name, rows, cols, stored).Bytes.SequenceEqual(fromF32.GetPackedMatrix(name, rows, cols, stored).Bytes) || stored == WeightFormat.F32,

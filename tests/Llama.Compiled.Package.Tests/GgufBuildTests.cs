@@ -37,8 +37,13 @@ public class GgufBuildTests(ITestOutputHelper log)
         partial class Stories260K;
         """;
 
-    /// <summary>A console project with the runtime by ProjectReference, the targets imported, and <paramref name="gguf"/> as an AdditionalFiles item.</summary>
-    private static void WriteProject(string folder, string gguf)
+    private static void WriteProject(string folder, string gguf) => WriteProject(folder, gguf, Program);
+
+    /// <summary>
+    /// A console project with the runtime by ProjectReference, the targets imported, <paramref name="gguf"/> as an
+    /// AdditionalFiles item and <paramref name="program"/> as its Program.cs.
+    /// </summary>
+    internal static void WriteProject(string folder, string gguf, string program)
     {
         string src = Path.Combine(Paths.RepoRoot, "src");
         File.WriteAllText(Path.Combine(folder, "GgufApp.csproj"), $"""
@@ -58,7 +63,7 @@ public class GgufBuildTests(ITestOutputHelper log)
               <Import Project="{src}/Runtime/build/Llama.Compiled.targets" />
             </Project>
             """);
-        File.WriteAllText(Path.Combine(folder, "Program.cs"), Program);
+        File.WriteAllText(Path.Combine(folder, "Program.cs"), program);
     }
 
     [Fact]

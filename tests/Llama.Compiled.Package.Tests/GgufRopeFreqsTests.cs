@@ -164,29 +164,7 @@ public class GgufRopeFreqsTests(ITestOutputHelper log)
         GgufWriter.WriteLlama(path, Shape, name => RandomLlama.Tensor(Shape, Seed, name), GgufTensorType.F32, RopeLayout.AdjacentPairs,
             RandomLlama.Vocabulary(Shape.VocabSize), "llama3-rope-freqs", ropeFrequencyFactors: ropeFrequencyFactors);
 
-    /// <summary>A console project with the runtime by ProjectReference, the targets imported, and <paramref name="gguf"/> as an AdditionalFiles item.</summary>
-    private static void WriteProject(string folder, string gguf)
-    {
-        string src = Path.Combine(Paths.RepoRoot, "src");
-        File.WriteAllText(Path.Combine(folder, "GgufApp.csproj"), $"""
-            <Project Sdk="Microsoft.NET.Sdk">
-              <PropertyGroup>
-                <OutputType>Exe</OutputType>
-                <TargetFramework>net10.0</TargetFramework>
-                <ImplicitUsings>enable</ImplicitUsings>
-                <Nullable>enable</Nullable>
-              </PropertyGroup>
-              <ItemGroup>
-                <ProjectReference Include="{src}/Runtime/Llama.Compiled.Runtime.csproj" />
-                <ProjectReference Include="{src}/Attributes/Llama.Compiled.Attributes.csproj" />
-                <ProjectReference Include="{src}/Generator/Llama.Compiled.Generator.csproj" OutputItemType="Analyzer" ReferenceOutputAssembly="false" />
-                <AdditionalFiles Include="{gguf}" />
-              </ItemGroup>
-              <Import Project="{src}/Runtime/build/Llama.Compiled.targets" />
-            </Project>
-            """);
-        File.WriteAllText(Path.Combine(folder, "Program.cs"), Program);
-    }
+    private static void WriteProject(string folder, string gguf) => GgufBuildTests.WriteProject(folder, gguf, Program);
 
     private static float[] Row(string[] lines, string prefix) =>
         lines.Single(l => l.StartsWith(prefix, StringComparison.Ordinal))[prefix.Length..]

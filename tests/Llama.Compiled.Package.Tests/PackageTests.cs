@@ -20,8 +20,8 @@ public class PackageTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Limit = TimeSpan.FromMinutes(4);
 
-    /// <summary>The consumer's Program.cs: the README's usage, greedy, then one chat answer.</summary>
-    private const string ConsumerProgram = """
+    /// <summary>The README's usage: the greedy story of the model at args[0].</summary>
+    private const string GreedyStory = """
         using Llama.Compiled;
         using Microsoft.Extensions.AI;
 
@@ -35,6 +35,10 @@ public class PackageTests(ITestOutputHelper log)
             Console.Write(chunk);
         Console.WriteLine();
 
+        """;
+
+    /// <summary>The consumer's Program.cs: the greedy story, then one chat answer.</summary>
+    private const string ConsumerProgram = GreedyStory + """
         IChatClient chat = model.AsChatClient(modelPath, greedy);
         ChatResponse response = await chat.GetResponseAsync("Tell me about a cat.");
         Console.WriteLine(response.Text);
@@ -44,19 +48,7 @@ public class PackageTests(ITestOutputHelper log)
         """;
 
     /// <summary>The same greedy story from a project that has only the GGUF file: compiled from its header, its own tokenizer.</summary>
-    private const string GgufConsumerProgram = """
-        using Llama.Compiled;
-
-        string modelPath = args[0];
-        using var model = Stories260K.Load(modelPath);
-        using var session = model.CreateSession();
-        var generator = new TextGenerator(session, LlamaTokenizers.Load(modelPath));
-        var greedy = new GenerationOptions { MaxNewTokens = 64, Sampling = new SamplingOptions { Temperature = 0f } };
-        Console.Write("Once upon a time");
-        foreach (string chunk in generator.Generate("Once upon a time", greedy))
-            Console.Write(chunk);
-        Console.WriteLine();
-
+    private const string GgufConsumerProgram = GreedyStory + """
         [LlamaModel("stories260K-f32.gguf")]
         partial class Stories260K;
         """;

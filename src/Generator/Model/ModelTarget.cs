@@ -56,26 +56,3 @@ internal enum ConfigKind
     /// <summary>A .gguf item itself: the targets that replace it by its header were not imported.</summary>
     Gguf,
 }
-
-/// <summary>Mirror of Llama.Compiled.WeightFormat (same values); the generator does not load the attributes assembly.</summary>
-internal enum ComputeFormat
-{
-    F32 = 0,
-    F16 = 1,
-    Q8_0 = 2,
-    Q4_0 = 3,
-    Q4_1 = 4,
-    Q5_0 = 5,
-    Q5_1 = 6,
-    Q4_K = 7,
-    Q5_K = 8,
-    Q6_K = 9,
-    Q4_K_M = 20,
-    Q4_K_S = 21,
-    Q5_K_M = 22,
-    Q5_K_S = 23,
-    MostlyQ4_0 = 30,
-    MostlyQ4_1 = 31,
-    MostlyQ5_0 = 32,
-    MostlyQ5_1 = 33,
-}
