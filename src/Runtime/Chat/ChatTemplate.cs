@@ -144,19 +144,21 @@ public abstract partial record ChatTemplate
     public const string TokenizerConfigFileName = "tokenizer_config.json";
 
     /// <summary>
-    /// The template of a model from its <c>tokenizer_config.json</c>'s <c>chat_template</c>
-    /// (see <see cref="Recognize"/>). A model with no <c>tokenizer_config.json</c>, or one without a
+    /// The template of a model from its <c>tokenizer_config.json</c>'s <c>chat_template</c>, or from a GGUF file's
+    /// <c>tokenizer.chat_template</c> (see <see cref="Recognize"/>). A model with no <c>tokenizer_config.json</c>, or one without a
     /// <c>chat_template</c> (a base model such as stories260K), gets <see cref="Plain"/>.
     /// </summary>
     /// <param name="path">
-    /// The <c>tokenizer_config.json</c> file (any <c>.json</c> file but <c>config.json</c> is read as one),
-    /// the model's folder, or another file in it (the weights, <c>config.json</c>).
+    /// The <c>tokenizer_config.json</c> file (any <c>.json</c> file but <c>config.json</c> is read as one), a <c>.gguf</c>
+    /// file (its metadata's template), the model's folder, or another file in it (the weights, <c>config.json</c>).
     /// </param>
     /// <exception cref="NotSupportedException">The <c>chat_template</c> is not of a supported family; pick one with <see cref="FromName"/>.</exception>
     /// <exception cref="ModelFormatException">The file is not valid JSON.</exception>
     public static ChatTemplate FromTokenizerConfig(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Path.GetExtension(path).Equals(".gguf", StringComparison.OrdinalIgnoreCase) && File.Exists(path))
+            return FromGguf(path);
         string file;
         if (Directory.Exists(path))
             file = Path.Combine(path, TokenizerConfigFileName);
@@ -194,6 +196,25 @@ public abstract partial record ChatTemplate
         return Recognize(template, bos, eos)
             ?? throw new NotSupportedException(
                 $"The chat_template in {file} is not one of the supported families ({string.Join(", ", Names)}); choose one with ChatTemplate.FromName.");
+    }
+
+    /// <summary>
+    /// The template a GGUF file carries (<c>tokenizer.chat_template</c>, with its BOS/EOS tokens' text from the vocabulary), or
+    /// <see cref="Plain"/> when it has none; only the file's metadata is read.
+    /// </summary>
+    private static ChatTemplate FromGguf(string path)
+    {
+        GgufMetadata metadata;
+        using (MappedFile file = MappedFile.Open(Path.GetFullPath(path)))
+            metadata = GgufFormat.Read(file, metadataOnly: true).Metadata;
+        string? template = metadata.GetString("tokenizer.chat_template");
+        if (string.IsNullOrEmpty(template))
+            return Plain;
+        string[]? tokens = metadata.GetStringArray("tokenizer.ggml.tokens");
+        string? Token(string key) => metadata.GetInteger(key) is long id && tokens is not null && id >= 0 && id < tokens.Length ? tokens[id] : null;
+        return Recognize(template, Token("tokenizer.ggml.bos_token_id"), Token("tokenizer.ggml.eos_token_id"))
+            ?? throw new NotSupportedException(
+                $"The tokenizer.chat_template in {path} is not one of the supported families ({string.Join(", ", Names)}); choose one with ChatTemplate.FromName.");
     }
 
     /// <summary>The <c>chat_template</c>: a string, or a list of named templates of which the "default" one.</summary>

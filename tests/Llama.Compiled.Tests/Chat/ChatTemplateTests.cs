@@ -88,6 +88,43 @@ public class ChatTemplateTests
         Assert.Contains("Today Date: " + today + "\n\n", template.Render(WithSystem));
     }
 
+    [Theory]
+    [InlineData("Qwen2.5-0.5B-Instruct")]
+    [InlineData("TinyLlama-1.1B-Chat-v1.0")]
+    [InlineData("Meta-Llama-3-8B-Instruct")]
+    public void AGgufFileCarriesItsOwnTemplate(string model)
+    {
+        // llama.cpp's converter copies tokenizer_config.json's chat_template to tokenizer.chat_template, and the BOS/EOS
+        // tokens are ids into tokenizer.ggml.tokens: a user with only the GGUF gets the same template.
+        using var config = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Config(model)));
+        string? Text(string key) => config.RootElement.TryGetProperty(key, out var v) ? v.ValueKind switch
+        {
+            System.Text.Json.JsonValueKind.String => v.GetString(),
+            System.Text.Json.JsonValueKind.Object => v.GetProperty("content").GetString(),
+            _ => null,
+        } : null;
+        string folder = Directory.CreateTempSubdirectory("gguf-template").FullName;
+        try
+        {
+            string gguf = Path.Combine(folder, "model.gguf");
+            using (var writer = new Llama.Compiled.Tools.GgufWriter(gguf))
+            {
+                writer.AddString("general.architecture", "llama");
+                writer.AddValue("tokenizer.ggml.tokens", new[] { "<unk>", Text("bos_token") ?? "<s>", Text("eos_token") ?? "</s>" });
+                writer.AddUInt32("tokenizer.ggml.bos_token_id", 1);
+                writer.AddUInt32("tokenizer.ggml.eos_token_id", 2);
+                writer.AddString("tokenizer.chat_template", config.RootElement.GetProperty("chat_template").GetString()!);
+                writer.Finish();
+            }
+            Assert.Equal(ChatTemplate.FromTokenizerConfig(Config(model)), ChatTemplate.FromTokenizerConfig(gguf));
+            Assert.Equal(Golden(model, "system"), ChatTemplate.FromTokenizerConfig(gguf).Render(WithSystem));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [Fact]
     public void AModelWithoutAChatTemplateGetsThePlainOne()
     {
@@ -95,6 +132,8 @@ public class ChatTemplateTests
         Assert.IsType<PlainChatTemplate>(ChatTemplate.FromTokenizerConfig(TestPaths.Stories260KHf));
         Assert.IsType<PlainChatTemplate>(ChatTemplate.FromTokenizerConfig(Path.Combine(TestPaths.Stories260KHf, "model.safetensors")));
         Assert.IsType<PlainChatTemplate>(ChatTemplate.FromTokenizerConfig(TestPaths.Stories260K));
+        // A GGUF file without tokenizer.chat_template.
+        Assert.IsType<PlainChatTemplate>(ChatTemplate.FromTokenizerConfig(Path.Combine(TestPaths.Stories260K, "stories260K-f32.gguf")));
     }
 
     [Fact]
