@@ -586,6 +586,14 @@ public static class QuantizedRows
                 Vector256<byte> halfScales = half == 0 ? Avx2.Permute2x128(scales, scales, 0x00).AsByte() : Avx2.Permute2x128(scales, scales, 0x11).AsByte();
                 (Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3) = Weights6(ref Unsafe.Add(ref block, 64 * half), ref Unsafe.Add(ref block, 128 + 32 * half));
                 ref sbyte xh = ref Unsafe.Add(ref xs, 128 * half);
+                if (AvxVnni.IsSupported)
+                {
+                    // As Q4_K's VNNI form: a run's 4-weight dots are at most 4·63·127 < 2^15, so two runs pack into int16
+                    // (vpackssdw, exact) and one vpdpwssd applies their four scales.
+                    sums = AvxVnni.MultiplyWideningAndAdd(sums, PackedRuns(q0, q1, ref xh), Avx2.Shuffle(halfScales, PairScaleIndex6(0)).AsInt16());
+                    sums2 = AvxVnni.MultiplyWideningAndAdd(sums2, PackedRuns(q2, q3, ref Unsafe.Add(ref xh, 64)), Avx2.Shuffle(halfScales, PairScaleIndex6(1)).AsInt16());
+                    continue;
+                }
                 sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q0, Vector256.LoadUnsafe(ref xh)), Avx2.Shuffle(halfScales, ScaleIndex6(0)).AsInt16());
                 sums2 = MulAddPairs(sums2, Avx2.MultiplyAddAdjacent(q1, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 32))), Avx2.Shuffle(halfScales, ScaleIndex6(1)).AsInt16());
                 sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q2, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 64))), Avx2.Shuffle(halfScales, ScaleIndex6(2)).AsInt16());
@@ -670,6 +678,26 @@ public static class QuantizedRows
         return Vector256.Create(
             Vector128.Create(a, (byte)(a + 1), a, (byte)(a + 1), a, (byte)(a + 1), a, (byte)(a + 1), a, (byte)(a + 1), a, (byte)(a + 1), a, (byte)(a + 1), a, (byte)(a + 1)),
             Vector128.Create(b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1)));
+    }
+
+    /// <summary>The 4-weight dots of runs a (x[0..32)) and b (x[32..64)) packed to int16: per lane, four of a's, then four of b's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<short> PackedRuns(Vector256<byte> a, Vector256<byte> b, ref sbyte x) =>
+        Avx2.PackSignedSaturate(
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, a, Vector256.LoadUnsafe(ref x)),
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, b, Vector256.LoadUnsafe(ref Unsafe.Add(ref x, 32))));
+
+    /// <summary>
+    /// Shuffle indices for <see cref="PackedRuns"/> of runs 2p and 2p+1 of a half (8 int16 scales in both lanes; run v
+    /// takes scale 2v in the low lane, 2v+1 in the high): low lane [s_4p ×4, s_4p+2 ×4], high lane [s_4p+1 ×4, s_4p+3 ×4].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<byte> PairScaleIndex6(int p)
+    {
+        ushort a = (ushort)(8 * p | (8 * p + 1) << 8), c = (ushort)(a + 0x0404), b = (ushort)(a + 0x0202), d = (ushort)(a + 0x0606);
+        return Vector256.Create(
+            Vector128.Create(a, a, a, a, c, c, c, c).AsByte(),
+            Vector128.Create(b, b, b, b, d, d, d, d).AsByte());
     }
 
     private static float Q6KRowScalar(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums)
