@@ -32,7 +32,7 @@ internal static class BlockMatMulEmitter
     public static string DecodeSummary(MatMulKernel k, bool cacheChoiceAtRunTime)
     {
         string prefetch = k.DecodePrefetch > 0
-            ? $", each row prefetched {k.DecodePrefetch / 1024} KB ahead {(cacheChoiceAtRunTime ? "when the model does not fit this machine's last-level cache" : "(the model streams from memory)")}"
+            ? $", {(k.Activations == ActivationKind.Q8_K ? "each super-block prefetching" : "each row prefetched")} {k.DecodePrefetch / 1024} KB ahead {(cacheChoiceAtRunTime ? "when the model does not fit this machine's last-level cache" : "(the model streams from memory)")}"
             : "";
         if (!FormatFacts.InKernelLayout(k.Format))
             return $"QuantizedRows.{k.Format}Row over the {Blocks(k)} {k.Format} blocks of each row as the file stores them{prefetch}";
@@ -122,6 +122,17 @@ internal static class BlockMatMulEmitter
             ? $"{RowName(k.Format, k.Cols, 1)}(ref row, ref qt, ref dt, ref st)"
             : $"QuantizedRows.{k.Format}Row(ref row, Blocks, ref qt, ref dt, ref st)";
         string product = $"Store(ref Unsafe.Add(ref y0, t * Rows + r), {rowProduct}, accumulate);";
+        if (k.DecodePrefetch > 0 && k.Activations == ActivationKind.Q8_K)
+        {
+            // The K formats' row products prefetch as they go, a few lines per super-block (see QuantizedRows).
+            string distance = cacheChoiceAtRunTime ? $"WeightsFitCache ? 0 : {k.DecodePrefetch}" : Emitter.Int(k.DecodePrefetch);
+            return $$"""
+                        // {{(cacheChoiceAtRunTime ? "Weights that stream from memory" : "The weights stream from memory")}}: each super-block requests the bytes {{k.DecodePrefetch / 1024}} KB ahead of it, so they are in cache by their turn.
+                        int prefetch = {{distance}};
+                        for (int r = rowStart; r < rowEnd; r++)
+                            {{product.Replace("ref row", "ref Unsafe.Add(ref w0, r * RowBytes)").Replace("ref st)", "ref st, prefetch)")}}
+                """;
+        }
         if (k.DecodePrefetch == 0)
             return $$"""
                         for (int r = rowStart; r < rowEnd; r++)

@@ -70,9 +70,20 @@ internal static class ForwardPlanner
     /// </summary>
     private const int DecodePrefetchBytes = 6144;
 
+    /// <summary>
+    /// How far ahead the K formats' row products (Q4_K, Q5_K, Q6_K: the runtime's QuantizedRows) prefetch, a few lines
+    /// with each super-block rather than a whole row before it. Their arithmetic is denser per byte than Q8_0's, and a
+    /// burst of a row's 18–70 prefetches stalled it: on 640 MB of Q4_K rows, one thread, medians of 5 interleaved
+    /// passes in one run (a shared, loaded machine), 2048-wide rows: whole row 6 KB ahead 7.4, 8 KB 8.5; per
+    /// super-block 4 KB 8.2, 6 KB 9.3, 8 KB 9.9, 12 KB 11.8 GB/s (another run: 12 KB 7.7, 24 KB 7.4, 32 KB 8.9);
+    /// 5632-wide: whole row 6.6/6.5, per super-block 4–12 KB 8.5–8.7 GB/s.
+    /// </summary>
+    private const int SuperBlockPrefetchBytes = 8192;
+
     /// <summary>Prefetch distance for a model that may stream from memory (when the code runs, only if it does not fit the cache).</summary>
     private static int DecodePrefetch(ComputeFormat format, long modelBytes) =>
-        FormatFacts.IsBlockQuantized(format) && modelBytes > SmallestCacheBytes ? DecodePrefetchBytes : 0;
+        !FormatFacts.IsBlockQuantized(format) || modelBytes <= SmallestCacheBytes ? 0
+            : FormatFacts.Activations(format) == ActivationKind.Q8_K ? SuperBlockPrefetchBytes : DecodePrefetchBytes;
 
     /// <summary>4: the one-token loop has the four-row pass (taken when the model fits the running machine's cache).</summary>
     private static int DecodeRows(ComputeFormat format, int rows, int cols, long modelBytes) =>

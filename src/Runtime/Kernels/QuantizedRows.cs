@@ -223,10 +223,17 @@ public static class QuantizedRows
     // ---------------------------------------------------------------- Q4_K, Q5_K (super-blocks of 256)
 
     /// <summary>Σ w·x over one Q4_K row of <paramref name="superBlocks"/> super-blocks; x as <see cref="BlockKernels.QuantizeQ8K"/> makes it.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums) =>
-        AvxVnni.IsSupported ? Q45KRowVnni(false, ref row, superBlocks, ref x, ref xScales, ref xBsums)
-        : Avx2.IsSupported ? Q45KRow(false, ref row, superBlocks, ref x, ref xScales, ref xBsums)
+        Q4_KRow(ref row, superBlocks, ref x, ref xScales, ref xBsums, 0);
+
+    /// <summary>
+    /// <see cref="Q4_KRow(ref byte, int, ref sbyte, ref float, ref short)"/> that also prefetches, with each super-block, the
+    /// cache lines <paramref name="prefetchBytes"/> ahead of it (none when 0): see <see cref="PrefetchAhead"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q4_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int prefetchBytes) =>
+        AvxVnni.IsSupported ? Q45KRowVnni(false, ref row, superBlocks, ref x, ref xScales, ref xBsums, prefetchBytes)
+        : Avx2.IsSupported ? Q45KRow(false, ref row, superBlocks, ref x, ref xScales, ref xBsums, prefetchBytes)
             : Q45KRowScalar(false, ref row, superBlocks, ref x, ref xScales, ref xBsums);
 
     /// <summary>Σ w·x for 4 tokens over one Q4_K row (see <see cref="QuantizedRows"/> for the token layout).</summary>
@@ -237,10 +244,17 @@ public static class QuantizedRows
             : KRow4Scalar(WeightFormat.Q4_K, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride);
 
     /// <summary>Σ w·x over one Q5_K row of <paramref name="superBlocks"/> super-blocks; x as <see cref="BlockKernels.QuantizeQ8K"/> makes it.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q5_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums) =>
-        AvxVnni.IsSupported ? Q45KRowVnni(true, ref row, superBlocks, ref x, ref xScales, ref xBsums)
-        : Avx2.IsSupported ? Q45KRow(true, ref row, superBlocks, ref x, ref xScales, ref xBsums)
+        Q5_KRow(ref row, superBlocks, ref x, ref xScales, ref xBsums, 0);
+
+    /// <summary>
+    /// <see cref="Q5_KRow(ref byte, int, ref sbyte, ref float, ref short)"/> that also prefetches, with each super-block, the
+    /// cache lines <paramref name="prefetchBytes"/> ahead of it (none when 0): see <see cref="PrefetchAhead"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q5_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int prefetchBytes) =>
+        AvxVnni.IsSupported ? Q45KRowVnni(true, ref row, superBlocks, ref x, ref xScales, ref xBsums, prefetchBytes)
+        : Avx2.IsSupported ? Q45KRow(true, ref row, superBlocks, ref x, ref xScales, ref xBsums, prefetchBytes)
             : Q45KRowScalar(true, ref row, superBlocks, ref x, ref xScales, ref xBsums);
 
     /// <summary>Σ w·x for 4 tokens over one Q5_K row (see <see cref="QuantizedRows"/> for the token layout).</summary>
@@ -254,13 +268,15 @@ public static class QuantizedRows
     // two sub-blocks pack into one vector of int16 (vpackssdw, exact) and one vpdpwssd applies both their scales: per 64
     // weights two vpdpbusd, a pack and a vpdpwssd instead of two vpmaddubsw, two scale shuffles and two vpdpwssd.
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float Q45KRowVnni(bool five, ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums)
+    private static float Q45KRowVnni(bool five, ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int prefetchBytes)
     {
         int blockBytes = five ? BlockQuantization.Q5_KBlockBytes : BlockQuantization.Q4_KBlockBytes;
         Vector256<float> acc = Vector256<float>.Zero, accMins = Vector256<float>.Zero;
         ref byte block = ref row;
         for (int sb = 0; sb < superBlocks; sb++, block = ref Unsafe.Add(ref block, blockBytes))
         {
+            if (prefetchBytes > 0)
+                PrefetchAhead(ref block, prefetchBytes, blockBytes);
             Vector256<byte> scales = ScalesAndMinsK4Pairs(ref Unsafe.Add(ref block, 4));
             ref byte qs = ref Unsafe.Add(ref block, five ? 48 : 16);
             Vector256<ushort> high = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 16)).AsUInt16() : default;
@@ -369,13 +385,15 @@ public static class QuantizedRows
 
     // Per super-block: d·dx·Σ_j sc_j·(q·x)_j − dmin·dx·Σ_j m_j·(bsum_2j + bsum_2j+1), the integer sums exact as ggml's.
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float Q45KRow(bool five, ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums)
+    private static float Q45KRow(bool five, ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int prefetchBytes)
     {
         int blockBytes = five ? BlockQuantization.Q5_KBlockBytes : BlockQuantization.Q4_KBlockBytes;
         Vector256<float> acc = Vector256<float>.Zero;
         for (int sb = 0; sb < superBlocks; sb++)
         {
             ref byte block = ref Unsafe.Add(ref row, sb * blockBytes);
+            if (prefetchBytes > 0)
+                PrefetchAhead(ref block, prefetchBytes, blockBytes);
             Vector256<byte> scales = ScalesAndMinsK4(ref Unsafe.Add(ref block, 4));
             ref byte qs = ref Unsafe.Add(ref block, five ? 48 : 16);
             Vector256<ushort> high = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 16)).AsUInt16() : default;
@@ -541,8 +559,15 @@ public static class QuantizedRows
     // ---------------------------------------------------------------- Q6_K (super-blocks of 256)
 
     /// <summary>Σ w·x over one Q6_K row of <paramref name="superBlocks"/> super-blocks; x as <see cref="BlockKernels.QuantizeQ8K"/> makes it.</summary>
+    public static float Q6_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums) =>
+        Q6_KRow(ref row, superBlocks, ref x, ref xScales, ref xBsums, 0);
+
+    /// <summary>
+    /// <see cref="Q6_KRow(ref byte, int, ref sbyte, ref float, ref short)"/> that also prefetches, with each super-block, the
+    /// cache lines <paramref name="prefetchBytes"/> ahead of it (none when 0): see <see cref="PrefetchAhead"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q6_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums)
+    public static float Q6_KRow(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int prefetchBytes)
     {
         if (!Avx2.IsSupported)
             return Q6KRowScalar(ref row, superBlocks, ref x, ref xScales, ref xBsums);
@@ -550,6 +575,8 @@ public static class QuantizedRows
         for (int sb = 0; sb < superBlocks; sb++)
         {
             ref byte block = ref Unsafe.Add(ref row, sb * BlockQuantization.Q6_KBlockBytes);
+            if (prefetchBytes > 0)
+                PrefetchAhead(ref block, prefetchBytes, BlockQuantization.Q6_KBlockBytes);
             Vector256<short> scales = Avx2.ConvertToVector256Int16(Vector128.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 192))));
             ref sbyte xs = ref Unsafe.Add(ref x, sb * 256);
             Vector256<int> sums = Vector256<int>.Zero, sums2 = Vector256<int>.Zero;
@@ -559,6 +586,14 @@ public static class QuantizedRows
                 Vector256<byte> halfScales = half == 0 ? Avx2.Permute2x128(scales, scales, 0x00).AsByte() : Avx2.Permute2x128(scales, scales, 0x11).AsByte();
                 (Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3) = Weights6(ref Unsafe.Add(ref block, 64 * half), ref Unsafe.Add(ref block, 128 + 32 * half));
                 ref sbyte xh = ref Unsafe.Add(ref xs, 128 * half);
+                if (AvxVnni.IsSupported)
+                {
+                    // As Q4_K's VNNI form: a run's 4-weight dots are at most 4·63·127 < 2^15, so two runs pack into int16
+                    // (vpackssdw, exact) and one vpdpwssd applies their four scales.
+                    sums = AvxVnni.MultiplyWideningAndAdd(sums, PackedRuns(q0, q1, ref xh), Avx2.Shuffle(halfScales, PairScaleIndex6(0)).AsInt16());
+                    sums2 = AvxVnni.MultiplyWideningAndAdd(sums2, PackedRuns(q2, q3, ref Unsafe.Add(ref xh, 64)), Avx2.Shuffle(halfScales, PairScaleIndex6(1)).AsInt16());
+                    continue;
+                }
                 sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q0, Vector256.LoadUnsafe(ref xh)), Avx2.Shuffle(halfScales, ScaleIndex6(0)).AsInt16());
                 sums2 = MulAddPairs(sums2, Avx2.MultiplyAddAdjacent(q1, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 32))), Avx2.Shuffle(halfScales, ScaleIndex6(1)).AsInt16());
                 sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q2, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 64))), Avx2.Shuffle(halfScales, ScaleIndex6(2)).AsInt16());
@@ -645,6 +680,26 @@ public static class QuantizedRows
             Vector128.Create(b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1), b, (byte)(b + 1)));
     }
 
+    /// <summary>The 4-weight dots of runs a (x[0..32)) and b (x[32..64)) packed to int16: per lane, four of a's, then four of b's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<short> PackedRuns(Vector256<byte> a, Vector256<byte> b, ref sbyte x) =>
+        Avx2.PackSignedSaturate(
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, a, Vector256.LoadUnsafe(ref x)),
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, b, Vector256.LoadUnsafe(ref Unsafe.Add(ref x, 32))));
+
+    /// <summary>
+    /// Shuffle indices for <see cref="PackedRuns"/> of runs 2p and 2p+1 of a half (8 int16 scales in both lanes; run v
+    /// takes scale 2v in the low lane, 2v+1 in the high): low lane [s_4p ×4, s_4p+2 ×4], high lane [s_4p+1 ×4, s_4p+3 ×4].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<byte> PairScaleIndex6(int p)
+    {
+        ushort a = (ushort)(8 * p | (8 * p + 1) << 8), c = (ushort)(a + 0x0404), b = (ushort)(a + 0x0202), d = (ushort)(a + 0x0606);
+        return Vector256.Create(
+            Vector128.Create(a, a, a, a, c, c, c, c).AsByte(),
+            Vector128.Create(b, b, b, b, d, d, d, d).AsByte());
+    }
+
     private static float Q6KRowScalar(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums)
     {
         float total = 0f;
@@ -669,6 +724,22 @@ public static class QuantizedRows
     }
 
     // ---------------------------------------------------------------- shared instructions
+
+    /// <summary>
+    /// Prefetches the cache lines of [block + ahead, block + ahead + blockBytes): called once per (super-)block, it keeps
+    /// the requests of a streaming row spread over its computation, a few lines at a time, where one burst of a whole
+    /// row's lines before it fills the core's miss buffers and stalls the arithmetic behind them. A hint only, and
+    /// prefetching past the weights' end does not fault.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void PrefetchAhead(ref byte block, int ahead, int blockBytes)
+    {
+        if (!Sse.IsSupported)
+            return;
+        byte* p = (byte*)Unsafe.AsPointer(ref block) + ahead;
+        for (int offset = 0; offset < blockBytes; offset += 64)
+            Sse.Prefetch0(p + offset);
+    }
 
     /// <summary>Σ of 4 adjacent products of unsigned <paramref name="w"/> and signed <paramref name="x"/> bytes, in 8 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]

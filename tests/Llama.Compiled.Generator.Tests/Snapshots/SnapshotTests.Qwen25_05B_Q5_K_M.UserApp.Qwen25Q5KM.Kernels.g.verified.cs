@@ -23,8 +23,8 @@ namespace UserApp
         /// - MatMul_Q5_1_128x896 (k_proj, v_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 128 rows.
         /// - MatMul_Q8_0_128x896 (v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 1 group(s) of 16 blocks and one of 12 per row, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 128 rows.
         /// - MatMul_Q5_1_4864x896 (gate_proj, up_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 194 rows.
-        /// - MatMul_Q6_K_896x4864 (down_proj): one token QuantizedRows.Q6_KRow over the 19 Q6_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 32 rows.
-        /// - MatMul_Q5_K_896x4864 (down_proj): one token QuantizedRows.Q5_KRow over the 19 Q5_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 38 rows.
+        /// - MatMul_Q6_K_896x4864 (down_proj): one token QuantizedRows.Q6_KRow over the 19 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 32 rows.
+        /// - MatMul_Q5_K_896x4864 (down_proj): one token QuantizedRows.Q5_KRow over the 19 Q5_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 38 rows.
         /// - MatMul_Q8_0_151936x896 (classifier (tied embedding)): one token 8 blocks per step (their scales converted and integer sums reduced together), 1 group(s) of 16 blocks and one of 12 per row, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 136 rows.
         /// - MatMul_Q5_1_896x896 is Q5_1 although Q5_K_M was asked for: its 896 columns do not split into 256-weight blocks (llama.cpp's fallback).
         /// - MatMul_Q5_1_128x896 is Q5_1 although Q5_K_M was asked for: its 896 columns do not split into 256-weight blocks (llama.cpp's fallback).
@@ -521,14 +521,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
@@ -575,14 +571,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q5_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q5_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 

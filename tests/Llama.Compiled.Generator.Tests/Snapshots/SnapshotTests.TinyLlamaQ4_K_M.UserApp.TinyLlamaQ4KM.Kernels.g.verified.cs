@@ -19,13 +19,13 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q4_K_2048x2048 (q_proj, o_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 112 rows.
-        /// - MatMul_Q4_K_256x2048 (k_proj, v_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 112 rows.
-        /// - MatMul_Q6_K_256x2048 (v_proj): one token QuantizedRows.Q6_KRow over the 8 Q6_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 78 rows.
-        /// - MatMul_Q4_K_5632x2048 (gate_proj, up_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 112 rows.
-        /// - MatMul_Q6_K_2048x5632 (down_proj): one token QuantizedRows.Q6_KRow over the 22 Q6_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 28 rows.
-        /// - MatMul_Q4_K_2048x5632 (down_proj): one token QuantizedRows.Q4_KRow over the 22 Q4_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 40 rows.
-        /// - MatMul_Q6_K_32000x2048 (lm_head): one token QuantizedRows.Q6_KRow over the 8 Q6_K blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 78 rows.
+        /// - MatMul_Q4_K_2048x2048 (q_proj, o_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_Q4_K_256x2048 (k_proj, v_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_Q6_K_256x2048 (v_proj): one token QuantizedRows.Q6_KRow over the 8 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 78 rows.
+        /// - MatMul_Q4_K_5632x2048 (gate_proj, up_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_Q6_K_2048x5632 (down_proj): one token QuantizedRows.Q6_KRow over the 22 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 28 rows.
+        /// - MatMul_Q4_K_2048x5632 (down_proj): one token QuantizedRows.Q4_KRow over the 22 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 40 rows.
+        /// - MatMul_Q6_K_32000x2048 (lm_head): one token QuantizedRows.Q6_KRow over the 8 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 78 rows.
         /// - The layers' matrices differ in format between layers: 2 layer methods, one per combination.
         /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
@@ -298,14 +298,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
@@ -352,14 +348,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
@@ -406,14 +398,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
@@ -460,14 +448,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
@@ -514,14 +498,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
@@ -568,14 +548,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
@@ -622,14 +598,10 @@ namespace UserApp
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
                     ref short st = ref Unsafe.Add(ref s0, t * Sums);
+                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                    int prefetch = WeightsFitCache ? 0 : 8192;
                     for (int r = rowStart; r < rowEnd; r++)
-                    {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref row, Blocks, ref qt, ref dt, ref st), accumulate);
-                    }
+                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
             }
 
