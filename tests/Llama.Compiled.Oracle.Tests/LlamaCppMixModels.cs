@@ -83,6 +83,44 @@ public partial class Gqa3Hd32H288Ffn928UntiedQ8Mix;
 [LlamaModel("Models/gqa3-hd32-h288-ffn928-untied/config.json", Weights = WeightFormat.MostlyQ4_0)]
 public partial class Gqa3Hd32H288Ffn928UntiedMostlyQ4Mix;
 
+// qwen2-gqa2-h256-ffn768-biases: qwen2 with q/k/v biases (F32 vectors in every mix), untied, 4 layers, every width a multiple of 256.
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q4_K_M)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ4KMMix;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q4_K_S)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ4KSMix;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q5_K_M)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ5KMMix;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q6_K)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ6KMix;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ8Mix;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.MostlyQ4_0)]
+public partial class Qwen2Gqa2H256Ffn768BiasesMostlyQ4Mix;
+
+// qwen2-gqa7-h896-ffn4864-l2-tied: qwen2 at Qwen2.5-0.5B's widths, tied: the 896-wide rows fall back from K formats to Q5_0, Q5_1 and Q8_0.
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q4_K_M)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ4KMMix;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q4_K_S)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ4KSMix;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q5_K_M)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ5KMMix;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q6_K)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ6KMix;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ8Mix;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.MostlyQ4_0)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedMostlyQ4Mix;
+
 /// <summary>The mix classes by shape and llama.cpp file type.</summary>
 public static class LlamaCppMixModels
 {
@@ -123,5 +161,17 @@ public static class LlamaCppMixModels
         [("gqa3-hd32-h288-ffn928-untied", WeightFormat.Q6_K)] = path => Gqa3Hd32H288Ffn928UntiedQ6KMix.Load(path),
         [("gqa3-hd32-h288-ffn928-untied", WeightFormat.Q8_0)] = path => Gqa3Hd32H288Ffn928UntiedQ8Mix.Load(path),
         [("gqa3-hd32-h288-ffn928-untied", WeightFormat.MostlyQ4_0)] = path => Gqa3Hd32H288Ffn928UntiedMostlyQ4Mix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.Q4_K_M)] = path => Qwen2Gqa2H256Ffn768BiasesQ4KMMix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.Q4_K_S)] = path => Qwen2Gqa2H256Ffn768BiasesQ4KSMix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.Q5_K_M)] = path => Qwen2Gqa2H256Ffn768BiasesQ5KMMix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.Q6_K)] = path => Qwen2Gqa2H256Ffn768BiasesQ6KMix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.Q8_0)] = path => Qwen2Gqa2H256Ffn768BiasesQ8Mix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.MostlyQ4_0)] = path => Qwen2Gqa2H256Ffn768BiasesMostlyQ4Mix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q4_K_M)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ4KMMix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q4_K_S)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ4KSMix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q5_K_M)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ5KMMix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q6_K)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ6KMix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q8_0)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ8Mix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.MostlyQ4_0)] = path => Qwen2Gqa7H896Ffn4864L2TiedMostlyQ4Mix.Load(path),
     };
 }

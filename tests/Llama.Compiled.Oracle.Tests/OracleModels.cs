@@ -123,12 +123,42 @@ public partial class Gqa2Hd64Ffn768L4UntiedQ8;
 [LlamaModel("Models/gqa2-hd64-ffn768-l4-untied/config.json", Weights = WeightFormat.Q4_0)]
 public partial class Gqa2Hd64Ffn768L4UntiedQ4;
 
+/// <summary>
+/// qwen2 (Qwen2ForCausalLM): GQA 2 (4/2 heads), head_dim 64, untied, hidden 256, FFN 768, vocab 1024, 4 layers, θ 1e6, with
+/// q/k/v biases; written as a qwen2 GGUF (rows in Hugging Face's order, llama.cpp's NEOX rotation, bias vectors). Every
+/// width a multiple of 256, as <see cref="Gqa2Hd64Ffn768L4Untied"/>, so llama.cpp's K-quant mixes apply without fallbacks.
+/// </summary>
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json")]
+public partial class Qwen2Gqa2H256Ffn768Biases;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ8;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ4;
+
+/// <summary>
+/// qwen2 at Qwen2.5-0.5B's widths (hidden 896, 14/2 heads of 64, FFN 4864), 2 layers, tied, vocab 1024, with q/k/v biases:
+/// 896 is not a multiple of 256, so llama.cpp's K-quant mixes fall back to Q5_0/Q5_1/Q8_0 for the rows of that width
+/// (the tied classifier included) and keep K formats for ffn_down's 4864-wide rows.
+/// </summary>
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json")]
+public partial class Qwen2Gqa7H896Ffn4864L2Tied;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q8_0)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ8;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q4_0)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ4;
+
 /// <summary>A compiled shape and its compiled classes, by compute format.</summary>
 /// <param name="Name">The folder under Models/.</param>
 /// <param name="Shape">The compiled constants (all formats share them).</param>
 /// <param name="Seed">Seed of the random weights.</param>
 /// <param name="Loaders">Load(path) of the class compiled for each format.</param>
-public sealed record OracleShape(string Name, LlamaModelShape Shape, int Seed, IReadOnlyDictionary<WeightFormat, Func<string, ILlamaModel>> Loaders)
+/// <param name="Architecture">The config's model_type, which its GGUF files are written as (<c>general.architecture</c>).</param>
+public sealed record OracleShape(string Name, LlamaModelShape Shape, int Seed, IReadOnlyDictionary<WeightFormat, Func<string, ILlamaModel>> Loaders,
+    string Architecture)
 {
     public override string ToString() => Name;
 }
@@ -148,6 +178,8 @@ public static class OracleShapes
         Make("gqa4-hd64-h1024-v32000-tied", Gqa4Hd64H1024V32000Tied.CompiledShape, 109, Gqa4Hd64H1024V32000Tied.Load, Gqa4Hd64H1024V32000TiedQ8.Load, Gqa4Hd64H1024V32000TiedQ4.Load),
         Make("gqa4-hd8-ffn344-tied", Gqa4Hd8Ffn344Tied.CompiledShape, 107, Gqa4Hd8Ffn344Tied.Load, Gqa4Hd8Ffn344TiedQ8.Load, null),
         Make("gqa2-hd64-ffn768-l4-untied", Gqa2Hd64Ffn768L4Untied.CompiledShape, 110, Gqa2Hd64Ffn768L4Untied.Load, Gqa2Hd64Ffn768L4UntiedQ8.Load, Gqa2Hd64Ffn768L4UntiedQ4.Load),
+        Make("qwen2-gqa2-h256-ffn768-biases", Qwen2Gqa2H256Ffn768Biases.CompiledShape, 111, Qwen2Gqa2H256Ffn768Biases.Load, Qwen2Gqa2H256Ffn768BiasesQ8.Load, Qwen2Gqa2H256Ffn768BiasesQ4.Load, "qwen2"),
+        Make("qwen2-gqa7-h896-ffn4864-l2-tied", Qwen2Gqa7H896Ffn4864L2Tied.CompiledShape, 112, Qwen2Gqa7H896Ffn4864L2Tied.Load, Qwen2Gqa7H896Ffn4864L2TiedQ8.Load, Qwen2Gqa7H896Ffn4864L2TiedQ4.Load, "qwen2"),
     ];
 
     public static OracleShape Get(string name)
@@ -161,7 +193,7 @@ public static class OracleShapes
     }
 
     private static OracleShape Make(string name, LlamaModelShape shape, int seed,
-        Func<string, ILlamaModel> f32, Func<string, ILlamaModel> q8, Func<string, ILlamaModel>? q4)
+        Func<string, ILlamaModel> f32, Func<string, ILlamaModel> q8, Func<string, ILlamaModel>? q4, string architecture = "llama")
     {
         var loaders = new Dictionary<WeightFormat, Func<string, ILlamaModel>>
         {
@@ -170,7 +202,7 @@ public static class OracleShapes
         };
         if (q4 is not null)
             loaders[WeightFormat.Q4_0] = q4;
-        return new OracleShape(name, shape, seed, loaders);
+        return new OracleShape(name, shape, seed, loaders, architecture);
     }
 }
 
@@ -180,7 +212,7 @@ public partial class Llama3Bpe;
 
 /// <summary>
 /// Qwen2's padded vocabulary (151,936 rows for 151,669 ids), GQA, tied, θ 1e6, on a tiny random-weight body
-/// (as a llama-architecture file: no q/k/v biases, which the GGUF writer does not write).
+/// (as a llama-architecture file, without qwen2's q/k/v biases: what is tested here is the vocabulary).
 /// </summary>
 [LlamaModel("Models/qwen2-bpe/config.json")]
 public partial class Qwen2Bpe;

@@ -207,7 +207,7 @@ public sealed class RandomShapeOracleTests(ITestOutputHelper output)
     internal static string Gguf(OracleShape shape, GgufTensorType type)
     {
         string path = Path.Combine(OraclePaths.Scratch, shape.Name, $"{shape.Name}-{type.ToString().ToLowerInvariant()}.gguf");
-        return Files.GetOrAdd(path, p => new Lazy<string>(() => RandomLlama.WriteGguf(p, shape.Shape, shape.Seed, type, shape.Name))).Value;
+        return Files.GetOrAdd(path, p => new Lazy<string>(() => RandomLlama.WriteGguf(p, shape.Shape, shape.Seed, type, shape.Name, shape.Architecture))).Value;
     }
 
     /// <summary>llama.cpp's greedy tokens and logits on the F32 file: the reference the quantized errors are measured against.</summary>

@@ -260,12 +260,13 @@ public sealed class GgufWriter : IDisposable
     public bool IsFinished => _finished;
 
     /// <summary>
-    /// Writes a complete llama-architecture GGUF model: the hyperparameter keys llama.cpp reads (from
-    /// <paramref name="shape"/>), the tokenizer vocabulary if given, and every tensor, asked from
-    /// <paramref name="tensor"/> by its Hugging Face name one at a time (<c>model.embed_tokens.weight</c>,
-    /// <c>model.layers.N.self_attn.q_proj.weight</c>, ..., <c>model.norm.weight</c>, and <c>lm_head.weight</c> unless the
-    /// embeddings are tied) as row-major F32. Matrices are stored as <paramref name="matrixType"/> (F16 for those
-    /// whose rows are not a multiple of 32 when that is Q8_0/Q4_0, as llama.cpp does), norms as F32.
+    /// Writes a complete GGUF model of a LLaMA-family <paramref name="architecture"/>: the hyperparameter keys llama.cpp reads
+    /// (from <paramref name="shape"/>, prefixed with the architecture), the tokenizer vocabulary if given, and every tensor,
+    /// asked from <paramref name="tensor"/> by its Hugging Face name one at a time (<c>model.embed_tokens.weight</c>,
+    /// <c>model.layers.N.self_attn.q_proj.weight</c> (and <c>.bias</c> for qwen2), ..., <c>model.norm.weight</c>, and
+    /// <c>lm_head.weight</c> unless the embeddings are tied) as row-major F32. Matrices are stored as
+    /// <paramref name="matrixType"/> (F16 for those whose rows are not a multiple of 32 when that is Q8_0/Q4_0, as
+    /// llama.cpp does), norms and biases as F32.
     /// </summary>
     /// <param name="path">The file to create.</param>
     /// <param name="shape">The model's hyperparameters.</param>
@@ -274,7 +275,8 @@ public sealed class GgufWriter : IDisposable
     /// <param name="layout">
     /// The RoPE layout of the given q/k rows: <see cref="RopeLayout.RotateHalf"/> (Hugging Face checkpoints) rows are
     /// permuted to the adjacent-pair order GGUF llama files use, as llama.cpp's converter does;
-    /// <see cref="RopeLayout.AdjacentPairs"/> (llama2.c) rows are written as given.
+    /// <see cref="RopeLayout.AdjacentPairs"/> (llama2.c) rows are written as given. A qwen2 file keeps Hugging Face's
+    /// order (llama.cpp rotates its pairs (j, j + d/2)), so its rows must be <see cref="RopeLayout.RotateHalf"/>.
     /// </param>
     /// <param name="vocabulary">The SentencePiece vocabulary to store as <c>tokenizer.ggml.*</c>, or null for none.</param>
     /// <param name="name">Stored as <c>general.name</c>.</param>
@@ -286,16 +288,21 @@ public sealed class GgufWriter : IDisposable
     /// HeadDim/2 factors stored as the F32 tensor <c>rope_freqs.weight</c>, first, as llama.cpp's converter writes Llama 3's
     /// RoPE scaling (<see cref="Llama3RopeFrequencyFactors"/>); null for none.
     /// </param>
+    /// <param name="architecture">
+    /// <c>general.architecture</c>: <c>llama</c>, <c>mistral</c> or <c>qwen2</c> (which adds the q/k/v bias vectors
+    /// <c>blk.N.attn_q.bias</c>, ..., that llama.cpp's qwen2 loader requires).
+    /// </param>
     public static void WriteLlama(string path, LlamaModelShape shape, Func<string, float[]> tensor,
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
-        GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false, float[]? ropeFrequencyFactors = null)
+        GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false, float[]? ropeFrequencyFactors = null,
+        string architecture = "llama")
     {
         ArgumentNullException.ThrowIfNull(shape);
         if (vocabulary is not null && vocabulary.Tokens.Count != shape.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocabulary.Tokens.Count} tokens; the model has {shape.VocabSize}", nameof(vocabulary));
         if (ropeFrequencyFactors is not null && ropeFrequencyFactors.Length != shape.HeadDim / 2)
             throw new ArgumentException($"{ropeFrequencyFactors.Length} RoPE frequency factors; a head of {shape.HeadDim} has {shape.HeadDim / 2} pairs", nameof(ropeFrequencyFactors));
-        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary is null ? null : vocabulary.AddTo, name, storeTiedClassifier, ropeFrequencyFactors);
+        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary is null ? null : vocabulary.AddTo, name, storeTiedClassifier, ropeFrequencyFactors, architecture);
     }
 
     /// <summary>
@@ -325,26 +332,36 @@ public sealed class GgufWriter : IDisposable
     }
 
     /// <summary>
-    /// <see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool, float[])"/>
+    /// <see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool, float[], string)"/>
     /// with a byte-level BPE vocabulary (<c>tokenizer.ggml.model = "gpt2"</c>: Llama 3, Qwen2, SmolLM2).
     /// </summary>
     /// <exception cref="ArgumentException">The vocabulary's token count differs from <see cref="LlamaModelShape.VocabSize"/>.</exception>
     public static void WriteLlama(string path, LlamaModelShape shape, Func<string, float[]> tensor, GgufBpeVocabulary vocabulary,
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
-        string name = "llama", bool storeTiedClassifier = false)
+        string name = "llama", bool storeTiedClassifier = false, string architecture = "llama")
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(vocabulary);
         if (vocabulary.Tokens.Count != shape.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocabulary.Tokens.Count} tokens; the model has {shape.VocabSize}", nameof(vocabulary));
-        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary.AddTo, name, storeTiedClassifier, ropeFrequencyFactors: null);
+        WriteLlamaCore(path, shape, tensor, matrixType, layout, vocabulary.AddTo, name, storeTiedClassifier, ropeFrequencyFactors: null, architecture);
     }
 
     private static void WriteLlamaCore(string path, LlamaModelShape shape, Func<string, float[]> tensor,
-        GgufTensorType matrixType, RopeLayout layout, Action<GgufWriter>? addVocabulary, string name, bool storeTiedClassifier, float[]? ropeFrequencyFactors)
+        GgufTensorType matrixType, RopeLayout layout, Action<GgufWriter>? addVocabulary, string name, bool storeTiedClassifier, float[]? ropeFrequencyFactors,
+        string architecture)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensor);
+        ArgumentNullException.ThrowIfNull(architecture);
+        if (Array.IndexOf(LlamaArchitecture.ModelTypes, architecture) < 0)
+            throw new ArgumentException($"architecture {architecture}; supported: {string.Join(", ", LlamaArchitecture.ModelTypes)}", nameof(architecture));
+        // llama.cpp's converter permutes q/k rows only for the architectures it rotates as adjacent pairs; there is no
+        // permutation back, so a qwen2 file needs Hugging Face's rows.
+        bool permute = LlamaArchitecture.GgufRotatesAdjacentPairs(architecture);
+        if (!permute && layout != RopeLayout.RotateHalf)
+            throw new ArgumentException($"a {architecture} file stores q/k rows in Hugging Face's rotate-half order; pass {nameof(RopeLayout.RotateHalf)} rows", nameof(layout));
+        bool qkvBias = LlamaArchitecture.HasQkvBias(architecture);
         int qDim = shape.HeadCount * shape.HeadDim, kvDim = shape.KvHeadCount * shape.HeadDim;
         // Tensors in llama.cpp's order, named by the architecture table; q/k rows are permuted for adjacent-pair RoPE.
         long[] ShapeOf(LlamaTensor t) => t switch
@@ -357,6 +374,7 @@ public sealed class GgufWriter : IDisposable
             LlamaTensor.Gate or LlamaTensor.Up => [shape.IntermediateSize, shape.HiddenSize],
             _ => [shape.HiddenSize, shape.IntermediateSize],
         };
+        // Biases follow their weights, as in Hugging Face's sorted checkpoints (llama.cpp does not care about the order).
         var plan = new List<(string Gguf, string Hf, long[] Shape, int PermuteHeads)>
         {
             (LlamaArchitecture.GgufName(LlamaTensor.TokenEmbedding), LlamaArchitecture.HuggingFaceName(LlamaTensor.TokenEmbedding), ShapeOf(LlamaTensor.TokenEmbedding), 0),
@@ -365,8 +383,10 @@ public sealed class GgufWriter : IDisposable
         {
             foreach (LlamaTensor t in LlamaArchitecture.LayerTensors)
             {
-                int permuteHeads = t == LlamaTensor.Query ? shape.HeadCount : t == LlamaTensor.Key ? shape.KvHeadCount : 0;
+                int permuteHeads = !permute ? 0 : t == LlamaTensor.Query ? shape.HeadCount : t == LlamaTensor.Key ? shape.KvHeadCount : 0;
                 plan.Add((LlamaArchitecture.GgufName(t, l), LlamaArchitecture.HuggingFaceName(t, l), ShapeOf(t), permuteHeads));
+                if (qkvBias && t is LlamaTensor.Query or LlamaTensor.Key or LlamaTensor.Value)
+                    plan.Add((LlamaArchitecture.GgufName(t, l, bias: true), LlamaArchitecture.HuggingFaceName(t, l, bias: true), [ShapeOf(t)[0]], 0));
             }
         }
         plan.Add((LlamaArchitecture.GgufName(LlamaTensor.FinalNorm), LlamaArchitecture.HuggingFaceName(LlamaTensor.FinalNorm), ShapeOf(LlamaTensor.FinalNorm), 0));
@@ -376,7 +396,7 @@ public sealed class GgufWriter : IDisposable
             plan.Add((LlamaArchitecture.GgufName(LlamaTensor.Classifier), LlamaArchitecture.HuggingFaceName(LlamaTensor.TokenEmbedding), ShapeOf(LlamaTensor.Classifier), 0));
 
         using var writer = new GgufWriter(path);
-        writer.AddString("general.architecture", "llama");
+        writer.AddString("general.architecture", architecture);
         writer.AddString("general.name", name);
         writer.AddUInt32("general.file_type", matrixType switch
         {
@@ -390,16 +410,18 @@ public sealed class GgufWriter : IDisposable
         writer.AddUInt32("general.alignment", DefaultAlignment);
         if (matrixType is GgufTensorType.Q8_0 or GgufTensorType.Q4_0)
             writer.AddUInt32("general.quantization_version", 2);
-        writer.AddUInt32("llama.context_length", (uint)shape.MaxContext);
-        writer.AddUInt32("llama.embedding_length", (uint)shape.HiddenSize);
-        writer.AddUInt32("llama.block_count", (uint)shape.LayerCount);
-        writer.AddUInt32("llama.feed_forward_length", (uint)shape.IntermediateSize);
-        writer.AddUInt32("llama.attention.head_count", (uint)shape.HeadCount);
-        writer.AddUInt32("llama.attention.head_count_kv", (uint)shape.KvHeadCount);
-        writer.AddFloat32("llama.attention.layer_norm_rms_epsilon", shape.RmsNormEps);
-        writer.AddUInt32("llama.rope.dimension_count", (uint)shape.HeadDim);
-        writer.AddFloat32("llama.rope.freq_base", shape.RopeTheta);
-        writer.AddUInt32("llama.vocab_size", (uint)shape.VocabSize);
+        // The keys every LLaMA-family loader of llama.cpp reads, under the architecture's prefix.
+        string a = architecture + ".";
+        writer.AddUInt32(a + "context_length", (uint)shape.MaxContext);
+        writer.AddUInt32(a + "embedding_length", (uint)shape.HiddenSize);
+        writer.AddUInt32(a + "block_count", (uint)shape.LayerCount);
+        writer.AddUInt32(a + "feed_forward_length", (uint)shape.IntermediateSize);
+        writer.AddUInt32(a + "attention.head_count", (uint)shape.HeadCount);
+        writer.AddUInt32(a + "attention.head_count_kv", (uint)shape.KvHeadCount);
+        writer.AddFloat32(a + "attention.layer_norm_rms_epsilon", shape.RmsNormEps);
+        writer.AddUInt32(a + "rope.dimension_count", (uint)shape.HeadDim);
+        writer.AddFloat32(a + "rope.freq_base", shape.RopeTheta);
+        writer.AddUInt32(a + "vocab_size", (uint)shape.VocabSize);
         addVocabulary?.Invoke(writer);
 
         const string ropeFreqs = "rope_freqs.weight";
@@ -424,7 +446,7 @@ public sealed class GgufWriter : IDisposable
         writer.Finish();
     }
 
-    /// <summary><see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool, float[])"/> from a dictionary of Hugging Face names.</summary>
+    /// <summary><see cref="WriteLlama(string, LlamaModelShape, Func{string, float[]}, GgufTensorType, RopeLayout, GgufVocabulary?, string, bool, float[], string)"/> from a dictionary of Hugging Face names.</summary>
     public static void WriteLlama(string path, LlamaModelShape shape, IReadOnlyDictionary<string, float[]> tensors,
         GgufTensorType matrixType = GgufTensorType.F32, RopeLayout layout = RopeLayout.AdjacentPairs,
         GgufVocabulary? vocabulary = null, string name = "llama", bool storeTiedClassifier = false)

@@ -15,7 +15,8 @@ namespace Llama.Compiled.Tools;
 /// <remarks>
 /// Standard deviations (H hidden, I intermediate, Q = heads·head_dim): embedding 1; q/k 1.5/√H; v 1/√H;
 /// o 3/√Q; gate/up 1/√H; down 3/√I; untied classifier 4/√H; layer norms 1 + N(0, 0.1); the final norm
-/// N(0, 1) (random signs, so a tied classifier does not favour the current token).
+/// N(0, 1) (random signs, so a tied classifier does not favour the current token); qwen2's q/k/v biases 0.5 (a third
+/// of what the q/k projections give, so a missing, misplaced or unrotated bias moves the logits without drowning them).
 /// With N(0, 0.02) weights and unit norms a small model's logits are near-uniform and its residual is the
 /// embedding alone — a test that could not see a wrong RoPE.
 /// </remarks>
@@ -24,17 +25,24 @@ public static class RandomLlama
     /// <summary>Scale of what attention and the FFN add to the residual stream, relative to the embedding.</summary>
     private const float Gain = 3f;
 
-    /// <summary>The Hugging Face tensor names of <paramref name="shape"/> in file order.</summary>
-    public static IEnumerable<string> TensorNames(LlamaModelShape shape)
+    /// <summary>The Hugging Face tensor names of <paramref name="shape"/> in file order (with q/k/v biases for qwen2).</summary>
+    public static IEnumerable<string> TensorNames(LlamaModelShape shape, string architecture = "llama")
     {
+        bool qkvBias = LlamaArchitecture.HasQkvBias(architecture);
         yield return "model.embed_tokens.weight";
         for (int l = 0; l < shape.LayerCount; l++)
         {
             string p = $"model.layers.{l}.";
             yield return p + "input_layernorm.weight";
             yield return p + "self_attn.q_proj.weight";
+            if (qkvBias)
+                yield return p + "self_attn.q_proj.bias";
             yield return p + "self_attn.k_proj.weight";
+            if (qkvBias)
+                yield return p + "self_attn.k_proj.bias";
             yield return p + "self_attn.v_proj.weight";
+            if (qkvBias)
+                yield return p + "self_attn.v_proj.bias";
             yield return p + "self_attn.o_proj.weight";
             yield return p + "post_attention_layernorm.weight";
             yield return p + "mlp.gate_proj.weight";
@@ -62,6 +70,8 @@ public static class RandomLlama
             "self_attn.q_proj.weight" => (q * h, 0f, 1.5f / MathF.Sqrt(h)),
             "self_attn.k_proj.weight" => (kv * h, 0f, 1.5f / MathF.Sqrt(h)),
             "self_attn.v_proj.weight" => (kv * h, 0f, 1f / MathF.Sqrt(h)),
+            "self_attn.q_proj.bias" => (q, 0f, 0.5f),
+            "self_attn.k_proj.bias" or "self_attn.v_proj.bias" => (kv, 0f, 0.5f),
             "self_attn.o_proj.weight" => (h * q, 0f, Gain / MathF.Sqrt(q)),
             "mlp.gate_proj.weight" or "mlp.up_proj.weight" => (i * h, 0f, 1f / MathF.Sqrt(h)),
             "mlp.down_proj.weight" => (h * i, 0f, Gain / MathF.Sqrt(i)),
@@ -109,10 +119,11 @@ public static class RandomLlama
 
     /// <summary>
     /// Writes the model as GGUF with 2-D tensors of <paramref name="type"/> (norms F32; matrices whose rows
-    /// are not 32-blocks F16 when <paramref name="type"/> is Q8_0/Q4_0), with the placeholder vocabulary.
-    /// Writes to a temporary name first, so a file that exists is complete.
+    /// are not 32-blocks F16 when <paramref name="type"/> is Q8_0/Q4_0), with the placeholder vocabulary, as a file of
+    /// <paramref name="architecture"/> (qwen2: with q/k/v biases). Writes to a temporary name first, so a file that
+    /// exists is complete.
     /// </summary>
-    public static string WriteGguf(string path, LlamaModelShape shape, int seed, GgufTensorType type, string name)
+    public static string WriteGguf(string path, LlamaModelShape shape, int seed, GgufTensorType type, string name, string architecture = "llama")
     {
         if (File.Exists(path))
             return path;
@@ -120,8 +131,10 @@ public static class RandomLlama
         if (!string.IsNullOrEmpty(dir))
             Directory.CreateDirectory(dir);
         string partial = path + ".partial-" + Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // Random rows have no layout of their own: each file's rows are in the order its architecture rotates.
+        RopeLayout layout = LlamaArchitecture.GgufRotatesAdjacentPairs(architecture) ? RopeLayout.AdjacentPairs : RopeLayout.RotateHalf;
         GgufWriter.WriteLlama(partial, shape, tensorName => Tensor(shape, seed, tensorName), type,
-            RopeLayout.AdjacentPairs, Vocabulary(shape.VocabSize), name);
+            layout, Vocabulary(shape.VocabSize), name, architecture: architecture);
         File.Move(partial, path, overwrite: true);
         return path;
     }
