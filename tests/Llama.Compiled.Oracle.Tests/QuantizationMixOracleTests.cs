@@ -48,6 +48,11 @@ public sealed class QuantizationMixOracleTests(ITestOutputHelper output)
 
     private static readonly int[] LayerCounts = [1, 2, 3, 8, 9, 16, 22, 24, 30];
 
+    /// <summary>The shapes and mixes the layer sweep runs at every layer count.</summary>
+    private static readonly string[] SweptShapes = ["h256-gqa4-untied", "h96-ffn288-gqa3-tied"];
+
+    private static readonly LLamaFtype[] SweptFtypes = [LLamaFtype.MOSTLY_Q4_K_M, LLamaFtype.MOSTLY_Q4_K_S, LLamaFtype.MOSTLY_Q5_K_M];
+
     private static readonly LLamaFtype[] AllFtypes =
     [
         LLamaFtype.MOSTLY_Q4_K_M, LLamaFtype.MOSTLY_Q4_K_S, LLamaFtype.MOSTLY_Q5_K_M, LLamaFtype.MOSTLY_Q5_K_S, LLamaFtype.MOSTLY_Q6_K,
@@ -60,18 +65,21 @@ public sealed class QuantizationMixOracleTests(ITestOutputHelper output)
     public static TheoryData<string, int, LLamaFtype> LayerSweep()
     {
         var data = new TheoryData<string, int, LLamaFtype>();
-        foreach (string shape in new[] { "h256-gqa4-untied", "h96-ffn288-gqa3-tied" })
+        foreach (string shape in SweptShapes)
         {
             foreach (int layers in LayerCounts)
             {
-                foreach (LLamaFtype ftype in new[] { LLamaFtype.MOSTLY_Q4_K_M, LLamaFtype.MOSTLY_Q4_K_S, LLamaFtype.MOSTLY_Q5_K_M })
+                foreach (LLamaFtype ftype in SweptFtypes)
                     data.Add(shape, layers, ftype);
             }
         }
         return data;
     }
 
-    /// <summary>Every file type on every shape (3 layers), except the 32-block types on the width 32 does not divide (llama.cpp refuses those).</summary>
+    /// <summary>
+    /// Every file type on every shape (3 layers), except the 32-block types on the width 32 does not divide (llama.cpp refuses
+    /// those) and the cases the layer sweep already has.
+    /// </summary>
     public static TheoryData<string, int, LLamaFtype> EveryFtype()
     {
         var data = new TheoryData<string, int, LLamaFtype>();
@@ -79,7 +87,8 @@ public sealed class QuantizationMixOracleTests(ITestOutputHelper output)
         {
             foreach (LLamaFtype ftype in AllFtypes)
             {
-                if (shape.Ffn % QuantizationMix.BlockSize == 0 || !Is32BlockFtype(ftype))
+                bool swept = SweptShapes.Contains(shape.Name) && SweptFtypes.Contains(ftype);
+                if ((shape.Ffn % QuantizationMix.BlockSize == 0 || !Is32BlockFtype(ftype)) && !swept)
                     data.Add(shape.Name, 3, ftype);
             }
         }
