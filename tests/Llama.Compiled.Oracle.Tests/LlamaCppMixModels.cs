@@ -121,6 +121,43 @@ public partial class Qwen2Gqa7H896Ffn4864L2TiedQ8Mix;
 [LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.MostlyQ4_0)]
 public partial class Qwen2Gqa7H896Ffn4864L2TiedMostlyQ4Mix;
 
+// Q5_K_S and llama.cpp's Q4_1 file type (Q4_1 matrices with Q8_1 activations; a Q6_K or Q8_0 classifier).
+[LlamaModel("Models/gqa2-hd64-ffn768-l4-untied/config.json", Weights = WeightFormat.Q5_K_S)]
+public partial class Gqa2Hd64Ffn768L4UntiedQ5KSMix;
+
+[LlamaModel("Models/gqa2-hd64-ffn768-l4-untied/config.json", Weights = WeightFormat.MostlyQ4_1)]
+public partial class Gqa2Hd64Ffn768L4UntiedMostlyQ41Mix;
+
+[LlamaModel("Models/gqa4-hd64-h1024-v32000-tied/config.json", Weights = WeightFormat.Q5_K_S)]
+public partial class Gqa4Hd64H1024V32000TiedQ5KSMix;
+
+[LlamaModel("Models/gqa4-hd64-h1024-v32000-tied/config.json", Weights = WeightFormat.MostlyQ4_1)]
+public partial class Gqa4Hd64H1024V32000TiedMostlyQ41Mix;
+
+[LlamaModel("Models/gqa8-hd64-untied/config.json", Weights = WeightFormat.Q5_K_S)]
+public partial class Gqa8Hd64UntiedQ5KSMix;
+
+[LlamaModel("Models/gqa8-hd64-untied/config.json", Weights = WeightFormat.MostlyQ4_1)]
+public partial class Gqa8Hd64UntiedMostlyQ41Mix;
+
+[LlamaModel("Models/gqa3-hd32-h288-ffn928-untied/config.json", Weights = WeightFormat.Q5_K_S)]
+public partial class Gqa3Hd32H288Ffn928UntiedQ5KSMix;
+
+[LlamaModel("Models/gqa3-hd32-h288-ffn928-untied/config.json", Weights = WeightFormat.MostlyQ4_1)]
+public partial class Gqa3Hd32H288Ffn928UntiedMostlyQ41Mix;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.Q5_K_S)]
+public partial class Qwen2Gqa2H256Ffn768BiasesQ5KSMix;
+
+[LlamaModel("Models/qwen2-gqa2-h256-ffn768-biases/config.json", Weights = WeightFormat.MostlyQ4_1)]
+public partial class Qwen2Gqa2H256Ffn768BiasesMostlyQ41Mix;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.Q5_K_S)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedQ5KSMix;
+
+[LlamaModel("Models/qwen2-gqa7-h896-ffn4864-l2-tied/config.json", Weights = WeightFormat.MostlyQ4_1)]
+public partial class Qwen2Gqa7H896Ffn4864L2TiedMostlyQ41Mix;
+
 /// <summary>The mix classes by shape and llama.cpp file type.</summary>
 public static class LlamaCppMixModels
 {
@@ -133,6 +170,8 @@ public static class LlamaCppMixModels
         [LLamaFtype.MOSTLY_Q6_K] = WeightFormat.Q6_K,
         [LLamaFtype.MOSTLY_Q8_0] = WeightFormat.Q8_0,
         [LLamaFtype.MOSTLY_Q4_0] = WeightFormat.MostlyQ4_0,
+        [LLamaFtype.MOSTLY_Q5_K_S] = WeightFormat.Q5_K_S,
+        [LLamaFtype.MOSTLY_Q4_1] = WeightFormat.MostlyQ4_1,
     };
 
     public static IReadOnlyDictionary<(string Shape, WeightFormat Format), Func<string, ILlamaModel>> Loaders { get; } = new Dictionary<(string, WeightFormat), Func<string, ILlamaModel>>
@@ -173,5 +212,17 @@ public static class LlamaCppMixModels
         [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q6_K)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ6KMix.Load(path),
         [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q8_0)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ8Mix.Load(path),
         [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.MostlyQ4_0)] = path => Qwen2Gqa7H896Ffn4864L2TiedMostlyQ4Mix.Load(path),
+        [("gqa2-hd64-ffn768-l4-untied", WeightFormat.Q5_K_S)] = path => Gqa2Hd64Ffn768L4UntiedQ5KSMix.Load(path),
+        [("gqa2-hd64-ffn768-l4-untied", WeightFormat.MostlyQ4_1)] = path => Gqa2Hd64Ffn768L4UntiedMostlyQ41Mix.Load(path),
+        [("gqa4-hd64-h1024-v32000-tied", WeightFormat.Q5_K_S)] = path => Gqa4Hd64H1024V32000TiedQ5KSMix.Load(path),
+        [("gqa4-hd64-h1024-v32000-tied", WeightFormat.MostlyQ4_1)] = path => Gqa4Hd64H1024V32000TiedMostlyQ41Mix.Load(path),
+        [("gqa8-hd64-untied", WeightFormat.Q5_K_S)] = path => Gqa8Hd64UntiedQ5KSMix.Load(path),
+        [("gqa8-hd64-untied", WeightFormat.MostlyQ4_1)] = path => Gqa8Hd64UntiedMostlyQ41Mix.Load(path),
+        [("gqa3-hd32-h288-ffn928-untied", WeightFormat.Q5_K_S)] = path => Gqa3Hd32H288Ffn928UntiedQ5KSMix.Load(path),
+        [("gqa3-hd32-h288-ffn928-untied", WeightFormat.MostlyQ4_1)] = path => Gqa3Hd32H288Ffn928UntiedMostlyQ41Mix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.Q5_K_S)] = path => Qwen2Gqa2H256Ffn768BiasesQ5KSMix.Load(path),
+        [("qwen2-gqa2-h256-ffn768-biases", WeightFormat.MostlyQ4_1)] = path => Qwen2Gqa2H256Ffn768BiasesMostlyQ41Mix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.Q5_K_S)] = path => Qwen2Gqa7H896Ffn4864L2TiedQ5KSMix.Load(path),
+        [("qwen2-gqa7-h896-ffn4864-l2-tied", WeightFormat.MostlyQ4_1)] = path => Qwen2Gqa7H896Ffn4864L2TiedMostlyQ41Mix.Load(path),
     };
 }

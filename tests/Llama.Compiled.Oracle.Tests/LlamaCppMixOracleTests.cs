@@ -10,7 +10,7 @@ namespace Llama.Compiled.Oracle.Tests;
 
 /// <summary>
 /// llama.cpp as the oracle on its own files: random-weight models written as F32 GGUF and quantized by llama.cpp's own
-/// quantizer (Q4_K_M, Q4_K_S, Q5_K_M, Q6_K, Q8_0, Q4_0, per-tensor mixes and fallbacks included), run by the classes
+/// quantizer (Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q6_K, Q8_0, Q4_0, Q4_1, per-tensor mixes and fallbacks included), run by the classes
 /// compiled for that mix. Greedy tokens equal llama.cpp's for 16 steps, and on the F32 model's tokens the largest logit
 /// error against the F32 logits is within 1.05× llama.cpp's own on the same file.
 /// </summary>
