@@ -192,9 +192,12 @@ internal static class FusedJobEmitter
     {
         ActivationKind[] kinds = kernels.Select(k => k.Activations).Distinct().ToArray();
         bool floats = kinds.Contains(ActivationKind.Floats) || kinds.Contains(ActivationKind.Q8_1) || kinds.Contains(ActivationKind.Q8_K);
+        bool floatKernels = kinds.Contains(ActivationKind.Floats);
+        bool staged = kinds.Contains(ActivationKind.Q8_1) || kinds.Contains(ActivationKind.Q8_K);
         w.Line(floats && kinds.Contains(ActivationKind.Q8_0)
             ? "    // Input stage: each token normalized once into xNormed and, fused with the norm, into int8 blocks, before the rows are split."
-            : floats ? "    // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it."
+            : floatKernels && !staged ? "    // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it."
+            : floats ? "    // Input stage: each token normalized once into xNormed and quantized from it as llama.cpp quantizes this format's activations, before the rows are split."
             : "    // Input stage: RMSNorm fused with quantizing the activations; the normalized floats are never stored.");
         w.Line("    for (int t = 0; t < tokens; t++)");
         bool several = (floats ? 1 : 0) + kinds.Count(k => k != ActivationKind.Floats) > 1;

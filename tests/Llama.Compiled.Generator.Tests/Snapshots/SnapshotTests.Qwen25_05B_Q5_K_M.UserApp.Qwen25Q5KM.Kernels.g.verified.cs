@@ -175,7 +175,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Qkv_Q5_1_Q5_1_Q5_1(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, float[] xNormed, sbyte[] xQ81, float[] xQ81Scales, float[] xQ81Sums, float[] q, float[] k, float[] v, int tokens)
             {
-                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                // Input stage: each token normalized once into xNormed and quantized from it as llama.cpp quantizes this format's activations, before the rows are split.
                 for (int t = 0; t < tokens; t++)
                 {
                     RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
@@ -209,7 +209,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void GateUp(WorkerPool pool, WeightTensor norm, PackedTensor gate, PackedTensor up, float[] x, float[] xNormed, sbyte[] xQ81, float[] xQ81Scales, float[] xQ81Sums, float[] h, float[] upOut, int tokens)
             {
-                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                // Input stage: each token normalized once into xNormed and quantized from it as llama.cpp quantizes this format's activations, before the rows are split.
                 for (int t = 0; t < tokens; t++)
                 {
                     RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));

@@ -134,7 +134,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Qkv_Q4_K_Q4_K_Q6_K(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, float[] xNormed, sbyte[] xSuper, float[] xSuperScales, short[] xSuperSums, float[] q, float[] k, float[] v, int tokens)
             {
-                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                // Input stage: each token normalized once into xNormed and quantized from it as llama.cpp quantizes this format's activations, before the rows are split.
                 for (int t = 0; t < tokens; t++)
                 {
                     RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
@@ -168,7 +168,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void Qkv_Q4_K_Q4_K_Q4_K(WorkerPool pool, WeightTensor norm, PackedTensor wq, PackedTensor wk, PackedTensor wv, float[] x, float[] xNormed, sbyte[] xSuper, float[] xSuperScales, short[] xSuperSums, float[] q, float[] k, float[] v, int tokens)
             {
-                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                // Input stage: each token normalized once into xNormed and quantized from it as llama.cpp quantizes this format's activations, before the rows are split.
                 for (int t = 0; t < tokens; t++)
                 {
                     RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
@@ -202,7 +202,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             public static void GateUp(WorkerPool pool, WeightTensor norm, PackedTensor gate, PackedTensor up, float[] x, float[] xNormed, sbyte[] xSuper, float[] xSuperScales, short[] xSuperSums, float[] h, float[] upOut, int tokens)
             {
-                // Input stage: each token normalized once into xNormed, before the rows are split; every row's dot product reads it.
+                // Input stage: each token normalized once into xNormed and quantized from it as llama.cpp quantizes this format's activations, before the rows are split.
                 for (int t = 0; t < tokens; t++)
                 {
                     RmsNorm(x.AsSpan(t * HiddenSize, HiddenSize), norm.Span, xNormed.AsSpan(t * HiddenSize, HiddenSize));
