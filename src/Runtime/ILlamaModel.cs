@@ -14,6 +14,14 @@ public interface ILlamaModel : IDisposable
 
     /// <summary>Creates a session that owns one KV cache of <see cref="LlamaModelShape.MaxContext"/> positions.</summary>
     ILlamaSession CreateSession();
+
+    /// <summary>
+    /// Creates a batch that evaluates several of this model's sessions in one forward pass (continuous batching: one
+    /// sequence's prefill may share the pass with the others' decoding).
+    /// </summary>
+    /// <param name="options">Threads and the most tokens per pass; null for the defaults.</param>
+    /// <remarks>A compiled model's batch shares each pass's weight reads; this default, for other implementations, runs the sessions one after another.</remarks>
+    LlamaBatch CreateBatch(BatchOptions? options = null) => new(this, options ?? new BatchOptions());
 }
 
 /// <summary>

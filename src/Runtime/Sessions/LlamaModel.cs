@@ -43,6 +43,13 @@ public abstract class LlamaModel : ILlamaModel
     /// <inheritdoc/>
     ILlamaSession ILlamaModel.CreateSession() => OpenSession(new SessionOptions());
 
+    /// <inheritdoc/>
+    public LlamaBatch CreateBatch(BatchOptions? options = null)
+    {
+        ThrowIfDisposed();
+        return new LlamaBatch(this, options ?? new BatchOptions());
+    }
+
     /// <summary>A new session of this model (the generated class's <c>CreateSession</c>).</summary>
     protected abstract LlamaSession OpenSession(SessionOptions options);
 
