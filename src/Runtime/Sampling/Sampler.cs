@@ -9,7 +9,7 @@ namespace Llama.Compiled;
 /// <summary>
 /// Picks the next token from a model's logits: repetition, frequency and presence penalties, then greedy (temperature 0) or
 /// temperature → softmax → top-k → top-p → min-p → a draw from what is left. Buffers are allocated
-/// once, so <see cref="Sample"/> does not allocate. Not thread-safe: one sampler per sequence.
+/// once, so <see cref="Sample(ReadOnlySpan{float}, ReadOnlySpan{int})"/> does not allocate. Not thread-safe: one sampler per sequence.
 /// </summary>
 public sealed class Sampler
 {
@@ -84,7 +84,7 @@ public sealed class Sampler
         _rng = new Xoshiro256StarStar(Seed);
     }
 
-    /// <summary>Number of logits <see cref="Sample"/> expects.</summary>
+    /// <summary>Number of logits <see cref="Sample(ReadOnlySpan{float}, ReadOnlySpan{int})"/> expects.</summary>
     public int VocabSize { get; }
 
     /// <summary>The options this sampler was created with.</summary>
@@ -106,9 +106,34 @@ public sealed class Sampler
     {
         if (logits.Length != VocabSize)
             throw new ArgumentException($"Expected {VocabSize} logits, got {logits.Length}.", nameof(logits));
+        logits.CopyTo(_weights);
+        return SampleWeights(recentTokens);
+    }
 
+    /// <summary>
+    /// Chooses the next token among those <paramref name="grammar"/> allows (it is not advanced: accept the token with
+    /// <see cref="GrammarMatcher.Accept"/>). The token is first drawn as usual and kept when the grammar allows it; only
+    /// otherwise are the logits masked and a token drawn again, so a model that mostly follows the grammar costs a
+    /// check of one token per step. Without top-k or top-p this draws from exactly the masked distribution.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The grammar allows no token at all here.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recentTokens, GrammarMatcher? grammar)
+    {
+        int token = Sample(logits, recentTokens);
+        if (grammar is null || grammar.IsAllowed(token))
+            return token;
+        logits.CopyTo(_weights);
+        if (grammar.ApplyMask(_weights) == 0)
+            throw new InvalidOperationException("The grammar allows no token here (and the output is not complete).");
+        return SampleWeights(recentTokens);
+    }
+
+    /// <summary>Samples from the logits in _weights (changing them).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int SampleWeights(ReadOnlySpan<int> recentTokens)
+    {
         Span<float> w = _weights;
-        logits.CopyTo(w);
         if (HasPenalties)
             ApplyPenalties(w, recentTokens);
 

@@ -24,4 +24,13 @@ public sealed record GenerationOptions
     /// template's end-of-turn token. Default: none.
     /// </summary>
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+
+    /// <summary>
+    /// Constrains the output to a grammar (GBNF, a JSON schema, any JSON: see <see cref="Llama.Compiled.Grammar"/>): only
+    /// tokens that keep the text a prefix of the language are sampled; end-of-sequence and <see cref="StopTokenIds"/> are
+    /// allowed only where the text is complete, and generation ends (<see cref="StopReason.EndOfSequence"/>) as soon as
+    /// the grammar can accept nothing more (a JSON value closed). Text that <see cref="MaxNewTokens"/> or the context cut
+    /// short is not complete: check <see cref="GenerationStats.StopReason"/>. Stop sequences still apply. Default: none.
+    /// </summary>
+    public Grammar? Grammar { get; init; }
 }

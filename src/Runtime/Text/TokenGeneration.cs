@@ -22,6 +22,7 @@ internal sealed class TokenGeneration
     private readonly StreamingDecoder _decoder;
     private readonly StopSequenceMatcher _stops;
     private readonly StringBuilder _text = new();
+    private readonly GrammarMatcher? _grammar;  // the output's place in GenerationOptions.Grammar
 
     public TokenGeneration(Tokenizer tokenizer, LlamaModelShape shape, int[] promptIds, GenerationOptions options, Sampler sampler)
     {
@@ -32,6 +33,8 @@ internal sealed class TokenGeneration
         _tokens.AddRange(promptIds);
         _decoder = new StreamingDecoder(tokenizer, promptIds);
         _stops = new StopSequenceMatcher(options.StopSequences);
+        if (options.Grammar is { } grammar)
+            _grammar = grammar.CreateMatcher(tokenizer, [.. shape.EosTokenIds, .. options.StopTokenIds]);
     }
 
     /// <summary>Tokens generated so far (an ending token not counted).</summary>
@@ -59,12 +62,13 @@ internal sealed class TokenGeneration
     /// <param name="contextFull">True when the session has no room for another token (and does not shift).</param>
     public string Step(ReadOnlySpan<float> logits, bool contextFull)
     {
-        int next = _sampler.Sample(logits, CollectionsMarshal.AsSpan(_tokens));
+        int next = _sampler.Sample(logits, CollectionsMarshal.AsSpan(_tokens), _grammar);
         if (next == _shape.BosTokenId || Contains(_shape.EosTokenIds, next) || Contains(_options.StopTokenIds, next))
         {
             StopReason = Llama.Compiled.StopReason.EndOfSequence;
             return string.Empty;
         }
+        _grammar?.Accept(next);
         _tokens.Add(next);
         Generated++;
         NextToken = next;
@@ -72,6 +76,8 @@ internal sealed class TokenGeneration
         _text.Append(chunk);
         if (_stops.Matched)
             StopReason = Llama.Compiled.StopReason.StopSequence;
+        else if (_grammar is { IsFinished: true })
+            StopReason = Llama.Compiled.StopReason.EndOfSequence; // the grammar is complete and nothing can follow
         else if (Generated == _options.MaxNewTokens)
             StopReason = Llama.Compiled.StopReason.MaxNewTokens;
         else if (contextFull)
