@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Runtime.CompilerServices;
@@ -27,7 +28,12 @@ namespace Llama.Compiled;
 /// <see cref="ChatOptions.AdditionalProperties"/> <c>min_p</c>, <c>repetition_penalty</c> and
 /// <c>repetition_window</c> set <see cref="SamplingOptions.MinP"/>, <see cref="SamplingOptions.RepetitionPenalty"/>
 /// and <see cref="SamplingOptions.RepetitionWindow"/>. Options left null keep the client's defaults.
-/// Tools and response formats are not supported and are ignored.
+/// <see cref="ChatOptions.ResponseFormat"/> constrains the answer: <see cref="ChatResponseFormat.Json"/> to any JSON object
+/// (<see cref="Grammar.AnyJson"/>), a JSON format with a schema (<see cref="ChatResponseFormat.ForJsonSchema(JsonElement, string?, string?)"/>,
+/// as <c>GetResponseAsync&lt;T&gt;</c> sends it) to JSON that the schema accepts (<see cref="Grammar.FromJsonSchema(JsonElement)"/>,
+/// compiled once per distinct schema and kept); generation stops when the value is complete. The schema is not added to
+/// the prompt: say in the messages what is expected. A <see cref="GenerationOptions.Grammar"/> in the default options
+/// applies when a request sets no response format. Tools are not supported and are ignored.
 /// </para>
 /// <para>
 /// The client keeps one session and the token ids in its KV cache. When the next request's prompt
@@ -50,6 +56,7 @@ public sealed class LlamaChatClient : IChatClient
     private readonly ChatPromptEncoder _encoder;
     private readonly int[] _templateStopIds;
     private readonly SemaphoreSlim _gate = new(1, 1);  // one request at a time in _session
+    private readonly ConcurrentDictionary<string, Grammar> _schemaGrammars = new(StringComparer.Ordinal);
     private GenerationStats? _lastStats;
     private bool _disposed;
 
@@ -291,6 +298,7 @@ public sealed class LlamaChatClient : IChatClient
         var stopIds = new List<int>(defaults.StopTokenIds);
         stopIds.AddRange(_templateStopIds);
         int maxNewTokens = defaults.MaxNewTokens;
+        Grammar? grammar = defaults.Grammar;
         if (options is not null)
         {
             sampling = sampling with
@@ -309,8 +317,26 @@ public sealed class LlamaChatClient : IChatClient
                 maxNewTokens = max;
             if (options.StopSequences is { } extra)
                 stops.AddRange(extra);
+            if (options.ResponseFormat is ChatResponseFormatJson json)
+                grammar = json.Schema is JsonElement schema ? SchemaGrammar(schema) : Grammar.AnyJson;
         }
-        return defaults with { Sampling = sampling, MaxNewTokens = maxNewTokens, StopSequences = stops, StopTokenIds = stopIds };
+        return defaults with { Sampling = sampling, MaxNewTokens = maxNewTokens, StopSequences = stops, StopTokenIds = stopIds, Grammar = grammar };
+    }
+
+    /// <summary>
+    /// The grammar of a response format's schema, compiled once per distinct schema text: a grammar keeps what it learns
+    /// while generating (its states and masks), so the next request with the same schema starts fast.
+    /// </summary>
+    private Grammar SchemaGrammar(JsonElement schema)
+    {
+        string key = schema.GetRawText();
+        if (_schemaGrammars.TryGetValue(key, out Grammar? grammar))
+            return grammar;
+        grammar = Grammar.FromJsonSchema(schema);
+        if (_schemaGrammars.Count >= 64)
+            _schemaGrammars.Clear();
+        _schemaGrammars[key] = grammar;
+        return grammar;
     }
 
     /// <summary>A number from <see cref="ChatOptions.AdditionalProperties"/>: any numeric type, a numeric string or a JSON number.</summary>
