@@ -17,7 +17,7 @@ public sealed class RandomSchemas(int seed)
 
     private static readonly string[] Patterns =
     [
-        "^[a-z]{2,5}$", "^\\d{3}-\\d{4}$", "^(foo|bar)+$", "^[A-Z][a-z]*$", "ab+c", "^\\w+@\\w+\\.com$", "^[^\\s\"]{1,8}$",
+        "^[a-z]{2,5}$", "^\\d{3}-\\d{4}$", "^(foo|bar)+$", "^[A-Z][a-z]*$", "ab+c", "^\\w{1,8}@\\w{1,8}\\.com$", "^[^\\s\"]{1,8}$",
         "^(?:0|[1-9]\\d*)$", "^[a-f0-9]{4}(-[a-f0-9]{2})?$", "^x.y$", "^[\\u00e0-\\u00ff]{1,3}$", "^(\\(\\d\\)|\\[\\w\\]){1,3}$",
     ];
 
@@ -149,7 +149,11 @@ public sealed class RandomSchemas(int seed)
                 break;
         }
         if (Next(8) == 0)
+        {
+            // The first part's additionalProperties would apply to the second part's property too: none.
+            s.Remove("additionalProperties");
             return new JsonObject { ["allOf"] = new JsonArray(s, new JsonObject { ["properties"] = new JsonObject { ["extra"] = new JsonObject { ["type"] = "boolean" } }, ["required"] = new JsonArray("extra") }) };
+        }
         return s;
     }
 
@@ -191,6 +195,7 @@ public sealed class RandomSchemas(int seed)
     {
         _defs ??= [];
         string name = "d" + _defs.Count;
+        _defs[name] = null; // taken before the value, which may define more
         _defs[name] = Value(depth + 1);
         return new JsonObject { ["$ref"] = "#/$defs/" + name };
     }
