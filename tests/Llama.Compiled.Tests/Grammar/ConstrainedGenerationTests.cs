@@ -90,7 +90,8 @@ public class ConstrainedGenerationTests(ITestOutputHelper output)
         }
     }
 
-    public sealed record Pet(string Name, int Legs, bool Friendly, string[] Toys);
+    // long: the schema .NET exports for an int has no bounds, and a valid answer may have up to 16 digits.
+    public sealed record Pet(string Name, long Legs, bool Friendly, string[] Toys);
 
     [Fact]
     public async Task GetResponseAsyncOfARecordReturnsAParsedValue()
