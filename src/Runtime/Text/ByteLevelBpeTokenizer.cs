@@ -215,6 +215,13 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     /// <inheritdoc/>
     public override string Decode(IEnumerable<int> ids)
     {
+        string text = DecodeExact(ids);
+        return CleanUpTokenizationSpaces ? CleanUp(text) : text;
+    }
+
+    /// <summary>The text of <paramref name="ids"/>' bytes, never cleaned up: what a grammar matched (<see cref="GenerationOptions.Grammar"/>).</summary>
+    internal string DecodeExact(IEnumerable<int> ids)
+    {
         ArgumentNullException.ThrowIfNull(ids);
         var bytes = new ArrayBufferWriter<byte>(256);
         foreach (int id in ids)
@@ -224,8 +231,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             bytes.Write(TokenBytes(id));
         }
         // Bytes that are not valid UTF-8 (a character cut off at the end) become U+FFFD, as Rust's from_utf8_lossy.
-        string text = Encoding.UTF8.GetString(bytes.WrittenSpan);
-        return CleanUpTokenizationSpaces ? CleanUp(text) : text;
+        return Encoding.UTF8.GetString(bytes.WrittenSpan);
     }
 
     /// <inheritdoc/>

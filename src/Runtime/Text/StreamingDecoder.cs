@@ -30,6 +30,7 @@ namespace Llama.Compiled;
 public sealed class StreamingDecoder
 {
     private readonly Tokenizer _tokenizer;
+    private readonly Func<IEnumerable<int>, string> _decode;
     // The "▁" piece that starts every window, or -1 when the tokenizer is not SentencePiece.
     private readonly int _anchor;
     // [_anchor] + the window: ids from the start of the last emitted chunk on.
@@ -48,9 +49,21 @@ public sealed class StreamingDecoder
     /// with BOS, the first piece loses its leading space (" Once" → "Once"), as llama2.c prints it.
     /// </param>
     public StreamingDecoder(Tokenizer tokenizer, ReadOnlySpan<int> context)
+        : this(tokenizer, context, exactText: false)
+    {
+    }
+
+    /// <param name="tokenizer">The model's tokenizer.</param>
+    /// <param name="context">Ids whose text the reader already has.</param>
+    /// <param name="exactText">
+    /// Decode the tokens' bytes as they are, without a byte-level tokenizer's clean-up of spaces before punctuation: the
+    /// text a grammar matched must come out unchanged.
+    /// </param>
+    internal StreamingDecoder(Tokenizer tokenizer, ReadOnlySpan<int> context, bool exactText)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         _tokenizer = tokenizer;
+        _decode = exactText && tokenizer is ByteLevelBpeTokenizer byteLevel ? byteLevel.DecodeExact : tokenizer.Decode;
         _anchor = -1;
         if (tokenizer is SentencePieceTokenizer sentencePiece)
         {
@@ -65,7 +78,7 @@ public sealed class StreamingDecoder
         if (_anchor < 0 && !context.IsEmpty)
             _ids.Add(context[^1]);
         _readOffset = _ids.Count;
-        _emittedText = _tokenizer.Decode(_ids);
+        _emittedText = _decode(_ids);
     }
 
     /// <summary>Adds the next id and returns the text it completes; empty while a character is incomplete.</summary>
@@ -75,7 +88,7 @@ public sealed class StreamingDecoder
         _afterBos = false;
 
         _ids.Add(id);
-        string text = _tokenizer.Decode(_ids);
+        string text = _decode(_ids);
         if (text.Length <= _emittedText.Length || text[^1] == '\uFFFD')
             return string.Empty;
 
@@ -90,7 +103,7 @@ public sealed class StreamingDecoder
     /// </summary>
     public string Flush()
     {
-        string text = _tokenizer.Decode(_ids);
+        string text = _decode(_ids);
         if (text.Length <= _emittedText.Length)
             return string.Empty;
         string chunk = text[_emittedText.Length..];
@@ -103,7 +116,7 @@ public sealed class StreamingDecoder
     {
         _ids.RemoveRange(_windowStart, _readOffset - _windowStart);
         _readOffset = _ids.Count;
-        _emittedText = _tokenizer.Decode(_ids);
+        _emittedText = _decode(_ids);
     }
 
     /// <summary>Whether the piece of <paramref name="id"/> is text starting with "▁" (not a byte token for a space).</summary>

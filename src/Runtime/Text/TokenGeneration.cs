@@ -31,7 +31,7 @@ internal sealed class TokenGeneration
         _sampler = sampler;
         _tokens = new List<int>(promptIds.Length + Math.Min(options.MaxNewTokens, shape.MaxContext));
         _tokens.AddRange(promptIds);
-        _decoder = new StreamingDecoder(tokenizer, promptIds);
+        _decoder = new StreamingDecoder(tokenizer, promptIds, exactText: options.Grammar is not null);
         _stops = new StopSequenceMatcher(options.StopSequences);
         if (options.Grammar is { } grammar)
             _grammar = grammar.CreateMatcher(tokenizer, [.. shape.EosTokenIds, .. options.StopTokenIds]);

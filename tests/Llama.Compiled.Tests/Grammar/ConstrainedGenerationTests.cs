@@ -91,6 +91,22 @@ public class ConstrainedGenerationTests(ITestOutputHelper output)
     }
 
     // long: the schema .NET exports for an int has no bounds, and a valid answer may have up to 16 digits.
+    [Fact]
+    public void TheTextIsTheGrammarsBytesWithoutTheTokenizersCleanUp()
+    {
+        // Llama 3's tokenizer cleans up " ," to "," when decoding; under a grammar the text is what was matched.
+        Vocab llama3 = Vocabs.Llama3;
+        var tokenizer = (ByteLevelBpeTokenizer)llama3.Tokenizer;
+        int[] ids = [.. tokenizer.EncodeToIds("x ,y !", addSpecialTokens: false)];
+        var model = new FakeLlamaModel(llama3.VocabSize, 512, ids);
+        var generator = new TextGenerator(model.CreateSession(), tokenizer);
+        Grammar grammar = Grammar.FromGbnf("root ::= \"x ,y !\"");
+        GenerationResult result = generator.GenerateText("a", new GenerationOptions { Grammar = grammar, Sampling = new SamplingOptions { Temperature = 0f } });
+        Assert.Equal("x ,y !", result.Text);
+        Assert.Equal(StopReason.EndOfSequence, result.Stats.StopReason);
+        Assert.Equal("x,y!", tokenizer.Decode(ids));
+    }
+
     public sealed record Pet(string Name, long Legs, bool Friendly, string[] Toys);
 
     [Fact]
