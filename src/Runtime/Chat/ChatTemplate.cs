@@ -113,8 +113,8 @@ public abstract partial record ChatTemplate
     /// <summary>Qwen2.5's template: ChatML with its default system prompt and Hermes-style tool calls.</summary>
     public static ChatMLChatTemplate Qwen25 => new() { DefaultSystemPrompt = ChatMLChatTemplate.Qwen25SystemPrompt, HermesToolCalls = true };
 
-    /// <summary>Qwen3's template: ChatML without a default system prompt, with Hermes-style tool calls.</summary>
-    public static ChatMLChatTemplate Qwen3 => new() { HermesToolCalls = true };
+    /// <summary>Qwen3's template: ChatML without a default system prompt, with Hermes-style tool calls and reasoning blocks.</summary>
+    public static ChatMLChatTemplate Qwen3 => new() { HermesToolCalls = true, ThinkBlocks = true };
 
     /// <summary>The Zephyr template (TinyLlama-1.1B-Chat).</summary>
     public static ZephyrChatTemplate Zephyr => new();
@@ -180,6 +180,7 @@ public abstract partial record ChatTemplate
             {
                 DefaultSystemPrompt = match.Success ? match.Groups[1].Value : null,
                 HermesToolCalls = t.Contains("<tool_call>", StringComparison.Ordinal),
+                ThinkBlocks = t.Contains("<tool_call>", StringComparison.Ordinal) && t.Contains("</think>", StringComparison.Ordinal),
             };
         }
         if (t.Contains("<|user|>", StringComparison.Ordinal) && t.Contains("<|assistant|>", StringComparison.Ordinal)

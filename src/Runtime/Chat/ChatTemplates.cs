@@ -276,6 +276,13 @@ public sealed record ChatMLChatTemplate : ChatTemplate
     /// </summary>
     public bool HermesToolCalls { get; init; }
 
+    /// <summary>
+    /// Whether the template is Qwen3's, whose assistant messages may hold reasoning (<c>&lt;think&gt;…&lt;/think&gt;</c>): it is
+    /// cut out of messages before the last user query, and written as <c>&lt;think&gt;\n…\n&lt;/think&gt;\n\n</c> in those after it.
+    /// Default false. (Only with <see cref="HermesToolCalls"/>.)
+    /// </summary>
+    public bool ThinkBlocks { get; init; }
+
     /// <inheritdoc/>
     public override ToolCallFormat? ToolCallFormat => HermesToolCalls ? ToolCallFormat.Hermes : null;
 
@@ -318,6 +325,17 @@ public sealed record ChatMLChatTemplate : ChatTemplate
         {
             AppendTurn(text, "system", DefaultSystemPrompt);
         }
+        // Qwen3: the index of the last user query (a user message that is not a hand-written tool response).
+        int lastQuery = list.Count - 1;
+        for (int i = list.Count - 1; i >= 0; i--)
+        {
+            string content = list[i].Content;
+            if (list[i].Role == "user" && !(content.StartsWith("<tool_response>", StringComparison.Ordinal) && content.EndsWith("</tool_response>", StringComparison.Ordinal)))
+            {
+                lastQuery = i;
+                break;
+            }
+        }
         for (int i = 0; i < list.Count; i++)
         {
             TemplateMessage message = list[i];
@@ -327,11 +345,33 @@ public sealed record ChatMLChatTemplate : ChatTemplate
             }
             else if (message.Role == "assistant")
             {
-                text.Append("<|im_start|>assistant\n").Append(message.Content);
+                string content = message.Content;
+                text.Append("<|im_start|>assistant\n");
+                if (ThinkBlocks)
+                {
+                    // Qwen3: the reasoning is cut out of the content; kept (re-formatted) only after the last user query.
+                    string reasoning = "";
+                    int end = content.IndexOf("</think>", StringComparison.Ordinal);
+                    if (end >= 0)
+                    {
+                        reasoning = content[..end].TrimEnd('\n');
+                        int start = reasoning.LastIndexOf("<think>", StringComparison.Ordinal);
+                        reasoning = (start >= 0 ? reasoning[(start + "<think>".Length)..] : reasoning).TrimStart('\n');
+                        content = content[(content.LastIndexOf("</think>", StringComparison.Ordinal) + "</think>".Length)..].TrimStart('\n');
+                    }
+                    if (i > lastQuery && (i == list.Count - 1 || reasoning.Length > 0))
+                        text.Append("<think>\n").Append(reasoning.Trim('\n')).Append("\n</think>\n\n").Append(content.TrimStart('\n'));
+                    else
+                        text.Append(content);
+                }
+                else
+                {
+                    text.Append(content);
+                }
                 for (int j = 0; j < message.ToolCalls.Count; j++)
                 {
                     FunctionCallContent call = message.ToolCalls[j];
-                    if (j > 0 || message.Content.Length > 0)
+                    if (j > 0 || content.Length > 0)
                         text.Append('\n');
                     text.Append("<tool_call>\n{\"name\": \"").Append(call.Name).Append("\", \"arguments\": ");
                     ChatToolJson.Write(text, ChatToolJson.ArgumentsElement(call.Arguments));

@@ -85,8 +85,11 @@ public class ChatToolTemplateTests
                 data.Add(model, conversation, null);
             data.Add(model, "answer", "notools");
         }
-        data.Add("Qwen2.5-0.5B-Instruct", "parallel", null);
-        data.Add("Qwen3", "parallel", null);
+        foreach (string model in new[] { "Qwen2.5-0.5B-Instruct", "Qwen3" })
+        {
+            foreach (string conversation in new[] { "parallel", "thinkcall", "think" })
+                data.Add(model, conversation, null);
+        }
         data.Add("Llama-3.2-1B-Instruct", "ask", "systools");
         data.Add("Llama-3.2-1B-Instruct", "call", "systools");
         return data;

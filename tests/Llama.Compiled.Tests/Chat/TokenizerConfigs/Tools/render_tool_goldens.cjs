@@ -39,9 +39,10 @@ for (const model of Object.keys(models)) {
   // What the conversation looks like when the request has no tools (ToolMode.None): the history keeps its format.
   renders.push([model, 'answer', 'notools', {}]);
 }
-// Llama 3.1+ takes one call per message; Qwen takes several.
+// Llama 3.1+ takes one call per message; Qwen takes several. Qwen3 cuts its reasoning (<think>) out of the history.
 for (const model of ['Qwen2.5-0.5B-Instruct', 'Qwen3'])
-  renders.push([model, 'parallel', null, { tools: input.tools }]);
+  for (const conversation of ['parallel', 'thinkcall', 'think'])
+    renders.push([model, conversation, null, { tools: input.tools }]);
 // Llama with tools_in_user_message=false: the tools go into the system message.
 for (const conversation of ['ask', 'call'])
   renders.push(['Llama-3.2-1B-Instruct', conversation, 'systools', { tools: input.tools, tools_in_user_message: false }]);
