@@ -32,6 +32,8 @@ public static partial class ServerApp
             console.SingleLine = true;
             console.TimestampFormat = "HH:mm:ss ";
         });
+        // One line per request is the access log's job; the framework says only what goes wrong.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         configureLogging?.Invoke(builder.Logging);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {

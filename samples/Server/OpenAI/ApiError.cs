@@ -87,7 +87,7 @@ internal static class Http
         if (error.Status == StatusCodes.Status429TooManyRequests)
             context.Response.Headers.RetryAfter = "1";
         var body = new ErrorResponse { Error = new ErrorBody { Message = error.Message, Type = error.Type, Param = error.Param, Code = error.Code } };
-        return WriteJsonAsync(context, body, ServerJsonContext.Default.ErrorResponse, error.Status);
+        return WriteJsonAsync(context, body, ServerJsonContext.Wire.ErrorResponse, error.Status);
     }
 }
 

@@ -34,7 +34,7 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
 
     public async Task ChatCompletionsAsync(HttpContext context)
     {
-        ChatCompletionRequest request = await Http.ReadJsonAsync(context, ServerJsonContext.Default.ChatCompletionRequest);
+        ChatCompletionRequest request = await Http.ReadJsonAsync(context, ServerJsonContext.Wire.ChatCompletionRequest);
         RequestValidation.CheckN(request.N);
         if (request.Tools is { ValueKind: System.Text.Json.JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
             throw ApiException.NotSupported("tools");
@@ -95,16 +95,16 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
         };
 
         public Task WriteStartAsync(ServerSentEvents events) =>
-            events.WriteAsync(Chunk(new ChatDelta { Role = "assistant", Content = "" }, null), ServerJsonContext.Default.ChatCompletionChunk);
+            events.WriteAsync(Chunk(new ChatDelta { Role = "assistant", Content = "" }, null), ServerJsonContext.Wire.ChatCompletionChunk);
 
         public Task WriteDeltaAsync(ServerSentEvents events, string text) =>
-            events.WriteAsync(Chunk(new ChatDelta { Content = text }, null), ServerJsonContext.Default.ChatCompletionChunk);
+            events.WriteAsync(Chunk(new ChatDelta { Content = text }, null), ServerJsonContext.Wire.ChatCompletionChunk);
 
         public Task WriteFinishAsync(ServerSentEvents events, string finishReason) =>
-            events.WriteAsync(Chunk(new ChatDelta(), finishReason), ServerJsonContext.Default.ChatCompletionChunk);
+            events.WriteAsync(Chunk(new ChatDelta(), finishReason), ServerJsonContext.Wire.ChatCompletionChunk);
 
         public Task WriteUsageAsync(ServerSentEvents events, Usage usage) =>
-            events.WriteAsync(new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [], Usage = usage }, ServerJsonContext.Default.ChatCompletionChunk);
+            events.WriteAsync(new ChatCompletionChunk { Id = id, Created = created, Model = model, Choices = [], Usage = usage }, ServerJsonContext.Wire.ChatCompletionChunk);
 
         public Task WriteResponseAsync(HttpContext context, string text, string finishReason, Usage usage) =>
             Http.WriteJsonAsync(context, new ChatCompletionResponse
@@ -114,14 +114,14 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
                 Model = model,
                 Choices = [new ChatChoice { Index = 0, Message = new ChatResponseMessage { Content = text }, FinishReason = finishReason }],
                 Usage = usage,
-            }, ServerJsonContext.Default.ChatCompletionResponse);
+            }, ServerJsonContext.Wire.ChatCompletionResponse);
     }
 
     // ---------------------------------------------------------------- /v1/completions
 
     public async Task CompletionsAsync(HttpContext context)
     {
-        CompletionRequest request = await Http.ReadJsonAsync(context, ServerJsonContext.Default.CompletionRequest);
+        CompletionRequest request = await Http.ReadJsonAsync(context, ServerJsonContext.Wire.CompletionRequest);
         RequestValidation.CheckN(request.N);
         if (request.BestOf is int bestOf && bestOf != 1)
             throw ApiException.NotSupported("best_of");
@@ -179,16 +179,16 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
         public Task WriteStartAsync(ServerSentEvents events) => Task.CompletedTask;
 
         public Task WriteDeltaAsync(ServerSentEvents events, string text) =>
-            events.WriteAsync(Chunk(text, null), ServerJsonContext.Default.TextCompletionResponse);
+            events.WriteAsync(Chunk(text, null), ServerJsonContext.Wire.TextCompletionResponse);
 
         public Task WriteFinishAsync(ServerSentEvents events, string finishReason) =>
-            events.WriteAsync(Chunk("", finishReason), ServerJsonContext.Default.TextCompletionResponse);
+            events.WriteAsync(Chunk("", finishReason), ServerJsonContext.Wire.TextCompletionResponse);
 
         public Task WriteUsageAsync(ServerSentEvents events, Usage usage) =>
-            events.WriteAsync(new TextCompletionResponse { Id = id, Created = created, Model = model, Choices = [], Usage = usage }, ServerJsonContext.Default.TextCompletionResponse);
+            events.WriteAsync(new TextCompletionResponse { Id = id, Created = created, Model = model, Choices = [], Usage = usage }, ServerJsonContext.Wire.TextCompletionResponse);
 
         public Task WriteResponseAsync(HttpContext context, string text, string finishReason, Usage usage) =>
-            Http.WriteJsonAsync(context, Chunk(text, finishReason, usage), ServerJsonContext.Default.TextCompletionResponse);
+            Http.WriteJsonAsync(context, Chunk(text, finishReason, usage), ServerJsonContext.Wire.TextCompletionResponse);
     }
 
     // ---------------------------------------------------------------- generation, shared
@@ -287,7 +287,7 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
             if (!context.Response.HasStarted)
                 throw error;
             if (events is not null)
-                await events.WriteAsync(new ErrorResponse { Error = new ErrorBody { Message = error.Message, Type = error.Type, Code = error.Code } }, ServerJsonContext.Default.ErrorResponse);
+                await events.WriteAsync(new ErrorResponse { Error = new ErrorBody { Message = error.Message, Type = error.Type, Code = error.Code } }, ServerJsonContext.Wire.ErrorResponse);
         }
     }
 
@@ -298,7 +298,7 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
 
     public async Task EmbeddingsAsync(HttpContext context)
     {
-        EmbeddingRequest request = await Http.ReadJsonAsync(context, ServerJsonContext.Default.EmbeddingRequest);
+        EmbeddingRequest request = await Http.ReadJsonAsync(context, ServerJsonContext.Wire.EmbeddingRequest);
         List<string> inputs = RequestValidation.Input(request.Input);
         if (inputs.Count > MaxEmbeddingInputs)
             throw ApiException.BadRequest($"Invalid 'input': at most {MaxEmbeddingInputs} inputs per request.", "input", "invalid_value");
@@ -330,28 +330,28 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
                 ReadOnlySpan<byte> bytes = MemoryMarshal.AsBytes(embeddings[i].Vector.Span); // little-endian float32, as OpenAI's
                 data.Add(new Base64Embedding { Index = i, Embedding = Convert.ToBase64String(bytes) });
             }
-            await Http.WriteJsonAsync(context, new Base64EmbeddingList { Data = data, Model = backend.ModelId, Usage = usage }, ServerJsonContext.Default.Base64EmbeddingList);
+            await Http.WriteJsonAsync(context, new Base64EmbeddingList { Data = data, Model = backend.ModelId, Usage = usage }, ServerJsonContext.Wire.Base64EmbeddingList);
         }
         else
         {
             var data = new List<FloatEmbedding>(embeddings.Count);
             for (int i = 0; i < embeddings.Count; i++)
                 data.Add(new FloatEmbedding { Index = i, Embedding = embeddings[i].Vector.ToArray() });
-            await Http.WriteJsonAsync(context, new FloatEmbeddingList { Data = data, Model = backend.ModelId, Usage = usage }, ServerJsonContext.Default.FloatEmbeddingList);
+            await Http.WriteJsonAsync(context, new FloatEmbeddingList { Data = data, Model = backend.ModelId, Usage = usage }, ServerJsonContext.Wire.FloatEmbeddingList);
         }
     }
 
     // ---------------------------------------------------------------- /v1/models, /health
 
     public Task ModelsAsync(HttpContext context) =>
-        Http.WriteJsonAsync(context, new ModelList { Data = [ModelInfo()] }, ServerJsonContext.Default.ModelList);
+        Http.WriteJsonAsync(context, new ModelList { Data = [ModelInfo()] }, ServerJsonContext.Wire.ModelList);
 
     public Task ModelAsync(HttpContext context)
     {
         string? id = context.Request.RouteValues["id"] as string;
         if (id != backend.ModelId)
             throw new ApiException(StatusCodes.Status404NotFound, $"The model '{id}' does not exist.", "model", "model_not_found");
-        return Http.WriteJsonAsync(context, ModelInfo(), ServerJsonContext.Default.ModelInfo);
+        return Http.WriteJsonAsync(context, ModelInfo(), ServerJsonContext.Wire.ModelInfo);
     }
 
     private ModelInfo ModelInfo() => new() { Id = backend.ModelId, Created = backend.Created.ToUnixTimeSeconds() };
@@ -359,7 +359,7 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
     public Task HealthAsync(HttpContext context)
     {
         bool ready = lifetime.ApplicationStarted.IsCancellationRequested && !lifetime.ApplicationStopping.IsCancellationRequested;
-        return Http.WriteJsonAsync(context, new HealthResponse { Status = ready ? "ok" : "unavailable" }, ServerJsonContext.Default.HealthResponse,
+        return Http.WriteJsonAsync(context, new HealthResponse { Status = ready ? "ok" : "unavailable" }, ServerJsonContext.Wire.HealthResponse,
             ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
 
