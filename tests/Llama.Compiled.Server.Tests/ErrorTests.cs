@@ -21,7 +21,7 @@ public sealed class ErrorTests(SharedServer shared)
     public static TheoryData<string, string, string?> BadRequests => new()
     {
         // path, body, the error's param (null: none)
-        { "v1/chat/completions", """{"messages":""", null },                                      // malformed JSON (cut short)
+        { "v1/chat/completions", """{"messages":""", "messages" },                                // malformed JSON (cut short where messages should be)
         { "v1/chat/completions", "hello", null },                                                   // not JSON
         { "v1/chat/completions", "", null },                                                        // empty body
         { "v1/chat/completions", "null", null },                                                    // not an object

@@ -20,6 +20,11 @@ internal static class Reference
         await Chat.GetResponseAsync([new ChatMessage(ChatRole.User, user)],
             new ChatOptions { Temperature = 0, MaxOutputTokens = maxTokens, StopSequences = stop });
 
+    /// <summary>The answer sampled at temperature 1 with <paramref name="seed"/>: reproducible, and different for different seeds.</summary>
+    public static async Task<ChatResponse> SeededAsync(string user, int maxTokens, long seed) =>
+        await Chat.GetResponseAsync([new ChatMessage(ChatRole.User, user)],
+            new ChatOptions { Temperature = 1, Seed = seed, MaxOutputTokens = maxTokens });
+
     public static async Task<ChatResponse> GreedyAsyncMessages(IList<ChatMessage> messages, int maxTokens) =>
         await Chat.GetResponseAsync(messages, new ChatOptions { Temperature = 0, MaxOutputTokens = maxTokens });
 

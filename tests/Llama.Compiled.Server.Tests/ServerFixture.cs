@@ -55,7 +55,7 @@ public sealed class TestServer : IAsyncDisposable
         options = options with { ModelPath = TestPaths.Stories260KHf, Host = "127.0.0.1", Port = 0 };
         WebApplication app = ServerApp.Build(options, logging => logging.SetMinimumLevel(LogLevel.Warning));
         await app.StartAsync();
-        string address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
+        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new TestServer(app, new Uri(address.TrimEnd('/') + "/"), options);
     }
 

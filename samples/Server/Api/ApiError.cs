@@ -8,7 +8,7 @@ using System.Threading.Tasks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 
-namespace Llama.Compiled.Server.OpenAI;
+namespace Llama.Compiled.Server.Api;
 
 /// <summary>A request the server answers with an OpenAI-style error object instead of a result.</summary>
 internal sealed class ApiException(int status, string message, string? param = null, string? code = null, string? type = null) : Exception(message)

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 
-namespace Llama.Compiled.Server.OpenAI;
+namespace Llama.Compiled.Server.Api;
 
 /// <summary>OpenAI's documented ranges and shapes, checked before anything is queued; each failure is a 400 naming the field.</summary>
 internal static class RequestValidation

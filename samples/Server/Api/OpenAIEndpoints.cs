@@ -11,7 +11,7 @@ using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-namespace Llama.Compiled.Server.OpenAI;
+namespace Llama.Compiled.Server.Api;
 
 /// <summary>The OpenAI-compatible endpoints over a <see cref="LlamaBackend"/>.</summary>
 internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetrics metrics, IHostApplicationLifetime lifetime, ILogger<OpenAIEndpoints> logger)

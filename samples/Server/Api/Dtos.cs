@@ -2,7 +2,7 @@ using System.Collections.Generic;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Llama.Compiled.Server.OpenAI;
+namespace Llama.Compiled.Server.Api;
 
 // The OpenAI wire format (https://platform.openai.com/docs/api-reference), as the official clients read and write it.
 // Property names are snake_case through ServerJsonContext's naming policy. Fields that take one of several JSON
