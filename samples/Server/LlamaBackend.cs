@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Diagnostics.Metrics;
 using Llama.Compiled.Server.Interim;
 using Microsoft.Extensions.AI;
 using Microsoft.ML.Tokenizers;
@@ -22,12 +23,14 @@ public sealed class LlamaBackend : IDisposable
         Generator = new BatchedGenerator(model, tokenizer, options);
         // What requests leave unset: OpenAI's defaults (temperature 1, top_p 1), and no token limit but the context.
         var defaults = new GenerationOptions { MaxNewTokens = model.Shape.MaxContext };
-        Chat = new LlamaChatClient(model, tokenizer, template, defaults, modelId);
+        Chat = new LlamaChatClient(Generator, template, defaults, modelId);
         Embeddings = new LlamaEmbeddingGenerator(model, tokenizer, modelId);
     }
 
     /// <summary>Loads the model at <see cref="ServerOptions.ModelPath"/> (compiled for stories260K's shape) with its tokenizer and chat template.</summary>
-    public static LlamaBackend Load(ServerOptions options)
+    /// <param name="options">The server's options.</param>
+    /// <param name="meterFactory">Creates the generator's meter ("Llama.Compiled": queue length, active sequences, tokens, time to first token).</param>
+    public static LlamaBackend Load(ServerOptions options, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         Stories260K model = Stories260K.Load(options.ModelPath);
@@ -42,6 +45,8 @@ public sealed class LlamaBackend : IDisposable
                 MaxSequences = options.MaxSequences,
                 MaxQueue = options.MaxQueue,
                 Threads = options.Threads,
+                MaxBatchTokens = Math.Max(64, options.MaxSequences),
+                MeterFactory = meterFactory,
             };
             return new LlamaBackend(model, tokenizer, template, ModelName(options.ModelPath), generatorOptions);
         }

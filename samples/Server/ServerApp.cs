@@ -1,4 +1,5 @@
 using System;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
@@ -45,12 +46,17 @@ public static partial class ServerApp
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.ShutdownTimeout);
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(_ => LlamaBackend.Load(options));
+        builder.Services.AddSingleton(services => LlamaBackend.Load(options, services.GetRequiredService<IMeterFactory>()));
         builder.Services.AddSingleton<ServerMetrics>();
         builder.Services.AddSingleton<OpenAIEndpoints>();
         builder.Services.AddHostedService<GeneratorLifetime>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
-            .AddMeter(ServerMetrics.MeterName)
+            .AddMeter(BatchedGenerator.MeterName, ServerMetrics.MeterName)
+            // Time to first token is milliseconds to seconds: buckets for that, not the SDK's default (0 to 10000).
+            .AddView("gen_ai.server.time_to_first_token", new ExplicitBucketHistogramConfiguration
+            {
+                Boundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+            })
             .AddPrometheusExporter());
 
         WebApplication app = builder.Build();

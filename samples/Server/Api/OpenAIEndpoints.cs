@@ -1,11 +1,9 @@
 using System;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
-using Llama.Compiled.Server.Interim;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Hosting;
@@ -14,7 +12,7 @@ using Microsoft.Extensions.Logging;
 namespace Llama.Compiled.Server.Api;
 
 /// <summary>The OpenAI-compatible endpoints over a <see cref="LlamaBackend"/>.</summary>
-internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetrics metrics, IHostApplicationLifetime lifetime, ILogger<OpenAIEndpoints> logger)
+internal sealed partial class OpenAIEndpoints(LlamaBackend backend, IHostApplicationLifetime lifetime, ILogger<OpenAIEndpoints> logger)
 {
     /// <summary>The most inputs one embeddings request may have (OpenAI's limit).</summary>
     public const int MaxEmbeddingInputs = 2048;
@@ -227,12 +225,11 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
 
     private async Task GenerateAsync(HttpContext context, string endpoint, int[] prompt, GenerationOptions options, bool stream, bool includeUsage, IResponseFormat format)
     {
-        long arrived = Stopwatch.GetTimestamp();
         CancellationToken aborted = context.RequestAborted;
         BatchedGeneration generation = Start(prompt, options, aborted);
         using ServerSentEvents? events = stream ? new ServerSentEvents(context) : null;
         var text = stream ? null : new StringBuilder();
-        bool started = !format.TrimStart, firstToken = true;
+        bool started = !format.TrimStart;
         try
         {
             if (events is not null)
@@ -242,11 +239,6 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
             }
             await foreach (string chunk in generation.ReadChunksAsync(aborted))
             {
-                if (firstToken)
-                {
-                    firstToken = false;
-                    metrics.FirstToken(Stopwatch.GetElapsedTime(arrived));
-                }
                 string piece = started ? chunk : chunk.TrimStart();
                 if (piece.Length == 0)
                     continue;
@@ -257,7 +249,6 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, ServerMetric
                     text!.Append(piece);
             }
             GenerationResult result = await generation.Completion;
-            metrics.Generated(result.PromptTokens, result.GeneratedTokens);
             string finishReason = result.FinishReason is StopReason.MaxNewTokens or StopReason.ContextFull ? "length" : "stop";
             var usage = new Usage
             {
