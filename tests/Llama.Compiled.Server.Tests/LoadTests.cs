@@ -155,8 +155,8 @@ public sealed class LoadTests(ITestOutputHelper output)
         const string StormBody = """{"messages":[{"role":"user","content":"Tell me a very long story."}],"max_tokens":500,"temperature":1,"stream":true}""";
         await Task.WhenAll(Enumerable.Range(0, Streams).Select(async _ =>
         {
-            // A connection of its own, dropped mid-stream.
-            using var http = new HttpClient { BaseAddress = server.BaseAddress };
+            // A connection of its own, dropped mid-stream (not drained for reuse, as HttpClient would by default).
+            using var http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0, ResponseDrainTimeout = TimeSpan.Zero }) { BaseAddress = server.BaseAddress };
             using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = OpenAIClientTests.Json(StormBody) };
             using HttpResponseMessage response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             Assert.Equal(200, (int)response.StatusCode);
@@ -170,7 +170,7 @@ public sealed class LoadTests(ITestOutputHelper output)
         output.WriteLine($"slots free {clock.ElapsedMilliseconds} ms after the last disconnect");
         Assert.Equal(0, server.Backend.ActiveSequences);
         Assert.Equal(0, server.Backend.QueueLength);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"slots freed {clock.ElapsedMilliseconds} ms after the disconnects");
 
         (int status, string? text) = await SendAsync(server.Http, Body(0, stream: true), stream: true);
         Assert.Equal(200, status);
