@@ -128,13 +128,13 @@ public sealed class LoadTests(ITestOutputHelper output)
     public async Task A_full_queue_is_a_429_with_Retry_After()
     {
         await using TestServer server = await TestServer.StartAsync(new ServerOptions { MaxSequences = 1, MaxQueue = 1 });
-        const string Body = """{"messages":[{"role":"user","content":"Tell me a long story."}],"max_tokens":200,"temperature":1,"seed":1}""";
-        HttpResponseMessage[] responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => server.Http.PostAsync("v1/chat/completions", OpenAIClientTests.Json(Body))));
+        const string Body = """{"messages":[{"role":"user","content":"Tell me a long story."}],"max_tokens":400,"temperature":1,"seed":1}""";
+        HttpResponseMessage[] responses = await Task.WhenAll(Enumerable.Range(0, 32).Select(_ => server.Http.PostAsync("v1/chat/completions", OpenAIClientTests.Json(Body))));
         try
         {
             Assert.All(responses, r => Assert.True((int)r.StatusCode is 200 or 429));
             HttpResponseMessage? busy = responses.FirstOrDefault(r => (int)r.StatusCode == 429);
-            Assert.True(busy is not null, "16 requests at once with one sequence and a queue of one: some must be refused");
+            Assert.True(busy is not null, "32 requests at once with one sequence and a queue of one: some must be refused");
             Assert.Equal(TimeSpan.FromSeconds(1), busy.Headers.RetryAfter?.Delta);
             using JsonDocument json = JsonDocument.Parse(await busy.Content.ReadAsStringAsync());
             Assert.Equal("rate_limit_error", json.RootElement.GetProperty("error").GetProperty("type").GetString());
