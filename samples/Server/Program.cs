@@ -32,8 +32,17 @@ internal static class Program
         }
         await using (app)
         {
-            // Runs until SIGTERM or Ctrl+C; in-flight requests then get --shutdown-timeout to finish.
-            await app.RunAsync();
+            try
+            {
+                // Runs until SIGTERM or Ctrl+C; in-flight requests then get --shutdown-timeout to finish.
+                await app.RunAsync();
+            }
+            catch (IOException e)
+            {
+                // Kestrel could not bind (the port is taken, the address is not this machine's).
+                Console.Error.WriteLine("error: " + Describe(e) + (e.InnerException is { } inner ? " (" + inner.Message + ")" : ""));
+                return 2;
+            }
         }
         return 0;
     }

@@ -280,7 +280,16 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, IHostApplica
             if (events is not null)
                 await events.WriteAsync(new ErrorResponse { Error = new ErrorBody { Message = error.Message, Type = error.Type, Code = error.Code } }, ServerJsonContext.Wire.ErrorResponse);
         }
+        catch (Exception e) when (events is not null && context.Response.HasStarted && e is not OperationCanceledException)
+        {
+            // The stream has begun: the error goes in it, as OpenAI sends errors mid-stream, and the stream ends.
+            LogStreamFailed(logger, e, endpoint);
+            await events.WriteAsync(new ErrorResponse { Error = new ErrorBody { Message = "The server had an error while generating.", Type = "server_error" } }, ServerJsonContext.Wire.ErrorResponse);
+        }
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Endpoint}: the generation failed mid-stream")]
+    private static partial void LogStreamFailed(ILogger logger, Exception exception, string endpoint);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Endpoint}: the client disconnected; generation cancelled")]
     private static partial void LogClientGone(ILogger logger, string endpoint);
