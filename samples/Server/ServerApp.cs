@@ -14,6 +14,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 namespace Llama.Compiled.Server;
 
@@ -50,7 +51,9 @@ public static partial class ServerApp
         builder.Services.AddSingleton<ServerMetrics>();
         builder.Services.AddSingleton<OpenAIEndpoints>();
         builder.Services.AddHostedService<GeneratorLifetime>();
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(ServerMetrics.MeterName))
+            .WithMetrics(metrics => metrics
             .AddMeter(BatchedGenerator.MeterName, ServerMetrics.MeterName)
             // Time to first token is milliseconds to seconds: buckets for that, not the SDK's default (0 to 10000).
             .AddView("gen_ai.server.time_to_first_token", new ExplicitBucketHistogramConfiguration

@@ -185,5 +185,19 @@ public sealed class OpenAIClientTests(SharedServer shared)
             Assert.Equal(JsonValueKind.Null, events[i].RootElement.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind);
     }
 
+    [Fact]
+    public async Task Metrics_are_served_for_Prometheus()
+    {
+        using (await Server.Http.PostAsync("v1/chat/completions", Json("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":3}""")))
+        {
+        }
+        string metrics = await Server.Http.GetStringAsync("metrics");
+        Assert.Contains("llama_compiled_queue_length{", metrics);
+        Assert.Contains("llama_compiled_sequences_active{", metrics);
+        Assert.Contains("llama_compiled_tokens_total{", metrics);
+        Assert.Contains("gen_ai_server_time_to_first_token_seconds_bucket{", metrics);
+        Assert.Contains("llama_compiled_server_requests_total{otel_scope_name=\"Llama.Compiled.Server\",endpoint=\"chat\",http_response_status_code=\"200\"}", metrics);
+    }
+
     internal static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 }
