@@ -1,4 +1,5 @@
 using System;
+using System.IO;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Security.Cryptography;
@@ -90,9 +91,9 @@ public static partial class ServerApp
             {
                 await Http.WriteErrorAsync(context, e);
             }
-            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            catch (Exception e) when (e is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
             {
-                // The client is gone; nothing to answer.
+                // The client is gone (mid-body or mid-answer); nothing to answer.
             }
             catch (Exception e) when (!context.Response.HasStarted)
             {
