@@ -103,7 +103,7 @@ public sealed class TextGenerator
 
     /// <summary>
     /// Generates the continuation of a prompt given as token ids, used as they are (add BOS yourself,
-    /// or use <see cref="EncodePrompt"/>); otherwise as <see cref="Generate(string, GenerationOptions?, CancellationToken)"/>.
+    /// or use <see cref="EncodePrompt(string)"/>); otherwise as <see cref="Generate(string, GenerationOptions?, CancellationToken)"/>.
     /// The first chunk loses its leading space only when the prompt ends with BOS.
     /// </summary>
     /// <exception cref="ArgumentException">The prompt is empty, has an id outside the vocabulary, or does not fit in the context.</exception>
@@ -155,14 +155,16 @@ public sealed class TextGenerator
     /// the tokenizer's ids with BOS first (added when the tokenizer does not add it), except for a byte-level BPE
     /// tokenizer that adds no BOS (Qwen), whose ids are used as they are (BOS only for an empty prompt).
     /// </summary>
-    public int[] EncodePrompt(string prompt)
+    public int[] EncodePrompt(string prompt) => EncodePrompt(Tokenizer, Session.Model.Shape.BosTokenId, prompt);
+
+    /// <summary>What <see cref="EncodePrompt(string)"/> does, for a model whose BOS is <paramref name="bosTokenId"/>.</summary>
+    internal static int[] EncodePrompt(Tokenizer tokenizer, int bosTokenId, string prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        int bosTokenId = Session.Model.Shape.BosTokenId;
-        IReadOnlyList<int> ids = Tokenizer.EncodeToIds(prompt);
+        IReadOnlyList<int> ids = tokenizer.EncodeToIds(prompt);
         // A byte-level tokenizer that adds no BOS (Qwen) is followed as it is: the model was trained without one.
         // Only an empty prompt gets the model's BOS, as something must be evaluated first.
-        if (Tokenizer is ByteLevelBpeTokenizer { AddBeginningOfSentence: false } && ids.Count > 0)
+        if (tokenizer is ByteLevelBpeTokenizer { AddBeginningOfSentence: false } && ids.Count > 0)
             return [.. ids];
         // SentencePiece encodes "" to nothing at all, and a tokenizer may be set not to add BOS.
         bool hasBos = ids.Count > 0 && ids[0] == bosTokenId;
