@@ -33,8 +33,10 @@ namespace Llama.Compiled;
 /// The client keeps one session and the token ids in its KV cache. When the next request's prompt
 /// starts with them (the usual case: the same conversation with the answer and a new user message
 /// appended), only the new tokens are evaluated; otherwise the session is reset. Requests are served
-/// one at a time; concurrent calls wait for each other. Cancellation is honoured between tokens and
-/// ends the call with <see cref="OperationCanceledException"/>.
+/// one at a time; concurrent calls wait for each other. Created over a <see cref="BatchedGenerator"/>
+/// instead, the client runs every request on it: concurrent requests share forward passes, and each
+/// evaluates its whole prompt. Cancellation is honoured between tokens and ends the call with
+/// <see cref="OperationCanceledException"/>.
 /// </para>
 /// </remarks>
 public sealed class LlamaChatClient : IChatClient
@@ -42,11 +44,13 @@ public sealed class LlamaChatClient : IChatClient
     /// <summary>The provider name in <see cref="Metadata"/>.</summary>
     public const string ProviderName = "Llama.Compiled";
 
-    private readonly ILlamaSession _session;
-    private readonly TextGenerator _generator;
+    private readonly ILlamaSession? _session;          // the client's own, unless it runs on a BatchedGenerator
+    private readonly TextGenerator? _generator;        // over _session
+    private readonly BatchedGenerator? _batched;
     private readonly ChatPromptEncoder _encoder;
     private readonly int[] _templateStopIds;
-    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly SemaphoreSlim _gate = new(1, 1);  // one request at a time in _session
+    private GenerationStats? _lastStats;
     private bool _disposed;
 
     /// <summary>Creates a client that runs <paramref name="model"/> in a session of its own.</summary>
@@ -56,6 +60,25 @@ public sealed class LlamaChatClient : IChatClient
     /// <param name="defaultOptions">Generation options for what a request's <see cref="ChatOptions"/> leave unset (default: <see cref="GenerationOptions"/>' defaults).</param>
     /// <param name="modelId">The model id reported in responses and <see cref="Metadata"/> (default: the model class's name).</param>
     public LlamaChatClient(ILlamaModel model, Tokenizer tokenizer, ChatTemplate template, GenerationOptions? defaultOptions = null, string? modelId = null)
+        : this(model, tokenizer, template, defaultOptions, modelId, batched: null)
+    {
+    }
+
+    /// <summary>
+    /// Creates a client whose requests run on <paramref name="generator"/>: concurrent requests share its forward passes
+    /// (continuous batching) instead of waiting for each other. Each request evaluates its whole prompt (no session is kept
+    /// between requests); the answers are those of a client with a session of its own.
+    /// </summary>
+    /// <param name="generator">The generator; not disposed by the client.</param>
+    /// <param name="template">How conversations are rendered.</param>
+    /// <param name="defaultOptions">Generation options for what a request's <see cref="ChatOptions"/> leave unset.</param>
+    /// <param name="modelId">The model id reported in responses and <see cref="Metadata"/> (default: the model class's name).</param>
+    public LlamaChatClient(BatchedGenerator generator, ChatTemplate template, GenerationOptions? defaultOptions = null, string? modelId = null)
+        : this((generator ?? throw new ArgumentNullException(nameof(generator))).Model, generator.Tokenizer, template, defaultOptions, modelId, generator)
+    {
+    }
+
+    private LlamaChatClient(ILlamaModel model, Tokenizer tokenizer, ChatTemplate template, GenerationOptions? defaultOptions, string? modelId, BatchedGenerator? batched)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -74,8 +97,12 @@ public sealed class LlamaChatClient : IChatClient
                 stopIds.Add(id);
         }
         _templateStopIds = [.. stopIds];
-        _session = model.CreateSession();
-        _generator = new TextGenerator(_session, tokenizer) { ReuseSessionPrefix = true };
+        _batched = batched;
+        if (batched is null)
+        {
+            _session = model.CreateSession();
+            _generator = new TextGenerator(_session, tokenizer) { ReuseSessionPrefix = true };
+        }
     }
 
     /// <summary>The model the client runs.</summary>
@@ -97,7 +124,7 @@ public sealed class LlamaChatClient : IChatClient
     public ChatClientMetadata Metadata { get; }
 
     /// <summary>Counts and timings of the latest request (prompt tokens reused from the session included); <see langword="null"/> before the first.</summary>
-    public GenerationStats? LastStats => _generator.LastStats;
+    public GenerationStats? LastStats => Volatile.Read(ref _lastStats);
 
     /// <summary>
     /// The token ids the client evaluates for <paramref name="messages"/>: the rendered prompt with the
@@ -120,29 +147,21 @@ public sealed class LlamaChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        (int[] prompt, GenerationOptions generation) = Prepare(messages, options);
+        DateTimeOffset created = DateTimeOffset.UtcNow;
+        var text = new StringBuilder();
+        var stats = new StrongBox<GenerationStats?>();
+        await foreach (string chunk in GenerateAsync(prompt, generation, stats, cancellationToken).ConfigureAwait(false))
+            text.Append(chunk);
+        var message = new ChatMessage(ChatRole.Assistant, TrimStart(text.ToString())) { MessageId = NewId(), CreatedAt = created };
+        return new ChatResponse(message)
         {
-            (int[] prompt, GenerationOptions generation) = Prepare(messages, options);
-            DateTimeOffset created = DateTimeOffset.UtcNow;
-            var text = new StringBuilder();
-            await foreach (string chunk in _generator.GenerateAsync(prompt, generation, cancellationToken).ConfigureAwait(false))
-                text.Append(chunk);
-            GenerationStats stats = _generator.LastStats!;
-            var message = new ChatMessage(ChatRole.Assistant, TrimStart(text.ToString())) { MessageId = NewId(), CreatedAt = created };
-            return new ChatResponse(message)
-            {
-                ResponseId = NewId(),
-                ModelId = ModelId,
-                CreatedAt = created,
-                FinishReason = FinishReason(stats),
-                Usage = Usage(stats),
-            };
-        }
-        finally
-        {
-            _gate.Release();
-        }
+            ResponseId = NewId(),
+            ModelId = ModelId,
+            CreatedAt = created,
+            FinishReason = FinishReason(stats.Value!),
+            Usage = Usage(stats.Value!),
+        };
     }
 
     /// <inheritdoc/>
@@ -151,41 +170,75 @@ public sealed class LlamaChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        (int[] prompt, GenerationOptions generation) = Prepare(messages, options);
+        string responseId = NewId(), messageId = NewId();
+        DateTimeOffset created = DateTimeOffset.UtcNow;
+        bool started = false;
+        var stats = new StrongBox<GenerationStats?>();
+        await foreach (string chunk in GenerateAsync(prompt, generation, stats, cancellationToken).ConfigureAwait(false))
         {
-            (int[] prompt, GenerationOptions generation) = Prepare(messages, options);
-            string responseId = NewId(), messageId = NewId();
-            DateTimeOffset created = DateTimeOffset.UtcNow;
-            bool started = false;
-            await foreach (string chunk in _generator.GenerateAsync(prompt, generation, cancellationToken).ConfigureAwait(false))
-            {
-                // The answer starts at its first non-blank character (the templates strip contents).
-                string text = started ? chunk : TrimStart(chunk);
-                if (text.Length == 0)
-                    continue;
-                started = true;
-                yield return new ChatResponseUpdate(ChatRole.Assistant, text)
-                {
-                    ResponseId = responseId,
-                    MessageId = messageId,
-                    ModelId = ModelId,
-                    CreatedAt = created,
-                };
-            }
-            GenerationStats stats = _generator.LastStats!;
-            yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(stats))])
+            // The answer starts at its first non-blank character (the templates strip contents).
+            string text = started ? chunk : TrimStart(chunk);
+            if (text.Length == 0)
+                continue;
+            started = true;
+            yield return new ChatResponseUpdate(ChatRole.Assistant, text)
             {
                 ResponseId = responseId,
                 MessageId = messageId,
                 ModelId = ModelId,
                 CreatedAt = created,
-                FinishReason = FinishReason(stats),
             };
         }
-        finally
+        yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(stats.Value!))])
         {
-            _gate.Release();
+            ResponseId = responseId,
+            MessageId = messageId,
+            ModelId = ModelId,
+            CreatedAt = created,
+            FinishReason = FinishReason(stats.Value!),
+        };
+    }
+
+    /// <summary>
+    /// Streams the answer to <paramref name="prompt"/>: on the batched generator, or in the client's session one request at a
+    /// time. <paramref name="stats"/> is set when the stream ends.
+    /// </summary>
+    private async IAsyncEnumerable<string> GenerateAsync(int[] prompt, GenerationOptions generation, StrongBox<GenerationStats?> stats,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (_batched is not null)
+        {
+            BatchedGeneration run = _batched.Start(prompt, generation, cancellationToken);
+            try
+            {
+                await foreach (string chunk in run.ReadChunksAsync(cancellationToken).ConfigureAwait(false))
+                    yield return chunk;
+                stats.Value = (await run.Completion.ConfigureAwait(false)).Stats;
+                Volatile.Write(ref _lastStats, stats.Value);
+            }
+            finally
+            {
+                // A caller that stops reading early frees the sequence at once.
+                if (!run.Completion.IsCompleted)
+                    run.Cancel();
+            }
+        }
+        else
+        {
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await foreach (string chunk in _generator!.GenerateAsync(prompt, generation, cancellationToken).ConfigureAwait(false))
+                    yield return chunk;
+                stats.Value = _generator.LastStats;
+            }
+            finally
+            {
+                // Also when the request was cancelled or abandoned: the stats say so.
+                Volatile.Write(ref _lastStats, _generator!.LastStats);
+                _gate.Release();
+            }
         }
     }
 
@@ -208,13 +261,13 @@ public sealed class LlamaChatClient : IChatClient
         return null;
     }
 
-    /// <summary>Disposes the client's session (not the model).</summary>
+    /// <summary>Disposes the client's session (not the model, nor a batched generator).</summary>
     public void Dispose()
     {
         if (_disposed)
             return;
         _disposed = true;
-        _session.Dispose();
+        _session?.Dispose();
     }
 
     private (int[] Prompt, GenerationOptions Options) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)

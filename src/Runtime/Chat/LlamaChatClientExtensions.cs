@@ -39,4 +39,14 @@ public static class LlamaChatClientExtensions
     /// <param name="defaultOptions">Generation options for what requests leave unset.</param>
     public static LlamaChatClient AsChatClient(this ILlamaModel model, string modelPath, GenerationOptions? defaultOptions = null) =>
         new(model, LlamaTokenizers.Load(modelPath), ChatTemplate.FromTokenizerConfig(modelPath), defaultOptions);
+
+    /// <summary>
+    /// A chat client whose requests run on <paramref name="generator"/>, sharing its forward passes with every other request
+    /// on it (continuous batching).
+    /// </summary>
+    /// <param name="generator">The generator; the client does not dispose it.</param>
+    /// <param name="template">The model's chat template.</param>
+    /// <param name="defaultOptions">Generation options for what requests leave unset.</param>
+    public static LlamaChatClient AsChatClient(this BatchedGenerator generator, ChatTemplate template, GenerationOptions? defaultOptions = null) =>
+        new(generator, template, defaultOptions);
 }

@@ -73,7 +73,7 @@ public sealed class LlamaEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
         {
             if (value is null)
                 throw new ArgumentException($"Text {texts.Count} is null.", nameof(values));
-            int[] ids = TextGenerator.EncodePrompt(Tokenizer, shape.BosTokenId, value);
+            int[] ids = TextGenerator.EncodePromptIds(Tokenizer, shape.BosTokenId, value);
             if (ids.Length > shape.MaxContext)
                 throw new ArgumentException($"Text {texts.Count} is {ids.Length} tokens, more than the model's context of {shape.MaxContext}.", nameof(values));
             texts.Add(ids);

@@ -48,6 +48,9 @@ public sealed record GenerationStats(
     /// </summary>
     public int ReusedPromptTokens { get; init; }
 
+    /// <summary>Time the generation waited for a free sequence before its prefill (<see cref="BatchedGenerator"/>); 0 otherwise.</summary>
+    public TimeSpan QueueTime { get; init; }
+
     /// <summary>Prompt tokens evaluated in the prefill: <see cref="PromptTokens"/> less <see cref="ReusedPromptTokens"/>.</summary>
     public int PrefilledTokens => PromptTokens - ReusedPromptTokens;
 

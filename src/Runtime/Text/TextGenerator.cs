@@ -103,7 +103,7 @@ public sealed class TextGenerator
 
     /// <summary>
     /// Generates the continuation of a prompt given as token ids, used as they are (add BOS yourself,
-    /// or use <see cref="EncodePrompt(string)"/>); otherwise as <see cref="Generate(string, GenerationOptions?, CancellationToken)"/>.
+    /// or use <see cref="EncodePrompt"/>); otherwise as <see cref="Generate(string, GenerationOptions?, CancellationToken)"/>.
     /// The first chunk loses its leading space only when the prompt ends with BOS.
     /// </summary>
     /// <exception cref="ArgumentException">The prompt is empty, has an id outside the vocabulary, or does not fit in the context.</exception>
@@ -155,10 +155,10 @@ public sealed class TextGenerator
     /// the tokenizer's ids with BOS first (added when the tokenizer does not add it), except for a byte-level BPE
     /// tokenizer that adds no BOS (Qwen), whose ids are used as they are (BOS only for an empty prompt).
     /// </summary>
-    public int[] EncodePrompt(string prompt) => EncodePrompt(Tokenizer, Session.Model.Shape.BosTokenId, prompt);
+    public int[] EncodePrompt(string prompt) => EncodePromptIds(Tokenizer, Session.Model.Shape.BosTokenId, prompt);
 
-    /// <summary>What <see cref="EncodePrompt(string)"/> does, for a model whose BOS is <paramref name="bosTokenId"/>.</summary>
-    internal static int[] EncodePrompt(Tokenizer tokenizer, int bosTokenId, string prompt)
+    /// <summary><see cref="EncodePrompt(string)"/> for a tokenizer and a model's BOS id.</summary>
+    internal static int[] EncodePromptIds(Tokenizer tokenizer, int bosTokenId, string prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         IReadOnlyList<int> ids = tokenizer.EncodeToIds(prompt);
@@ -175,12 +175,14 @@ public sealed class TextGenerator
         return result;
     }
 
-    private int[] CheckIds(IReadOnlyList<int> promptIds)
+    private int[] CheckIds(IReadOnlyList<int> promptIds) => CheckIds(promptIds, Session.Model.Shape.VocabSize);
+
+    /// <summary>A copy of <paramref name="promptIds"/>, checked: not empty, every id in the vocabulary.</summary>
+    internal static int[] CheckIds(IReadOnlyList<int> promptIds, int vocabSize)
     {
         ArgumentNullException.ThrowIfNull(promptIds);
         if (promptIds.Count == 0)
             throw new ArgumentException("The prompt has no tokens; start it with BOS.", nameof(promptIds));
-        int vocabSize = Session.Model.Shape.VocabSize;
         int[] ids = new int[promptIds.Count];
         for (int i = 0; i < ids.Length; i++)
         {
@@ -193,16 +195,18 @@ public sealed class TextGenerator
     }
 
     /// <summary>Everything a generation needs, checked before it starts.</summary>
-    private sealed record RunSetup(int[] PromptIds, GenerationOptions Options, Sampler Sampler);
+    internal sealed record RunSetup(int[] PromptIds, GenerationOptions Options, Sampler Sampler);
 
-    private RunSetup Prepare(int[] promptIds, GenerationOptions? options)
+    private RunSetup Prepare(int[] promptIds, GenerationOptions? options) => Prepare(promptIds, options, Session.Model.Shape);
+
+    /// <summary>Checks the options and that the prompt fits in the context, and makes the sampler.</summary>
+    internal static RunSetup Prepare(int[] promptIds, GenerationOptions? options, LlamaModelShape shape)
     {
         options ??= new GenerationOptions();
         if (options.MaxNewTokens < 0)
             throw new ArgumentOutOfRangeException(nameof(options.MaxNewTokens), options.MaxNewTokens, "MaxNewTokens must be >= 0.");
         ArgumentNullException.ThrowIfNull(options.StopSequences, nameof(options.StopSequences));
         ArgumentNullException.ThrowIfNull(options.StopTokenIds, nameof(options.StopTokenIds));
-        LlamaModelShape shape = Session.Model.Shape;
         if (promptIds.Length > shape.MaxContext)
             throw new ArgumentException($"The prompt is {promptIds.Length} tokens; the context holds {shape.MaxContext}.", "prompt");
         return new RunSetup(promptIds, options, new Sampler(shape.VocabSize, options.Sampling));
@@ -224,16 +228,9 @@ public sealed class TextGenerator
     private IEnumerable<string> Run(RunSetup setup, CancellationToken cancellationToken)
     {
         int[] promptIds = setup.PromptIds;
-        GenerationOptions options = setup.Options;
-        Sampler sampler = setup.Sampler;
-        int maxNewTokens = options.MaxNewTokens;
         LlamaModelShape shape = Session.Model.Shape;
-        var tokens = new List<int>(promptIds.Length + Math.Min(maxNewTokens, shape.MaxContext));
-        tokens.AddRange(promptIds);
-        var decoder = new StreamingDecoder(Tokenizer, promptIds);
-        var stops = new StopSequenceMatcher(options.StopSequences);
-        var text = new StringBuilder();
-        int generated = 0, reused = 0;
+        var generation = new TokenGeneration(Tokenizer, shape, promptIds, setup.Options, setup.Sampler);
+        int reused = 0;
         long prefillTicks = 0, decodeTicks = 0;
         StopReason reason = StopReason.Abandoned;
         try
@@ -249,7 +246,7 @@ public sealed class TextGenerator
                 _sessionKnown = true;
             }
             ReadOnlySpan<int> prefill = promptIds.AsSpan(reused);
-            if (maxNewTokens == 0)
+            if (setup.Options.MaxNewTokens == 0)
             {
                 Feed(prefill);
                 prefillTicks = Stopwatch.GetTimestamp() - started;
@@ -257,68 +254,35 @@ public sealed class TextGenerator
                 yield break;
             }
             // Time to the first token: the prompt's forward pass and the first draw.
-            int next = SampleNext(sampler, Feed(prefill), tokens);
+            string chunk = Step(generation, Feed(prefill));
             long resumed = Stopwatch.GetTimestamp();
             prefillTicks = resumed - started;
 
             while (true)
             {
-                if (next == shape.BosTokenId || Contains(shape.EosTokenIds, next) || Contains(options.StopTokenIds, next))
-                {
-                    reason = StopReason.EndOfSequence;
-                    break;
-                }
-                tokens.Add(next);
-                generated++;
-                string chunk = stops.Push(decoder.Append(next));
                 if (chunk.Length > 0)
                 {
-                    text.Append(chunk);
                     // The caller's time between chunks is not generation time.
                     decodeTicks += Stopwatch.GetTimestamp() - resumed;
                     yield return chunk;
                     resumed = Stopwatch.GetTimestamp();
                 }
-                if (stops.Matched)
-                {
-                    reason = StopReason.StopSequence;
+                if (generation.StopReason is not null)
                     break;
-                }
-                if (generated == maxNewTokens)
-                {
-                    reason = StopReason.MaxNewTokens;
-                    break;
-                }
-                if (Session.Position >= shape.MaxContext && Session.Options.Overflow != ContextOverflow.Shift)
-                {
-                    reason = StopReason.ContextFull;
-                    break;
-                }
                 if (cancellationToken.IsCancellationRequested)
                 {
                     reason = StopReason.Cancelled;
                     decodeTicks += Stopwatch.GetTimestamp() - resumed;
                     cancellationToken.ThrowIfCancellationRequested();
                 }
-                next = SampleNext(sampler, Feed(next), tokens);
+                chunk = Step(generation, Feed(generation.NextToken));
             }
 
-            // What the decoder still holds (an incomplete character) may complete a stop sequence too.
-            string rest = string.Empty;
-            if (!stops.Matched)
-            {
-                rest = stops.Push(decoder.Flush());
-                if (stops.Matched)
-                    reason = StopReason.StopSequence;
-                else
-                    rest += stops.Flush();
-            }
+            string rest = generation.Finish();
+            reason = generation.StopReason.Value;
             decodeTicks += Stopwatch.GetTimestamp() - resumed;
             if (rest.Length > 0)
-            {
-                text.Append(rest);
                 yield return rest;
-            }
         }
         finally
         {
@@ -326,18 +290,23 @@ public sealed class TextGenerator
                 reason = StopReason.Cancelled;
             var stats = new GenerationStats(
                 promptIds.Length,
-                generated,
+                generation.Generated,
                 Stopwatch.GetElapsedTime(0, prefillTicks),
                 Stopwatch.GetElapsedTime(0, decodeTicks),
                 reason,
-                sampler.Seed)
+                generation.Seed)
             {
                 ReusedPromptTokens = reused,
             };
             LastStats = stats;
-            LastResult = new GenerationResult(text.ToString(), stats);
+            LastResult = new GenerationResult(generation.Text, stats);
         }
     }
+
+    // The logits span cannot be a local of the iterator (it would live across a yield), so the forward pass's result goes
+    // straight into the step here.
+    private string Step(TokenGeneration generation, ReadOnlySpan<float> logits) =>
+        generation.Step(logits, Session.Position >= Session.Model.Shape.MaxContext && Session.Options.Overflow != ContextOverflow.Shift);
 
     /// <summary>Evaluates <paramref name="ids"/> and records them as being in the KV cache.</summary>
     private ReadOnlySpan<float> Feed(ReadOnlySpan<int> ids)
@@ -370,20 +339,5 @@ public sealed class TextGenerator
         int dropped = _sessionTokens.Count - Session.Position;
         if (dropped > 0)
             _sessionTokens.RemoveRange(Session.Options.KeepTokens, dropped);
-    }
-
-    // The logits span cannot be a local of the iterator (it would live across a yield), so the
-    // forward pass's result goes straight into the sampler here.
-    private static int SampleNext(Sampler sampler, ReadOnlySpan<float> logits, List<int> tokens) =>
-        sampler.Sample(logits, CollectionsMarshal.AsSpan(tokens));
-
-    private static bool Contains(IReadOnlyList<int> ids, int id)
-    {
-        for (int i = 0; i < ids.Count; i++)
-        {
-            if (ids[i] == id)
-                return true;
-        }
-        return false;
     }
 }

@@ -20,6 +20,9 @@ internal sealed class FakeLlamaModel(int vocabSize, int maxContext, IReadOnlyLis
 
     public IReadOnlyList<int> Script { get; } = script;
 
+    /// <summary>How long each Forward takes: a generation that is still running when a test acts on it.</summary>
+    public TimeSpan StepDelay { get; init; }
+
     public ILlamaSession CreateSession() => new FakeSession(this);
 
     public void Dispose() { }
@@ -47,6 +50,8 @@ internal sealed class FakeSession(FakeLlamaModel model, SessionOptions? options 
             CacheIds.RemoveRange(Options.KeepTokens, Math.Max((Position - Options.KeepTokens) / 2, tokens.Length - (max - Position))); // as LlamaSession shifts
         if (tokens.IsEmpty || Position + tokens.Length > max)
             throw new InvalidOperationException($"{tokens.Length} tokens at position {Position} do not fit in {max}.");
+        if (model.StepDelay > TimeSpan.Zero)
+            System.Threading.Thread.Sleep(model.StepDelay);
         Calls.Add(tokens.ToArray());
         CacheIds.AddRange(tokens.ToArray());
         Array.Clear(_logits);
