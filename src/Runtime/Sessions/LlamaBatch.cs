@@ -157,7 +157,7 @@ public sealed class LlamaBatch : IDisposable
             _pool = new WorkerPool(options.Threads);
             try
             {
-                _pass = model.CreatePass(_pool, options.MaxTokens);
+                _pass = model.NewPass(_pool, options.MaxTokens);
             }
             catch
             {

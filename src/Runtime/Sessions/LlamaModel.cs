@@ -25,7 +25,7 @@ public abstract class LlamaModel : ILlamaModel
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentOutOfRangeException.ThrowIfLessThan(prefillChunk, 1);
-        PrefillChunk = prefillChunk;
+        SessionPassRows = prefillChunk;
         Weights = weights;
         Shape = shape;
         Rope = new RopeTable(ropeInverseFrequencies, shape.MaxContext, shape.HeadDim, weights.RopeLayout);
@@ -41,7 +41,7 @@ public abstract class LlamaModel : ILlamaModel
     protected internal RopeTable Rope { get; }
 
     /// <summary>Rows of a session's own forward pass: the most tokens of one prefill chunk.</summary>
-    internal int PrefillChunk { get; }
+    internal int SessionPassRows { get; }
 
     /// <summary>Fingerprint of the weights, written into saved session states (see <see cref="ModelWeights.Fingerprint"/>).</summary>
     internal ulong WeightsFingerprint => Weights.Fingerprint;
@@ -63,7 +63,10 @@ public abstract class LlamaModel : ILlamaModel
     /// A forward pass of this model with buffers for <paramref name="rows"/> rows, its kernels run on <paramref name="pool"/>
     /// (the generated <c>Pass</c> class).
     /// </summary>
-    protected internal abstract ForwardPass CreatePass(WorkerPool pool, int rows);
+    protected abstract ForwardPass CreatePass(WorkerPool pool, int rows);
+
+    /// <summary>What <see cref="CreatePass"/> creates, for the runtime's sessions and batches.</summary>
+    internal ForwardPass NewPass(WorkerPool pool, int rows) => CreatePass(pool, rows);
 
     /// <summary>Releases the weights; sessions of this model throw <see cref="ObjectDisposedException"/> afterwards.</summary>
     public void Dispose()

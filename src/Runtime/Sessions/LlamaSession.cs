@@ -137,7 +137,7 @@ public abstract class LlamaSession : ILlamaSession
             var pool = new WorkerPool(Options.Threads);
             try
             {
-                _pass = _model.CreatePass(pool, _model.PrefillChunk);
+                _pass = _model.NewPass(pool, _model.SessionPassRows);
             }
             catch
             {
@@ -145,7 +145,7 @@ public abstract class LlamaSession : ILlamaSession
                 throw;
             }
             _pool = pool;
-            _rows = new PassRows(_model.PrefillChunk);
+            _rows = new PassRows(_model.SessionPassRows);
         }
         return (_pass, _rows!);
     }
