@@ -1,7 +1,6 @@
 using System;
 using System.IO;
 using System.Diagnostics.Metrics;
-using Llama.Compiled.Server.Interim;
 using Microsoft.Extensions.AI;
 using Microsoft.ML.Tokenizers;
 

@@ -118,8 +118,9 @@ public sealed class OpenAIClientTests(SharedServer shared)
         OpenAIEmbeddingCollection embeddings = await client.GenerateEmbeddingsAsync(["A cat sat on the mat.", "The dog ran."]);
         Assert.Equal(2, embeddings.Count);
         float[] first = embeddings[0].ToFloats().ToArray();
-        Assert.Equal(Server.Backend.Model.Shape.VocabSize, first.Length); // the interim embedding: one value per vocabulary entry
+        Assert.Equal(Server.Backend.Model.Shape.HiddenSize, first.Length);
         Assert.Equal(1f, MathF.Sqrt(first.Sum(x => x * x)), 3);
+        Assert.Equal(await Reference.EmbeddingAsync("A cat sat on the mat."), first); // the in-process LlamaEmbeddingGenerator's
         Assert.NotEqual(first, embeddings[1].ToFloats().ToArray());
 
         // The same input as floats, through the raw endpoint.

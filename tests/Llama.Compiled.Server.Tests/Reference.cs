@@ -28,6 +28,11 @@ internal static class Reference
     public static async Task<ChatResponse> GreedyAsyncMessages(IList<ChatMessage> messages, int maxTokens) =>
         await Chat.GetResponseAsync(messages, new ChatOptions { Temperature = 0, MaxOutputTokens = maxTokens });
 
+    private static readonly LlamaEmbeddingGenerator Embedder = new(Model, LlamaTokenizers.Load(TestPaths.Stories260KHf));
+
+    /// <summary>The in-process embedding of <paramref name="text"/>.</summary>
+    public static async Task<float[]> EmbeddingAsync(string text) => (await Embedder.GenerateAsync([text]))[0].Vector.ToArray();
+
     /// <summary>The greedy continuation of <paramref name="prompt"/> (/v1/completions).</summary>
     public static GenerationResult GreedyText(string prompt, int maxTokens)
     {
