@@ -126,7 +126,7 @@ internal static class Emitter
             private const int KvDim = {{s.KvDim}};
             /// <summary>Query heads that share one key/value head.</summary>
             private const int GroupSize = {{s.GroupSize}};
-            /// <summary>Tokens evaluated per sweep through the layers (sizes the activation buffers).</summary>
+            /// <summary>Rows of a session's own forward pass: the most tokens of one prefill chunk (a LlamaBatch's pass has its MaxTokens).</summary>
             private const int PrefillChunk = {{plan.PrefillChunk}};
 
             /// <summary>theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed by the generator.</summary>
@@ -168,7 +168,7 @@ internal static class Emitter
 
             /// <summary>Binds every tensor to the compiled shape; a missing, extra or misshapen tensor throws.</summary>
             {{Generated}}
-            private {{cls}}(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
+            private {{cls}}(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies, PrefillChunk)
             {
                 _embedTokens = {{EmbeddingLoad(plan)}};
                 _finalNorm = weights.GetVector("{{Hf(LlamaTensor.FinalNorm)}}", HiddenSize);
@@ -222,6 +222,10 @@ internal static class Emitter
             {{Generated}}
             protected override LlamaSession OpenSession(SessionOptions options) => CreateSession(options);
 
+            /// <inheritdoc/>
+            {{Generated}}
+            protected override ForwardPass CreatePass(WorkerPool pool, int rows) => new Pass(this, pool, rows);
+
             /// <summary>The weights of one decoder layer: views into the model file.</summary>
             {{Generated}}
             private readonly struct LayerWeights
@@ -239,56 +243,75 @@ internal static class Emitter
 
             """);
         WriteSession(w, plan);
+        WritePass(w, plan);
     }
 
     private static void WriteSession(SourceWriter w, ForwardPlan plan)
     {
-        ModelSpec s = plan.Spec;
         string cls = plan.Target.ClassName;
-        int chunk = plan.PrefillChunk;
-        MatMulKernel classk = Classifier(plan);
-
         w.Line($$"""
             /// <summary>
             /// One sequence being evaluated: the runtime's <see cref="LlamaSession"/> (KV cache, position, checks, context
-            /// shift, saved state) with this model's forward pass. Not thread-safe: one session per concurrent sequence.
+            /// shift, saved state) running this model's <see cref="Pass"/>. Not thread-safe: one session per concurrent sequence.
             /// </summary>
             {{Generated}}
             public sealed class Session : LlamaSession
             {
                 private readonly {{cls}} _model;
-                private readonly float[] _x;            // [PrefillChunk={{chunk}}, HiddenSize={{s.HiddenSize}}] residual stream
-                private readonly float[] _xb;           // [PrefillChunk={{chunk}}, HiddenSize={{s.HiddenSize}}] RMSNorm(x) ⊙ weight: input of F32 projections and the classifier
-                private readonly float[] _q;            // [PrefillChunk={{chunk}}, QueryDim={{s.QueryDim}}]
-                private readonly float[] _k;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
-                private readonly float[] _v;            // [PrefillChunk={{chunk}}, KvDim={{s.KvDim}}]
-                private readonly float[] _attention;    // [PrefillChunk={{chunk}}, QueryDim={{s.QueryDim}}] attention output, heads side by side
-                private readonly float[] _scores;       // [Threads, GroupSize={{s.GroupSize}}, MaxContext={{s.MaxContext}}] attention weights of one KV head's query heads, per thread
-                private readonly float[] _gate;         // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]
-                private readonly float[] _up;           // [PrefillChunk={{chunk}}, IntermediateSize={{s.IntermediateSize}}]{{ScratchFields(plan)}}
 
-                internal Session({{cls}} model, SessionOptions options) : base(model, options, PrefillChunk)
-                {
-                    _model = model;
-                    _x = new float[PrefillChunk * HiddenSize];
-                    _xb = new float[PrefillChunk * HiddenSize];
-                    _q = new float[PrefillChunk * QueryDim];
-                    _k = new float[PrefillChunk * KvDim];
-                    _v = new float[PrefillChunk * KvDim];
-                    _attention = new float[PrefillChunk * QueryDim];
-                    _scores = new float[Pool.Threads * GroupSize * MaxContext];
-                    _gate = new float[PrefillChunk * IntermediateSize];
-                    _up = new float[PrefillChunk * IntermediateSize];{{ScratchAllocations(plan)}}
-                }
+                internal Session({{cls}} model, SessionOptions options) : base(model, options) => _model = model;
 
                 /// <summary>The model this session runs.</summary>
                 public new {{cls}} Model => _model;
+            }
 
-                /// <summary>Up to PrefillChunk tokens at positions pos, pos+1, ... through every layer, then the last token's logits.</summary>
-                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                protected override void EvaluateChunk(ReadOnlySpan<int> tokens, int pos)
+            """);
+    }
+
+    private static void WritePass(SourceWriter w, ForwardPlan plan)
+    {
+        ModelSpec s = plan.Spec;
+        string cls = plan.Target.ClassName;
+        MatMulKernel classk = Classifier(plan);
+        bool normedFloats = UsesNormedFloats(plan);
+
+        w.Line($$"""
+            /// <summary>
+            /// The forward pass of up to <c>rows</c> tokens, each at its own position in its own sequence's KV cache (a
+            /// session's prefill chunk, or several sessions' tokens in a <see cref="LlamaBatch"/>): every weight matrix is read
+            /// once per pass for all rows.
+            /// </summary>
+            {{Generated}}
+            private sealed class Pass : ForwardPass
+            {
+                private readonly {{cls}} _model;
+                private readonly float[] _x;            // [rows, HiddenSize={{s.HiddenSize}}] residual stream{{(normedFloats ? $"\n    private readonly float[] _xb;           // [rows, HiddenSize={s.HiddenSize}] RMSNorm(x) ⊙ weight: input of the projections that read floats" : "")}}
+                private readonly float[] _q;            // [rows, QueryDim={{s.QueryDim}}]
+                private readonly float[] _k;            // [rows, KvDim={{s.KvDim}}]
+                private readonly float[] _v;            // [rows, KvDim={{s.KvDim}}]
+                private readonly float[] _attention;    // [rows, QueryDim={{s.QueryDim}}] attention output, heads side by side
+                private readonly float[] _scores;       // [Threads, GroupSize={{s.GroupSize}}, MaxContext={{s.MaxContext}}] attention weights of one KV head's query heads, per thread
+                private readonly float[] _gate;         // [rows, IntermediateSize={{s.IntermediateSize}}]
+                private readonly float[] _up;           // [rows, IntermediateSize={{s.IntermediateSize}}]{{ScratchFields(plan)}}
+
+                internal Pass({{cls}} model, WorkerPool pool, int rows) : base(pool, rows, HiddenSize)
                 {
-                    int count = tokens.Length;
+                    _model = model;
+                    _x = new float[rows * HiddenSize];{{(normedFloats ? "\n        _xb = new float[rows * HiddenSize];" : "")}}
+                    _q = new float[rows * QueryDim];
+                    _k = new float[rows * KvDim];
+                    _v = new float[rows * KvDim];
+                    _attention = new float[rows * QueryDim];
+                    _scores = new float[pool.Threads * GroupSize * MaxContext];
+                    _gate = new float[rows * IntermediateSize];
+                    _up = new float[rows * IntermediateSize];{{ScratchAllocations(plan)}}
+                }
+
+                /// <summary>Every row through every layer, then the final RMSNorm of the output rows and, when asked for, their logits.</summary>
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                protected override void EvaluateRows(PassRows rows, float[]? logits)
+                {
+                    int count = rows.Count;
             {{EmbeddingLookup(plan)}}
 
             """);
@@ -299,18 +322,27 @@ internal static class Emitter
                 byLayer[layer] = kind;
         }
         for (int layer = 0; layer < s.LayerCount; layer++)
-            w.Line($"        {byLayer[layer].Name}({layer}, pos, count);");
+            w.Line($"        {byLayer[layer].Name}({layer}, rows);");
         w.Line($$"""
 
-                    // Only the last token's logits are needed.
-                    Kernels.RmsNorm(_x.AsSpan((count - 1) * HiddenSize, HiddenSize), _model._finalNorm.Span, _xb);
-                    {{Call(classk, "_model._classifier", "_xb", "LogitsBuffer", "1", false)}};
+                    // Only the output rows (each sequence's last token, or every row for hidden states) are normalized, side by side in Normed.
+                    int outputs = rows.OutputCount;
+                    for (int i = 0; i < outputs; i++)
+                        Kernels.RmsNorm(_x.AsSpan(rows.OutputRow(i) * HiddenSize, HiddenSize), _model._finalNorm.Span, Normed.AsSpan(i * HiddenSize, HiddenSize));
+                    // Their logits: the classifier, the largest matrix, is read once for all of them.
+                    if (logits is not null)
+                        {{Call(classk, "_model._classifier", "Normed", "logits", "outputs", false)}};
                 }
             """);
         foreach (LayerKind kind in plan.LayerKinds)
             WriteLayer(w, plan, kind);
         w.Line("}");
     }
+
+    /// <summary>Whether a layer's fused job reads the normalized input as floats (F32/F16 kernels, or the Q8_1/Q8_K quantizations' input).</summary>
+    private static bool UsesNormedFloats(ForwardPlan plan) => plan.LayerKinds.Any(kind =>
+        ActivationBuffers(FusedJobEmitter.QkvKernels(plan, kind.Formats), "_").Contains("_xb")
+        || ActivationBuffers(FusedJobEmitter.GateUpKernels(plan, kind.Formats), "_").Contains("_xb"));
 
     /// <summary>The method of one kind of layer: its matrices' kernels are the kind's formats.</summary>
     private static void WriteLayer(SourceWriter w, ForwardPlan plan, LayerKind kind)
@@ -322,24 +354,26 @@ internal static class Emitter
             : $"Decoder layer {Layers(kind.Layers)} (q/k/v {f.Query}/{f.Key}/{f.Value}, o {f.Output}, gate/up {f.Gate}/{f.Up}, down {f.Down})";
         w.Line($$"""
 
-                /// <summary>{{which}} for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
+                /// <summary>{{which}} for every row, each at its position in its sequence's cache.</summary>
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                private void {{kind.Name}}(int layer, int pos, int count)
+                private void {{kind.Name}}(int layer, PassRows rows)
                 {
                     ref readonly LayerWeights w = ref _model._layers[layer];
+                    int count = rows.Count;
 
                     // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being {{FusedJobEmitter.QkvName(plan, f)}}'s input stage
                     Kernels.{{FusedJobEmitter.QkvName(plan, f)}}(Pool, w.InputNorm, w.Q, w.K, w.V, _x, {{NormedInput(FusedJobEmitter.QkvKernels(plan, f))}}, _q, _k, _v, count);{{Bias(s.QkvBias, "_q", "QBias")}}{{Bias(s.QkvBias, "_k", "KBias")}}{{Bias(s.QkvBias, "_v", "VBias")}}
                     for (int t = 0; t < count; t++)
                     {
-                        // Rotate q and k by the token's position, then append k and v to the cache.
+                        // Rotate q and k by the row's position, then append k and v to its sequence's cache.
+                        int pos = rows.Position(t);
                         Span<float> k = _k.AsSpan(t * KvDim, KvDim);
-                        _model.Rope.Rotate(_q.AsSpan(t * QueryDim, QueryDim), pos + t);
-                        _model.Rope.Rotate(k, pos + t);
-                        Cache.Append(layer, pos + t, k, _v.AsSpan(t * KvDim, KvDim));
+                        _model.Rope.Rotate(_q.AsSpan(t * QueryDim, QueryDim), pos);
+                        _model.Rope.Rotate(k, pos);
+                        rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                     }
-                    // Causal: each token attends to the cache up to and including its own position.
-                    Kernels.Attention(Pool, _q, Cache.Keys(layer), Cache.Values(layer), pos, count, _scores, _attention);
+                    // Causal: each row attends to its own cache up to and including its position.
+                    Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
                     // x += Wo·attention (the residual add is fused into the projection)
                     {{Call(o, "w.O", "_attention", "_x", "count", true)}};{{Bias(s.OutputBias, "_x", "OBias")}}
 
@@ -456,12 +490,12 @@ internal static class Emitter
         ? """
                 ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
                 for (int t = 0; t < count; t++)
-                    embeddings.Slice(tokens[t] * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
+                    embeddings.Slice(rows.Token(t) * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
         """
         : $"""
-                // The embedding stays {plan.Formats.Embedding} as the file stores it: only the rows of this chunk's tokens are expanded.
+                // The embedding stays {plan.Formats.Embedding} as the file stores it: only the rows of this pass's tokens are expanded.
                 for (int t = 0; t < count; t++)
-                    BlockQuantization.Dequantize(WeightFormat.{plan.Formats.Embedding}, _model._embedTokens.Row(tokens[t]), _x.AsSpan(t * HiddenSize, HiddenSize));
+                    BlockQuantization.Dequantize(WeightFormat.{plan.Formats.Embedding}, _model._embedTokens.Row(rows.Token(t)), _x.AsSpan(t * HiddenSize, HiddenSize));
         """;
 
     /// <summary>Where a normalized input goes for a fused job's kernels: the floats, and the int8 activations of each kind its kernels read.</summary>
@@ -570,21 +604,21 @@ internal static class Emitter
         int blocks = plan.MaxQuantizedCols, offsetBlocks = plan.MaxOffsetBlockCols, super = plan.MaxSuperBlockCols;
         if (offsetBlocks > 0)
         {
-            fields.Append($"\n    private readonly sbyte[] _xQ81;         // [PrefillChunk={plan.PrefillChunk}, {offsetBlocks}] a Q4_1/Q5_1 kernel's input as int8 blocks (Q8_1)");
-            fields.Append($"\n    private readonly float[] _xQ81Scales;   // [PrefillChunk={plan.PrefillChunk}, {offsetBlocks / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQ81");
-            fields.Append($"\n    private readonly float[] _xQ81Sums;     // [PrefillChunk={plan.PrefillChunk}, {offsetBlocks / ForwardPlanner.QuantBlock}] F16(d·Σq) of each 32-block of _xQ81");
+            fields.Append($"\n    private readonly sbyte[] _xQ81;         // [rows, {offsetBlocks}] a Q4_1/Q5_1 kernel's input as int8 blocks (Q8_1)");
+            fields.Append($"\n    private readonly float[] _xQ81Scales;   // [rows, {offsetBlocks / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQ81");
+            fields.Append($"\n    private readonly float[] _xQ81Sums;     // [rows, {offsetBlocks / ForwardPlanner.QuantBlock}] F16(d·Σq) of each 32-block of _xQ81");
         }
         if (blocks > 0)
         {
-            fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [PrefillChunk={plan.PrefillChunk}, {blocks}] a kernel's input as int8 blocks");
-            fields.Append($"\n    private readonly float[] _xScales;      // [PrefillChunk={plan.PrefillChunk}, {blocks / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQuantized");
-            fields.Append($"\n    private readonly int[] _xSums;          // [PrefillChunk={plan.PrefillChunk}, {blocks / ForwardPlanner.QuantBlock}] the sum of each 32-block of _xQuantized");
+            fields.Append($"\n    private readonly sbyte[] _xQuantized;   // [rows, {blocks}] a kernel's input as int8 blocks");
+            fields.Append($"\n    private readonly float[] _xScales;      // [rows, {blocks / ForwardPlanner.QuantBlock}] one scale per 32-block of _xQuantized");
+            fields.Append($"\n    private readonly int[] _xSums;          // [rows, {blocks / ForwardPlanner.QuantBlock}] the sum of each 32-block of _xQuantized");
         }
         if (super > 0)
         {
-            fields.Append($"\n    private readonly sbyte[] _xSuper;       // [PrefillChunk={plan.PrefillChunk}, {super}] a K-format kernel's input as Q8_K super-blocks of 256 int8");
-            fields.Append($"\n    private readonly float[] _xSuperScales; // [PrefillChunk={plan.PrefillChunk}, {super / FormatFacts.SuperBlock}] one F32 scale per super-block");
-            fields.Append($"\n    private readonly short[] _xSuperSums;   // [PrefillChunk={plan.PrefillChunk}, {super / FormatFacts.SuperBlockSumWidth}] the sum of each 16 int8 of _xSuper");
+            fields.Append($"\n    private readonly sbyte[] _xSuper;       // [rows, {super}] a K-format kernel's input as Q8_K super-blocks of 256 int8");
+            fields.Append($"\n    private readonly float[] _xSuperScales; // [rows, {super / FormatFacts.SuperBlock}] one F32 scale per super-block");
+            fields.Append($"\n    private readonly short[] _xSuperSums;   // [rows, {super / FormatFacts.SuperBlockSumWidth}] the sum of each 16 int8 of _xSuper");
         }
         return fields.ToString();
     }
@@ -595,21 +629,21 @@ internal static class Emitter
         int blocks = plan.MaxQuantizedCols, offsetBlocks = plan.MaxOffsetBlockCols, super = plan.MaxSuperBlockCols;
         if (offsetBlocks > 0)
         {
-            lines.Append($"\n        _xQ81 = new sbyte[PrefillChunk * {offsetBlocks}];");
-            lines.Append($"\n        _xQ81Scales = new float[PrefillChunk * {offsetBlocks / ForwardPlanner.QuantBlock}];");
-            lines.Append($"\n        _xQ81Sums = new float[PrefillChunk * {offsetBlocks / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xQ81 = new sbyte[rows * {offsetBlocks}];");
+            lines.Append($"\n        _xQ81Scales = new float[rows * {offsetBlocks / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xQ81Sums = new float[rows * {offsetBlocks / ForwardPlanner.QuantBlock}];");
         }
         if (blocks > 0)
         {
-            lines.Append($"\n        _xQuantized = new sbyte[PrefillChunk * {blocks}];");
-            lines.Append($"\n        _xScales = new float[PrefillChunk * {blocks / ForwardPlanner.QuantBlock}];");
-            lines.Append($"\n        _xSums = new int[PrefillChunk * {blocks / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xQuantized = new sbyte[rows * {blocks}];");
+            lines.Append($"\n        _xScales = new float[rows * {blocks / ForwardPlanner.QuantBlock}];");
+            lines.Append($"\n        _xSums = new int[rows * {blocks / ForwardPlanner.QuantBlock}];");
         }
         if (super > 0)
         {
-            lines.Append($"\n        _xSuper = new sbyte[PrefillChunk * {super}];");
-            lines.Append($"\n        _xSuperScales = new float[PrefillChunk * {super / FormatFacts.SuperBlock}];");
-            lines.Append($"\n        _xSuperSums = new short[PrefillChunk * {super / FormatFacts.SuperBlockSumWidth}];");
+            lines.Append($"\n        _xSuper = new sbyte[rows * {super}];");
+            lines.Append($"\n        _xSuperScales = new float[rows * {super / FormatFacts.SuperBlock}];");
+            lines.Append($"\n        _xSuperSums = new short[rows * {super / FormatFacts.SuperBlockSumWidth}];");
         }
         return lines.ToString();
     }

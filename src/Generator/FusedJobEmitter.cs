@@ -281,23 +281,23 @@ internal static class FusedJobEmitter
             """);
     }
 
-    /// <summary>Attention for a batch of tokens, split by token × KV head across the pool for long contexts.</summary>
+    /// <summary>Attention for a pass's rows, each against its own sequence's cache, split by row × KV head across the pool for long contexts.</summary>
     public static void WriteAttentionDispatcher(SourceWriter w, ModelSpec s)
     {
         w.Line("""
             /// <summary>
-            /// Causal attention of <paramref name="tokens"/> tokens at positions pos, pos+1, ...: token t attends to cache
-            /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
-            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
+            /// Causal attention of a pass's rows: row t attends to positions [0, rows.Position(t)] of its own sequence's cache,
+            /// layer <paramref name="layer"/>. q, output: [rows.Count, QueryDim]; scores: [pool.Threads, GroupSize, MaxContext]
+            /// scratch, one block per thread.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
+            public static void Attention(WorkerPool pool, float[] q, PassRows rows, int layer, float[] scores, float[] output)
             {
-                var job = new AttentionJob(q, keys, values, pos, scores, output);
-                Run(pool, ref job, 2L * tokens * (pos + tokens) * QueryDim, tokens * KvHeadCount, grain: 1);
+                var job = new AttentionJob(q, rows, layer, scores, output);
+                Run(pool, ref job, 2L * rows.AttendedPositions * QueryDim, rows.Count * KvHeadCount, grain: 1);
             }
 
-            private struct AttentionJob(float[] q, float[] keys, float[] values, int pos, float[] scores, float[] output) : IParallelJob
+            private struct AttentionJob(float[] q, PassRows rows, int layer, float[] scores, float[] output) : IParallelJob
             {
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
@@ -305,8 +305,9 @@ internal static class FusedJobEmitter
                     for (int item = start; item < end; item++)
                     {
                         int t = item / KvHeadCount, kvHead = item % KvHeadCount;
-                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext),
-                            output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
+                        KvCache cache = rows.Cache(t);
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), cache.Keys(layer), cache.Values(layer), rows.Position(t) + 1,
+                            scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext), output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
                     }
                 }
             }

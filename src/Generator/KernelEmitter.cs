@@ -32,7 +32,7 @@ internal static class KernelEmitter
         }
         if (plan.LayerKinds.Count > 1)
             w.Line($"/// - The layers' matrices differ in format between layers: {plan.LayerKinds.Count} layer methods, one per combination.");
-        w.Line($"/// - Prefill evaluates up to {plan.PrefillChunk} tokens per sweep through the layers; decode is the same path with one token.");
+        w.Line($"/// - A session evaluates up to {plan.PrefillChunk} tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.");
         w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}; "
             + (s.GroupSize > 1 ? "one pass over each KV head's keys and values serves its whole group."
                 : s.HeadDim % Width == 0 && s.HeadDim / Width <= 8 ? "each head's output sums stay in registers across the positions." : "outputs accumulate in memory (too wide for registers)."));
@@ -41,7 +41,7 @@ internal static class KernelEmitter
             w.Line($"/// - The matrices one token reads take {plan.MatrixBytes / 1024 / 1024} MB: whether they stay in the last-level cache between tokens is");
             w.Line("///   the running machine's fact (MachineProfile.LastLevelCacheBytes), read once; it picks the one-token loops above.");
         }
-        w.Line($"/// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least");
+        w.Line($"/// - Threads: a call is split by rows (by row × KV head for attention) across the pass's worker pool when it has at least");
         w.Line($"///   MachineProfile.ParallelWork multiply-adds (read at run time; {plan.ParallelWork} unless the app sets it); smaller calls run on the");
         w.Line("///   calling thread, where splitting would cost more than it saves.");
         w.Line($"///   Row ranges are multiples of {plan.RowGrain} rows so that threads never write the same cache line.");

@@ -119,6 +119,33 @@ public abstract class FamilyTests : IDisposable
         Assert.True(max <= Tolerance, $"prefill and decode differ by {max}");
     }
 
+    [Fact]
+    public void BatchOfSessionsAtDifferentPositionsMatchesTheReference()
+    {
+        // One pass (MaxTokens 16), then several (MaxTokens 3): a prefill continuing a session, a fresh session's whole
+        // prompt, and a single decode token, side by side; each against the reference of its own sequence.
+        int[] prompt = Prompt();
+        foreach (int maxTokens in new[] { 16, 3 })
+        {
+            using ILlamaModel model = Load(_folder);
+            using ILlamaSession continuing = model.CreateSession();
+            using ILlamaSession fresh = model.CreateSession();
+            using ILlamaSession decoding = model.CreateSession();
+            continuing.Forward(prompt.AsSpan(0, 3));
+            decoding.Forward(prompt.AsSpan(0, 5));
+            using LlamaBatch batch = model.CreateBatch(new BatchOptions { Threads = 2, MaxTokens = maxTokens });
+            batch.Forward([
+                new BatchItem(continuing, prompt.AsMemory(3)),
+                new BatchItem(fresh, prompt),
+                new BatchItem(decoding, prompt.AsMemory(5, 1)),
+            ]);
+            AssertClose(_reference.Logits(prompt), continuing.Logits.ToArray(), $"continued prefill, MaxTokens {maxTokens}");
+            AssertClose(_reference.Logits(prompt), fresh.Logits.ToArray(), $"whole prompt, MaxTokens {maxTokens}");
+            AssertClose(_reference.Logits(prompt[..6]), decoding.Logits.ToArray(), $"decode token, MaxTokens {maxTokens}");
+            Assert.Equal([prompt.Length, prompt.Length, 6], new[] { continuing.Position, fresh.Position, decoding.Position });
+        }
+    }
+
     private int[] Prompt()
     {
         var rng = new Random(Seed + 1);

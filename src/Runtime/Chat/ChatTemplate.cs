@@ -20,7 +20,9 @@ namespace Llama.Compiled;
 /// <see cref="Llama3ChatTemplate"/> (header ids), <see cref="ChatMLChatTemplate"/> (<c>&lt;|im_start|&gt;</c>:
 /// Qwen, SmolLM2), <see cref="ZephyrChatTemplate"/> (<c>&lt;|user|&gt;</c>: TinyLlama-Chat) and
 /// <see cref="PlainChatTemplate"/> (<c>User: …\nAssistant:</c>, for models trained without one, such
-/// as stories260K). Tool calls and tool messages are not rendered.
+/// as stories260K). The Llama 3.1+ and Qwen templates also render tools, calls and results
+/// (<see cref="Render(IEnumerable{ChatMessage}, IReadOnlyList{AIFunctionDeclaration}?, bool)"/>, <see cref="ToolCallFormat"/>);
+/// the others do not.
 /// </remarks>
 public abstract partial record ChatTemplate
 {
@@ -57,6 +59,45 @@ public abstract partial record ChatTemplate
     /// <exception cref="ArgumentException">The conversation does not fit the template (Llama 2 needs alternating user/assistant turns).</exception>
     public abstract string Render(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true);
 
+    /// <summary>
+    /// How the model writes function calls, for templates that render tools (Llama 3.1+, Qwen); <see langword="null"/> for
+    /// those that have no tool format.
+    /// </summary>
+    public virtual ToolCallFormat? ToolCallFormat => null;
+
+    /// <summary>Whether <see cref="Render(IEnumerable{ChatMessage}, IReadOnlyList{AIFunctionDeclaration}?, bool)"/> takes tools.</summary>
+    public bool SupportsTools => ToolCallFormat is not null;
+
+    /// <summary>
+    /// Renders <paramref name="messages"/> with the declarations of <paramref name="tools"/> in the template's own place and
+    /// format, as the model's Jinja template does with <c>apply_chat_template(messages, tools=…)</c>. Assistant messages
+    /// with <see cref="FunctionCallContent"/> are rendered as the model writes calls, and <see cref="FunctionResultContent"/>
+    /// (in <see cref="ChatRole.Tool"/> messages) as the template's tool results. A tool is
+    /// <c>{"type": "function", "function": {"name", "description", "parameters"}}</c>, its parameters the function's
+    /// <see cref="AIFunctionDeclaration.JsonSchema"/>; a result that is not a string is written as compact JSON.
+    /// </summary>
+    /// <param name="messages">The conversation, oldest first.</param>
+    /// <param name="tools">The functions the model may call; <see langword="null"/> or empty for none.</param>
+    /// <param name="addGenerationPrompt">Whether to end with the opening of an assistant turn, for the model to continue.</param>
+    /// <exception cref="NotSupportedException">Tools were given and the template has no tool format (<see cref="SupportsTools"/> is false).</exception>
+    /// <exception cref="ArgumentException">The conversation does not fit the template (Llama 3.1 takes one call per message).</exception>
+    public virtual string Render(IEnumerable<ChatMessage> messages, IReadOnlyList<AIFunctionDeclaration>? tools, bool addGenerationPrompt = true)
+    {
+        ThrowIfToolsUnsupported(tools);
+        return Render(messages, addGenerationPrompt);
+    }
+
+    /// <summary>Throws when <paramref name="tools"/> are given to a template without a tool format.</summary>
+    private protected void ThrowIfToolsUnsupported(IReadOnlyList<AIFunctionDeclaration>? tools)
+    {
+        if (tools is { Count: > 0 })
+        {
+            throw new NotSupportedException(
+                $"The '{Name}' chat template has no format for tools; tool calling is supported by the Llama 3.1+ and Qwen (Hermes) templates. "
+                + "Leave ChatOptions.Tools empty or set ChatOptions.ToolMode to ChatToolMode.None.");
+        }
+    }
+
     /// <summary>The Llama 2 chat template (meta-llama/Llama-2-*-chat-hf).</summary>
     public static Llama2ChatTemplate Llama2 => new();
 
@@ -69,6 +110,12 @@ public abstract partial record ChatTemplate
     /// <summary>ChatML without a default system prompt (use <c>with { DefaultSystemPrompt = … }</c> for Qwen's or SmolLM2's).</summary>
     public static ChatMLChatTemplate ChatML => new();
 
+    /// <summary>Qwen2.5's template: ChatML with its default system prompt and Hermes-style tool calls.</summary>
+    public static ChatMLChatTemplate Qwen25 => new() { DefaultSystemPrompt = ChatMLChatTemplate.Qwen25SystemPrompt, HermesToolCalls = true };
+
+    /// <summary>Qwen3's template: ChatML without a default system prompt, with Hermes-style tool calls and reasoning blocks.</summary>
+    public static ChatMLChatTemplate Qwen3 => new() { HermesToolCalls = true, ThinkBlocks = true };
+
     /// <summary>The Zephyr template (TinyLlama-1.1B-Chat).</summary>
     public static ZephyrChatTemplate Zephyr => new();
 
@@ -76,11 +123,11 @@ public abstract partial record ChatTemplate
     public static PlainChatTemplate Plain => new();
 
     /// <summary>The names <see cref="FromName"/> accepts.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["llama2", "llama3", "llama3.1", "chatml", "zephyr", "plain"];
+    public static IReadOnlyList<string> Names { get; } = ["llama2", "llama3", "llama3.1", "chatml", "qwen2.5", "qwen3", "zephyr", "plain"];
 
     /// <summary>
     /// A template chosen by name: <c>llama2</c>, <c>llama3</c>, <c>llama3.1</c> (also for 3.2),
-    /// <c>chatml</c>, <c>zephyr</c> or <c>plain</c> (case-insensitive; <c>-</c> and <c>_</c> ignored).
+    /// <c>chatml</c>, <c>qwen2.5</c>, <c>qwen3</c>, <c>zephyr</c> or <c>plain</c> (case-insensitive; <c>-</c> and <c>_</c> ignored).
     /// </summary>
     /// <exception cref="ArgumentException">Not one of <see cref="Names"/>.</exception>
     public static ChatTemplate FromName(string name)
@@ -92,6 +139,8 @@ public abstract partial record ChatTemplate
             "llama3" => Llama3,
             "llama3.1" or "llama31" or "llama3.2" or "llama32" => Llama31,
             "chatml" => ChatML,
+            "qwen2.5" or "qwen25" or "qwen2" => Qwen25,
+            "qwen3" => Qwen3,
             "zephyr" => Zephyr,
             "plain" => Plain,
             _ => throw new ArgumentException($"Unknown chat template '{name}'; expected one of {string.Join(", ", Names)}.", nameof(name)),
@@ -126,7 +175,13 @@ public abstract partial record ChatTemplate
             // The default system prompt, when the template inserts one: '<|im_start|>system\n…<|im_end|>'
             // as one string literal (the newline written as the escape or as itself).
             Match match = DefaultSystemPromptPattern().Match(t);
-            return new ChatMLChatTemplate { DefaultSystemPrompt = match.Success ? match.Groups[1].Value : null };
+            // Qwen2.5 and Qwen3 render tools and calls Hermes-style: <tool_call>…</tool_call>.
+            return new ChatMLChatTemplate
+            {
+                DefaultSystemPrompt = match.Success ? match.Groups[1].Value : null,
+                HermesToolCalls = t.Contains("<tool_call>", StringComparison.Ordinal),
+                ThinkBlocks = t.Contains("<tool_call>", StringComparison.Ordinal) && t.Contains("</think>", StringComparison.Ordinal),
+            };
         }
         if (t.Contains("<|user|>", StringComparison.Ordinal) && t.Contains("<|assistant|>", StringComparison.Ordinal)
             && !t.Contains("<|end|>", StringComparison.Ordinal))

@@ -96,7 +96,7 @@ public sealed record Llama3ChatTemplate : ChatTemplate
 
     /// <inheritdoc/>
     public override IReadOnlyList<string> SpecialTokens =>
-        [BosToken, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"];
+        [BosToken, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|python_tag|>"];
 
     /// <inheritdoc/>
     public override bool BosInText => true;
@@ -105,31 +105,122 @@ public sealed record Llama3ChatTemplate : ChatTemplate
     public override bool PrependBos => false;
 
     /// <inheritdoc/>
-    public override string Render(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
+    public override string Render(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true) =>
+        Render(messages, tools: null, addGenerationPrompt);
+
+    /// <summary>
+    /// Whether Llama 3.1+'s template puts the tools into the first user message (its <c>tools_in_user_message</c>,
+    /// true by default) rather than into the system message.
+    /// </summary>
+    public bool ToolsInUserMessage { get; init; } = true;
+
+    /// <summary><see cref="ToolCallFormat.Llama3Json"/> for Llama 3.1+ (<see cref="DatePreamble"/>); Llama 3 has no tool format.</summary>
+    public override ToolCallFormat? ToolCallFormat => DatePreamble ? ToolCallFormat.Llama3Json : null;
+
+    /// <summary>
+    /// Renders the conversation; with <see cref="DatePreamble"/> (Llama 3.1+) also tools, calls and results as its template
+    /// does: <c>Environment: ipython</c> in the system turn, the tools (JSON indented by 4) with the instructions to call them in
+    /// the first user message (or in the system message, <see cref="ToolsInUserMessage"/>), an assistant's call as
+    /// <c>{"name": …, "parameters": …}</c>, and a result in an <c>ipython</c> turn as a JSON string.
+    /// </summary>
+    /// <inheritdoc/>
+    public override string Render(IEnumerable<ChatMessage> messages, IReadOnlyList<AIFunctionDeclaration>? tools, bool addGenerationPrompt = true)
     {
-        List<ChatMessage> list = Materialize(messages);
+        if (!DatePreamble)
+        {
+            ThrowIfToolsUnsupported(tools);
+            return RenderLlama3(Materialize(messages), addGenerationPrompt);
+        }
+        List<TemplateMessage> list = TemplateMessage.From(messages);
+        bool withTools = tools is { Count: > 0 };
         var text = new StringBuilder();
         int start = 0;
-        if (DatePreamble)
+        // 3.1/3.2 always open with the system turn, taking the first message if it is the system's.
+        string system = "";
+        if (list.Count > 0 && list[0].Role == "system")
         {
-            // 3.1/3.2 always open with the system turn, taking the first message if it is the system's.
-            string system = "";
-            if (list.Count > 0 && list[0].Role == ChatRole.System)
-            {
-                system = Strip(list[0].Text);
-                start = 1;
-            }
-            text.Append(BosToken)
-                .Append("<|start_header_id|>system<|end_header_id|>\n\n")
-                .Append("Cutting Knowledge Date: December 2023\n")
-                .Append("Today Date: ").Append(DateString ?? Today()).Append("\n\n")
-                .Append(system)
-                .Append("<|eot_id|>");
+            system = Strip(list[0].Content);
+            start = 1;
+        }
+        text.Append(BosToken).Append("<|start_header_id|>system<|end_header_id|>\n\n");
+        if (withTools)
+            text.Append("Environment: ipython\n");
+        text.Append("Cutting Knowledge Date: December 2023\n")
+            .Append("Today Date: ").Append(DateString ?? Today()).Append("\n\n");
+        if (withTools && !ToolsInUserMessage)
+        {
+            text.Append("You have access to the following functions. To call a function, please respond with JSON for a function call.")
+                .Append(CallFormatInstruction);
+            AppendTools(text, tools!);
+        }
+        text.Append(system).Append("<|eot_id|>");
+        if (withTools && ToolsInUserMessage)
+        {
+            if (start >= list.Count)
+                throw new ArgumentException("Cannot put tools in the first user message when there's no first user message!", nameof(messages));
+            string firstUserMessage = Strip(list[start].Content);
+            start++;
+            text.Append("<|start_header_id|>user<|end_header_id|>\n\n")
+                .Append("Given the following functions, please respond with a JSON for a function call ")
+                .Append("with its proper arguments that best answers the given prompt.\n\n")
+                .Append(CallFormatInstruction);
+            AppendTools(text, tools!);
+            text.Append(firstUserMessage).Append("<|eot_id|>");
         }
         for (int i = start; i < list.Count; i++)
         {
+            TemplateMessage message = list[i];
+            if (message.HasToolCalls)
+            {
+                if (message.ToolCalls.Count != 1)
+                    throw new ArgumentException("This model only supports single tool-calls at once!", nameof(messages));
+                FunctionCallContent call = message.ToolCalls[0];
+                text.Append("<|start_header_id|>assistant<|end_header_id|>\n\n")
+                    .Append("{\"name\": \"").Append(call.Name).Append("\", ")
+                    .Append("\"parameters\": ");
+                ChatToolJson.Write(text, ChatToolJson.ArgumentsElement(call.Arguments));
+                text.Append('}').Append("<|eot_id|>");
+            }
+            else if (message.Role is "tool" or "ipython")
+            {
+                // The template writes a string content through tojson (a string is iterable to Jinja): quoted and escaped.
+                text.Append("<|start_header_id|>ipython<|end_header_id|>\n\n");
+                ChatToolJson.WriteString(text, message.Content);
+                text.Append("<|eot_id|>");
+            }
+            else
+            {
+                text.Append("<|start_header_id|>").Append(message.Role).Append("<|end_header_id|>\n\n")
+                    .Append(Strip(message.Content))
+                    .Append("<|eot_id|>");
+            }
+        }
+        if (addGenerationPrompt)
+            text.Append("<|start_header_id|>assistant<|end_header_id|>\n\n");
+        return text.ToString();
+    }
+
+    private const string CallFormatInstruction =
+        "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}."
+        + "Do not use variables.\n\n";
+
+    private static void AppendTools(StringBuilder text, IReadOnlyList<AIFunctionDeclaration> tools)
+    {
+        foreach (AIFunctionDeclaration tool in tools)
+        {
+            ChatToolJson.Write(text, ChatToolJson.ToolElement(tool), indent: 4);
+            text.Append("\n\n");
+        }
+    }
+
+    /// <summary>Llama 3 (without the date preamble): every message a turn, BOS before the first.</summary>
+    private string RenderLlama3(List<ChatMessage> list, bool addGenerationPrompt)
+    {
+        var text = new StringBuilder();
+        for (int i = 0; i < list.Count; i++)
+        {
             // Llama 3 puts BOS before the first message only (none at all for an empty conversation).
-            if (i == 0 && !DatePreamble)
+            if (i == 0)
                 text.Append(BosToken);
             text.Append("<|start_header_id|>").Append(list[i].Role.Value).Append("<|end_header_id|>\n\n")
                 .Append(Strip(list[i].Text))
@@ -162,7 +253,8 @@ public sealed record ChatMLChatTemplate : ChatTemplate
     public override IReadOnlyList<string> StopSequences => ["<|im_end|>", "<|endoftext|>"];
 
     /// <inheritdoc/>
-    public override IReadOnlyList<string> SpecialTokens => ["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
+    public override IReadOnlyList<string> SpecialTokens =>
+        HermesToolCalls ? ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>", "</tool_call>"] : ["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
 
     /// <inheritdoc/>
     public override bool BosInText => false;
@@ -171,9 +263,141 @@ public sealed record ChatMLChatTemplate : ChatTemplate
     public override bool PrependBos => false;
 
     /// <inheritdoc/>
-    public override string Render(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
+    public override string Render(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true) =>
+        Render(messages, tools: null, addGenerationPrompt);
+
+    /// <summary>Qwen2.5's default system prompt.</summary>
+    public const string Qwen25SystemPrompt = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
+    /// <summary>
+    /// Whether the template is Qwen2.5's or Qwen3's, with Hermes-style tool calling (<see cref="ToolCallFormat.Hermes"/>):
+    /// the tools in the system message inside <c>&lt;tools&gt;&lt;/tools&gt;</c>, calls as <c>&lt;tool_call&gt;</c> blocks, results as
+    /// <c>&lt;tool_response&gt;</c> blocks in a user turn. Default false (SmolLM2's and plain ChatML have no tool format).
+    /// </summary>
+    public bool HermesToolCalls { get; init; }
+
+    /// <summary>
+    /// Whether the template is Qwen3's, whose assistant messages may hold reasoning (<c>&lt;think&gt;…&lt;/think&gt;</c>): it is
+    /// cut out of messages before the last user query, and written as <c>&lt;think&gt;\n…\n&lt;/think&gt;\n\n</c> in those after it.
+    /// Default false. (Only with <see cref="HermesToolCalls"/>.)
+    /// </summary>
+    public bool ThinkBlocks { get; init; }
+
+    /// <inheritdoc/>
+    public override ToolCallFormat? ToolCallFormat => HermesToolCalls ? ToolCallFormat.Hermes : null;
+
+    /// <summary>
+    /// Renders the conversation; with <see cref="HermesToolCalls"/> also tools, calls and results as Qwen2.5's and Qwen3's
+    /// templates do (Qwen3's reasoning — <c>&lt;think&gt;</c> blocks in assistant messages — is not handled).
+    /// </summary>
+    /// <inheritdoc/>
+    public override string Render(IEnumerable<ChatMessage> messages, IReadOnlyList<AIFunctionDeclaration>? tools, bool addGenerationPrompt = true)
     {
-        List<ChatMessage> list = Materialize(messages);
+        if (!HermesToolCalls)
+        {
+            ThrowIfToolsUnsupported(tools);
+            return RenderChatML(Materialize(messages), addGenerationPrompt);
+        }
+        List<TemplateMessage> list = TemplateMessage.From(messages);
+        var text = new StringBuilder();
+        bool systemFirst = list.Count > 0 && list[0].Role == "system";
+        if (tools is { Count: > 0 })
+        {
+            text.Append("<|im_start|>system\n");
+            string? system = systemFirst ? list[0].Content : DefaultSystemPrompt;
+            if (system is not null)
+                text.Append(system).Append("\n\n");
+            text.Append("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n")
+                .Append("You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+            foreach (AIFunctionDeclaration tool in tools)
+            {
+                text.Append('\n');
+                ChatToolJson.Write(text, ChatToolJson.ToolElement(tool));
+            }
+            text.Append("\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n")
+                .Append("<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n");
+        }
+        else if (systemFirst)
+        {
+            AppendTurn(text, "system", list[0].Content);
+        }
+        else if (DefaultSystemPrompt is not null)
+        {
+            AppendTurn(text, "system", DefaultSystemPrompt);
+        }
+        // Qwen3: the index of the last user query (a user message that is not a hand-written tool response).
+        int lastQuery = list.Count - 1;
+        for (int i = list.Count - 1; i >= 0; i--)
+        {
+            string content = list[i].Content;
+            if (list[i].Role == "user" && !(content.StartsWith("<tool_response>", StringComparison.Ordinal) && content.EndsWith("</tool_response>", StringComparison.Ordinal)))
+            {
+                lastQuery = i;
+                break;
+            }
+        }
+        for (int i = 0; i < list.Count; i++)
+        {
+            TemplateMessage message = list[i];
+            if (message.Role == "user" || (message.Role == "system" && i > 0))
+            {
+                AppendTurn(text, message.Role, message.Content);
+            }
+            else if (message.Role == "assistant")
+            {
+                string content = message.Content;
+                text.Append("<|im_start|>assistant\n");
+                if (ThinkBlocks)
+                {
+                    // Qwen3: the reasoning is cut out of the content; kept (re-formatted) only after the last user query.
+                    string reasoning = "";
+                    int end = content.IndexOf("</think>", StringComparison.Ordinal);
+                    if (end >= 0)
+                    {
+                        reasoning = content[..end].TrimEnd('\n');
+                        int start = reasoning.LastIndexOf("<think>", StringComparison.Ordinal);
+                        reasoning = (start >= 0 ? reasoning[(start + "<think>".Length)..] : reasoning).TrimStart('\n');
+                        content = content[(content.LastIndexOf("</think>", StringComparison.Ordinal) + "</think>".Length)..].TrimStart('\n');
+                    }
+                    if (i > lastQuery && (i == list.Count - 1 || reasoning.Length > 0))
+                        text.Append("<think>\n").Append(reasoning.Trim('\n')).Append("\n</think>\n\n").Append(content.TrimStart('\n'));
+                    else
+                        text.Append(content);
+                }
+                else
+                {
+                    text.Append(content);
+                }
+                for (int j = 0; j < message.ToolCalls.Count; j++)
+                {
+                    FunctionCallContent call = message.ToolCalls[j];
+                    if (j > 0 || content.Length > 0)
+                        text.Append('\n');
+                    text.Append("<tool_call>\n{\"name\": \"").Append(call.Name).Append("\", \"arguments\": ");
+                    ChatToolJson.Write(text, ChatToolJson.ArgumentsElement(call.Arguments));
+                    text.Append("}\n</tool_call>");
+                }
+                text.Append("<|im_end|>\n");
+            }
+            else if (message.Role == "tool")
+            {
+                // Consecutive results share one user turn.
+                if (i == 0 || list[i - 1].Role != "tool")
+                    text.Append("<|im_start|>user");
+                text.Append("\n<tool_response>\n").Append(message.Content).Append("\n</tool_response>");
+                if (i == list.Count - 1 || list[i + 1].Role != "tool")
+                    text.Append("<|im_end|>\n");
+            }
+            // Qwen's templates leave out messages of other roles.
+        }
+        if (addGenerationPrompt)
+            text.Append("<|im_start|>assistant\n");
+        return text.ToString();
+    }
+
+    /// <summary>Plain ChatML: every message a turn.</summary>
+    private string RenderChatML(List<ChatMessage> list, bool addGenerationPrompt)
+    {
         var text = new StringBuilder();
         if (DefaultSystemPrompt is not null && (list.Count == 0 || list[0].Role != ChatRole.System))
             AppendTurn(text, "system", DefaultSystemPrompt);

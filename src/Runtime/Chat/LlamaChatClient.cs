@@ -2,6 +2,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
@@ -33,7 +34,22 @@ namespace Llama.Compiled;
 /// as <c>GetResponseAsync&lt;T&gt;</c> sends it) to JSON that the schema accepts (<see cref="Grammar.FromJsonSchema(JsonElement)"/>,
 /// compiled once per distinct schema and kept); generation stops when the value is complete. The schema is not added to
 /// the prompt: say in the messages what is expected. A <see cref="GenerationOptions.Grammar"/> in the default options
-/// applies when a request sets no response format. Tools are not supported and are ignored.
+/// applies when a request sets no response format.
+/// </para>
+/// <para>
+/// Tools: the <see cref="AIFunctionDeclaration"/>s in <see cref="ChatOptions.Tools"/> (other tools are ignored) are rendered
+/// into the prompt in the template's own format (<see cref="ChatTemplate.Render(IEnumerable{ChatMessage}, IReadOnlyList{AIFunctionDeclaration}?, bool)"/>;
+/// Llama 3.1+ and Qwen templates), and the calls the model writes come back as <see cref="FunctionCallContent"/>
+/// (streamed as updates of their own, never as text) with <see cref="ChatFinishReason.ToolCalls"/>; text before a call stays
+/// text, and a call whose JSON is malformed is returned as the text it was. Calls and their results
+/// (<see cref="FunctionResultContent"/> in <see cref="ChatRole.Tool"/> messages) in the conversation are rendered as the
+/// model's template renders them, so <c>new ChatClientBuilder(client).UseFunctionInvocation().Build()</c> runs tools end
+/// to end. <see cref="ChatOptions.ToolMode"/>: <see cref="ChatToolMode.Auto"/> (or null) lets the model choose;
+/// <see cref="ChatToolMode.None"/> renders no tools and parses no calls; <see cref="ChatToolMode.RequireAny"/> and
+/// <see cref="ChatToolMode.RequireSpecific"/> end the prompt with the opening of a call (and the function's name), so the
+/// model writes a call — best effort: unless <see cref="ToolCallConstraint"/> constrains sampling, the model may still
+/// write something that is no call, which then comes back as text. Tools given to a template without a tool format
+/// throw <see cref="NotSupportedException"/>.
 /// </para>
 /// <para>
 /// The client keeps one session and the token ids in its KV cache. When the next request's prompt
@@ -134,14 +150,55 @@ public sealed class LlamaChatClient : IChatClient
     public GenerationStats? LastStats => Volatile.Read(ref _lastStats);
 
     /// <summary>
-    /// The token ids the client evaluates for <paramref name="messages"/>: the rendered prompt with the
-    /// generation prompt, BOS as the template wants it. Its length is what the conversation takes of
-    /// the context (<see cref="LlamaModelShape.MaxContext"/>) before the answer.
+    /// Called for a request that requires a call (<see cref="ChatToolMode.RequireAny"/> or <see cref="ChatToolMode.RequireSpecific"/>)
+    /// with the request's generation options and the JSON schema of the call the model must write
+    /// (<see cref="ToolCallFormat.GetCallJsonSchema"/>); returns the options to generate with, such as options whose sampling
+    /// follows a grammar made from the schema. When set, such a prompt ends with the format's <see cref="ToolCallFormat.CallPrefix"/>,
+    /// so that the call's JSON object is all the model writes next (instead of the start of that object and the function's
+    /// name, which is what steers the model when nothing constrains it). Default none.
     /// </summary>
-    public int[] EncodePrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null)
+    public Func<GenerationOptions, JsonElement, GenerationOptions>? ToolCallConstraint { get; set; }
+
+    /// <summary>
+    /// The token ids the client evaluates for <paramref name="messages"/>: the rendered prompt with the
+    /// generation prompt (and the tools of <paramref name="options"/>), BOS as the template wants it. Its length is what the
+    /// conversation takes of the context (<see cref="LlamaModelShape.MaxContext"/>) before the answer.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The options have tools and the template has no tool format.</exception>
+    public int[] EncodePrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null) =>
+        Encode(RenderPrompt(messages, options, ToolCallConstraint is not null).Text);
+
+    /// <summary>
+    /// The prompt text of a request: the conversation (with <see cref="ChatOptions.Instructions"/>) and its tools, rendered,
+    /// and when a call is required the start of one. <paramref name="jsonOnly"/>: the start ends where the call's JSON begins.
+    /// </summary>
+    private (string Text, IReadOnlyList<AIFunctionDeclaration>? Tools, string? Opening, string? RequiredFunction) RenderPrompt(
+        IEnumerable<ChatMessage> messages, ChatOptions? options, bool jsonOnly)
     {
         List<ChatMessage> list = WithInstructions(messages, options?.Instructions);
-        string text = Template.Render(list, addGenerationPrompt: true);
+        IReadOnlyList<AIFunctionDeclaration>? tools = ToolsOf(options);
+        string text = Template.Render(list, tools, addGenerationPrompt: true);
+        if (tools is null || options!.ToolMode is not RequiredChatToolMode required)
+            return (text, tools, null, null);
+        string? name = required.RequiredFunctionName;
+        if (name is not null && !tools.Any(t => t.Name == name))
+            throw new ArgumentException($"ChatOptions.ToolMode requires the function '{name}', which is not among ChatOptions.Tools.", nameof(options));
+        ToolCallFormat format = Template.ToolCallFormat!;
+        string opening = jsonOnly ? format.CallPrefix : format.GetOpening(name);
+        return (text + opening, tools, opening, name);
+    }
+
+    /// <summary>The functions of a request: none when it has none or its <see cref="ChatOptions.ToolMode"/> is None.</summary>
+    private static List<AIFunctionDeclaration>? ToolsOf(ChatOptions? options)
+    {
+        if (options?.Tools is not { Count: > 0 } all || options.ToolMode is NoneChatToolMode)
+            return null;
+        List<AIFunctionDeclaration> functions = [.. all.OfType<AIFunctionDeclaration>()];
+        return functions.Count > 0 ? functions : null;
+    }
+
+    private int[] Encode(string text)
+    {
         var ids = new List<int>(text.Length / 3 + 2);
         if (Template.PrependBos && !Template.BosInText)
             ids.Add(Model.Shape.BosTokenId);
@@ -154,19 +211,36 @@ public sealed class LlamaChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        (int[] prompt, GenerationOptions generation) = Prepare(messages, options);
+        Request request = Prepare(messages, options);
         DateTimeOffset created = DateTimeOffset.UtcNow;
         var text = new StringBuilder();
+        var contents = new List<AIContent>();
         var stats = new StrongBox<GenerationStats?>();
-        await foreach (string chunk in GenerateAsync(prompt, generation, stats, cancellationToken).ConfigureAwait(false))
-            text.Append(chunk);
-        var message = new ChatMessage(ChatRole.Assistant, TrimStart(text.ToString())) { MessageId = NewId(), CreatedAt = created };
+        await foreach (string chunk in GenerateAsync(request.Prompt, request.Generation, stats, cancellationToken).ConfigureAwait(false))
+        {
+            if (request.Parser is null)
+                text.Append(chunk);
+            else
+                request.Parser.Append(chunk, contents);
+        }
+        ChatMessage message;
+        if (request.Parser is null)
+        {
+            message = new ChatMessage(ChatRole.Assistant, TrimStart(text.ToString()));
+        }
+        else
+        {
+            request.Parser.Complete(contents);
+            message = new ChatMessage(ChatRole.Assistant, MergeText(contents));
+        }
+        message.MessageId = NewId();
+        message.CreatedAt = created;
         return new ChatResponse(message)
         {
             ResponseId = NewId(),
             ModelId = ModelId,
             CreatedAt = created,
-            FinishReason = FinishReason(stats.Value!),
+            FinishReason = request.Parser is { CallCount: > 0 } ? ChatFinishReason.ToolCalls : FinishReason(stats.Value!),
             Usage = Usage(stats.Value!),
         };
     }
@@ -177,34 +251,92 @@ public sealed class LlamaChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        (int[] prompt, GenerationOptions generation) = Prepare(messages, options);
+        Request request = Prepare(messages, options);
         string responseId = NewId(), messageId = NewId();
         DateTimeOffset created = DateTimeOffset.UtcNow;
         bool started = false;
         var stats = new StrongBox<GenerationStats?>();
-        await foreach (string chunk in GenerateAsync(prompt, generation, stats, cancellationToken).ConfigureAwait(false))
-        {
-            // The answer starts at its first non-blank character (the templates strip contents).
-            string text = started ? chunk : TrimStart(chunk);
-            if (text.Length == 0)
-                continue;
-            started = true;
-            yield return new ChatResponseUpdate(ChatRole.Assistant, text)
-            {
-                ResponseId = responseId,
-                MessageId = messageId,
-                ModelId = ModelId,
-                CreatedAt = created,
-            };
-        }
-        yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(stats.Value!))])
+        var pending = new List<AIContent>();
+        ChatResponseUpdate Update(IList<AIContent> contents) => new(ChatRole.Assistant, contents)
         {
             ResponseId = responseId,
             MessageId = messageId,
             ModelId = ModelId,
             CreatedAt = created,
-            FinishReason = FinishReason(stats.Value!),
         };
+        await foreach (string chunk in GenerateAsync(request.Prompt, request.Generation, stats, cancellationToken).ConfigureAwait(false))
+        {
+            if (request.Parser is null)
+                pending.Add(new TextContent(chunk));
+            else
+                request.Parser.Append(chunk, pending);
+            foreach (AIContent content in pending)
+            {
+                if (content is TextContent { Text: var chunkText })
+                {
+                    // The answer starts at its first non-blank character (the templates strip contents).
+                    string text = started ? chunkText : TrimStart(chunkText);
+                    if (text.Length == 0)
+                        continue;
+                    started = true;
+                    yield return Update([new TextContent(text)]);
+                }
+                else
+                {
+                    // A call is one update of its own, never streamed as text.
+                    yield return Update([content]);
+                }
+            }
+            pending.Clear();
+        }
+        if (request.Parser is not null)
+        {
+            request.Parser.Complete(pending);
+            foreach (AIContent content in pending)
+            {
+                if (content is TextContent { Text: var chunkText })
+                {
+                    string text = started ? chunkText : TrimStart(chunkText);
+                    if (text.Length == 0)
+                        continue;
+                    started = true;
+                    yield return Update([new TextContent(text)]);
+                }
+                else
+                {
+                    yield return Update([content]);
+                }
+            }
+        }
+        ChatResponseUpdate last = Update([new UsageContent(Usage(stats.Value!))]);
+        last.FinishReason = request.Parser is { CallCount: > 0 } ? ChatFinishReason.ToolCalls : FinishReason(stats.Value!);
+        yield return last;
+    }
+
+    /// <summary>The parser's output as a message's contents: adjacent texts joined, the answer's leading blanks removed.</summary>
+    private static List<AIContent> MergeText(List<AIContent> contents)
+    {
+        var merged = new List<AIContent>(contents.Count);
+        var text = new StringBuilder();
+        void Flush()
+        {
+            string value = merged.Count == 0 ? TrimStart(text.ToString()) : text.ToString();
+            if (value.Length > 0)
+                merged.Add(new TextContent(value));
+            text.Clear();
+        }
+        foreach (AIContent content in contents)
+        {
+            if (content is TextContent textContent)
+            {
+                text.Append(textContent.Text);
+                continue;
+            }
+            Flush();
+            merged.Add(content);
+        }
+        Flush();
+        return merged;
     }
 
     /// <summary>
@@ -277,11 +409,28 @@ public sealed class LlamaChatClient : IChatClient
         _session?.Dispose();
     }
 
-    private (int[] Prompt, GenerationOptions Options) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    /// <summary>A request: the prompt's ids, the options to generate with, and the parser of calls when tools were given.</summary>
+    private sealed record Request(int[] Prompt, GenerationOptions Generation, ToolCallParser? Parser);
+
+    private Request Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         GenerationOptions generation = MapOptions(options);
-        int[] prompt = EncodePrompt(messages, options);
-        return (prompt, generation);
+        Func<GenerationOptions, JsonElement, GenerationOptions>? constraint = ToolCallConstraint;
+        (string text, IReadOnlyList<AIFunctionDeclaration>? tools, string? opening, string? required) = RenderPrompt(messages, options, constraint is not null);
+        ToolCallParser? parser = null;
+        if (tools is not null)
+        {
+            ToolCallFormat format = Template.ToolCallFormat!;
+            parser = format.CreateParser();
+            if (opening is not null)
+            {
+                // The prompt already holds the start of the call: the parser reads on from there.
+                parser.Append(opening, new List<AIContent>());
+                if (constraint is not null)
+                    generation = constraint(generation, format.GetCallJsonSchema(tools, required));
+            }
+        }
+        return new Request(Encode(text), generation, parser);
     }
 
     /// <summary>

@@ -19,10 +19,13 @@ public abstract class LlamaModel : ILlamaModel
     /// <param name="weights">The opened weights.</param>
     /// <param name="shape">The compiled shape.</param>
     /// <param name="ropeInverseFrequencies">theta^(-2j/HeadDim) per rotated pair, as the generator computed them.</param>
-    protected LlamaModel(ModelWeights weights, LlamaModelShape shape, ReadOnlySpan<float> ropeInverseFrequencies)
+    /// <param name="prefillChunk">Rows of a session's own forward pass (the compiled PrefillChunk).</param>
+    protected LlamaModel(ModelWeights weights, LlamaModelShape shape, ReadOnlySpan<float> ropeInverseFrequencies, int prefillChunk)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(shape);
+        ArgumentOutOfRangeException.ThrowIfLessThan(prefillChunk, 1);
+        SessionPassRows = prefillChunk;
         Weights = weights;
         Shape = shape;
         Rope = new RopeTable(ropeInverseFrequencies, shape.MaxContext, shape.HeadDim, weights.RopeLayout);
@@ -36,6 +39,9 @@ public abstract class LlamaModel : ILlamaModel
 
     /// <summary>Cos/sin of every position, in the pairing of the stored q/k rows.</summary>
     protected internal RopeTable Rope { get; }
+
+    /// <summary>Rows of a session's own forward pass: the most tokens of one prefill chunk.</summary>
+    internal int SessionPassRows { get; }
 
     /// <summary>Fingerprint of the weights, written into saved session states (see <see cref="ModelWeights.Fingerprint"/>).</summary>
     internal ulong WeightsFingerprint => Weights.Fingerprint;
@@ -52,6 +58,15 @@ public abstract class LlamaModel : ILlamaModel
 
     /// <summary>A new session of this model (the generated class's <c>CreateSession</c>).</summary>
     protected abstract LlamaSession OpenSession(SessionOptions options);
+
+    /// <summary>
+    /// A forward pass of this model with buffers for <paramref name="rows"/> rows, its kernels run on <paramref name="pool"/>
+    /// (the generated <c>Pass</c> class).
+    /// </summary>
+    protected abstract ForwardPass CreatePass(WorkerPool pool, int rows);
+
+    /// <summary>What <see cref="CreatePass"/> creates, for the runtime's sessions and batches.</summary>
+    internal ForwardPass NewPass(WorkerPool pool, int rows) => CreatePass(pool, rows);
 
     /// <summary>Releases the weights; sessions of this model throw <see cref="ObjectDisposedException"/> afterwards.</summary>
     public void Dispose()

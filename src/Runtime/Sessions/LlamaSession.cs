@@ -10,9 +10,10 @@ namespace Llama.Compiled;
 /// <summary>
 /// One sequence being evaluated: its KV cache, its position and its last logits. Holds everything a session does
 /// that does not depend on the model's shape — the busy guard, disposal, token and overflow checks, prefill
-/// chunking, context shift, saved state — as Regex's RegexRunner does for generated regexes; the generated
-/// session supplies the forward pass (<see cref="EvaluateChunk"/>). A session is not thread-safe: calling it from
-/// two threads at once throws <see cref="InvalidOperationException"/>.
+/// chunking, context shift, saved state — as Regex's RegexRunner does for generated regexes; the model's generated
+/// <see cref="ForwardPass"/> evaluates the tokens. A session is not thread-safe: calling it from two threads at once
+/// throws <see cref="InvalidOperationException"/>. Its threads and activation buffers are created at its first own
+/// <see cref="Forward(ReadOnlySpan{int})"/>: a session evaluated only through a <see cref="LlamaBatch"/> holds its KV cache alone.
 /// </summary>
 public abstract class LlamaSession : ILlamaSession
 {
@@ -22,22 +23,22 @@ public abstract class LlamaSession : ILlamaSession
 
     private readonly LlamaModel _model;
     private readonly float[] _logits; // [VocabSize] of the last evaluated (or restored) token
-    private readonly int _prefillChunk; // most tokens one EvaluateChunk call takes
     private readonly ulong _weightsFingerprint; // of the model's weights, for saved states (read while the model is alive)
+    private WorkerPool? _pool;        // the session's own threads, from its first own Forward
+    private ForwardPass? _pass;       // PrefillChunk rows, from its first own Forward
+    private PassRows? _rows;          // the rows of _pass
     private int _position;
     private int _busy;                // 1 while a call runs, to detect concurrent use
     private bool _disposed;
 
-    /// <summary>Checks <paramref name="options"/> and allocates the pool, the cache and the logits.</summary>
+    /// <summary>Checks <paramref name="options"/> and allocates the cache and the logits.</summary>
     /// <param name="model">The model the session runs.</param>
     /// <param name="options">Threads and overflow policy.</param>
-    /// <param name="prefillChunk">Most tokens <see cref="EvaluateChunk"/> takes at once (its activation buffers' size).</param>
     /// <exception cref="ArgumentOutOfRangeException">Threads or KeepTokens are out of range.</exception>
-    protected LlamaSession(LlamaModel model, SessionOptions options, int prefillChunk)
+    protected LlamaSession(LlamaModel model, SessionOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        ArgumentOutOfRangeException.ThrowIfLessThan(prefillChunk, 1);
         LlamaModelShape shape = model.Shape;
         if (options.Threads < 1 || options.Threads > WorkerPool.MaxThreads)
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"Threads must be in [1, {WorkerPool.MaxThreads}].");
@@ -45,11 +46,9 @@ public abstract class LlamaSession : ILlamaSession
             throw new ArgumentOutOfRangeException(nameof(options), options.KeepTokens, $"KeepTokens must be in [0, MaxContext = {shape.MaxContext}).");
         _model = model;
         Options = options;
-        _prefillChunk = prefillChunk;
         _weightsFingerprint = model.WeightsFingerprint;
         Cache = new KvCache(shape.LayerCount, shape.KvHeadCount, shape.HeadDim, shape.MaxContext);
         _logits = new float[shape.VocabSize];
-        Pool = new WorkerPool(options.Threads);
     }
 
     /// <inheritdoc/>
@@ -64,22 +63,8 @@ public abstract class LlamaSession : ILlamaSession
     /// <summary>The logits [VocabSize] of the last evaluated (or restored) token.</summary>
     public ReadOnlySpan<float> Logits => _logits;
 
-    /// <summary>Threads that split the large kernels.</summary>
-    protected WorkerPool Pool { get; }
-
     /// <summary>The keys and values of the positions evaluated so far.</summary>
-    protected KvCache Cache { get; }
-
-    /// <summary>Where <see cref="EvaluateChunk"/> writes the last token's logits: [VocabSize].</summary>
-    protected float[] LogitsBuffer => _logits;
-
-
-    /// <summary>
-    /// Evaluates <paramref name="tokens"/> (1 to PrefillChunk valid ids) at positions <paramref name="position"/>,
-    /// position + 1, ... through every layer, appends their keys and values to <see cref="Cache"/>, and writes the last
-    /// token's logits to <see cref="LogitsBuffer"/>. The tokens are known to fit in the context.
-    /// </summary>
-    protected abstract void EvaluateChunk(ReadOnlySpan<int> tokens, int position);
+    internal KvCache Cache { get; }
 
     /// <summary>
     /// Re-rotates keys that a context shift moved <paramref name="distance"/> positions down the cache
@@ -108,31 +93,27 @@ public abstract class LlamaSession : ILlamaSession
     {
         if (tokens.IsEmpty)
             throw new ArgumentException("At least one token is needed.", nameof(tokens));
-        EnterBusy("The session is already evaluating on another thread; a session is not thread-safe, create one per concurrent sequence.");
+        EnterBusy();
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            LlamaModelShape shape = _model.Shape;
-            int vocabSize = shape.VocabSize, maxContext = shape.MaxContext;
-            foreach (int token in tokens)
-            {
-                if ((uint)token >= (uint)vocabSize)
-                    throw new ArgumentOutOfRangeException(nameof(tokens), token, $"Token ids must be in [0, {vocabSize}).");
-            }
-            if (tokens.Length > maxContext - _position)
-            {
-                if (Options.Overflow != ContextOverflow.Shift || tokens.Length > maxContext - Options.KeepTokens)
-                    throw new InvalidOperationException($"The session is full: position {_position} + {tokens.Length} tokens exceeds MaxContext ({maxContext}). Call Reset(), use a new session, or create the session with Overflow = ContextOverflow.Shift.");
-                // As llama.cpp does: drop half of what is not kept, or more if the tokens need it.
-                ShiftContext(Math.Max((_position - Options.KeepTokens) / 2, tokens.Length - (maxContext - _position)));
-            }
+            int discard = CheckForward(tokens, nameof(tokens), "");
             _model.Enter();
             try
             {
-                for (int start = 0; start < tokens.Length; start += _prefillChunk)
+                if (discard > 0)
+                    ShiftContext(discard);
+                (ForwardPass pass, PassRows rows) = OwnPass();
+                int chunkSize = pass.Rows;
+                for (int start = 0; start < tokens.Length; start += chunkSize)
                 {
-                    ReadOnlySpan<int> chunk = tokens.Slice(start, Math.Min(_prefillChunk, tokens.Length - start));
-                    EvaluateChunk(chunk, _position);
+                    ReadOnlySpan<int> chunk = tokens.Slice(start, Math.Min(chunkSize, tokens.Length - start));
+                    bool last = start + chunk.Length == tokens.Length;
+                    rows.Clear();
+                    for (int i = 0; i < chunk.Length; i++)
+                        rows.Add(chunk[i], Cache, _position + i, output: last && i == chunk.Length - 1);
+                    // Only the last token's logits are computed.
+                    pass.Evaluate(rows, last ? _logits : null);
                     _position += chunk.Length;
                 }
             }
@@ -144,15 +125,62 @@ public abstract class LlamaSession : ILlamaSession
         }
         finally
         {
-            Volatile.Write(ref _busy, 0);
+            ExitBusy();
         }
+    }
+
+    /// <summary>The session's own threads and pass of PrefillChunk rows, created at the first call that needs them.</summary>
+    private (ForwardPass Pass, PassRows Rows) OwnPass()
+    {
+        if (_pass is null)
+        {
+            var pool = new WorkerPool(Options.Threads);
+            try
+            {
+                _pass = _model.NewPass(pool, _model.SessionPassRows);
+            }
+            catch
+            {
+                pool.Dispose();
+                throw;
+            }
+            _pool = pool;
+            _rows = new PassRows(_model.SessionPassRows);
+        }
+        return (_pass, _rows!);
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="tokens"/> are ids of the vocabulary and fit in the context, shifted if the session shifts,
+    /// and returns how many positions a shift must drop first (0 when they fit as they are). Changes nothing.
+    /// </summary>
+    /// <param name="tokens">At least one token.</param>
+    /// <param name="paramName">The argument named by the exceptions.</param>
+    /// <param name="subject">Prefixed to the messages ("Item 2: ") when the call is not the session's own.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A token id is not in [0, VocabSize).</exception>
+    /// <exception cref="InvalidOperationException">The tokens do not fit (and the session does not shift).</exception>
+    internal int CheckForward(ReadOnlySpan<int> tokens, string paramName, string subject)
+    {
+        LlamaModelShape shape = _model.Shape;
+        int vocabSize = shape.VocabSize, maxContext = shape.MaxContext;
+        foreach (int token in tokens)
+        {
+            if ((uint)token >= (uint)vocabSize)
+                throw new ArgumentOutOfRangeException(paramName, token, $"{subject}Token ids must be in [0, {vocabSize}).");
+        }
+        if (tokens.Length <= maxContext - _position)
+            return 0;
+        if (Options.Overflow != ContextOverflow.Shift || tokens.Length > maxContext - Options.KeepTokens)
+            throw new InvalidOperationException($"{subject}The session is full: position {_position} + {tokens.Length} tokens exceeds MaxContext ({maxContext}). Call Reset(), use a new session, or create the session with Overflow = ContextOverflow.Shift.");
+        // As llama.cpp does: drop half of what is not kept, or more if the tokens need it.
+        return Math.Max((_position - Options.KeepTokens) / 2, tokens.Length - (maxContext - _position));
     }
 
     /// <summary>
     /// Drops cache positions [KeepTokens, KeepTokens + <paramref name="discard"/>) and moves the later ones down, as
     /// llama.cpp's context shift does; the moved keys are re-rotated by −discard positions, values only move.
     /// </summary>
-    private void ShiftContext(int discard)
+    internal void ShiftContext(int discard)
     {
         int keep = Options.KeepTokens, moved = _position - keep - discard;
         Cache.Shift(keep, discard, _position);
@@ -164,12 +192,70 @@ public abstract class LlamaSession : ILlamaSession
         _position -= discard;
     }
 
+    /// <summary>Sets the position after a <see cref="LlamaBatch"/> pass appended this session's rows to <see cref="Cache"/>.</summary>
+    internal void Advance(int position) => _position = position;
+
+    /// <summary>Where a <see cref="LlamaBatch"/> puts this session's last logits: [VocabSize].</summary>
+    internal Span<float> LogitsBuffer => _logits;
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> from position 0 (the cache is overwritten) and adds each token's final hidden
+    /// state after the final RMSNorm to <paramref name="sum"/> [HiddenSize]; <paramref name="cancellationToken"/> is
+    /// checked before each chunk. No logits are computed.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A token id is not in [0, VocabSize).</exception>
+    /// <exception cref="ArgumentException">No tokens, or more than MaxContext.</exception>
+    internal void SumHiddenStates(ReadOnlySpan<int> tokens, Span<double> sum, CancellationToken cancellationToken)
+    {
+        int hiddenSize = _model.Shape.HiddenSize;
+        if (tokens.IsEmpty || tokens.Length > _model.Shape.MaxContext)
+            throw new ArgumentException($"1 to MaxContext ({_model.Shape.MaxContext}) tokens are needed, not {tokens.Length}.", nameof(tokens));
+        if (sum.Length != hiddenSize)
+            throw new ArgumentException($"The sum has {hiddenSize} elements.", nameof(sum));
+        EnterBusy();
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _position = 0;
+            CheckForward(tokens, nameof(tokens), "");
+            _model.Enter();
+            try
+            {
+                (ForwardPass pass, PassRows rows) = OwnPass();
+                for (int start = 0; start < tokens.Length; start += pass.Rows)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    ReadOnlySpan<int> chunk = tokens.Slice(start, Math.Min(pass.Rows, tokens.Length - start));
+                    rows.Clear();
+                    for (int i = 0; i < chunk.Length; i++)
+                        rows.Add(chunk[i], Cache, _position + i, output: true);
+                    pass.Evaluate(rows, logits: null);
+                    _position += chunk.Length;
+                    for (int i = 0; i < chunk.Length; i++)
+                    {
+                        ReadOnlySpan<float> hidden = pass.NormedHidden(i);
+                        for (int j = 0; j < hiddenSize; j++)
+                            sum[j] += hidden[j];
+                    }
+                }
+            }
+            finally
+            {
+                _model.Exit();
+            }
+        }
+        finally
+        {
+            ExitBusy();
+        }
+    }
+
     /// <summary>Empties the KV cache: the next token is evaluated at position 0.</summary>
     public void Reset()
     {
         EnterBusy("The session is evaluating on another thread; reset it after Forward returns.");
         _position = 0;
-        Volatile.Write(ref _busy, 0);
+        ExitBusy();
     }
 
     /// <summary>Ends the session and stops its worker threads; later calls throw <see cref="ObjectDisposedException"/>.</summary>
@@ -180,11 +266,14 @@ public abstract class LlamaSession : ILlamaSession
         if (!_disposed)
         {
             _disposed = true;
-            Pool.Dispose();
+            _pool?.Dispose();
         }
-        Volatile.Write(ref _busy, 0);
+        ExitBusy();
         GC.SuppressFinalize(this);
     }
+
+    /// <summary>Throws <see cref="ObjectDisposedException"/> once the session is disposed.</summary>
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     /// <summary>
     /// Writes the session's state to <paramref name="stream"/>: a versioned header (the compiled shape, the weights'
@@ -209,7 +298,7 @@ public abstract class LlamaSession : ILlamaSession
         }
         finally
         {
-            Volatile.Write(ref _busy, 0);
+            ExitBusy();
         }
     }
 
@@ -251,7 +340,7 @@ public abstract class LlamaSession : ILlamaSession
         }
         finally
         {
-            Volatile.Write(ref _busy, 0);
+            ExitBusy();
         }
     }
 
@@ -274,9 +363,13 @@ public abstract class LlamaSession : ILlamaSession
         header[10] = CacheF32;
     }
 
-    private void EnterBusy(string message)
+    /// <summary>Marks the session in use by this thread; throws <see cref="InvalidOperationException"/> when another thread uses it.</summary>
+    internal void EnterBusy(string message = "The session is already evaluating on another thread; a session is not thread-safe, create one per concurrent sequence.")
     {
         if (Interlocked.Exchange(ref _busy, 1) != 0)
             throw new InvalidOperationException(message);
     }
+
+    /// <summary>Ends what <see cref="EnterBusy"/> began.</summary>
+    internal void ExitBusy() => Volatile.Write(ref _busy, 0);
 }

@@ -56,7 +56,7 @@ namespace UserApp
         private const int KvDim = 32;
         /// <summary>Query heads that share one key/value head.</summary>
         private const int GroupSize = 2;
-        /// <summary>Tokens evaluated per sweep through the layers (sizes the activation buffers).</summary>
+        /// <summary>Rows of a session's own forward pass: the most tokens of one prefill chunk (a LlamaBatch's pass has its MaxTokens).</summary>
         private const int PrefillChunk = 64;
 
         /// <summary>theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed by the generator.</summary>
@@ -98,7 +98,7 @@ namespace UserApp
 
         /// <summary>Binds every tensor to the compiled shape; a missing, extra or misshapen tensor throws.</summary>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
-        private Stories260KQ4(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
+        private Stories260KQ4(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies, PrefillChunk)
         {
             _embedTokens = weights.GetMatrix("model.embed_tokens.weight", VocabSize, HiddenSize);
             _finalNorm = weights.GetVector("model.norm.weight", HiddenSize);
@@ -124,6 +124,10 @@ namespace UserApp
         /// <inheritdoc/>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         protected override LlamaSession OpenSession(SessionOptions options) => CreateSession(options);
+
+        /// <inheritdoc/>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
+        protected override ForwardPass CreatePass(WorkerPool pool, int rows) => new Pass(this, pool, rows);
 
         /// <summary>The weights of one decoder layer: views into the model file.</summary>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
@@ -156,83 +160,100 @@ namespace UserApp
 
         /// <summary>
         /// One sequence being evaluated: the runtime's <see cref="LlamaSession"/> (KV cache, position, checks, context
-        /// shift, saved state) with this model's forward pass. Not thread-safe: one session per concurrent sequence.
+        /// shift, saved state) running this model's <see cref="Pass"/>. Not thread-safe: one session per concurrent sequence.
         /// </summary>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         public sealed class Session : LlamaSession
         {
             private readonly Stories260KQ4 _model;
-            private readonly float[] _x;            // [PrefillChunk=64, HiddenSize=64] residual stream
-            private readonly float[] _xb;           // [PrefillChunk=64, HiddenSize=64] RMSNorm(x) ⊙ weight: input of F32 projections and the classifier
-            private readonly float[] _q;            // [PrefillChunk=64, QueryDim=64]
-            private readonly float[] _k;            // [PrefillChunk=64, KvDim=32]
-            private readonly float[] _v;            // [PrefillChunk=64, KvDim=32]
-            private readonly float[] _attention;    // [PrefillChunk=64, QueryDim=64] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, GroupSize=2, MaxContext=512] attention weights of one KV head's query heads, per thread
-            private readonly float[] _gate;         // [PrefillChunk=64, IntermediateSize=172]
-            private readonly float[] _up;           // [PrefillChunk=64, IntermediateSize=172]
-            private readonly sbyte[] _xQuantized;   // [PrefillChunk=64, 64] a kernel's input as int8 blocks
-            private readonly float[] _xScales;      // [PrefillChunk=64, 2] one scale per 32-block of _xQuantized
-            private readonly int[] _xSums;          // [PrefillChunk=64, 2] the sum of each 32-block of _xQuantized
 
-            internal Session(Stories260KQ4 model, SessionOptions options) : base(model, options, PrefillChunk)
-            {
-                _model = model;
-                _x = new float[PrefillChunk * HiddenSize];
-                _xb = new float[PrefillChunk * HiddenSize];
-                _q = new float[PrefillChunk * QueryDim];
-                _k = new float[PrefillChunk * KvDim];
-                _v = new float[PrefillChunk * KvDim];
-                _attention = new float[PrefillChunk * QueryDim];
-                _scores = new float[Pool.Threads * GroupSize * MaxContext];
-                _gate = new float[PrefillChunk * IntermediateSize];
-                _up = new float[PrefillChunk * IntermediateSize];
-                _xQuantized = new sbyte[PrefillChunk * 64];
-                _xScales = new float[PrefillChunk * 2];
-                _xSums = new int[PrefillChunk * 2];
-            }
+            internal Session(Stories260KQ4 model, SessionOptions options) : base(model, options) => _model = model;
 
             /// <summary>The model this session runs.</summary>
             public new Stories260KQ4 Model => _model;
+        }
 
-            /// <summary>Up to PrefillChunk tokens at positions pos, pos+1, ... through every layer, then the last token's logits.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            protected override void EvaluateChunk(ReadOnlySpan<int> tokens, int pos)
+        /// <summary>
+        /// The forward pass of up to <c>rows</c> tokens, each at its own position in its own sequence's KV cache (a
+        /// session's prefill chunk, or several sessions' tokens in a <see cref="LlamaBatch"/>): every weight matrix is read
+        /// once per pass for all rows.
+        /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
+        private sealed class Pass : ForwardPass
+        {
+            private readonly Stories260KQ4 _model;
+            private readonly float[] _x;            // [rows, HiddenSize=64] residual stream
+            private readonly float[] _q;            // [rows, QueryDim=64]
+            private readonly float[] _k;            // [rows, KvDim=32]
+            private readonly float[] _v;            // [rows, KvDim=32]
+            private readonly float[] _attention;    // [rows, QueryDim=64] attention output, heads side by side
+            private readonly float[] _scores;       // [Threads, GroupSize=2, MaxContext=512] attention weights of one KV head's query heads, per thread
+            private readonly float[] _gate;         // [rows, IntermediateSize=172]
+            private readonly float[] _up;           // [rows, IntermediateSize=172]
+            private readonly sbyte[] _xQuantized;   // [rows, 64] a kernel's input as int8 blocks
+            private readonly float[] _xScales;      // [rows, 2] one scale per 32-block of _xQuantized
+            private readonly int[] _xSums;          // [rows, 2] the sum of each 32-block of _xQuantized
+
+            internal Pass(Stories260KQ4 model, WorkerPool pool, int rows) : base(pool, rows, HiddenSize)
             {
-                int count = tokens.Length;
-                ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
-                for (int t = 0; t < count; t++)
-                    embeddings.Slice(tokens[t] * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
-
-                Layer(0, pos, count);
-                Layer(1, pos, count);
-                Layer(2, pos, count);
-                Layer(3, pos, count);
-                Layer(4, pos, count);
-
-                // Only the last token's logits are needed.
-                Kernels.RmsNorm(_x.AsSpan((count - 1) * HiddenSize, HiddenSize), _model._finalNorm.Span, _xb);
-                Kernels.MatMul_Q4_0_512x64(Pool, _model._classifier, _xb, LogitsBuffer, tokens: 1, accumulate: false, _xQuantized, _xScales, _xSums);
+                _model = model;
+                _x = new float[rows * HiddenSize];
+                _q = new float[rows * QueryDim];
+                _k = new float[rows * KvDim];
+                _v = new float[rows * KvDim];
+                _attention = new float[rows * QueryDim];
+                _scores = new float[pool.Threads * GroupSize * MaxContext];
+                _gate = new float[rows * IntermediateSize];
+                _up = new float[rows * IntermediateSize];
+                _xQuantized = new sbyte[rows * 64];
+                _xScales = new float[rows * 2];
+                _xSums = new int[rows * 2];
             }
 
-            /// <summary>One decoder layer for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
+            /// <summary>Every row through every layer, then the final RMSNorm of the output rows and, when asked for, their logits.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private void Layer(int layer, int pos, int count)
+            protected override void EvaluateRows(PassRows rows, float[]? logits)
+            {
+                int count = rows.Count;
+                ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
+                for (int t = 0; t < count; t++)
+                    embeddings.Slice(rows.Token(t) * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
+
+                Layer(0, rows);
+                Layer(1, rows);
+                Layer(2, rows);
+                Layer(3, rows);
+                Layer(4, rows);
+
+                // Only the output rows (each sequence's last token, or every row for hidden states) are normalized, side by side in Normed.
+                int outputs = rows.OutputCount;
+                for (int i = 0; i < outputs; i++)
+                    Kernels.RmsNorm(_x.AsSpan(rows.OutputRow(i) * HiddenSize, HiddenSize), _model._finalNorm.Span, Normed.AsSpan(i * HiddenSize, HiddenSize));
+                // Their logits: the classifier, the largest matrix, is read once for all of them.
+                if (logits is not null)
+                    Kernels.MatMul_Q4_0_512x64(Pool, _model._classifier, Normed, logits, outputs, accumulate: false, _xQuantized, _xScales, _xSums);
+            }
+
+            /// <summary>One decoder layer for every row, each at its position in its sequence's cache.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private void Layer(int layer, PassRows rows)
             {
                 ref readonly LayerWeights w = ref _model._layers[layer];
+                int count = rows.Count;
 
                 // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being Qkv's input stage
                 Kernels.Qkv(Pool, w.InputNorm, w.Q, w.K, w.V, _x, _xQuantized, _xScales, _xSums, _q, _k, _v, count);
                 for (int t = 0; t < count; t++)
                 {
-                    // Rotate q and k by the token's position, then append k and v to the cache.
+                    // Rotate q and k by the row's position, then append k and v to its sequence's cache.
+                    int pos = rows.Position(t);
                     Span<float> k = _k.AsSpan(t * KvDim, KvDim);
-                    _model.Rope.Rotate(_q.AsSpan(t * QueryDim, QueryDim), pos + t);
-                    _model.Rope.Rotate(k, pos + t);
-                    Cache.Append(layer, pos + t, k, _v.AsSpan(t * KvDim, KvDim));
+                    _model.Rope.Rotate(_q.AsSpan(t * QueryDim, QueryDim), pos);
+                    _model.Rope.Rotate(k, pos);
+                    rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                 }
-                // Causal: each token attends to the cache up to and including its own position.
-                Kernels.Attention(Pool, _q, Cache.Keys(layer), Cache.Values(layer), pos, count, _scores, _attention);
+                // Causal: each row attends to its own cache up to and including its position.
+                Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
                 Kernels.MatMul_Q4_0_64x64(Pool, w.O, _attention, _x, count, accumulate: true, _xQuantized, _xScales, _xSums);
 

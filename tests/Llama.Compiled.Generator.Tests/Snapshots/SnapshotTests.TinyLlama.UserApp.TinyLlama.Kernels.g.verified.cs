@@ -24,9 +24,9 @@ namespace UserApp
         /// - MatMul_5632x2048 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
         /// - MatMul_2048x5632 (down_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 4 rows.
         /// - MatMul_32000x2048 (lm_head): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 16 rows.
-        /// - Prefill evaluates up to 64 tokens per sweep through the layers; decode is the same path with one token.
+        /// - A session evaluates up to 64 tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
-        /// - Threads: a call is split by rows (by token × KV head for attention) across the session's worker pool when it has at least
+        /// - Threads: a call is split by rows (by row × KV head for attention) across the pass's worker pool when it has at least
         ///   MachineProfile.ParallelWork multiply-adds (read at run time; 65536 unless the app sets it); smaller calls run on the
         ///   calling thread, where splitting would cost more than it saves.
         ///   Row ranges are multiples of 16 rows so that threads never write the same cache line.
@@ -156,18 +156,18 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Causal attention of <paramref name="tokens"/> tokens at positions pos, pos+1, ...: token t attends to cache
-            /// positions [0, pos + t]. q, output: [tokens, QueryDim]; keys, values: one layer's cache
-            /// [KvHeadCount, MaxContext, HeadDim]; scores: [pool.Threads, GroupSize, MaxContext] scratch, one block per thread.
+            /// Causal attention of a pass's rows: row t attends to positions [0, rows.Position(t)] of its own sequence's cache,
+            /// layer <paramref name="layer"/>. q, output: [rows.Count, QueryDim]; scores: [pool.Threads, GroupSize, MaxContext]
+            /// scratch, one block per thread.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void Attention(WorkerPool pool, float[] q, float[] keys, float[] values, int pos, int tokens, float[] scores, float[] output)
+            public static void Attention(WorkerPool pool, float[] q, PassRows rows, int layer, float[] scores, float[] output)
             {
-                var job = new AttentionJob(q, keys, values, pos, scores, output);
-                Run(pool, ref job, 2L * tokens * (pos + tokens) * QueryDim, tokens * KvHeadCount, grain: 1);
+                var job = new AttentionJob(q, rows, layer, scores, output);
+                Run(pool, ref job, 2L * rows.AttendedPositions * QueryDim, rows.Count * KvHeadCount, grain: 1);
             }
 
-            private struct AttentionJob(float[] q, float[] keys, float[] values, int pos, float[] scores, float[] output) : IParallelJob
+            private struct AttentionJob(float[] q, PassRows rows, int layer, float[] scores, float[] output) : IParallelJob
             {
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
@@ -175,8 +175,9 @@ namespace UserApp
                     for (int item = start; item < end; item++)
                     {
                         int t = item / KvHeadCount, kvHead = item % KvHeadCount;
-                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), keys, values, pos + t + 1, scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext),
-                            output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
+                        KvCache cache = rows.Cache(t);
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), cache.Keys(layer), cache.Values(layer), rows.Position(t) + 1,
+                            scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext), output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
                     }
                 }
             }

@@ -56,7 +56,7 @@ namespace UserApp
         private const int KvDim = 256;
         /// <summary>Query heads that share one key/value head.</summary>
         private const int GroupSize = 8;
-        /// <summary>Tokens evaluated per sweep through the layers (sizes the activation buffers).</summary>
+        /// <summary>Rows of a session's own forward pass: the most tokens of one prefill chunk (a LlamaBatch's pass has its MaxTokens).</summary>
         private const int PrefillChunk = 64;
 
         /// <summary>theta^(-2j/HeadDim) for j &lt; HeadDim/2, computed by the generator.</summary>
@@ -98,7 +98,7 @@ namespace UserApp
 
         /// <summary>Binds every tensor to the compiled shape; a missing, extra or misshapen tensor throws.</summary>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
-        private TinyLlama(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies)
+        private TinyLlama(ModelWeights weights) : base(weights, CompiledShape, RopeInverseFrequencies, PrefillChunk)
         {
             _embedTokens = weights.GetMatrix("model.embed_tokens.weight", VocabSize, HiddenSize);
             _finalNorm = weights.GetVector("model.norm.weight", HiddenSize);
@@ -121,6 +121,10 @@ namespace UserApp
         /// <inheritdoc/>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         protected override LlamaSession OpenSession(SessionOptions options) => CreateSession(options);
+
+        /// <inheritdoc/>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
+        protected override ForwardPass CreatePass(WorkerPool pool, int rows) => new Pass(this, pool, rows);
 
         /// <summary>The weights of one decoder layer: views into the model file.</summary>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
@@ -153,94 +157,113 @@ namespace UserApp
 
         /// <summary>
         /// One sequence being evaluated: the runtime's <see cref="LlamaSession"/> (KV cache, position, checks, context
-        /// shift, saved state) with this model's forward pass. Not thread-safe: one session per concurrent sequence.
+        /// shift, saved state) running this model's <see cref="Pass"/>. Not thread-safe: one session per concurrent sequence.
         /// </summary>
         [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
         public sealed class Session : LlamaSession
         {
             private readonly TinyLlama _model;
-            private readonly float[] _x;            // [PrefillChunk=64, HiddenSize=2048] residual stream
-            private readonly float[] _xb;           // [PrefillChunk=64, HiddenSize=2048] RMSNorm(x) ⊙ weight: input of F32 projections and the classifier
-            private readonly float[] _q;            // [PrefillChunk=64, QueryDim=2048]
-            private readonly float[] _k;            // [PrefillChunk=64, KvDim=256]
-            private readonly float[] _v;            // [PrefillChunk=64, KvDim=256]
-            private readonly float[] _attention;    // [PrefillChunk=64, QueryDim=2048] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, GroupSize=8, MaxContext=2048] attention weights of one KV head's query heads, per thread
-            private readonly float[] _gate;         // [PrefillChunk=64, IntermediateSize=5632]
-            private readonly float[] _up;           // [PrefillChunk=64, IntermediateSize=5632]
 
-            internal Session(TinyLlama model, SessionOptions options) : base(model, options, PrefillChunk)
-            {
-                _model = model;
-                _x = new float[PrefillChunk * HiddenSize];
-                _xb = new float[PrefillChunk * HiddenSize];
-                _q = new float[PrefillChunk * QueryDim];
-                _k = new float[PrefillChunk * KvDim];
-                _v = new float[PrefillChunk * KvDim];
-                _attention = new float[PrefillChunk * QueryDim];
-                _scores = new float[Pool.Threads * GroupSize * MaxContext];
-                _gate = new float[PrefillChunk * IntermediateSize];
-                _up = new float[PrefillChunk * IntermediateSize];
-            }
+            internal Session(TinyLlama model, SessionOptions options) : base(model, options) => _model = model;
 
             /// <summary>The model this session runs.</summary>
             public new TinyLlama Model => _model;
+        }
 
-            /// <summary>Up to PrefillChunk tokens at positions pos, pos+1, ... through every layer, then the last token's logits.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            protected override void EvaluateChunk(ReadOnlySpan<int> tokens, int pos)
+        /// <summary>
+        /// The forward pass of up to <c>rows</c> tokens, each at its own position in its own sequence's KV cache (a
+        /// session's prefill chunk, or several sessions' tokens in a <see cref="LlamaBatch"/>): every weight matrix is read
+        /// once per pass for all rows.
+        /// </summary>
+        [global::System.CodeDom.Compiler.GeneratedCodeAttribute("Llama.Compiled.Generator", "0.1.0.0")]
+        private sealed class Pass : ForwardPass
+        {
+            private readonly TinyLlama _model;
+            private readonly float[] _x;            // [rows, HiddenSize=2048] residual stream
+            private readonly float[] _xb;           // [rows, HiddenSize=2048] RMSNorm(x) ⊙ weight: input of the projections that read floats
+            private readonly float[] _q;            // [rows, QueryDim=2048]
+            private readonly float[] _k;            // [rows, KvDim=256]
+            private readonly float[] _v;            // [rows, KvDim=256]
+            private readonly float[] _attention;    // [rows, QueryDim=2048] attention output, heads side by side
+            private readonly float[] _scores;       // [Threads, GroupSize=8, MaxContext=2048] attention weights of one KV head's query heads, per thread
+            private readonly float[] _gate;         // [rows, IntermediateSize=5632]
+            private readonly float[] _up;           // [rows, IntermediateSize=5632]
+
+            internal Pass(TinyLlama model, WorkerPool pool, int rows) : base(pool, rows, HiddenSize)
             {
-                int count = tokens.Length;
-                ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
-                for (int t = 0; t < count; t++)
-                    embeddings.Slice(tokens[t] * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
-
-                Layer(0, pos, count);
-                Layer(1, pos, count);
-                Layer(2, pos, count);
-                Layer(3, pos, count);
-                Layer(4, pos, count);
-                Layer(5, pos, count);
-                Layer(6, pos, count);
-                Layer(7, pos, count);
-                Layer(8, pos, count);
-                Layer(9, pos, count);
-                Layer(10, pos, count);
-                Layer(11, pos, count);
-                Layer(12, pos, count);
-                Layer(13, pos, count);
-                Layer(14, pos, count);
-                Layer(15, pos, count);
-                Layer(16, pos, count);
-                Layer(17, pos, count);
-                Layer(18, pos, count);
-                Layer(19, pos, count);
-                Layer(20, pos, count);
-                Layer(21, pos, count);
-
-                // Only the last token's logits are needed.
-                Kernels.RmsNorm(_x.AsSpan((count - 1) * HiddenSize, HiddenSize), _model._finalNorm.Span, _xb);
-                Kernels.MatMul_32000x2048(Pool, _model._classifier, _xb, LogitsBuffer, tokens: 1, accumulate: false);
+                _model = model;
+                _x = new float[rows * HiddenSize];
+                _xb = new float[rows * HiddenSize];
+                _q = new float[rows * QueryDim];
+                _k = new float[rows * KvDim];
+                _v = new float[rows * KvDim];
+                _attention = new float[rows * QueryDim];
+                _scores = new float[pool.Threads * GroupSize * MaxContext];
+                _gate = new float[rows * IntermediateSize];
+                _up = new float[rows * IntermediateSize];
             }
 
-            /// <summary>One decoder layer for <paramref name="count"/> tokens at positions pos, pos+1, ...</summary>
+            /// <summary>Every row through every layer, then the final RMSNorm of the output rows and, when asked for, their logits.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private void Layer(int layer, int pos, int count)
+            protected override void EvaluateRows(PassRows rows, float[]? logits)
+            {
+                int count = rows.Count;
+                ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
+                for (int t = 0; t < count; t++)
+                    embeddings.Slice(rows.Token(t) * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
+
+                Layer(0, rows);
+                Layer(1, rows);
+                Layer(2, rows);
+                Layer(3, rows);
+                Layer(4, rows);
+                Layer(5, rows);
+                Layer(6, rows);
+                Layer(7, rows);
+                Layer(8, rows);
+                Layer(9, rows);
+                Layer(10, rows);
+                Layer(11, rows);
+                Layer(12, rows);
+                Layer(13, rows);
+                Layer(14, rows);
+                Layer(15, rows);
+                Layer(16, rows);
+                Layer(17, rows);
+                Layer(18, rows);
+                Layer(19, rows);
+                Layer(20, rows);
+                Layer(21, rows);
+
+                // Only the output rows (each sequence's last token, or every row for hidden states) are normalized, side by side in Normed.
+                int outputs = rows.OutputCount;
+                for (int i = 0; i < outputs; i++)
+                    Kernels.RmsNorm(_x.AsSpan(rows.OutputRow(i) * HiddenSize, HiddenSize), _model._finalNorm.Span, Normed.AsSpan(i * HiddenSize, HiddenSize));
+                // Their logits: the classifier, the largest matrix, is read once for all of them.
+                if (logits is not null)
+                    Kernels.MatMul_32000x2048(Pool, _model._classifier, Normed, logits, outputs, accumulate: false);
+            }
+
+            /// <summary>One decoder layer for every row, each at its position in its sequence's cache.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private void Layer(int layer, PassRows rows)
             {
                 ref readonly LayerWeights w = ref _model._layers[layer];
+                int count = rows.Count;
 
                 // Attention block: q, k, v = Wq·xb, Wk·xb, Wv·xb with xb = RMSNorm(x) ⊙ input_layernorm, the norm being Qkv's input stage
                 Kernels.Qkv(Pool, w.InputNorm, w.Q, w.K, w.V, _x, _xb, _q, _k, _v, count);
                 for (int t = 0; t < count; t++)
                 {
-                    // Rotate q and k by the token's position, then append k and v to the cache.
+                    // Rotate q and k by the row's position, then append k and v to its sequence's cache.
+                    int pos = rows.Position(t);
                     Span<float> k = _k.AsSpan(t * KvDim, KvDim);
-                    _model.Rope.Rotate(_q.AsSpan(t * QueryDim, QueryDim), pos + t);
-                    _model.Rope.Rotate(k, pos + t);
-                    Cache.Append(layer, pos + t, k, _v.AsSpan(t * KvDim, KvDim));
+                    _model.Rope.Rotate(_q.AsSpan(t * QueryDim, QueryDim), pos);
+                    _model.Rope.Rotate(k, pos);
+                    rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                 }
-                // Causal: each token attends to the cache up to and including its own position.
-                Kernels.Attention(Pool, _q, Cache.Keys(layer), Cache.Values(layer), pos, count, _scores, _attention);
+                // Causal: each row attends to its own cache up to and including its position.
+                Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
                 Kernels.MatMul_2048x2048(Pool, w.O, _attention, _x, count, accumulate: true);
 

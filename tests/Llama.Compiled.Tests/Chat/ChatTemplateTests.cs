@@ -69,7 +69,7 @@ public class ChatTemplateTests
     public void RecognisesWhatTheFamilyImplies()
     {
         Assert.Equal(
-            new ChatMLChatTemplate { DefaultSystemPrompt = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." },
+            new ChatMLChatTemplate { DefaultSystemPrompt = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", HermesToolCalls = true },
             ChatTemplate.FromTokenizerConfig(Config("Qwen2.5-0.5B-Instruct")));
         Assert.Equal(
             new ChatMLChatTemplate { DefaultSystemPrompt = "You are a helpful AI assistant named SmolLM, trained by Hugging Face" },
