@@ -13,7 +13,7 @@ namespace Llama.Compiled.LlamaCpp;
 /// <see cref="Conversation"/> per sequence): each step puts one token of every sequence into one llama_decode. The context
 /// has <see cref="LlamaCppOracle"/>'s settings (flash attention off, F32 K and V caches, one thread count for single
 /// tokens and batches), sized by <see cref="CreateContext"/> for the sequences: n_seq_max = sequences, n_ctx = sequences ×
-/// positions per sequence, n_batch = n_ubatch ≥ sequences. The weights are loaded once; contexts come and go.
+/// positions per sequence, a KV cache stream per sequence (kv_unified off), n_batch = n_ubatch ≥ sequences. The weights are loaded once; contexts come and go.
 /// </summary>
 /// <remarks>For samples/LlamaBench's --batch mode. Not thread-safe.</remarks>
 public sealed class LlamaCppBatchedDecoder : IDisposable
@@ -77,6 +77,10 @@ public sealed class LlamaCppBatchedDecoder : IDisposable
         // A prompt goes into one batch (BatchedExecutor's rule), and a step's tokens, one per sequence, into one ubatch.
         ModelParams parameters = LlamaCppOracle.Parameters(Path, threads, checked(sequences * positionsPerSequence), Math.Max(sequences, positionsPerSequence));
         parameters.SeqMax = (uint)sequences;
+        // A KV cache stream per sequence: each token attends over its own sequence's cells only. LLamaSharp's default (a
+        // unified cache) makes every token's attention span all sequences' cells, masked; llama.cpp advises against it for
+        // sequences without a shared prefix (https://github.com/ggml-org/llama.cpp/pull/14363).
+        parameters.KVUnified = false;
         try
         {
             _executor = new BatchedExecutor(_weights, parameters);
