@@ -5,6 +5,8 @@
 //   dotnet run -c Release --project samples/LlamaBench -- [--quick] [--models stories15M,stories110M]
 //       [--threads 1,2] [--formats f32,q8_0] [--pp 128] [--tg 32] [--runs 3] [--cache DIR] [--json FILE]
 //       [--budget SECONDS] [--loading copy|map] [--no-llama] [--first-call]
+//   ... -- --batch 1,4,8,16 [--no-sequential] [--models ...] [--formats q8_0] [--threads ...] [--pp 32] [--tg 32]
+//       aggregate decode t/s of N sequences decoding together (BatchBench.cs)
 //
 // Runs with .NET's default settings (tiered compilation on), as a user's app does. --first-call adds a row per
 // pp test: the first Forward of a fresh process (load, then one prompt), as a user's first request meets it.
