@@ -363,7 +363,7 @@ internal sealed class BatchBench(Options options)
         foreach (BatchRow r in _rows)
         {
             text.AppendLine($"| {r.Model} | {r.Format} | {r.Threads} | {r.Sequences} | {Bench.Fmt(r.Ours)} | {Bench.Fmt(r.LlamaCpp)} | {Bench.Fmt(r.Ratio, "F2")} "
-                + $"| {Times(r.OursScaling)} | {Times(r.LlamaScaling)} | {Bench.Fmt(r.OursSequential)} | {Times(r.BatchingGain)} | {r.Runs} "
+                + $"| {Times(r.OursScaling)} | {Times(r.LlamaScaling)} | {(options.Sequential ? Bench.Fmt(r.OursSequential) : "–")} | {Times(r.BatchingGain)} | {r.Runs} "
                 + $"| {r.Note?.Replace("|", "/", StringComparison.Ordinal) ?? ""} |");
         }
         return text.ToString();
