@@ -5,6 +5,8 @@
 //   dotnet run -c Release --project samples/LlamaBench -- [--quick] [--models stories15M,stories110M]
 //       [--threads 1,2] [--formats f32,q8_0] [--pp 128] [--tg 32] [--runs 3] [--cache DIR] [--json FILE]
 //       [--budget SECONDS] [--loading copy|map] [--no-llama] [--first-call]
+//   ... -- --batch 1,4,8,16 [--no-sequential] [--models ...] [--formats q8_0] [--threads ...] [--pp 32] [--tg 32]
+//       aggregate decode t/s of N sequences decoding together (BatchBench.cs)
 //
 // Runs with .NET's default settings (tiered compilation on), as a user's app does. --first-call adds a row per
 // pp test: the first Forward of a fresh process (load, then one prompt), as a user's first request meets it.
@@ -78,6 +80,13 @@ namespace LlamaBench
               --no-llama         skip llama.cpp
               --first-call       also time the first pp of a fresh process (after its load, warm file cache):
                                  what an app's first prompt costs, JIT compilation included; median of R processes
+              --batch LIST       instead of pp/tg: aggregate decode throughput of N sequences decoding together, for each N
+                                 in LIST (e.g. 1,4,8,16). Ours: N sessions, one LlamaBatch.Forward per step; llama.cpp:
+                                 BatchedExecutor with N conversations, one llama_decode per step. Each sequence is first
+                                 prefilled (untimed) with its own prompt of pp+i tokens (pp defaults to 32 here), then tg
+                                 steps (default 32) each evaluate one token per sequence: its greedy argmax
+              --no-sequential    with --batch: skip the baseline of ours without batching (the N sessions decoding
+                                 one after another, tg steps each)
             """;
 
         public bool Help { get; init; }
@@ -94,6 +103,9 @@ namespace LlamaBench
         public bool NoLlama { get; init; }
         public WeightLoading Loading { get; init; } = WeightLoading.Copy;
         public bool FirstCall { get; init; }
+        public int[] Batch { get; init; } = [];
+        public bool Sequential { get; init; } = true;
+        public bool PromptGiven { get; init; }
 
         public static Options Parse(string[] args)
         {
@@ -135,7 +147,9 @@ namespace LlamaBench
                             }).Distinct().ToArray(),
                         };
                         break;
-                    case "--pp": o = o with { Prompt = Positive(Value()) }; break;
+                    case "--pp": o = o with { Prompt = Positive(Value()), PromptGiven = true }; break;
+                    case "--batch": o = o with { Batch = List(Value()).Select(Positive).Distinct().Order().ToArray() }; break;
+                    case "--no-sequential": o = o with { Sequential = false }; break;
                     case "--tg": o = o with { Generate = Positive(Value()) }; break;
                     case "--runs": o = o with { Runs = Positive(Value()) }; break;
                     case "--budget": o = o with { Budget = Positive(Value()) }; break;
@@ -159,6 +173,10 @@ namespace LlamaBench
             }
             if (o.Threads.Length == 0 || o.Formats.Length == 0)
                 throw new ArgumentException("--threads and --formats need at least one value");
+            if (args.Contains("--batch") && o.Batch.Length == 0)
+                throw new ArgumentException("--batch needs at least one sequence count");
+            if (o.Batch.Length > 0 && o.FirstCall)
+                throw new ArgumentException("--first-call does not apply to --batch");
             return o;
         }
     }
@@ -177,6 +195,8 @@ namespace LlamaBench
 
         public int Run()
         {
+            if (options.Batch.Length > 0)
+                return new BatchBench(options).Run();
             var total = Stopwatch.StartNew();
             string loadStart = LoadAverage();
             Directory.CreateDirectory(options.Cache);
@@ -323,7 +343,7 @@ namespace LlamaBench
         }
 
         /// <summary>Pause before a timed run, longer than either engine's workers spin after a job.</summary>
-        private const int SettleMilliseconds = 50;
+        internal const int SettleMilliseconds = 50;
 
         private void Measure(BenchModel model, string formatName, WeightFormat format, int threads, string test, int count, int[] tokens,
             ILlamaSession? session, LlamaCppOracle? llama, string? oursProblem, string? llamaProblem)
@@ -435,7 +455,7 @@ namespace LlamaBench
             Log($"{model.Name} {format}: n/a ({reason})");
         }
 
-        private static double Guard(Func<double> run, ref string? error)
+        internal static double Guard(Func<double> run, ref string? error)
         {
             try
             {
@@ -558,7 +578,7 @@ namespace LlamaBench
             Log($"wrote {path}");
         }
 
-        private static void Number(Utf8JsonWriter json, string name, double? value)
+        internal static void Number(Utf8JsonWriter json, string name, double? value)
         {
             if (value is double v)
                 json.WriteNumber(name, Math.Round(v, 4));
@@ -566,30 +586,30 @@ namespace LlamaBench
                 json.WriteNull(name);
         }
 
-        private static double Median(List<double> values)
+        internal static double Median(List<double> values)
         {
             values.Sort();
             int n = values.Count;
             return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
         }
 
-        private static string Fmt(double? value, string format = "F1") => value is double v ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
+        internal static string Fmt(double? value, string format = "F1") => value is double v ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
 
         private static string Percent(double? fraction) => fraction is double f ? (100 * f).ToString("F0", CultureInfo.InvariantCulture) + " %" : "–";
 
-        private static string FirstLine(string message)
+        internal static string FirstLine(string message)
         {
             int newline = message.IndexOf('\n');
             return newline < 0 ? message : message[..newline];
         }
 
-        private static string LibraryLevel()
+        internal static string LibraryLevel()
         {
             string? path = LlamaCppOracle.NativeLibraryPath;
             return path is null ? "not loaded" : Path.GetFileName(Path.GetDirectoryName(path)) ?? path;
         }
 
-        private static string Cpu()
+        internal static string Cpu()
         {
             try
             {
@@ -608,7 +628,7 @@ namespace LlamaBench
             return RuntimeInformation.ProcessArchitecture.ToString();
         }
 
-        private static string LoadAverage()
+        internal static string LoadAverage()
         {
             try
             {
@@ -624,7 +644,7 @@ namespace LlamaBench
             }
         }
 
-        private static void Log(string message) => Console.Error.WriteLine(message);
+        internal static void Log(string message) => Console.Error.WriteLine(message);
     }
 
     /// <summary>

@@ -49,18 +49,7 @@ public sealed class LlamaCppOracle : IDisposable
             throw new FileNotFoundException($"GGUF file not found: {ggufPath}", ggufPath);
         EnsureNativeLibrary();
 
-        var parameters = new ModelParams(ggufPath)
-        {
-            ContextSize = contextSize > 0 ? (uint)contextSize : null,
-            BatchSize = (uint)batchSize,
-            UBatchSize = (uint)batchSize,
-            Threads = threads,
-            BatchThreads = threads,
-            GpuLayerCount = 0,
-            FlashAttention = false,               // LLAMA_FLASH_ATTENTION_TYPE_DISABLED
-            TypeK = GGMLType.GGML_TYPE_F32,       // exact K cache (the default is F16)
-            TypeV = GGMLType.GGML_TYPE_F32,       // exact V cache
-        };
+        ModelParams parameters = Parameters(ggufPath, threads, contextSize, batchSize);
         try
         {
             _weights = LLamaWeights.LoadFromFile(parameters);
@@ -85,6 +74,27 @@ public sealed class LlamaCppOracle : IDisposable
 
     /// <summary>The GGUF file.</summary>
     public string Path { get; }
+
+    /// <summary>
+    /// The settings every llama.cpp context of this project uses (the oracle's and <see cref="LlamaCppBatchedDecoder"/>'s):
+    /// flash attention off, F32 K and V caches, no GPU layers, <paramref name="threads"/> for single tokens and for batches,
+    /// n_batch = n_ubatch = <paramref name="batchSize"/>, one sequence unless the caller sets <see cref="ModelParams.SeqMax"/>.
+    /// </summary>
+    internal static ModelParams Parameters(string ggufPath, int threads, int contextSize, int batchSize) => new(ggufPath)
+    {
+        ContextSize = contextSize > 0 ? (uint)contextSize : null,
+        BatchSize = (uint)batchSize,
+        UBatchSize = (uint)batchSize,
+        Threads = threads,
+        BatchThreads = threads,
+        GpuLayerCount = 0,
+        FlashAttention = false,               // LLAMA_FLASH_ATTENTION_TYPE_DISABLED
+        TypeK = GGMLType.GGML_TYPE_F32,       // exact K cache (the default is F16)
+        TypeV = GGMLType.GGML_TYPE_F32,       // exact V cache
+    };
+
+    /// <summary>llama.cpp's last log lines, for error messages of this assembly's other types.</summary>
+    internal static string RecentLogTail() => LogTail();
 
     /// <summary>Threads llama.cpp uses for single tokens and for batches (llama_set_n_threads).</summary>
     public int Threads
