@@ -29,7 +29,8 @@ public sealed record GenerationOptions
     /// Constrains the output to a grammar (GBNF, a JSON schema, any JSON: see <see cref="Llama.Compiled.Grammar"/>): only
     /// tokens that keep the text a prefix of the language are sampled; end-of-sequence and <see cref="StopTokenIds"/> are
     /// allowed only where the text is complete, and generation ends (<see cref="StopReason.EndOfSequence"/>) as soon as
-    /// the grammar can accept nothing more (a JSON value closed). Text that <see cref="MaxNewTokens"/> or the context cut
+    /// the grammar can accept nothing more (a JSON value closed; not so for a lazy grammar, see <see cref="GrammarTriggers"/>).
+    /// Under a grammar, lazy or not, the text is the tokens' bytes as they are (no tokenizer clean-up of spaces). Text that <see cref="MaxNewTokens"/> or the context cut
     /// short is not complete: check <see cref="GenerationStats.StopReason"/>. Stop sequences still apply. Default: none.
     /// </summary>
     public Grammar? Grammar { get; init; }
