@@ -44,9 +44,7 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, IHostApplica
             throw ApiException.NotSupported("logprobs");
         if (request.TopLogprobs is int and > 0)
             throw ApiException.NotSupported("top_logprobs");
-        if (request.ResponseFormat is { ValueKind: System.Text.Json.JsonValueKind.Object } responseFormat
-            && !(responseFormat.TryGetProperty("type", out var formatType) && formatType.ValueKind == System.Text.Json.JsonValueKind.String && formatType.GetString() == "text"))
-            throw ApiException.NotSupported("response_format");
+        ChatResponseFormat? responseFormat = RequestValidation.ResponseFormat(request.ResponseFormat);
         var sampling = new RequestValidation.Sampling(request.Temperature, request.TopP, request.Seed, request.FrequencyPenalty, request.PresencePenalty,
             request.TopK, request.MinP, request.RepetitionPenalty);
         RequestValidation.CheckSampling(sampling);
@@ -66,6 +64,7 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, IHostApplica
             PresencePenalty = request.PresencePenalty,
             MaxOutputTokens = maxTokens,
             StopSequences = stop.Count > 0 ? stop : null,
+            ResponseFormat = responseFormat,
         };
         if (request.MinP is float minP)
             (chatOptions.AdditionalProperties ??= [])["min_p"] = minP;
@@ -73,7 +72,16 @@ internal sealed partial class OpenAIEndpoints(LlamaBackend backend, IHostApplica
             (chatOptions.AdditionalProperties ??= [])["repetition_penalty"] = repetitionPenalty;
         int[] prompt = backend.Chat.EncodePrompt(messages, chatOptions);
         CheckContext(prompt.Length, "messages");
-        GenerationOptions options = backend.Chat.MapOptions(chatOptions);
+        GenerationOptions options;
+        try
+        {
+            // A JSON response format becomes a grammar here (compiled once per distinct schema and kept by the client).
+            options = backend.Chat.MapOptions(chatOptions);
+        }
+        catch (GrammarFormatException e)
+        {
+            throw ApiException.BadRequest($"Invalid 'response_format': {e.Message}", "response_format", "invalid_value");
+        }
 
         var format = new ChatFormat(NewId("chatcmpl-"), backend.ModelId, UnixNow());
         bool includeUsage = request.StreamOptions?.IncludeUsage is true;

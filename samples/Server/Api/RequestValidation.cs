@@ -57,6 +57,71 @@ internal static class RequestValidation
             throw ApiException.BadRequest($"Invalid 'n': {count}. This server generates one choice per request (n = 1).", "n", "unsupported_value");
     }
 
+    /// <summary>
+    /// "response_format" as OpenAI defines it: <c>{"type": "text"}</c>, <c>{"type": "json_object"}</c>, or
+    /// <c>{"type": "json_schema", "json_schema": {"name", "description"?, "schema"?, "strict"?}}</c>; null when absent.
+    /// A json_schema without a schema is any JSON object. Strict or not, the schema is enforced (a grammar).
+    /// </summary>
+    public static ChatResponseFormat? ResponseFormat(JsonElement? format)
+    {
+        if (format is not { } element || element.ValueKind == JsonValueKind.Null)
+            return null;
+        if (element.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest("Invalid type for 'response_format': expected an object.", "response_format", "invalid_type");
+        if (!element.TryGetProperty("type", out JsonElement type))
+            throw ApiException.BadRequest("Missing required parameter: 'response_format.type'.", "response_format.type", "missing_required_parameter");
+        switch (type.ValueKind == JsonValueKind.String ? type.GetString() : null)
+        {
+            case "text":
+                return ChatResponseFormat.Text;
+            case "json_object":
+                return ChatResponseFormat.Json;
+            case "json_schema":
+                break;
+            default:
+                throw ApiException.BadRequest(
+                    $"Invalid value: '{(type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText())}'. Supported values are: 'text', 'json_object', and 'json_schema'.",
+                    "response_format.type", "invalid_value");
+        }
+        if (!element.TryGetProperty("json_schema", out JsonElement jsonSchema))
+            throw ApiException.BadRequest("Missing required parameter: 'response_format.json_schema'.", "response_format.json_schema", "missing_required_parameter");
+        if (jsonSchema.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest("Invalid type for 'response_format.json_schema': expected an object.", "response_format.json_schema", "invalid_type");
+        if (!jsonSchema.TryGetProperty("name", out JsonElement name))
+            throw ApiException.BadRequest("Missing required parameter: 'response_format.json_schema.name'.", "response_format.json_schema.name", "missing_required_parameter");
+        string? nameText = name.ValueKind == JsonValueKind.String ? name.GetString() : null;
+        if (string.IsNullOrEmpty(nameText) || nameText.Length > 64 || !IsSchemaName(nameText))
+        {
+            throw ApiException.BadRequest(
+                "Invalid 'response_format.json_schema.name': expected a string of up to 64 letters, digits, underscores and dashes.",
+                "response_format.json_schema.name", "invalid_value");
+        }
+        string? description = null;
+        if (jsonSchema.TryGetProperty("description", out JsonElement descriptionElement) && descriptionElement.ValueKind != JsonValueKind.Null)
+        {
+            if (descriptionElement.ValueKind != JsonValueKind.String)
+                throw ApiException.BadRequest("Invalid type for 'response_format.json_schema.description': expected a string.", "response_format.json_schema.description", "invalid_type");
+            description = descriptionElement.GetString();
+        }
+        if (jsonSchema.TryGetProperty("strict", out JsonElement strict) && strict.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
+            throw ApiException.BadRequest("Invalid type for 'response_format.json_schema.strict': expected a boolean.", "response_format.json_schema.strict", "invalid_type");
+        if (!jsonSchema.TryGetProperty("schema", out JsonElement schema) || schema.ValueKind == JsonValueKind.Null)
+            return ChatResponseFormat.Json;
+        if (schema.ValueKind is not (JsonValueKind.Object or JsonValueKind.True))
+            throw ApiException.BadRequest("Invalid type for 'response_format.json_schema.schema': expected an object.", "response_format.json_schema.schema", "invalid_type");
+        return ChatResponseFormat.ForJsonSchema(schema.Clone(), nameText, description);
+    }
+
+    private static bool IsSchemaName(string name)
+    {
+        foreach (char c in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
+                return false;
+        }
+        return true;
+    }
+
     /// <summary>"stop": null, a string, or an array of strings.</summary>
     public static List<string> Stop(JsonElement? stop)
     {

@@ -46,10 +46,15 @@ namespace Llama.Compiled;
 /// model's template renders them, so <c>new ChatClientBuilder(client).UseFunctionInvocation().Build()</c> runs tools end
 /// to end. <see cref="ChatOptions.ToolMode"/>: <see cref="ChatToolMode.Auto"/> (or null) lets the model choose;
 /// <see cref="ChatToolMode.None"/> renders no tools and parses no calls; <see cref="ChatToolMode.RequireAny"/> and
-/// <see cref="ChatToolMode.RequireSpecific"/> end the prompt with the opening of a call (and the function's name), so the
-/// model writes a call — best effort: unless <see cref="ToolCallConstraint"/> constrains sampling, the model may still
-/// write something that is no call, which then comes back as text. Tools given to a template without a tool format
-/// throw <see cref="NotSupportedException"/>.
+/// <see cref="ChatToolMode.RequireSpecific"/> end the prompt with the opening of a call (<see cref="ToolCallFormat.CallPrefix"/>)
+/// and constrain the answer to the JSON of a call to one of the tools (or to the required one) whose arguments match its
+/// parameter schema (<see cref="ToolCallFormat.GetCallJsonSchema"/>; a grammar compiled once per distinct schema and kept).
+/// In <see cref="ChatToolMode.Auto"/> the answer is free, but once a call starts (<see cref="ToolCallFormat.CallTriggers"/>)
+/// its JSON is constrained the same way until it is complete (a lazy grammar, <see cref="GenerationOptions.GrammarTriggers"/>),
+/// unless the request has a response format (or the default options a grammar), which then constrains the whole answer
+/// instead. A function whose schema grammars do not support (<see cref="Grammar.FromJsonSchema(JsonElement)"/>) leaves the
+/// calls unconstrained: a required call is then best effort (the opening also names the function), and what is no call
+/// comes back as text. Tools given to a template without a tool format throw <see cref="NotSupportedException"/>.
 /// </para>
 /// <para>
 /// The client keeps one session and the token ids in its KV cache. When the next request's prompt
@@ -73,6 +78,7 @@ public sealed class LlamaChatClient : IChatClient
     private readonly int[] _templateStopIds;
     private readonly SemaphoreSlim _gate = new(1, 1);  // one request at a time in _session
     private readonly ConcurrentDictionary<string, Grammar> _schemaGrammars = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Grammar?> _callGrammars = new(StringComparer.Ordinal);
     private GenerationStats? _lastStats;
     private bool _disposed;
 
@@ -150,42 +156,61 @@ public sealed class LlamaChatClient : IChatClient
     public GenerationStats? LastStats => Volatile.Read(ref _lastStats);
 
     /// <summary>
-    /// Called for a request that requires a call (<see cref="ChatToolMode.RequireAny"/> or <see cref="ChatToolMode.RequireSpecific"/>)
-    /// with the request's generation options and the JSON schema of the call the model must write
-    /// (<see cref="ToolCallFormat.GetCallJsonSchema"/>); returns the options to generate with, such as options whose sampling
-    /// follows a grammar made from the schema. When set, such a prompt ends with the format's <see cref="ToolCallFormat.CallPrefix"/>,
-    /// so that the call's JSON object is all the model writes next (instead of the start of that object and the function's
-    /// name, which is what steers the model when nothing constrains it). Default none.
-    /// </summary>
-    public Func<GenerationOptions, JsonElement, GenerationOptions>? ToolCallConstraint { get; set; }
-
-    /// <summary>
     /// The token ids the client evaluates for <paramref name="messages"/>: the rendered prompt with the
     /// generation prompt (and the tools of <paramref name="options"/>), BOS as the template wants it. Its length is what the
     /// conversation takes of the context (<see cref="LlamaModelShape.MaxContext"/>) before the answer.
     /// </summary>
     /// <exception cref="NotSupportedException">The options have tools and the template has no tool format.</exception>
     public int[] EncodePrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null) =>
-        Encode(RenderPrompt(messages, options, ToolCallConstraint is not null).Text);
+        Encode(RenderPrompt(messages, options).Text);
 
     /// <summary>
     /// The prompt text of a request: the conversation (with <see cref="ChatOptions.Instructions"/>) and its tools, rendered,
-    /// and when a call is required the start of one. <paramref name="jsonOnly"/>: the start ends where the call's JSON begins.
+    /// and when a call is required the start of one: up to where the call's JSON begins when the calls can be constrained
+    /// (the CallGrammar returned, the grammar of a call to the tools, or to the required function), otherwise with the
+    /// function's name too.
     /// </summary>
-    private (string Text, IReadOnlyList<AIFunctionDeclaration>? Tools, string? Opening, string? RequiredFunction) RenderPrompt(
-        IEnumerable<ChatMessage> messages, ChatOptions? options, bool jsonOnly)
+    private (string Text, IReadOnlyList<AIFunctionDeclaration>? Tools, string? Opening, Grammar? CallGrammar) RenderPrompt(
+        IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         List<ChatMessage> list = WithInstructions(messages, options?.Instructions);
         IReadOnlyList<AIFunctionDeclaration>? tools = ToolsOf(options);
         string text = Template.Render(list, tools, addGenerationPrompt: true);
-        if (tools is null || options!.ToolMode is not RequiredChatToolMode required)
-            return (text, tools, null, null);
+        if (tools is null)
+            return (text, null, null, null);
+        ToolCallFormat format = Template.ToolCallFormat!;
+        if (options!.ToolMode is not RequiredChatToolMode required)
+            return (text, tools, null, CallGrammar(format, tools, null));
         string? name = required.RequiredFunctionName;
         if (name is not null && !tools.Any(t => t.Name == name))
             throw new ArgumentException($"ChatOptions.ToolMode requires the function '{name}', which is not among ChatOptions.Tools.", nameof(options));
-        ToolCallFormat format = Template.ToolCallFormat!;
-        string opening = jsonOnly ? format.CallPrefix : format.GetOpening(name);
-        return (text + opening, tools, opening, name);
+        Grammar? grammar = CallGrammar(format, tools, name);
+        string opening = grammar is not null ? format.CallPrefix : format.GetOpening(name);
+        return (text + opening, tools, opening, grammar);
+    }
+
+    /// <summary>
+    /// The grammar of one call to <paramref name="tools"/> (or to <paramref name="function"/>), compiled once per distinct
+    /// schema; null when a function's parameter schema has what grammars do not support (its calls are then not constrained).
+    /// </summary>
+    private Grammar? CallGrammar(ToolCallFormat format, IReadOnlyList<AIFunctionDeclaration> tools, string? function)
+    {
+        JsonElement schema = format.GetCallJsonSchema(tools, function);
+        string key = schema.GetRawText();
+        if (_callGrammars.TryGetValue(key, out Grammar? grammar))
+            return grammar;
+        try
+        {
+            grammar = Grammar.FromJsonSchema(schema);
+        }
+        catch (GrammarFormatException)
+        {
+            grammar = null;
+        }
+        if (_callGrammars.Count >= 64)
+            _callGrammars.Clear();
+        _callGrammars[key] = grammar;
+        return grammar;
     }
 
     /// <summary>The functions of a request: none when it has none or its <see cref="ChatOptions.ToolMode"/> is None.</summary>
@@ -415,8 +440,7 @@ public sealed class LlamaChatClient : IChatClient
     private Request Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         GenerationOptions generation = MapOptions(options);
-        Func<GenerationOptions, JsonElement, GenerationOptions>? constraint = ToolCallConstraint;
-        (string text, IReadOnlyList<AIFunctionDeclaration>? tools, string? opening, string? required) = RenderPrompt(messages, options, constraint is not null);
+        (string text, IReadOnlyList<AIFunctionDeclaration>? tools, string? opening, Grammar? callGrammar) = RenderPrompt(messages, options);
         ToolCallParser? parser = null;
         if (tools is not null)
         {
@@ -424,10 +448,16 @@ public sealed class LlamaChatClient : IChatClient
             parser = format.CreateParser();
             if (opening is not null)
             {
-                // The prompt already holds the start of the call: the parser reads on from there.
+                // The prompt already holds the start of the call: the parser reads on from there, and the answer is the
+                // call's JSON (whatever else would constrain the answer).
                 parser.Append(opening, new List<AIContent>());
-                if (constraint is not null)
-                    generation = constraint(generation, format.GetCallJsonSchema(tools, required));
+                if (callGrammar is not null)
+                    generation = generation with { Grammar = callGrammar, GrammarTriggers = [] };
+            }
+            else if (callGrammar is not null && generation.Grammar is null)
+            {
+                // The model may answer in text or call: a call's JSON is constrained from where it starts.
+                generation = generation with { Grammar = callGrammar, GrammarTriggers = format.CallTriggers };
             }
         }
         return new Request(Encode(text), generation, parser);
@@ -448,6 +478,7 @@ public sealed class LlamaChatClient : IChatClient
         stopIds.AddRange(_templateStopIds);
         int maxNewTokens = defaults.MaxNewTokens;
         Grammar? grammar = defaults.Grammar;
+        IReadOnlyList<GrammarTrigger> triggers = defaults.GrammarTriggers;
         if (options is not null)
         {
             sampling = sampling with
@@ -467,9 +498,15 @@ public sealed class LlamaChatClient : IChatClient
             if (options.StopSequences is { } extra)
                 stops.AddRange(extra);
             if (options.ResponseFormat is ChatResponseFormatJson json)
+            {
                 grammar = json.Schema is JsonElement schema ? SchemaGrammar(schema) : Grammar.AnyJson;
+                triggers = [];
+            }
         }
-        return defaults with { Sampling = sampling, MaxNewTokens = maxNewTokens, StopSequences = stops, StopTokenIds = stopIds, Grammar = grammar };
+        return defaults with
+        {
+            Sampling = sampling, MaxNewTokens = maxNewTokens, StopSequences = stops, StopTokenIds = stopIds, Grammar = grammar, GrammarTriggers = triggers,
+        };
     }
 
     /// <summary>

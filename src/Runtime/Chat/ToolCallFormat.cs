@@ -48,6 +48,13 @@ public abstract class ToolCallFormat
     /// <summary>Whether a message may hold several calls (and text before them).</summary>
     public abstract bool AllowsSeveralCalls { get; }
 
+    /// <summary>
+    /// Where a call's JSON starts in an answer that may also be text, for a lazy grammar made from
+    /// <see cref="GetCallJsonSchema"/> (<see cref="GenerationOptions.GrammarTriggers"/>): after <c>&lt;tool_call&gt;\n</c>
+    /// anywhere (Hermes); at a <c>{</c> that starts the message, or after a <c>&lt;|python_tag|&gt;</c> that does (Llama 3.1).
+    /// </summary>
+    public abstract IReadOnlyList<GrammarTrigger> CallTriggers { get; }
+
     /// <summary>A parser for one answer of the model.</summary>
     public abstract ToolCallParser CreateParser();
 
@@ -176,6 +183,11 @@ public abstract class ToolCallFormat
         public override string CallSuffix => "";
         public override string ArgumentsPropertyName => "parameters";
         public override bool AllowsSeveralCalls => false;
+        public override IReadOnlyList<GrammarTrigger> CallTriggers { get; } =
+        [
+            new GrammarTrigger("{") { AtStart = true, IsGrammarText = true },
+            new GrammarTrigger(Llama3JsonToolCallParser.PythonTag) { AtStart = true },
+        ];
         public override ToolCallParser CreateParser() => new Llama3JsonToolCallParser(this);
     }
 
@@ -186,6 +198,7 @@ public abstract class ToolCallFormat
         public override string CallSuffix => "\n</tool_call>";
         public override string ArgumentsPropertyName => "arguments";
         public override bool AllowsSeveralCalls => true;
+        public override IReadOnlyList<GrammarTrigger> CallTriggers { get; } = [new GrammarTrigger("<tool_call>\n")];
         public override ToolCallParser CreateParser() => new HermesToolCallParser(this);
     }
 }

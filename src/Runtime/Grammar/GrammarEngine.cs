@@ -44,6 +44,7 @@ internal sealed class GrammarEngine
     private readonly Dictionary<StackList, int> _stateIndex = new() { [new StackList([])] = 0 };
     private readonly List<int[]?> _transitions = [null];  // per state: 256 next states, -1 = not yet known
     private readonly List<ulong[]?> _masks = [null];
+    private readonly List<ulong[]?> _releaseMasks = [null]; // masks of a lazy grammar: tokens that finish it may go on
     private long _maskBytes;
 
     // Scratch.
@@ -96,16 +97,22 @@ internal sealed class GrammarEngine
     }
 
     /// <summary>The tokens allowed in <paramref name="state"/> (bit per id below the vocabulary's count); cached, do not modify.</summary>
-    public ulong[] Mask(int state)
+    /// <param name="state">The state.</param>
+    /// <param name="releaseWhenFinished">
+    /// Also allow the tokens whose bytes finish the grammar (<see cref="IsFinished"/>) before their end, whatever follows in
+    /// them: a lazy grammar lets go of the text there (<see cref="GenerationOptions.GrammarTriggers"/>).
+    /// </param>
+    public ulong[] Mask(int state, bool releaseWhenFinished = false)
     {
         lock (_gate)
         {
-            if (_masks[state] is { } cached)
+            List<ulong[]?> masks = releaseWhenFinished ? _releaseMasks : _masks;
+            if (masks[state] is { } cached)
                 return cached;
-            ulong[] mask = ComputeMask(state);
+            ulong[] mask = ComputeMask(state, releaseWhenFinished);
             if (_maskBytes + mask.Length * 8L <= MaskCacheBytes)
             {
-                _masks[state] = mask;
+                masks[state] = mask;
                 _maskBytes += mask.Length * 8L;
             }
             return mask;
@@ -113,7 +120,7 @@ internal sealed class GrammarEngine
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private ulong[] ComputeMask(int state)
+    private ulong[] ComputeMask(int state, bool releaseWhenFinished)
     {
         TokenVocabulary v = _vocabulary;
         var mask = new ulong[MaskWords];
@@ -131,6 +138,14 @@ internal sealed class GrammarEngine
             int next = row is not null && row[nodeByte[i]] >= 0 ? row[nodeByte[i]] : Step(parentState, nodeByte[i]);
             if (next == 0)
             {
+                i = nodeEnd[i];
+                continue;
+            }
+            if (releaseWhenFinished && _states[next] is [0])
+            {
+                // The grammar is finished after this byte: every token of the subtree (preorder: contiguous) is allowed.
+                for (int t = tokenStart[i], end = tokenStart[nodeEnd[i]]; t < end; t++)
+                    mask[tokens[t] >> 6] |= 1UL << (tokens[t] & 63);
                 i = nodeEnd[i];
                 continue;
             }
@@ -250,6 +265,7 @@ internal sealed class GrammarEngine
         _states.Add(key);
         _transitions.Add(null);
         _masks.Add(null);
+        _releaseMasks.Add(null);
         _stateIndex[list] = id;
         return id;
     }

@@ -13,7 +13,7 @@ namespace Llama.Compiled;
 /// <remarks>
 /// <see cref="Sampler.Sample(ReadOnlySpan{float}, ReadOnlySpan{int}, GrammarMatcher?)"/> uses it the cheap way: it
 /// samples as usual, checks the one token drawn (a walk over its bytes), and only when the grammar rejects it masks the
-/// logits (<see cref="ApplyMask"/>) and draws again — which draws from exactly the masked distribution when no top-k/top-p
+/// logits (<see cref="ApplyMask(Span{float})"/>) and draws again — which draws from exactly the masked distribution when no top-k/top-p
 /// filter is set. Masks are cached per grammar state and shared between generations.
 /// </remarks>
 public sealed class GrammarMatcher
@@ -42,6 +42,15 @@ public sealed class GrammarMatcher
 
     /// <summary>The grammar matched.</summary>
     public Grammar Grammar { get; }
+
+    internal GrammarEngine Engine => _engine;
+
+    /// <summary>The engine's state of the text so far (the end token not included).</summary>
+    internal int State
+    {
+        get => _state;
+        set => _state = value;
+    }
 
     /// <summary>Whether the text so far is a complete string of the language (an end token is allowed).</summary>
     public bool CanEnd => !_ended && _engine.CanEnd(_state);
@@ -106,15 +115,20 @@ public sealed class GrammarMatcher
     /// Sets the logit of every token that may not come next to negative infinity (end tokens keep theirs where the
     /// grammar is complete). Returns how many tokens are still allowed.
     /// </summary>
+    public int ApplyMask(Span<float> logits) => ApplyMask(logits, releaseWhenFinished: false);
+
+    /// <inheritdoc cref="ApplyMask(Span{float})"/>
+    /// <param name="logits">The logits [VocabSize].</param>
+    /// <param name="releaseWhenFinished">Also allow tokens that finish the grammar before their end (a lazy grammar lets go there).</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public int ApplyMask(Span<float> logits)
+    internal int ApplyMask(Span<float> logits, bool releaseWhenFinished)
     {
         if (_ended)
         {
             logits.Fill(float.NegativeInfinity);
             return 0;
         }
-        ulong[] mask = _engine.Mask(_state);
+        ulong[] mask = _engine.Mask(_state, releaseWhenFinished);
         bool canEnd = _engine.CanEnd(_state);
         Span<float> saved = stackalloc float[Math.Min(_endTokens.Length, 64)];
         int endCount = Math.Min(_endTokens.Length, 64);
@@ -168,7 +182,7 @@ public sealed class GrammarMatcher
         return allowed;
     }
 
-    private bool IsEndToken(int tokenId)
+    internal bool IsEndToken(int tokenId)
     {
         foreach (int id in _endTokens)
         {

@@ -29,8 +29,21 @@ public sealed record GenerationOptions
     /// Constrains the output to a grammar (GBNF, a JSON schema, any JSON: see <see cref="Llama.Compiled.Grammar"/>): only
     /// tokens that keep the text a prefix of the language are sampled; end-of-sequence and <see cref="StopTokenIds"/> are
     /// allowed only where the text is complete, and generation ends (<see cref="StopReason.EndOfSequence"/>) as soon as
-    /// the grammar can accept nothing more (a JSON value closed). Text that <see cref="MaxNewTokens"/> or the context cut
+    /// the grammar can accept nothing more (a JSON value closed; not so for a lazy grammar, see <see cref="GrammarTriggers"/>).
+    /// Under a grammar, lazy or not, the text is the tokens' bytes as they are (no tokenizer clean-up of spaces). Text that <see cref="MaxNewTokens"/> or the context cut
     /// short is not complete: check <see cref="GenerationStats.StopReason"/>. Stop sequences still apply. Default: none.
     /// </summary>
     public Grammar? Grammar { get; init; }
+
+    /// <summary>
+    /// Makes <see cref="Grammar"/> lazy: the output is free text until it contains one of these triggers; from there (after
+    /// the trigger's text, or from its start when <see cref="GrammarTrigger.IsGrammarText"/>) it must follow the grammar,
+    /// and once the grammar is finished (can accept nothing more: a JSON object closed) the text is free again and the
+    /// triggers are watched anew. A trigger may end inside a token: the rest of that token must then be grammar text (a
+    /// token whose rest is not is never sampled); a token may finish the grammar and go on with free text. While the
+    /// grammar applies, end-of-sequence and <see cref="StopTokenIds"/> are allowed only where its text is complete;
+    /// generation does not stop when the grammar finishes. Tokens are matched as their bytes (special tokens as their
+    /// text). Default none: the grammar applies from the first token. Ignored without a <see cref="Grammar"/>.
+    /// </summary>
+    public IReadOnlyList<GrammarTrigger> GrammarTriggers { get; init; } = [];
 }

@@ -23,6 +23,8 @@ internal sealed class TokenGeneration
     private readonly StopSequenceMatcher _stops;
     private readonly StringBuilder _text = new();
     private readonly GrammarMatcher? _grammar;  // the output's place in GenerationOptions.Grammar
+    private readonly LazyGrammarMatcher? _lazy; // instead, when the grammar has triggers
+    private float[]? _scratch;                  // logits with rejected tokens masked (lazy grammar)
 
     public TokenGeneration(Tokenizer tokenizer, LlamaModelShape shape, int[] promptIds, GenerationOptions options, Sampler sampler)
     {
@@ -34,7 +36,13 @@ internal sealed class TokenGeneration
         _decoder = new StreamingDecoder(tokenizer, promptIds, exactText: options.Grammar is not null);
         _stops = new StopSequenceMatcher(options.StopSequences);
         if (options.Grammar is { } grammar)
-            _grammar = grammar.CreateMatcher(tokenizer, [.. shape.EosTokenIds, .. options.StopTokenIds]);
+        {
+            GrammarMatcher matcher = grammar.CreateMatcher(tokenizer, [.. shape.EosTokenIds, .. options.StopTokenIds]);
+            if (options.GrammarTriggers is { Count: > 0 } triggers)
+                _lazy = new LazyGrammarMatcher(matcher, tokenizer, triggers);
+            else
+                _grammar = matcher;
+        }
     }
 
     /// <summary>Tokens generated so far (an ending token not counted).</summary>
@@ -62,13 +70,14 @@ internal sealed class TokenGeneration
     /// <param name="contextFull">True when the session has no room for another token (and does not shift).</param>
     public string Step(ReadOnlySpan<float> logits, bool contextFull)
     {
-        int next = _sampler.Sample(logits, CollectionsMarshal.AsSpan(_tokens), _grammar);
+        int next = _lazy is not null ? SampleLazy(logits) : _sampler.Sample(logits, CollectionsMarshal.AsSpan(_tokens), _grammar);
         if (next == _shape.BosTokenId || Contains(_shape.EosTokenIds, next) || Contains(_options.StopTokenIds, next))
         {
             StopReason = Llama.Compiled.StopReason.EndOfSequence;
             return string.Empty;
         }
         _grammar?.Accept(next);
+        _lazy?.Accept(next);
         _tokens.Add(next);
         Generated++;
         NextToken = next;
@@ -100,6 +109,35 @@ internal sealed class TokenGeneration
             rest += _stops.Flush();
         _text.Append(rest);
         return rest;
+    }
+
+    /// <summary>
+    /// Samples under a lazy grammar: the token drawn is kept when allowed (in free text almost every token is); otherwise,
+    /// inside the grammar, the logits are masked, and any token still rejected (one that would start the grammar with text
+    /// it does not allow) is removed, until one is allowed.
+    /// </summary>
+    private int SampleLazy(ReadOnlySpan<float> logits)
+    {
+        ReadOnlySpan<int> recent = CollectionsMarshal.AsSpan(_tokens);
+        int token = _sampler.Sample(logits, recent);
+        if (_lazy!.IsAllowed(token))
+            return token;
+        float[] scratch = _scratch ??= new float[logits.Length];
+        logits.CopyTo(scratch);
+        int allowed = _lazy.ApplyMask(scratch);
+        while (true)
+        {
+            if (!float.IsNegativeInfinity(scratch[token]))
+            {
+                scratch[token] = float.NegativeInfinity;
+                allowed--;
+            }
+            if (allowed <= 0)
+                throw new InvalidOperationException("The grammar allows no token here (and the output is not complete).");
+            token = _sampler.Sample(scratch, recent);
+            if (_lazy.IsAllowed(token))
+                return token;
+        }
     }
 
     private static bool Contains(IReadOnlyList<int> ids, int id)

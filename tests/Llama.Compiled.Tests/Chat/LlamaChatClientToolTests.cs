@@ -208,13 +208,27 @@ public class LlamaChatClientToolTests
         Assert.Equal("", (await client.GetResponseAsync([new ChatMessage(ChatRole.User, "Hi")], new ChatOptions { Tools = options.Tools, ToolMode = ChatToolMode.None })).Text);
     }
 
+    /// <summary>
+    /// The tools with get_weather's parameters in a schema that grammars do not support (a remote <c>$ref</c>): calls are
+    /// then not constrained.
+    /// </summary>
+    private static IList<AITool> UnconstrainableTools =>
+    [
+        AIFunctionFactory.CreateDeclaration("get_weather", "Gets the weather.",
+            JsonDocument.Parse("""{"type": "object", "properties": {"city": {"$ref": "https://example.com/city.json"}}}""").RootElement),
+        ChatToolTemplateTests.Tools[1],
+    ];
+
     [Theory]
-    [InlineData(null)]
-    [InlineData("get_weather")]
-    public async Task ARequiredCallIsOpenedInThePrompt(string? function)
+    [InlineData(null, true)]
+    [InlineData("get_weather", true)]
+    [InlineData(null, false)]
+    [InlineData("get_weather", false)]
+    public async Task ARequiredCallIsOpenedInThePrompt(string? function, bool constrained)
     {
-        // The model writes the rest of the call after the opening the prompt ends with.
-        string opening = ToolCallFormat.Llama3Json.GetOpening(function);
+        // Constrained, the prompt ends where the call's JSON starts (for Llama 3.1, with the assistant header); otherwise
+        // (a schema grammars do not support) with the start of the call and the function's name, and the model writes the rest.
+        string opening = constrained ? ToolCallFormat.Llama3Json.CallPrefix : ToolCallFormat.Llama3Json.GetOpening(function);
         string full = "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}";
         Assert.StartsWith(opening, full);
         int eot = Special(Llama3Tokenizer, "<|eot_id|>");
@@ -222,14 +236,18 @@ public class LlamaChatClientToolTests
         using var client = new LlamaChatClient(model, Llama3Tokenizer, ChatToolTemplateTests.Template("Llama-3.2-1B-Instruct"), Greedy);
         var options = new ChatOptions
         {
-            Tools = new Tools().All,
+            Tools = constrained ? new Tools().All : UnconstrainableTools,
             ToolMode = function is null ? ChatToolMode.RequireAny : ChatToolMode.RequireSpecific(function),
         };
         List<ChatMessage> messages = ChatToolTemplateTests.Conversation("ask", system: true);
 
         ChatResponse response = await client.GetResponseAsync(messages, options);
 
-        Assert.Equal(ChatToolTemplateTests.Golden("Llama-3.2-1B-Instruct.ask.system") + opening, Llama3Tokenizer.Decode(model.Sessions[0].Calls[0]));
+        string prompt = Llama3Tokenizer.Decode(model.Sessions[0].Calls[0]);
+        if (constrained)
+            Assert.Equal(ChatToolTemplateTests.Golden("Llama-3.2-1B-Instruct.ask.system") + opening, prompt);
+        else
+            Assert.EndsWith("<|start_header_id|>assistant<|end_header_id|>\n\n" + opening, prompt);
         Assert.Equal(ChatFinishReason.ToolCalls, response.FinishReason);
         FunctionCallContent call = Assert.IsType<FunctionCallContent>(Assert.Single(Assert.Single(response.Messages).Contents));
         Assert.Equal("get_weather", call.Name);
@@ -239,29 +257,26 @@ public class LlamaChatClientToolTests
     }
 
     [Fact]
-    public async Task AToolCallConstraintGetsTheSchemaOfTheRequiredCall()
+    public async Task ARequiredCallIsConstrainedToTheSchemaOfTheRequiredFunction()
     {
-        // With a constraint (a grammar, once sampling has one) the prompt ends where the call's JSON starts.
+        // The prompt ends where the call's JSON starts, and a grammar of the call to get_time applies: generation ends where
+        // the call's JSON does (the model would go on with "\n</tool_call>").
         int end = Special(QwenTokenizer, "<|im_end|>");
         string json = "{\"name\": \"get_time\", \"arguments\": {\"timezone\": \"Europe/Paris\"}}";
-        var model = new RecordingModel([.. Ids(QwenTokenizer, json), end]);
-        JsonElement? schema = null;
-        using var client = new LlamaChatClient(model, QwenTokenizer, ChatTemplate.Qwen3, Greedy)
-        {
-            ToolCallConstraint = (generation, callSchema) =>
-            {
-                schema = callSchema;
-                return generation with { MaxNewTokens = 99 };
-            },
-        };
+        var model = new RecordingModel([.. Ids(QwenTokenizer, json), .. Ids(QwenTokenizer, "\n"), Special(QwenTokenizer, "</tool_call>"), end]);
+        using var client = new LlamaChatClient(model, QwenTokenizer, ChatTemplate.Qwen3, Greedy);
         var options = new ChatOptions { Tools = new Tools().All, ToolMode = ChatToolMode.RequireSpecific("get_time") };
         List<ChatMessage> messages = ChatToolTemplateTests.Conversation("ask", system: false);
 
         ChatResponse response = await client.GetResponseAsync(messages, options);
 
-        Assert.Equal(ChatToolTemplateTests.Golden("Qwen3.ask.nosystem") + "<tool_call>\n", QwenTokenizer.Decode(model.Sessions[0].Calls[0]));
-        Assert.Equal("get_time", Assert.Single(schema!.Value.GetProperty("anyOf").EnumerateArray()).GetProperty("properties").GetProperty("name").GetProperty("const").GetString());
+        string prompt = ChatToolTemplateTests.Golden("Qwen3.ask.nosystem") + "<tool_call>\n";
+        Assert.Equal(prompt, QwenTokenizer.Decode(model.Sessions[0].Calls[0]));
+        Assert.Equal(prompt, QwenTokenizer.Decode(client.EncodePrompt(messages, options)));
+        Assert.Equal(Ids(QwenTokenizer, json).Length, client.LastStats!.GeneratedTokens);
+        Assert.Equal(StopReason.EndOfSequence, client.LastStats.StopReason);
         FunctionCallContent call = Assert.IsType<FunctionCallContent>(Assert.Single(Assert.Single(response.Messages).Contents));
+        Assert.Equal("get_time", call.Name);
         Assert.Equal("Europe/Paris", ((JsonElement)call.Arguments!["timezone"]!).GetString());
         Assert.Equal(ChatFinishReason.ToolCalls, response.FinishReason);
     }
@@ -293,12 +308,13 @@ public class LlamaChatClientToolTests
     [Fact]
     public async Task AMalformedCallComesBackAsText()
     {
+        // Calls to tools whose schemas grammars support cannot be malformed (see ToolCallGrammarTests); these are not constrained.
         int eot = Special(Llama3Tokenizer, "<|eot_id|>");
         string answer = "{\"name\": \"get_weather\", \"parameters\": {\"city\": }";
         var model = new RecordingModel([.. Ids(Llama3Tokenizer, answer), eot]);
         using var client = new LlamaChatClient(model, Llama3Tokenizer, ChatTemplate.Llama31, Greedy);
 
-        ChatResponse response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "Weather?")], new ChatOptions { Tools = new Tools().All });
+        ChatResponse response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "Weather?")], new ChatOptions { Tools = UnconstrainableTools });
 
         Assert.Equal(answer, response.Text);
         Assert.Equal(ChatFinishReason.Stop, response.FinishReason);
