@@ -297,20 +297,8 @@ public sealed class LlamaChatClient : IChatClient
                 request.Parser.Append(chunk, pending);
             foreach (AIContent content in pending)
             {
-                if (content is TextContent { Text: var chunkText })
-                {
-                    // The answer starts at its first non-blank character (the templates strip contents).
-                    string text = started ? chunkText : TrimStart(chunkText);
-                    if (text.Length == 0)
-                        continue;
-                    started = true;
-                    yield return Update([new TextContent(text)]);
-                }
-                else
-                {
-                    // A call is one update of its own, never streamed as text.
-                    yield return Update([content]);
-                }
+                if (Visible(content, ref started) is { } visible)
+                    yield return Update([visible]);
             }
             pending.Clear();
         }
@@ -319,18 +307,8 @@ public sealed class LlamaChatClient : IChatClient
             request.Parser.Complete(pending);
             foreach (AIContent content in pending)
             {
-                if (content is TextContent { Text: var chunkText })
-                {
-                    string text = started ? chunkText : TrimStart(chunkText);
-                    if (text.Length == 0)
-                        continue;
-                    started = true;
-                    yield return Update([new TextContent(text)]);
-                }
-                else
-                {
-                    yield return Update([content]);
-                }
+                if (Visible(content, ref started) is { } visible)
+                    yield return Update([visible]);
             }
         }
         ChatResponseUpdate last = Update([new UsageContent(Usage(stats.Value!))]);
@@ -577,6 +555,21 @@ public sealed class LlamaChatClient : IChatClient
     };
 
     private static string TrimStart(string text) => text.TrimStart();
+
+    /// <summary>
+    /// What a streamed content becomes in an update: text from the answer's first non-blank character on (the templates strip
+    /// contents; null while there is none yet), a call as it is (one update of its own, never streamed as text).
+    /// </summary>
+    private static AIContent? Visible(AIContent content, ref bool started)
+    {
+        if (content is not TextContent { Text: var chunk })
+            return content;
+        string text = started ? chunk : TrimStart(chunk);
+        if (text.Length == 0)
+            return null;
+        started = true;
+        return new TextContent(text);
+    }
 
     private static string NewId() => Guid.NewGuid().ToString("N");
 }
