@@ -4,23 +4,14 @@ using Llama.Compiled.Generator.Model;
 namespace Llama.Compiled.Generator;
 
 /// <summary>
-/// The Q8_0/Q4_0 matrix kernels: per distinct shape, a rows method over the runtime's kernel layout of the blocks;
-/// per distinct row width, the row products (one token, a tile of tokens); per format, the weight loaders and
-/// integer dot products of 8 blocks at a time.
+/// The block-quantized matrix kernels: per distinct shape, a rows method. Q8_0/Q4_0 run on the runtime's kernel layout
+/// (groups of 8 interleaved rows) through the group products generated per row width: one token × 8 rows, and in
+/// prefill a tile of 16 rows × 4 tokens; the other formats' row products are the runtime's QuantizedRows.
 /// </summary>
 internal static class BlockMatMulEmitter
 {
-    /// <summary>
-    /// Weight blocks per step of the Q8_0/Q4_0 row loop: 8 integer block sums reduce to one Vector256, so
-    /// conversion and scaling cost one instruction per 8 blocks instead of one per block.
-    /// </summary>
-    private const int StepBlocks = 8;
-
-    /// <summary>
-    /// Blocks per group of the runtime's kernel layout of Q8_0/Q4_0 rows (the architecture table's KernelGroupBlocks):
-    /// each group is the blocks' F16 scales, then their weights.
-    /// </summary>
-    private const int GroupBlocks = LlamaArchitecture.KernelGroupBlocks;
+    /// <summary>Rows per group of the runtime's kernel layout of Q8_0/Q4_0 matrices (the architecture table's KernelGroupRows).</summary>
+    private const int GroupRows = LlamaArchitecture.KernelGroupRows;
 
     /// <summary>Bytes of one block: its F16 scale and its weights (the architecture table's block layouts).</summary>
     private static int BlockBytes(ComputeFormat format) => format == ComputeFormat.Q8_0 ? LlamaArchitecture.Q8_0BlockBytes : LlamaArchitecture.Q4_0BlockBytes;
@@ -32,26 +23,32 @@ internal static class BlockMatMulEmitter
     public static string DecodeSummary(MatMulKernel k, bool cacheChoiceAtRunTime)
     {
         string prefetch = k.DecodePrefetch > 0
-            ? $", {(k.Activations == ActivationKind.Q8_K ? "each super-block prefetching" : "each row prefetched")} {k.DecodePrefetch / 1024} KB ahead {(cacheChoiceAtRunTime ? "when the model does not fit this machine's last-level cache" : "(the model streams from memory)")}"
+            ? $", {(k.Activations == ActivationKind.Q8_K ? "each super-block prefetching" : FormatFacts.InKernelLayout(k.Format) ? "each block of a group prefetching" : "each row prefetched")} {k.DecodePrefetch / 1024} KB ahead {(cacheChoiceAtRunTime ? "when the model does not fit this machine's last-level cache" : "(the model streams from memory)")}"
             : "";
         if (!FormatFacts.InKernelLayout(k.Format))
             return $"QuantizedRows.{k.Format}Row over the {Blocks(k)} {k.Format} blocks of each row as the file stores them{prefetch}";
-        int blocks = Blocks(k), groups = blocks / GroupBlocks, tail = blocks % GroupBlocks;
-        string steps = blocks >= StepBlocks ? $"{StepBlocks} blocks per step (their scales converted and integer sums reduced together)" : "one block per step";
-        return $"{steps}, {groups} group(s) of {GroupBlocks} blocks{(tail > 0 ? $" and one of {tail}" : "")} per row{prefetch}";
+        return $"8 rows per step ({GroupName(k.Format, k.Cols, 1)}: the byte dot products of a group's interleaved rows, one lane per row, over {Blocks(k)} blocks){prefetch}";
     }
+
+    /// <summary>The prefill loop of a block-quantized kernel, for the header.</summary>
+    public static string PrefillSummary(MatMulKernel k, int tile) => FormatFacts.InKernelLayout(k.Format)
+        ? $"in prefill {2 * GroupRows} rows × {tile} tokens per tile ({GroupName(k.Format, k.Cols, tile)}: a pair of groups, its scales converted once for every tile)"
+        : $"in prefill 1 row × {tile} tokens per pass over blocks of {k.RowBlock} rows";
 
     /// <summary>
     /// A block-quantized matrix kernel: x is quantized to int8 blocks first (with each block's scale and sum), then each
-    /// output is one call of the row product for its width: a tile of tokens per row in prefill, one token in decode.
-    /// Q8_0/Q4_0 rows are the generated row products over the kernel layout (<see cref="WriteRow"/>); the other formats'
-    /// are the runtime's QuantizedRows over the stored blocks.
+    /// output comes from a row product: the runtime's QuantizedRows over the stored blocks (a tile of tokens per row in
+    /// prefill, one token in decode), or for Q8_0/Q4_0 the generated group products over the kernel layout (<see cref="WriteGrouped"/>).
     /// </summary>
     public static void Write(SourceWriter w, MatMulKernel k, int tile, bool cacheChoiceAtRunTime)
     {
+        if (FormatFacts.InKernelLayout(k.Format))
+        {
+            WriteGrouped(w, k, tile, cacheChoiceAtRunTime);
+            return;
+        }
         int blocks = Blocks(k);
         bool super = k.Activations == ActivationKind.Q8_K;
-        bool kernelLayout = FormatFacts.InKernelLayout(k.Format);
         int sums = super ? k.Cols / FormatFacts.SuperBlockSumWidth : blocks;
         string sumType = k.Activations switch { ActivationKind.Q8_K => "short", ActivationKind.Q8_1 => "float", _ => "int" };
         string activations = k.Activations switch
@@ -60,15 +57,10 @@ internal static class BlockMatMulEmitter
             ActivationKind.Q8_1 => $"x, already quantized: [tokens, {k.Cols}] int8 as Q8_1 blocks, with [tokens, {blocks}] block scales and F16(d·Σq) per block",
             _ => $"x, already quantized: [tokens, {k.Cols}] int8 with [tokens, {blocks}] block scales and block sums",
         };
-        string layout = kernelLayout ? $"the runtime's kernel layout ({blocks} blocks of {FormatFacts.BlockBytes(k.Format)} bytes per row, see {RowName(k.Format, k.Cols, 1)})"
-            : $"llama.cpp's blocks as stored ({blocks} blocks of {FormatFacts.BlockBytes(k.Format)} bytes per row)";
-        string tileProduct = kernelLayout
-            ? $"{RowName(k.Format, k.Cols, tile)}(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st)"
-            : $"QuantizedRows.{k.Format}Row{tile}(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols)";
         w.Line($$"""
             /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in {{layout}};
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in llama.cpp's blocks as stored ({{blocks}} blocks of {{FormatFacts.BlockBytes(k.Format)}} bytes per row);
             /// {{activations}}; y: [tokens, {{k.Rows}}].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -96,7 +88,7 @@ internal static class BlockMatMulEmitter
                         ref {{sumType}} st = ref Unsafe.Add(ref s0, t * {{(super ? "Sums" : "Blocks")}});
                         for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
                         {
-                            Vector128<float> sums = {{tileProduct}};
+                            Vector128<float> sums = QuantizedRows.{{k.Format}}Row{{tile}}(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols);
                             for (int i = 0; i < {{tile}}; i++)
                                 Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
                         }
@@ -115,13 +107,10 @@ internal static class BlockMatMulEmitter
             """);
     }
 
-    /// <summary>The one-token loop over a quantized kernel's rows, with the planner's prefetch when the model streams from memory.</summary>
+    /// <summary>The one-token loop over a stored-block kernel's rows, with the planner's prefetch when the model streams from memory.</summary>
     private static string DecodeRowLoop(MatMulKernel k, bool cacheChoiceAtRunTime)
     {
-        string rowProduct = FormatFacts.InKernelLayout(k.Format)
-            ? $"{RowName(k.Format, k.Cols, 1)}(ref row, ref qt, ref dt, ref st)"
-            : $"QuantizedRows.{k.Format}Row(ref row, Blocks, ref qt, ref dt, ref st)";
-        string product = $"Store(ref Unsafe.Add(ref y0, t * Rows + r), {rowProduct}, accumulate);";
+        string product = $"Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.{k.Format}Row(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st{{prefetch}}), accumulate);";
         if (k.DecodePrefetch > 0 && k.Activations == ActivationKind.Q8_K)
         {
             // The K formats' row products prefetch as they go, a few lines per super-block (see QuantizedRows).
@@ -130,13 +119,13 @@ internal static class BlockMatMulEmitter
                         // {{(cacheChoiceAtRunTime ? "Weights that stream from memory" : "The weights stream from memory")}}: each super-block requests the bytes {{k.DecodePrefetch / 1024}} KB ahead of it, so they are in cache by their turn.
                         int prefetch = {{distance}};
                         for (int r = rowStart; r < rowEnd; r++)
-                            {{product.Replace("ref row", "ref Unsafe.Add(ref w0, r * RowBytes)").Replace("ref st)", "ref st, prefetch)")}}
+                            {{product.Replace("{prefetch}", ", prefetch")}}
                 """;
         }
         if (k.DecodePrefetch == 0)
             return $$"""
                         for (int r = rowStart; r < rowEnd; r++)
-                            {{product.Replace("ref row", "ref Unsafe.Add(ref w0, r * RowBytes)")}}
+                            {{product.Replace("{prefetch}", "")}}
                 """;
         return $$"""
                         for (int r = rowStart; r < rowEnd; r++)
@@ -145,207 +134,253 @@ internal static class BlockMatMulEmitter
                             {{(cacheChoiceAtRunTime
                                 ? $"// Weights that stream from memory: the row {k.DecodePrefetch / 1024} KB ahead is requested now, so it is in cache by its turn.\n            if (!WeightsFitCache)\n                Prefetch.Lines(ref Unsafe.Add(ref row, {k.DecodePrefetch}), RowBytes);"
                                 : $"// The weights stream from memory: the row {k.DecodePrefetch / 1024} KB ahead is requested now, so it is in cache by its turn.\n            Prefetch.Lines(ref Unsafe.Add(ref row, {k.DecodePrefetch}), RowBytes);")}}
-                            {{product}}
+                            {{product.Replace("ref Unsafe.Add(ref w0, r * RowBytes)", "ref row").Replace("{prefetch}", "")}}
                         }
                 """;
     }
 
-    /// <summary>The row product of a Q8_0/Q4_0 row of <paramref name="cols"/> weights with <paramref name="tokens"/> quantized token(s).</summary>
-    private static string RowName(ComputeFormat format, int cols, int tokens) => $"{format}Row{cols}{(tokens == 1 ? "" : $"x{tokens}")}";
-
     /// <summary>
-    /// One row of a Q8_0/Q4_0 matrix times one quantized token, shaped by the kernel layout: per group of 16 blocks,
-    /// two steps of 8 (one load converts 8 F16 scales, one reduction gives 8 integer block sums, one multiply-add
-    /// scales them), then the blocks of a last, smaller group.
+    /// A Q8_0/Q4_0 kernel over the kernel layout: rows go by groups of 8 (a partial last group holds padding rows, computed
+    /// and not stored). Prefill takes pairs of whole groups, converts their scales to F32 once and runs every tile of
+    /// 4 tokens over the pair's weights, which stay in cache meanwhile; the tokens after the last tile, the groups left
+    /// over, and all of decode go one token × one group at a time.
     /// </summary>
-    public static void WriteRow(SourceWriter w, ComputeFormat format, int cols, int tokens)
+    private static void WriteGrouped(SourceWriter w, MatMulKernel k, int tile, bool cacheChoiceAtRunTime)
     {
-        int blocks = cols / ForwardPlanner.QuantBlock, groups = blocks / GroupBlocks, tail = blocks % GroupBlocks, first = groups * GroupBlocks;
-        int quant = QuantBytes(format), blockBytes = BlockBytes(format);
-        string weights = format == ComputeFormat.Q8_0 ? "32 weights + 128 (unsigned bytes)" : "16 bytes of 4-bit weights + 8";
-        string layout = $"{(groups > 0 ? $"{groups} group(s) of {GroupBlocks} blocks, each [{GroupBlocks} F16 scales][{GroupBlocks} × {weights}] ({GroupBlocks * blockBytes} bytes)" : "")}"
-            + $"{(groups > 0 && tail > 0 ? ", then " : "")}{(tail > 0 ? $"one group of {tail} block(s) [{tail} F16 scales][{tail} × {weights}]" : "")}";
-        bool one = tokens == 1;
-        string[] sums = one ? ["sum0", "sum1"] : Enumerable.Range(0, tokens).Select(i => $"s{(char)('a' + i)}").ToArray();
-        w.Line(one
-            ? $$"""
-                /// <summary>
-                /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: {{layout}};
-                /// x: [{{cols}}] int8; xScales, xSums: [{{blocks}}] (each block's scale and the sum of its int8 values).
-                /// </summary>
-                """
-            : $$"""
-                /// <summary>
-                /// {{RowName(format, cols, 1)}} for {{tokens}} consecutive tokens at once (x: [{{tokens}}, {{cols}}], xScales, xSums: [{{tokens}}, {{blocks}}]): each step's
-                /// weights come from memory and its scales are converted once for all of them.
-                /// </summary>
-                """);
-        w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]");
-        using var body = w.Block($"private static {(one ? "float" : "Vector128<float>")} {RowName(format, cols, tokens)}(ref byte row, ref sbyte x, ref float xScales, ref int xSums)");
-        w.Line($"Vector256<float> {string.Join(", ", sums.Select(s => $"{s} = Vector256<float>.Zero"))};");
+        int blocks = Blocks(k), groups = (k.Rows + GroupRows - 1) / GroupRows;
+        string prefetch = k.DecodePrefetch == 0 ? "0" : cacheChoiceAtRunTime ? $"WeightsFitCache ? 0 : {k.DecodePrefetch}" : Emitter.Int(k.DecodePrefetch);
+        string prefetchComment = k.DecodePrefetch == 0 ? ""
+            : $"\n    // {(cacheChoiceAtRunTime ? "Weights that stream from memory" : "The weights stream from memory")}: each block of a group requests the bytes {k.DecodePrefetch / 1024} KB ahead of it, so they are in cache by their turn.";
+        w.Line($$"""
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of {{GroupRows}}, rowEnd too or {{k.Rows}}.
+            /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in the runtime's kernel layout ({{groups}} group(s) of {{GroupRows}} interleaved rows, {{blocks}} blocks each, see {{GroupName(k.Format, k.Cols, 1)}});
+            /// x, already quantized: [tokens, {{k.Cols}}] int8 with [tokens, {{blocks}}] block scales and block sums; y: [tokens, {{k.Rows}}].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, Groups = {{groups}}, GroupBytes = {{GroupRows}} * Blocks * {{FormatFacts.BlockBytes(k.Format)}};
+                // The kernel's only bounds check; below, every access is a ref offset within these lengths.
+                if (tokens < 0 || rowStart < 0 || rowStart % {{GroupRows}} != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
+                    throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape, or the rows do not start a group.");
+                ref byte w0 = ref MemoryMarshal.GetReference(w);
+                ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
+                ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref int s0 = ref MemoryMarshal.GetReference(xSums);
+                ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / {{GroupRows}}, wholeGroups = rowEnd / {{GroupRows}}, endGroup = (rowEnd + {{GroupRows - 1}}) / {{GroupRows}};
+                int tiled = tokens - tokens % {{tile}};
 
-        // One step of 8 blocks: scales (a Vector256 expression), the weights' ref, the first block's index (an expression), the step's number.
-        void Step(string scales, string weightsRef, string block, int step)
-        {
-            if (one)
-            {
-                string sum = sums[step % 2];
-                w.Line($"{sum} = Vector256.FusedMultiplyAdd({scales} * Vector256.LoadUnsafe(ref xScales, {Index(block)}),");
-                w.Line($"    Vector256.ConvertToSingle({format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Times(block, 32)}), ref Unsafe.Add(ref xSums, {block}))), {sum});");
-                return;
-            }
-            w.Line($"scales = {scales};");
-            for (int i = 0; i < tokens; i++)
-            {
-                string tokenBlock = Plus(i * blocks, block);
-                w.Line($"{sums[i]} = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, {Index(tokenBlock)}),");
-                w.Line($"    Vector256.ConvertToSingle({format}Sums8({weightsRef}, ref Unsafe.Add(ref x, {Plus(i * cols, Times(block, 32))}), ref Unsafe.Add(ref xSums, {tokenBlock}))), {sums[i]});");
-            }
-        }
-
-        if (!one && blocks >= StepBlocks)
-            w.Line("Vector256<float> scales;");
-        if (groups > 0)
-        {
-            using (w.Block($"for (int b = 0; b < {first}; b += {GroupBlocks})"))
-            {
-                w.Line($"ref byte group = ref Unsafe.Add(ref row, b * {blockBytes});");
-                Step("KernelMath.HalfToSingle8(ref group)", $"ref Unsafe.Add(ref group, {2 * GroupBlocks})", "b", 0);
-                Step($"KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, {2 * StepBlocks}))", $"ref Unsafe.Add(ref group, {2 * GroupBlocks + StepBlocks * quant})", $"b + {StepBlocks}", 1);
-            }
-        }
-        if (tail > 0)
-        {
-            w.Line($"// Blocks {first}..{blocks - 1}: the last group, {tail} F16 scales then {tail} blocks of weights.");
-            w.Line(first == 0 ? "ref byte tail = ref row;" : $"ref byte tail = ref Unsafe.Add(ref row, {first * blockBytes});");
-            if (tail >= StepBlocks)
-                Step("KernelMath.HalfToSingle8(ref tail)", $"ref Unsafe.Add(ref tail, {2 * tail})", Emitter.Int(first), 0);
-            if (tail % StepBlocks != 0)
-            {
-                using (w.Block($"for (int j = {(tail >= StepBlocks ? StepBlocks : 0)}; j < {tail}; j++)"))
+                // Prefill: pairs of whole groups, each pair's weights (about {{2 * GroupRows * (long)blocks * FormatFacts.BlockBytes(k.Format) / 1024}} KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    string block = Plus(first, "j");
-                    w.Line("float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));");
-                    for (int i = 0; i < (one ? 1 : tokens); i++)
+                    Span<float> scales = stackalloc float[Blocks * {{2 * GroupRows}}]; // [Blocks, {{2 * GroupRows}}]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        string sum = one ? sums[1] : sums[i], tokenBlock = Plus(i * blocks, block);
-                        w.Line($"{sum} = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, {tokenBlock})),");
-                        w.Line($"    Vector256.ConvertToSingle({format}Block(ref Unsafe.Add(ref tail, {2 * tail} + j * {quant}), ref Unsafe.Add(ref x, {Plus(i * cols, Times(block, 32))}), Unsafe.Add(ref xSums, {tokenBlock}))), {sum});");
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        {{ScalesName(k.Format, k.Cols)}}(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += {{tile}})
+                            {{GroupName(k.Format, k.Cols, tile)}}(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * {{GroupRows}}), Rows, accumulate);
+                    }
+                }
+
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).{{prefetchComment}}
+                int prefetch = {{prefetch}};
+                for (int g = firstGroup; g < endGroup; g++)
+                {
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min({{GroupRows}}, rowEnd - g * {{GroupRows}});
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = {{GroupName(k.Format, k.Cols, 1)}}(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * {{GroupRows}}), sums, rows, accumulate);
                     }
                 }
             }
+            """);
+    }
+
+    /// <summary>The group product of a Q8_0/Q4_0 matrix of <paramref name="cols"/> columns for <paramref name="tokens"/> token(s), or its scales converter.</summary>
+    private static string GroupName(ComputeFormat format, int cols, int tokens) => tokens == 1 ? $"{format}Group{cols}" : $"{format}Pair{cols}x{tokens}";
+
+    private static string ScalesName(ComputeFormat format, int cols) => $"{format}PairScales{cols}";
+
+    /// <summary>
+    /// The group products of Q8_0/Q4_0 matrices <paramref name="cols"/> wide over the kernel layout: one token × one group
+    /// (8 rows), and <paramref name="tile"/> tokens × a pair of groups (16 rows) with the pair's scales converted first.
+    /// In both, per block: an int32 lane per row starts at −offset·Σx (the weights are stored + 128 or + 8), gains the
+    /// byte dot products of the block's 4-byte slices (each slice 4 weights of each of 8 rows against 4 activation
+    /// bytes broadcast to every lane), and is scaled by the row's and the token's block scales into a float sum.
+    /// </summary>
+    public static void WriteGroupProducts(SourceWriter w, ComputeFormat format, int cols, int tile)
+    {
+        int blocks = cols / ForwardPlanner.QuantBlock, blockBytes = FormatFacts.BlockBytes(format);
+        bool q8 = format == ComputeFormat.Q8_0;
+        int quant = blockBytes - 2, weightsStart = GroupRows * 2 * blocks, blockWeights = GroupRows * quant, shift = q8 ? 7 : 3;
+        string layout = $"[{blocks} blocks × {GroupRows} F16 row scales][{blocks} blocks × {quant / 4} slices × {GroupRows} rows × 4 bytes]"
+            + (q8 ? " (weights + 128, unsigned)" : " (nibble bytes, each weight + 8: byte j holds weights j and j + 16)");
+        w.Line($$"""
+            /// <summary>
+            /// One token × one group of 8 rows of a {{format}} matrix {{cols}} wide: lane r is Σ_b wScale[r, b]·xScales[b]·Σ_i w[r, b, i]·x[b, i].
+            /// group: {{layout}}; x: [{{cols}}] int8; xScales, xSums: [{{blocks}}] (each block's scale and the sum of its int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each block to request (0: none).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static Vector256<float> {{GroupName(format, cols, 1)}}(ref byte group, ref sbyte x, ref float xScales, ref int xSums, int prefetch)
+            {
+                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                for (int b = 0; b < {{blocks}}; b++)
+                {
+                    ref byte weights = ref Unsafe.Add(ref group, {{weightsStart}} + b * {{blockWeights}});
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref weights, prefetch), {{blockWeights}});
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
+                    Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << {{shift}})), odd = Vector256<int>.Zero;
+            """);
+        if (q8)
+        {
+            w.Line($$"""
+                        for (int k = 0; k < 8; k += 2)
+                        {
+                            even = BlockKernels.MultiplyAddQuads(even, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
+                            odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
+                        }
+                """);
         }
-        w.Line(one ? "return Vector256.Sum(sum0 + sum1);" : $"return KernelMath.Sum4({string.Join(", ", sums)});");
+        else
+        {
+            w.Line($$"""
+                        for (int k = 0; k < 4; k++)
+                        {
+                            Vector256<byte> packed = Vector256.LoadUnsafe(ref weights, (nuint)(k * 32));
+                            even = BlockKernels.MultiplyAddQuads(even, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
+                            odd = BlockKernels.MultiplyAddQuads(odd, Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 16)));
+                        }
+                """);
+        }
+        w.Line($$"""
+                    Vector256<float> scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, b * {{2 * GroupRows}})) * Vector256.Create(Unsafe.Add(ref xScales, b));
+                    if (b % 2 == 0)
+                        sum0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum0);
+                    else
+                        sum1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum1);
+                }
+                return sum0 + sum1;
+            }
+
+            /// <summary>
+            /// The F16 row scales of a pair of {{format}} groups {{cols}} wide (the group at <paramref name="pair"/> and the next) as F32:
+            /// scales: [{{blocks}}, 16], block b's 8 scales of the first group, then of the second.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void {{ScalesName(format, cols)}}(ref byte pair, ref float scales)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, {{GroupRows * blocks * blockBytes}});
+                for (int b = 0; b < {{blocks}}; b++)
+                {
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref pair, b * {{2 * GroupRows}})).StoreUnsafe(ref scales, (nuint)(b * 16));
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref second, b * {{2 * GroupRows}})).StoreUnsafe(ref scales, (nuint)(b * 16 + 8));
+                }
+            }
+
+            """);
+
+        // The tile: accumulators a0..a{tile-1} (first group), b0.. (second group), one per token.
+        string[] first = Enumerable.Range(0, tile).Select(i => $"a{i}").ToArray(), second = Enumerable.Range(0, tile).Select(i => $"b{i}").ToArray();
+        w.Line($$"""
+            /// <summary>
+            /// {{tile}} consecutive tokens × a pair of {{format}} groups {{cols}} wide (16 rows): y[t, r] (+)= Σ_b wScale[r, b]·xScales[t, b]·Σ_i w[r, b, i]·x[t, b, i].
+            /// pair: two groups, each {{layout}}; scales: [{{blocks}}, 16] the pair's row scales as F32 ({{ScalesName(format, cols)}});
+            /// x: [{{tile}}, {{cols}}] int8; xScales, xSums: [{{tile}}, {{blocks}}]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once for the {{tile}} tokens; the {{2 * tile}} integer and {{2 * tile}} float sums stay in registers.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void {{GroupName(format, cols, tile)}}(ref byte pair, ref float scales, ref sbyte x, ref float xScales, ref int xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, {{GroupRows * blocks * blockBytes}});
+                Vector256<float> {{string.Join(", ", first.Concat(second).Select(a => $"{a} = Vector256<float>.Zero"))}};
+                for (int b = 0; b < {{blocks}}; b++)
+                {
+                    ref byte firstWeights = ref Unsafe.Add(ref pair, {{weightsStart}} + b * {{blockWeights}});
+                    ref byte secondWeights = ref Unsafe.Add(ref second, {{weightsStart}} + b * {{blockWeights}});
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Integer sums per token and group, each starting at −{{(q8 ? 128 : 8)}}·Σx of the token's block.
+            """);
+        for (int i = 0; i < tile; i++)
+            w.Line($"        Vector256<int> {first[i]}i = Vector256.Create(-(Unsafe.Add(ref xSums, {Plus(i * blocks, "b")}) << {shift})), {second[i]}i = {first[i]}i;");
+        if (q8)
+        {
+            w.Line("        for (int k = 0; k < 8; k++)");
+            w.Line("        {");
+            w.Line("            Vector256<byte> firstSlice = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondSlice = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));");
+            for (int i = 0; i < tile; i++)
+            {
+                w.Line($"            Vector256<sbyte> x{i} = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, {Plus(i * cols, "k * 4")}));");
+                w.Line($"            {first[i]}i = BlockKernels.MultiplyAddQuads({first[i]}i, firstSlice, x{i});");
+                w.Line($"            {second[i]}i = BlockKernels.MultiplyAddQuads({second[i]}i, secondSlice, x{i});");
+            }
+            w.Line("        }");
+        }
+        else
+        {
+            w.Line("        for (int k = 0; k < 4; k++)");
+            w.Line("        {");
+            w.Line("            Vector256<byte> firstPacked = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondPacked = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));");
+            w.Line("            // Low nibbles: weights 4k..4k+3 of each row; high nibbles: weights 16+4k..16+4k+3.");
+            w.Line("            Vector256<byte> firstLow = firstPacked & Vector256.Create((byte)0x0F), secondLow = secondPacked & Vector256.Create((byte)0x0F);");
+            w.Line("            Vector256<byte> firstHigh = Vector256.ShiftRightLogical(firstPacked.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);");
+            w.Line("            Vector256<byte> secondHigh = Vector256.ShiftRightLogical(secondPacked.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);");
+            for (int i = 0; i < tile; i++)
+            {
+                w.Line($"            Vector256<sbyte> x{i} = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, {Plus(i * cols, "k * 4")})), x{i}High = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, {Plus(i * cols + 16, "k * 4")}));");
+                w.Line($"            {first[i]}i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads({first[i]}i, firstLow, x{i}), firstHigh, x{i}High);");
+                w.Line($"            {second[i]}i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads({second[i]}i, secondLow, x{i}), secondHigh, x{i}High);");
+            }
+            w.Line("        }");
+        }
+        w.Line("        Vector256<float> firstScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16)), secondScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16 + 8));");
+        for (int i = 0; i < tile; i++)
+        {
+            w.Line($"        Vector256<float> d{i} = Vector256.Create(Unsafe.Add(ref xScales, {Plus(i * blocks, "b")}));");
+            w.Line($"        {first[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}i), firstScales * d{i}, {first[i]});");
+            w.Line($"        {second[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondScales * d{i}, {second[i]});");
+        }
+        w.Line("    }");
+        for (int i = 0; i < tile; i++)
+        {
+            string row = i == 0 ? "" : i == 1 ? "rows" : $"{i} * rows";
+            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, {first[i]}, {GroupRows}, accumulate);");
+            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), {second[i]}, {GroupRows}, accumulate);");
+        }
+        w.Line("}");
     }
 
     /// <summary><paramref name="constant"/> + <paramref name="expression"/> as short as it can be written.</summary>
     private static string Plus(int constant, string expression) =>
         constant == 0 ? expression : int.TryParse(expression, out int value) ? Emitter.Int(constant + value) : $"{constant} + {expression}";
 
-    /// <summary><paramref name="expression"/> · <paramref name="factor"/>, folded when the expression is a number.</summary>
-    private static string Times(string expression, int factor) =>
-        int.TryParse(expression, out int value) ? Emitter.Int(value * factor) : expression.Contains(' ') ? $"({expression}) * {factor}" : $"{expression} * {factor}";
-
-    /// <summary>An element offset for LoadUnsafe: a constant as is, an expression as nuint.</summary>
-    private static string Index(string expression) =>
-        int.TryParse(expression, out _) ? expression : expression.Contains(' ') ? $"(nuint)({expression})" : $"(nuint){expression}";
-
-    /// <summary>
-    /// The weight loaders and integer dot products of 8 blocks (and of one block, for a last group's odd blocks) per
-    /// format the kernels use. What does not depend on the format (quantizing activations, the int8 dot product,
-    /// F16 scales, the sums of 8 blocks) is the runtime's: <c>BlockKernels</c> and <c>KernelMath</c>.
-    /// </summary>
-    public static void WriteHelpers(SourceWriter w, ForwardPlan plan)
-    {
-        MatMulKernel[] quantized = plan.MatMuls.Where(k => FormatFacts.InKernelLayout(k.Format)).ToArray();
-        bool first = true;
-        // Each helper's text, a blank line between two.
-        void Helper(string text)
+    /// <summary>The store of a group's 8 sums into its rows of y (the first <c>rows</c> of them: a last group may be partial).</summary>
+    public static void WriteStoreGroup(SourceWriter w) => w.Line("""
+        /// <summary>y[0..rows) = sums (y += sums when <paramref name="accumulate"/>): one group's outputs; rows &lt; 8 for a last, partial group.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+        private static void StoreGroup(ref float y, Vector256<float> sums, int rows, bool accumulate)
         {
-            if (!first)
-                w.Line();
-            first = false;
-            w.Line(text);
+            if (rows == 8)
+            {
+                (accumulate ? Vector256.LoadUnsafe(ref y) + sums : sums).StoreUnsafe(ref y);
+                return;
+            }
+            for (int r = 0; r < rows; r++)
+                Store(ref Unsafe.Add(ref y, r), sums[r], accumulate);
         }
-
-        foreach (ComputeFormat format in quantized.Select(k => k.Format).Distinct())
-        {
-            MatMulKernel[] ofFormat = quantized.Where(k => k.Format == format).ToArray();
-            if (format == ComputeFormat.Q8_0)
-            {
-                Helper("""
-                    /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-                    private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
-
-                    /// <summary>The same weights as int8 again (for CPUs without AVX-VNNI).</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-                    private static Vector256<sbyte> Q8_0Signed(Vector256<byte> weights) => (weights ^ Vector256.Create((byte)0x80)).AsSByte();
-                    """);
-            }
-            else
-            {
-                Helper("""
-                    /// <summary>
-                    /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
-                    /// in its low nibble and weight j + 16 in its high nibble.
-                    /// </summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-                    private static Vector256<byte> Q4_0Weights(ref byte weights)
-                    {
-                        Vector128<byte> packed = Vector128.LoadUnsafe(ref weights);
-                        return Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4));
-                    }
-
-                    /// <summary>The same weights as int8 in [-8, 7] (for CPUs without AVX-VNNI).</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-                    private static Vector256<sbyte> Q4_0Signed(Vector256<byte> weights) => (weights - Vector256.Create((byte)8)).AsSByte();
-                    """);
-            }
-            int quant = QuantBytes(format);
-            string offset = format == ComputeFormat.Q8_0 ? "128" : "8";
-            int shift = format == ComputeFormat.Q8_0 ? 7 : 3;
-            if (ofFormat.Any(k => Blocks(k) >= StepBlocks))
-            {
-                string Weights(int i) => $"{format}Weights(ref {(i == 0 ? "weights" : $"Unsafe.Add(ref weights, {i * quant})")})";
-                string X(int i) => $"Vector256.LoadUnsafe(ref x{(i == 0 ? "" : $", {i * 32}")})";
-                Helper($$"""
-                    /// <summary>
-                    /// The integer dot products of 8 consecutive {{format}} blocks' weights (kernel layout, {{quant}} bytes each from
-                    /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
-                    /// </summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-                    private static Vector256<int> {{format}}Sums8(ref byte weights, ref sbyte x, ref int xSums)
-                    {
-                        if (AvxVnni.IsSupported)
-                        {
-                            // vpdpbusd multiplies the stored unsigned weights by x as they are; the {{offset}}·Σx they add is taken off per block.
-                            return BlockKernels.Sum8(
-                                {{string.Join(",\n            ", Enumerable.Range(0, StepBlocks).Select(i => $"AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, {Weights(i)}, {X(i)})"))}})
-                                - (Vector256.LoadUnsafe(ref xSums) << {{shift}});
-                        }
-                        return BlockKernels.Sum8(
-                            {{string.Join(",\n        ", Enumerable.Range(0, StepBlocks).Select(i => $"BlockKernels.DotInt32({format}Signed({Weights(i)}), {X(i)})"))}});
-                    }
-                    """);
-            }
-            if (ofFormat.Any(k => Blocks(k) % GroupBlocks % StepBlocks != 0))
-            {
-                Helper($$"""
-                    /// <summary>One {{format}} block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
-                    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-                    private static Vector256<int> {{format}}Block(ref byte weights, ref sbyte x, int xSum)
-                    {
-                        // With AVX-VNNI the {{offset}}·Σx the offset weights add is taken off up front, spread over the 8 lanes.
-                        if (AvxVnni.IsSupported)
-                            return AvxVnni.MultiplyWideningAndAdd(Vector256.Create({{(shift == 3 ? "-xSum" : $"-(xSum << {shift - 3})")}}), {{format}}Weights(ref weights), Vector256.LoadUnsafe(ref x));
-                        return BlockKernels.DotInt32({{format}}Signed({{format}}Weights(ref weights)), Vector256.LoadUnsafe(ref x));
-                    }
-                    """);
-            }
-        }
-        w.Line();
-    }
+        """);
 
     private static int Blocks(MatMulKernel k) => k.Cols / FormatFacts.BlockWeights(k.Format);
 }

@@ -23,7 +23,7 @@ internal static class KernelEmitter
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
             w.Line($"/// - {k.Name} ({k.Uses}): one token {DecodeSummary(k, cacheChoice)}; "
-                + $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
+                + (k.IsBlockQuantized ? BlockMatMulEmitter.PrefillSummary(k, plan.TokenTile) : $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows")
                 + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
         if (plan.Spec.StoredFormats is null)
         {
@@ -101,13 +101,11 @@ internal static class KernelEmitter
                     F32MatMulEmitter.Write(w, kernel, plan.TokenTile, ForwardPlanner.DecodeStreams(kernel, cacheChoice));
                 w.Line();
             }
-            // The row products of the Q8_0/Q4_0 kernels depend on the row only: one pair per distinct format and width (the other
-            // block formats' row products are the runtime's QuantizedRows, shared by every shape).
+            // The group products of the Q8_0/Q4_0 kernels depend on the row width only: one set per distinct format and width
+            // (the other block formats' row products are the runtime's QuantizedRows, shared by every shape).
             foreach ((ComputeFormat format, int cols) in plan.MatMuls.Where(k => FormatFacts.InKernelLayout(k.Format)).Select(k => (k.Format, k.Cols)).Distinct())
             {
-                BlockMatMulEmitter.WriteRow(w, format, cols, 1);
-                w.Line();
-                BlockMatMulEmitter.WriteRow(w, format, cols, plan.TokenTile);
+                BlockMatMulEmitter.WriteGroupProducts(w, format, cols, plan.TokenTile);
                 w.Line();
             }
             NormEmitter.Write(w, plan);
@@ -117,7 +115,10 @@ internal static class KernelEmitter
             ActivationEmitter.WriteSwiGlu(w);
             w.Line();
             if (plan.MatMuls.Any(k => FormatFacts.InKernelLayout(k.Format)))
-                BlockMatMulEmitter.WriteHelpers(w, plan);
+            {
+                BlockMatMulEmitter.WriteStoreGroup(w);
+                w.Line();
+            }
             if (s.QkvBias || s.OutputBias || s.MlpBias)
                 ActivationEmitter.WriteAddBias(w);
             w.Line("""

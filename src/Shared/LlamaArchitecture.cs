@@ -115,8 +115,8 @@ internal static class LlamaArchitecture
     public const int Q4_0BlockBytes = 18;
 
     /// <summary>
-    /// Blocks per group of the kernels' layout of Q8_0/Q4_0 rows: each group is its blocks' F16 scales, then their
-    /// weights, so that 8 scales are one 16-byte load.
+    /// Rows per group of the kernels' layout of Q8_0/Q4_0 matrices: a group interleaves its rows' blocks so that one
+    /// 32-byte load holds 4 bytes of each of 8 rows, one int32 lane per row of a byte dot product.
     /// </summary>
-    public const int KernelGroupBlocks = 16;
+    public const int KernelGroupRows = 8;
 }

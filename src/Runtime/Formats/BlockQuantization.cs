@@ -1,6 +1,6 @@
 using System;
 using System.Buffers.Binary;
-using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Llama.Compiled;
@@ -144,64 +144,95 @@ public static partial class BlockQuantization
         }
     }
 
-    /// <summary>Blocks per group in the kernel layout of a Q8_0/Q4_0 row (see <see cref="ToKernelLayout"/>).</summary>
-    public const int KernelGroupBlocks = LlamaArchitecture.KernelGroupBlocks;
+    /// <summary>Rows per group in the kernel layout of a Q8_0/Q4_0 matrix (see <see cref="ToKernelLayout"/>).</summary>
+    public const int KernelGroupRows = LlamaArchitecture.KernelGroupRows;
 
     /// <summary>
-    /// Rearranges one row of llama.cpp blocks into the layout the generated Q8_0/Q4_0 kernels read (the same number of
-    /// bytes): the row's blocks in groups of <see cref="KernelGroupBlocks"/> (the last group holds the remaining
-    /// blocks), each group the blocks' F16 scales first (2 bytes each), then their weights (32 bytes per Q8_0 block,
-    /// 16 per Q4_0 block). Q8_0 weights are stored as unsigned bytes <c>q + 128</c>; Q4_0 weights keep llama.cpp's
-    /// nibble bytes (byte j: weight j low, weight j + 16 high, each + 8).
+    /// Bytes a Q8_0/Q4_0 matrix of <paramref name="rows"/> × <paramref name="cols"/> takes in the kernel layout: whole
+    /// groups of <see cref="KernelGroupRows"/> rows, the last one padded with rows of zeros.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Another format, or a negative size.</exception>
+    /// <exception cref="ArgumentException"><paramref name="cols"/> is not a multiple of 32.</exception>
+    public static long KernelLayoutBytes(WeightFormat format, int rows, int cols)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        KernelBlockBytes(format);
+        return (rows + KernelGroupRows - 1L) / KernelGroupRows * KernelGroupRows * RowBytes(format, cols);
+    }
+
+    /// <summary>
+    /// Rearranges a matrix of llama.cpp blocks (<paramref name="rows"/> rows, each <c>cols/32</c> blocks) into the layout
+    /// the generated Q8_0/Q4_0 kernels read. Rows go in groups of <see cref="KernelGroupRows"/> (the last group padded with
+    /// zero rows, see <see cref="KernelLayoutBytes"/>), each group the same bytes as its 8 rows of blocks:
+    /// <list type="bullet">
+    /// <item>first the F16 scales, block by block: block b's scales of rows 0..7 (16 bytes), for every block of the row;</item>
+    /// <item>then the weights, block by block: for each 4-byte slice k of a block's weight bytes (8 slices for Q8_0,
+    /// 4 for Q4_0), that slice of rows 0..7 (32 bytes). Q8_0 weights are stored as unsigned bytes <c>q + 128</c>; Q4_0
+    /// slices keep llama.cpp's nibble bytes (byte j: weight j low, weight j + 16 high, each + 8).</item>
+    /// </list>
     /// </summary>
     /// <remarks>
-    /// Why: the scales of 8 blocks are then one 16-byte load instead of 8 loads 34 bytes apart, the weights of a
-    /// 16-block Q8_0 group start 32-byte boundaries when the row does, and unsigned weights are what the
-    /// AVX-VNNI byte dot product (<c>vpdpbusd</c>, unsigned × signed) takes without moving signs onto the
-    /// activations; the kernels subtract 128·Σx (Q8_0) or 8·Σx (Q4_0) per block afterwards.
+    /// Why: one 32-byte load then holds 4 weights of each of 8 rows, and the AVX-VNNI byte dot product
+    /// (<c>vpdpbusd</c>, unsigned × signed, 4 products summed per int32 lane) with 4 activation bytes broadcast to every
+    /// lane gives 8 rows' partial sums at once: no horizontal sums, and the same weights serve a tile of tokens. A
+    /// block's 8 row scales are one 16-byte load. The kernels subtract 128·Σx (Q8_0) or 8·Σx (Q4_0) per block.
     /// </remarks>
     /// <param name="format">Q8_0 or Q4_0.</param>
-    /// <param name="blocks">One row of blocks in llama.cpp's layout.</param>
-    /// <param name="destination">At least as long as <paramref name="blocks"/>; must not overlap it.</param>
-    /// <exception cref="ArgumentException">The source is not whole blocks, the destination is shorter, or the spans overlap.</exception>
-    public static void ToKernelLayout(WeightFormat format, ReadOnlySpan<byte> blocks, Span<byte> destination) =>
-        Regroup(format, blocks, destination, toKernel: true);
+    /// <param name="rows">Rows of the matrix.</param>
+    /// <param name="cols">Weights per row, a multiple of 32.</param>
+    /// <param name="blocks">The matrix in llama.cpp's layout: <paramref name="rows"/> rows of <c>cols/32</c> blocks.</param>
+    /// <param name="destination">At least <see cref="KernelLayoutBytes"/> long; must not overlap <paramref name="blocks"/>.</param>
+    /// <exception cref="ArgumentException">A span is shorter than its shape, <paramref name="cols"/> is not whole blocks, or the spans overlap.</exception>
+    public static void ToKernelLayout(WeightFormat format, int rows, int cols, ReadOnlySpan<byte> blocks, Span<byte> destination) =>
+        Interleave(format, rows, cols, blocks, destination, toKernel: true);
 
-    /// <summary>The inverse of <see cref="ToKernelLayout"/>: one row in the kernel layout back to llama.cpp's blocks.</summary>
-    /// <exception cref="ArgumentException">The source is not whole blocks, the destination is shorter, or the spans overlap.</exception>
-    public static void FromKernelLayout(WeightFormat format, ReadOnlySpan<byte> kernelRow, Span<byte> blocks) =>
-        Regroup(format, kernelRow, blocks, toKernel: false);
+    /// <summary>The inverse of <see cref="ToKernelLayout"/>: a matrix in the kernel layout back to <paramref name="rows"/> rows of llama.cpp's blocks.</summary>
+    /// <exception cref="ArgumentException">A span is shorter than its shape, <paramref name="cols"/> is not whole blocks, or the spans overlap.</exception>
+    public static void FromKernelLayout(WeightFormat format, int rows, int cols, ReadOnlySpan<byte> kernelLayout, Span<byte> blocks) =>
+        Interleave(format, rows, cols, kernelLayout, blocks, toKernel: false);
 
-    private static void Regroup(WeightFormat format, ReadOnlySpan<byte> source, Span<byte> destination, bool toKernel)
+    private static int KernelBlockBytes(WeightFormat format) => format switch
     {
-        int blockBytes = format switch
-        {
-            WeightFormat.Q8_0 => Q8_0BlockBytes,
-            WeightFormat.Q4_0 => Q4_0BlockBytes,
-            _ => throw new ArgumentOutOfRangeException(nameof(format), format, "only Q8_0 and Q4_0 have a kernel layout"),
-        };
-        if (source.Length % blockBytes != 0)
-            throw new ArgumentException($"a row of {format} blocks is a multiple of {blockBytes} bytes; got {source.Length}", nameof(source));
-        if (destination.Length < source.Length)
-            throw new ArgumentException($"the destination has {destination.Length} bytes; the row needs {source.Length}", nameof(destination));
+        WeightFormat.Q8_0 => Q8_0BlockBytes,
+        WeightFormat.Q4_0 => Q4_0BlockBytes,
+        _ => throw new ArgumentOutOfRangeException(nameof(format), format, "only Q8_0 and Q4_0 have a kernel layout"),
+    };
+
+    private static void Interleave(WeightFormat format, int rows, int cols, ReadOnlySpan<byte> source, Span<byte> destination, bool toKernel)
+    {
+        int blockBytes = KernelBlockBytes(format);
+        long kernelBytes = KernelLayoutBytes(format, rows, cols), storedBytes = rows * RowBytes(format, cols);
+        if (source.Length < (toKernel ? storedBytes : kernelBytes))
+            throw new ArgumentException($"{rows} × {cols} {format} weights take {(toKernel ? storedBytes : kernelBytes)} bytes; the source has {source.Length}", nameof(source));
+        if (destination.Length < (toKernel ? kernelBytes : storedBytes))
+            throw new ArgumentException($"{rows} × {cols} {format} weights take {(toKernel ? kernelBytes : storedBytes)} bytes; the destination has {destination.Length}", nameof(destination));
         if (source.Overlaps(destination))
             throw new ArgumentException("the source and destination overlap", nameof(destination));
 
-        int quantBytes = blockBytes - 2;
-        byte flip = format == WeightFormat.Q8_0 ? (byte)0x80 : (byte)0; // q + 128 = q ^ 0x80 for a signed byte
-        int blocks = source.Length / blockBytes;
-        for (int group = 0; group < blocks; group += KernelGroupBlocks)
+        int rowBytes = (int)RowBytes(format, cols);
+        int quantBytes = blockBytes - 2, blocksPerRow = rowBytes / blockBytes;
+        int groupBytes = KernelGroupRows * rowBytes, weightsStart = KernelGroupRows * 2 * blocksPerRow;
+        uint flip = format == WeightFormat.Q8_0 ? 0x80808080u : 0u; // q + 128 = q ^ 0x80 for each signed byte
+        if (toKernel)
+            destination.Slice(0, (int)kernelBytes).Clear(); // the padding rows of the last group
+        ref byte from0 = ref MemoryMarshal.GetReference(source);
+        ref byte to0 = ref MemoryMarshal.GetReference(destination);
+        for (int row = 0; row < rows; row++)
         {
-            int count = Math.Min(KernelGroupBlocks, blocks - group);
-            int groupStart = group * blockBytes;
-            for (int j = 0; j < count; j++)
+            int group = row / KernelGroupRows * groupBytes, lane = row % KernelGroupRows;
+            for (int b = 0; b < blocksPerRow; b++)
             {
-                int block = groupStart + j * blockBytes;                 // llama.cpp: [scale][quants] per block
-                int scale = groupStart + 2 * j;                          // kernel: [count scales][count × quants]
-                int quants = groupStart + 2 * count + j * quantBytes;
-                (int scaleFrom, int scaleTo, int quantsFrom, int quantsTo) = toKernel ? (block, scale, block + 2, quants) : (scale, block, quants, block + 2);
-                source.Slice(scaleFrom, 2).CopyTo(destination.Slice(scaleTo, 2));
-                TensorPrimitives.Xor(source.Slice(quantsFrom, quantBytes), flip, destination.Slice(quantsTo, quantBytes));
+                int block = row * rowBytes + b * blockBytes;                                   // llama.cpp: [scale][quants]
+                int scale = group + (b * KernelGroupRows + lane) * 2;                           // kernel: block b's scale of row `lane`
+                int slices = group + weightsStart + b * KernelGroupRows * quantBytes + lane * 4; // kernel: its first 4-byte slice
+                (int scaleFrom, int scaleTo) = toKernel ? (block, scale) : (scale, block);
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref to0, scaleTo), Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref from0, scaleFrom)));
+                for (int slice = 0; slice < quantBytes; slice += 4)
+                {
+                    int kernel = slices + slice * KernelGroupRows, stored = block + 2 + slice;
+                    (int from, int to) = toKernel ? (stored, kernel) : (kernel, stored);
+                    Unsafe.WriteUnaligned(ref Unsafe.Add(ref to0, to), Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref from0, from)) ^ flip);
+                }
             }
         }
     }

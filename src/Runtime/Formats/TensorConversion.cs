@@ -52,7 +52,8 @@ internal static unsafe class TensorConversion
     /// Converts <paramref name="rows"/> rows of <paramref name="cols"/> elements stored as <paramref name="dtype"/>
     /// at <paramref name="source"/> into <paramref name="format"/> at <paramref name="destination"/>
     /// (<see cref="BlockQuantization.RowBytes"/> bytes per row). Q8_0 and Q4_0 are written in the kernels' layout
-    /// (<see cref="BlockQuantization.ToKernelLayout"/>), and read from it when <paramref name="sourceInKernelLayout"/>.
+    /// (<see cref="BlockQuantization.ToKernelLayout"/>, <see cref="BlockQuantization.KernelLayoutBytes"/> in all), and read
+    /// from it when <paramref name="sourceInKernelLayout"/>.
     /// </summary>
     public static void Convert(string dtype, byte* source, long rows, int cols, WeightFormat format, byte* destination, bool sourceInKernelLayout = false)
     {
@@ -80,68 +81,75 @@ internal static unsafe class TensorConversion
             }
         }
 
-        // Only Q8_0 and Q4_0 have a kernel layout; the other block formats are used as stored.
+        // Only Q8_0 and Q4_0 have a kernel layout; the other block formats are used as stored. The kernel layout
+        // interleaves groups of rows: a group is read out of it (or written into it) through a scratch of llama.cpp rows.
+        const int GroupRows = BlockQuantization.KernelGroupRows;
         bool blocksIn = dtype is "Q8_0" or "Q4_0";
         bool blocksOut = format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
         bool sameFormat = Matches(dtype, format);
         float[]? rented = format == WeightFormat.F32 || dtype == "F32" || sameFormat ? null : ArrayPool<float>.Shared.Rent(cols);
-        // A stored row in llama.cpp's block layout when the source is in the kernel layout, and an encoded row before
-        // it is rearranged into the kernel layout.
-        byte* storedRow = blocksIn && sourceInKernelLayout ? (byte*)NativeMemory.Alloc((nuint)sourceRow) : null;
-        byte[]? encodedRow = blocksOut && !sameFormat ? ArrayPool<byte>.Shared.Rent((int)destinationRow) : null;
+        byte* storedGroup = blocksIn && sourceInKernelLayout ? (byte*)NativeMemory.Alloc((nuint)(GroupRows * sourceRow)) : null;
+        byte* encodedGroup = blocksOut && !sameFormat ? (byte*)NativeMemory.Alloc((nuint)(GroupRows * destinationRow)) : null;
         try
         {
-            for (long r = 0; r < rows; r++)
+            for (long first = 0; first < rows; first += GroupRows)
             {
-                byte* src = source + r * sourceRow;
-                byte* dst = destination + r * destinationRow;
-                Span<byte> destinationBytes = new(dst, (int)destinationRow);
-                if (storedRow is not null)
+                int groupRows = (int)Math.Min(GroupRows, rows - first);
+                byte* sourceGroup = source + first * sourceRow;
+                byte* destinationGroup = destination + first * destinationRow;
+                if (storedGroup is not null)
                 {
-                    BlockQuantization.FromKernelLayout(DTypeFormat(dtype), new ReadOnlySpan<byte>(src, (int)sourceRow), new Span<byte>(storedRow, (int)sourceRow));
-                    src = storedRow;
+                    BlockQuantization.FromKernelLayout(DTypeFormat(dtype), groupRows, cols, new ReadOnlySpan<byte>(sourceGroup, (int)(GroupRows * sourceRow)),
+                        new Span<byte>(storedGroup, (int)(groupRows * sourceRow)));
+                    sourceGroup = storedGroup;
                 }
-                if (sameFormat)
+                if (sameFormat && blocksOut)
                 {
-                    var stored = new ReadOnlySpan<byte>(src, (int)sourceRow);
-                    if (blocksOut)
-                        BlockQuantization.ToKernelLayout(format, stored, destinationBytes);
-                    else
-                        stored.CopyTo(destinationBytes);
+                    BlockQuantization.ToKernelLayout(format, groupRows, cols, new ReadOnlySpan<byte>(sourceGroup, (int)(groupRows * sourceRow)),
+                        new Span<byte>(destinationGroup, (int)(GroupRows * destinationRow)));
                     continue;
                 }
-                Span<float> row;
-                if (format == WeightFormat.F32)
+                byte* rowsOut = encodedGroup is not null ? encodedGroup : destinationGroup;
+                for (int r = 0; r < groupRows; r++)
+                    ConvertRow(dtype, sourceGroup + r * sourceRow, (int)sourceRow, cols, format, new Span<byte>(rowsOut + r * destinationRow, (int)destinationRow), rented, sameFormat);
+                if (encodedGroup is not null)
                 {
-                    row = new Span<float>(dst, cols);
-                    Dequantize(dtype, src, row);
-                    continue;
+                    BlockQuantization.ToKernelLayout(format, groupRows, cols, new ReadOnlySpan<byte>(encodedGroup, (int)(groupRows * destinationRow)),
+                        new Span<byte>(destinationGroup, (int)(GroupRows * destinationRow)));
                 }
-                if (dtype == "F32")
-                    row = new Span<float>(src, cols);
-                else
-                {
-                    row = rented.AsSpan(0, cols);
-                    Dequantize(dtype, src, row);
-                }
-                if (encodedRow is null)
-                {
-                    Encode(row, format, destinationBytes);
-                    continue;
-                }
-                Span<byte> encoded = encodedRow.AsSpan(0, (int)destinationRow);
-                Encode(row, format, encoded);
-                BlockQuantization.ToKernelLayout(format, encoded, destinationBytes);
             }
         }
         finally
         {
             if (rented is not null)
                 ArrayPool<float>.Shared.Return(rented);
-            NativeMemory.Free(storedRow);
-            if (encodedRow is not null)
-                ArrayPool<byte>.Shared.Return(encodedRow);
+            NativeMemory.Free(storedGroup);
+            NativeMemory.Free(encodedGroup);
         }
+    }
+
+    /// <summary>One stored row into one row of <paramref name="format"/> in llama.cpp's layout (a copy when the formats match).</summary>
+    private static void ConvertRow(string dtype, byte* source, int sourceBytes, int cols, WeightFormat format, Span<byte> destination, float[]? scratch, bool sameFormat)
+    {
+        if (sameFormat)
+        {
+            new ReadOnlySpan<byte>(source, sourceBytes).CopyTo(destination);
+            return;
+        }
+        if (format == WeightFormat.F32)
+        {
+            Dequantize(dtype, source, MemoryMarshal.Cast<byte, float>(destination).Slice(0, cols));
+            return;
+        }
+        Span<float> row;
+        if (dtype == "F32")
+            row = new Span<float>(source, cols);
+        else
+        {
+            row = scratch.AsSpan(0, cols);
+            Dequantize(dtype, source, row);
+        }
+        Encode(row, format, destination);
     }
 
     /// <summary>The compute format a block dtype is stored in.</summary>

@@ -9,7 +9,7 @@ namespace Llama.Compiled.CompilerServices;
 
 /// <summary>
 /// The shape-agnostic pieces of the generated Q8_0/Q4_0 kernels: quantizing activations to int8 blocks as llama.cpp
-/// does for its Q8_0 dot products, the int8 dot product, and the reduction of eight integer block sums. The generated
+/// does for its Q8_0 dot products, and the byte dot product of the kernel layout's 8 interleaved rows. The generated
 /// row products inline them into their loops (<see cref="MethodImplOptions.AggressiveInlining"/>, across assemblies
 /// for the JIT and NativeAOT alike); each chooses its instructions when the JIT compiles its caller.
 /// </summary>
@@ -155,40 +155,34 @@ public static class BlockKernels
     }
 
     /// <summary>
-    /// The 32 products a[i]·b[i] of two int8 vectors in 8 int32 lanes whose sum is Σ a[i]·b[i] (which products a lane
-    /// holds depends on the instruction path: callers reduce all 8). <paramref name="b"/> must not hold −128
-    /// (activations quantized by <see cref="QuantizeBlock"/> lie in [−127, 127]).
+    /// <paramref name="acc"/> + the byte dot products of 8 lanes: lane i gains Σ_{j&lt;4} w[4i + j]·x[4i + j], exactly, for
+    /// any unsigned weights and signed activations (the kernel layout puts 4 weights of each of 8 rows in a lane's bytes).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static Vector256<int> DotInt32(Vector256<sbyte> a, Vector256<sbyte> b)
+    public static Vector256<int> MultiplyAddQuads(Vector256<int> acc, Vector256<byte> w, Vector256<sbyte> x)
     {
-        // Both instruction paths multiply unsigned by signed bytes: a's sign moves onto b (|a| ≤ 128 fits a byte unsigned).
         if (AvxVnni.IsSupported)
-            return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(a), Avx2.Sign(b, a));
+            return AvxVnni.MultiplyWideningAndAdd(acc, w, x); // vpdpbusd: unsigned × signed, 4 products per lane, no saturation
         if (Avx2.IsSupported)
         {
-            // |a| ≤ 128 and |b| ≤ 127, so a pair of products never saturates its int16 sum.
-            Vector256<short> pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(a), Avx2.Sign(b, a));
-            return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
+            // vpmaddubsw saturates its int16 pair sums for weights above 127: each nibble goes separately (|15·127·2| fits).
+            Vector256<byte> nibble = Vector256.Create((byte)0x0F);
+            Vector256<short> low = Avx2.MultiplyAddAdjacent(w & nibble, x);
+            Vector256<short> high = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & nibble, x);
+            return acc + Avx2.MultiplyAddAdjacent(low, Vector256<short>.One) + (Avx2.MultiplyAddAdjacent(high, Vector256<short>.One) << 4);
         }
-        (Vector256<short> aLow, Vector256<short> aHigh) = Vector256.Widen(a);
-        (Vector256<short> bLow, Vector256<short> bHigh) = Vector256.Widen(b);
-        (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(aLow * bLow);
-        (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(aHigh * bHigh);
-        return (p0 + p1) + (p2 + p3);
+        Span<int> sums = stackalloc int[Vector256<int>.Count];
+        for (int lane = 0; lane < sums.Length; lane++)
+        {
+            int sum = acc[lane];
+            for (int j = 4 * lane; j < 4 * lane + 4; j++)
+                sum += w[j] * x[j];
+            sums[lane] = sum;
+        }
+        return Vector256.Create<int>(sums);
     }
 
-    /// <summary>[Σp0, Σp1, ..., Σp7]: the lanes of eight vectors summed, lane i holding vector i's sum (wrapping on overflow).</summary>
+    /// <summary>The 4 activation bytes at <paramref name="x"/> in every lane (one load; the partner of <see cref="MultiplyAddQuads"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static Vector256<int> Sum8(Vector256<int> p0, Vector256<int> p1, Vector256<int> p2, Vector256<int> p3, Vector256<int> p4, Vector256<int> p5, Vector256<int> p6, Vector256<int> p7)
-    {
-        if (Avx2.IsSupported)
-        {
-            // Two levels of hadd leave [Σlow p0..p3 | Σhigh p0..p3] per 128-bit half; adding the halves finishes each sum.
-            Vector256<int> first = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3));
-            Vector256<int> second = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p4, p5), Avx2.HorizontalAdd(p6, p7));
-            return Avx2.Permute2x128(first, second, 0x20) + Avx2.Permute2x128(first, second, 0x31);
-        }
-        return Vector256.Create(Vector256.Sum(p0), Vector256.Sum(p1), Vector256.Sum(p2), Vector256.Sum(p3), Vector256.Sum(p4), Vector256.Sum(p5), Vector256.Sum(p6), Vector256.Sum(p7));
-    }
+    public static Vector256<sbyte> Broadcast4(ref sbyte x) => Vector256.Create(Unsafe.ReadUnaligned<int>(ref Unsafe.As<sbyte, byte>(ref x))).AsSByte();
 }

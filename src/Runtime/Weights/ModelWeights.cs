@@ -342,7 +342,7 @@ public sealed unsafe class ModelWeights : IDisposable
         {
             Entry entry = Find(name, [rows, cols]);
             TensorInfo tensor = entry.Tensor;
-            long bytes = rows * rowBytes;
+            long bytes = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, rows, cols) : rows * rowBytes;
             if (bytes > int.MaxValue)
                 throw new ModelFormatException($"tensor {name} in {tensor.File.Path} takes {bytes} bytes as {format}; at most {int.MaxValue} are supported");
 
@@ -359,10 +359,10 @@ public sealed unsafe class ModelWeights : IDisposable
             else if (format is not (WeightFormat.Q8_0 or WeightFormat.Q4_0))
                 data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format); // read as stored: no kernel layout
             else
-                data = stored && tensor.File.IsCopy && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : ConvertOnce(entry, rows, cols, format);
+                data = stored && tensor.File.IsCopy && rows % BlockQuantization.KernelGroupRows == 0 && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, cols, format) : ConvertOnce(entry, rows, cols, format);
             entry.Used = true;
             _views.Add(((nint)data, bytes));
-            return new PackedTensor(name, format, rows, cols, (int)rowBytes, data);
+            return new PackedTensor(name, format, rows, cols, (int)rowBytes, (int)bytes, data);
         }
     }
 
@@ -530,7 +530,7 @@ public sealed unsafe class ModelWeights : IDisposable
         if (converted is not null)
             return converted;
         TensorInfo tensor = entry.Tensor;
-        long bytes = rows * BlockQuantization.RowBytes(format, cols);
+        long bytes = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, (int)rows, cols) : rows * BlockQuantization.RowBytes(format, cols);
         converted = MappedFile.AllocateWeightMemory((nuint)bytes);
         try
         {
@@ -546,21 +546,22 @@ public sealed unsafe class ModelWeights : IDisposable
     }
 
     /// <summary>
-    /// Rearranges a Q8_0/Q4_0 tensor of a <see cref="WeightLoading.Copy"/> into the kernels' layout where it lies, once,
-    /// one row at a time through a scratch row. Later conversions of the tensor read it back through
-    /// <see cref="Entry.InKernelLayout"/>.
+    /// Rearranges a Q8_0/Q4_0 tensor of a <see cref="WeightLoading.Copy"/> (whole groups of rows) into the kernels' layout
+    /// where it lies, once, one group of rows at a time through a scratch group. Later conversions of the tensor read it
+    /// back through <see cref="Entry.InKernelLayout"/>.
     /// </summary>
-    private static byte* ToKernelLayoutInPlaceOnce(Entry entry, int rows, int rowBytes, WeightFormat format)
+    private static byte* ToKernelLayoutInPlaceOnce(Entry entry, int rows, int cols, WeightFormat format)
     {
         byte* data = entry.Tensor.File.Pointer + entry.Tensor.Offset;
         if (entry.InKernelLayout)
             return data;
-        byte[] row = new byte[rowBytes];
-        for (long r = 0; r < rows; r++)
+        int groupBytes = (int)BlockQuantization.KernelLayoutBytes(format, BlockQuantization.KernelGroupRows, cols);
+        byte[] group = new byte[groupBytes];
+        for (long start = 0; start < (long)rows * groupBytes / BlockQuantization.KernelGroupRows; start += groupBytes)
         {
-            var stored = new Span<byte>(data + r * rowBytes, rowBytes);
-            stored.CopyTo(row);
-            BlockQuantization.ToKernelLayout(format, row, stored);
+            var stored = new Span<byte>(data + start, groupBytes);
+            stored.CopyTo(group);
+            BlockQuantization.ToKernelLayout(format, BlockQuantization.KernelGroupRows, cols, group, stored);
         }
         entry.InKernelLayout = true;
         return data;

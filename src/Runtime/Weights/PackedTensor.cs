@@ -6,10 +6,11 @@ namespace Llama.Compiled.CompilerServices;
 /// <summary>
 /// A read-only view of one weight matrix in a compute format (<see cref="WeightFormat"/>), from
 /// <see cref="ModelWeights.GetPackedMatrix"/>: row-major, <see cref="Rows"/> rows of <see cref="RowBytes"/>
-/// bytes each. F32 rows are floats, F16 rows IEEE halves; Q8_0 and Q4_0 rows hold <c>Cols/32</c> blocks of llama.cpp's
-/// <c>block_q8_0</c> (34 bytes) or <c>block_q4_0</c> (18 bytes) rearranged into the generated kernels' layout
+/// bytes each. F32 rows are floats, F16 rows IEEE halves, the K formats and Q4_1/Q5_0/Q5_1 llama.cpp's blocks as
+/// stored; Q8_0 and Q4_0 matrices are <c>Cols/32</c> blocks of llama.cpp's <c>block_q8_0</c> (34 bytes) or
+/// <c>block_q4_0</c> (18 bytes) per row, interleaved in groups of 8 rows into the generated kernels' layout
 /// (<see cref="BlockQuantization.ToKernelLayout"/>; <see cref="BlockQuantization.FromKernelLayout"/> gives llama.cpp's
-/// blocks back). The view points into the file's memory or into memory the weights own, and is valid only while the
+/// blocks back), so they have no rows of their own. The view points into the file's memory or into memory the weights own, and is valid only while the
 /// <see cref="ModelWeights"/> it came from is not disposed.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
@@ -18,8 +19,11 @@ public readonly unsafe struct PackedTensor
     private readonly byte* _data;
     private readonly string? _name;
 
-    internal PackedTensor(string name, WeightFormat format, int rows, int cols, int rowBytes, byte* data)
+    private readonly int _length;
+
+    internal PackedTensor(string name, WeightFormat format, int rows, int cols, int rowBytes, int length, byte* data)
     {
+        _length = length;
         _name = name;
         Format = format;
         Rows = rows;
@@ -43,13 +47,19 @@ public readonly unsafe struct PackedTensor
     /// <summary>Bytes of one row: Cols·4 (F32), Cols·2 (F16), Cols/32·34 (Q8_0), Cols/32·18 (Q4_0).</summary>
     public int RowBytes { get; }
 
-    /// <summary>All rows, <see cref="Rows"/> × <see cref="RowBytes"/> bytes.</summary>
-    public ReadOnlySpan<byte> Bytes => new(_data, Rows * RowBytes);
+    /// <summary>
+    /// All the weights: <see cref="Rows"/> × <see cref="RowBytes"/> bytes, or for Q8_0/Q4_0 the kernel layout's whole groups
+    /// of rows (<see cref="BlockQuantization.KernelLayoutBytes"/>).
+    /// </summary>
+    public ReadOnlySpan<byte> Bytes => new(_data, _length);
 
     /// <summary>The bytes of row <paramref name="row"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="row"/> is not in [0, Rows).</exception>
+    /// <exception cref="InvalidOperationException">A Q8_0/Q4_0 matrix, whose rows are interleaved.</exception>
     public ReadOnlySpan<byte> Row(int row)
     {
+        if (Format is WeightFormat.Q8_0 or WeightFormat.Q4_0)
+            throw new InvalidOperationException($"the rows of a {Format} matrix are interleaved in the kernel layout; read Bytes");
         ArgumentOutOfRangeException.ThrowIfNegative(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, Rows);
         return new ReadOnlySpan<byte>(_data + (long)row * RowBytes, RowBytes);

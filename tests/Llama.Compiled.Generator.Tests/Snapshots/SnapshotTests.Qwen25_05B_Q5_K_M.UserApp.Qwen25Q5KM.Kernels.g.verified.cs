@@ -19,13 +19,13 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q5_1_896x896 (q_proj, o_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 194 rows.
-        /// - MatMul_Q5_1_128x896 (k_proj, v_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 128 rows.
-        /// - MatMul_Q8_0_128x896 (v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 1 group(s) of 16 blocks and one of 12 per row, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 128 rows.
-        /// - MatMul_Q5_1_4864x896 (gate_proj, up_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 194 rows.
-        /// - MatMul_Q6_K_896x4864 (down_proj): one token QuantizedRows.Q6_KRow over the 19 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 32 rows.
-        /// - MatMul_Q5_K_896x4864 (down_proj): one token QuantizedRows.Q5_KRow over the 19 Q5_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 38 rows.
-        /// - MatMul_Q8_0_151936x896 (classifier (tied embedding)): one token 8 blocks per step (their scales converted and integer sums reduced together), 1 group(s) of 16 blocks and one of 12 per row, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row(s) × 4 tokens per pass over blocks of 136 rows.
+        /// - MatMul_Q5_1_896x896 (q_proj, o_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 194 rows.
+        /// - MatMul_Q5_1_128x896 (k_proj, v_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 128 rows.
+        /// - MatMul_Q8_0_128x896 (v_proj): one token 8 rows per step (Q8_0Group896: the byte dot products of a group's interleaved rows, one lane per row, over 28 blocks), each block of a group prefetching 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q8_0Pair896x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q5_1_4864x896 (gate_proj, up_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 194 rows.
+        /// - MatMul_Q6_K_896x4864 (down_proj): one token QuantizedRows.Q6_KRow over the 19 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 32 rows.
+        /// - MatMul_Q5_K_896x4864 (down_proj): one token QuantizedRows.Q5_KRow over the 19 Q5_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 38 rows.
+        /// - MatMul_Q8_0_151936x896 (classifier (tied embedding)): one token 8 rows per step (Q8_0Group896: the byte dot products of a group's interleaved rows, one lane per row, over 28 blocks), each block of a group prefetching 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q8_0Pair896x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_Q5_1_896x896 is Q5_1 although Q5_K_M was asked for: its 896 columns do not split into 256-weight blocks (llama.cpp's fallback).
         /// - MatMul_Q5_1_128x896 is Q5_1 although Q5_K_M was asked for: its 896 columns do not split into 256-weight blocks (llama.cpp's fallback).
         /// - MatMul_Q8_0_128x896 is Q8_0 although Q5_K_M was asked for: its 896 columns do not split into 256-weight blocks (llama.cpp's fallback).
@@ -372,55 +372,54 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [128, 896] in the runtime's kernel layout (28 blocks of 34 bytes per row, see Q8_0Row896);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 128.
+            /// W: Q8_0 [128, 896] in the runtime's kernel layout (16 group(s) of 8 interleaved rows, 28 blocks each, see Q8_0Group896);
             /// x, already quantized: [tokens, 896] int8 with [tokens, 28] block scales and block sums; y: [tokens, 128].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q8_0_128x896Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 128, Cols = 896, Blocks = 28, RowBytes = Blocks * 34, RowBlock = 128;
+                const int Rows = 128, Cols = 896, Blocks = 28, Groups = 16, GroupBytes = 8 * Blocks * 34;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q8_0_128x896: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q8_0_128x896: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 119 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 14 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q8_0Row896x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q8_0PairScales896(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q8_0Pair896x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // Weights that stream from memory: each block of a group requests the bytes 6 KB ahead of it, so they are in cache by their turn.
+                int prefetch = WeightsFitCache ? 0 : 6144;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row896(ref row, ref qt, ref dt, ref st), accumulate);
+                        Vector256<float> sums = Q8_0Group896(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
                     }
                 }
             }
@@ -580,143 +579,163 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [151936, 896] in the runtime's kernel layout (28 blocks of 34 bytes per row, see Q8_0Row896);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 151936.
+            /// W: Q8_0 [151936, 896] in the runtime's kernel layout (18992 group(s) of 8 interleaved rows, 28 blocks each, see Q8_0Group896);
             /// x, already quantized: [tokens, 896] int8 with [tokens, 28] block scales and block sums; y: [tokens, 151936].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q8_0_151936x896Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 151936, Cols = 896, Blocks = 28, RowBytes = Blocks * 34, RowBlock = 136;
+                const int Rows = 151936, Cols = 896, Blocks = 28, Groups = 18992, GroupBytes = 8 * Blocks * 34;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q8_0_151936x896: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q8_0_151936x896: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 14 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q8_0Row896x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q8_0PairScales896(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q8_0Pair896x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // Weights that stream from memory: each block of a group requests the bytes 6 KB ahead of it, so they are in cache by their turn.
+                int prefetch = WeightsFitCache ? 0 : 6144;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // Weights that stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        if (!WeightsFitCache)
-                            Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row896(ref row, ref qt, ref dt, ref st), accumulate);
+                        Vector256<float> sums = Q8_0Group896(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
                     }
                 }
             }
 
             /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 1 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes), then one group of 12 block(s) [12 F16 scales][12 × 32 weights + 128 (unsigned bytes)];
-            /// x: [896] int8; xScales, xSums: [28] (each block's scale and the sum of its int8 values).
+            /// One token × one group of 8 rows of a Q8_0 matrix 896 wide: lane r is Σ_b wScale[r, b]·xScales[b]·Σ_i w[r, b, i]·x[b, i].
+            /// group: [28 blocks × 8 F16 row scales][28 blocks × 8 slices × 8 rows × 4 bytes] (weights + 128, unsigned); x: [896] int8; xScales, xSums: [28] (each block's scale and the sum of its int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each block to request (0: none).
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static float Q8_0Row896(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static Vector256<float> Q8_0Group896(ref byte group, ref sbyte x, ref float xScales, ref int xSums, int prefetch)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                for (int b = 0; b < 16; b += 16)
+                for (int b = 0; b < 28; b++)
                 {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    sum0 = Vector256.FusedMultiplyAdd(KernelMath.HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
-                    sum1 = Vector256.FusedMultiplyAdd(KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                    ref byte weights = ref Unsafe.Add(ref group, 448 + b * 256);
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref weights, prefetch), 256);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
+                    Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), odd = Vector256<int>.Zero;
+                    for (int k = 0; k < 8; k += 2)
+                    {
+                        even = BlockKernels.MultiplyAddQuads(even, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
+                        odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
+                    }
+                    Vector256<float> scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, b * 16)) * Vector256.Create(Unsafe.Add(ref xScales, b));
+                    if (b % 2 == 0)
+                        sum0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum0);
+                    else
+                        sum1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum1);
                 }
-                // Blocks 16..27: the last group, 12 F16 scales then 12 blocks of weights.
-                ref byte tail = ref Unsafe.Add(ref row, 544);
-                sum0 = Vector256.FusedMultiplyAdd(KernelMath.HalfToSingle8(ref tail) * Vector256.LoadUnsafe(ref xScales, 16),
-                    Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref tail, 24), ref Unsafe.Add(ref x, 512), ref Unsafe.Add(ref xSums, 16))), sum0);
-                for (int j = 8; j < 12; j++)
-                {
-                    float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 16 + j)),
-                        Vector256.ConvertToSingle(Q8_0Block(ref Unsafe.Add(ref tail, 24 + j * 32), ref Unsafe.Add(ref x, (16 + j) * 32), Unsafe.Add(ref xSums, 16 + j))), sum1);
-                }
-                return Vector256.Sum(sum0 + sum1);
+                return sum0 + sum1;
             }
 
             /// <summary>
-            /// Q8_0Row896 for 4 consecutive tokens at once (x: [4, 896], xScales, xSums: [4, 28]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
+            /// The F16 row scales of a pair of Q8_0 groups 896 wide (the group at <paramref name="pair"/> and the next) as F32:
+            /// scales: [28, 16], block b's 8 scales of the first group, then of the second.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector128<float> Q8_0Row896x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static void Q8_0PairScales896(ref byte pair, ref float scales)
             {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                Vector256<float> scales;
-                for (int b = 0; b < 16; b += 16)
+                ref byte second = ref Unsafe.Add(ref pair, 7616);
+                for (int b = 0; b < 28; b++)
                 {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    scales = KernelMath.HalfToSingle8(ref group);
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(28 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 896 + b * 32), ref Unsafe.Add(ref xSums, 28 + b))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(56 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 1792 + b * 32), ref Unsafe.Add(ref xSums, 56 + b))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(84 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2688 + b * 32), ref Unsafe.Add(ref xSums, 84 + b))), sd);
-                    scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, 16));
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(28 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 896 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 28 + b + 8))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(56 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 1792 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 56 + b + 8))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(84 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2688 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 84 + b + 8))), sd);
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref pair, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16));
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref second, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16 + 8));
                 }
-                // Blocks 16..27: the last group, 12 F16 scales then 12 blocks of weights.
-                ref byte tail = ref Unsafe.Add(ref row, 544);
-                scales = KernelMath.HalfToSingle8(ref tail);
-                sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, 16),
-                    Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref tail, 24), ref Unsafe.Add(ref x, 512), ref Unsafe.Add(ref xSums, 16))), sa);
-                sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, 44),
-                    Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref tail, 24), ref Unsafe.Add(ref x, 1408), ref Unsafe.Add(ref xSums, 44))), sb);
-                sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, 72),
-                    Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref tail, 24), ref Unsafe.Add(ref x, 2304), ref Unsafe.Add(ref xSums, 72))), sc);
-                sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, 100),
-                    Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref tail, 24), ref Unsafe.Add(ref x, 3200), ref Unsafe.Add(ref xSums, 100))), sd);
-                for (int j = 8; j < 12; j++)
+            }
+
+            /// <summary>
+            /// 4 consecutive tokens × a pair of Q8_0 groups 896 wide (16 rows): y[t, r] (+)= Σ_b wScale[r, b]·xScales[t, b]·Σ_i w[r, b, i]·x[t, b, i].
+            /// pair: two groups, each [28 blocks × 8 F16 row scales][28 blocks × 8 slices × 8 rows × 4 bytes] (weights + 128, unsigned); scales: [28, 16] the pair's row scales as F32 (Q8_0PairScales896);
+            /// x: [4, 896] int8; xScales, xSums: [4, 28]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once for the 4 tokens; the 8 integer and 8 float sums stay in registers.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q8_0Pair896x4(ref byte pair, ref float scales, ref sbyte x, ref float xScales, ref int xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, 7616);
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                for (int b = 0; b < 28; b++)
                 {
-                    float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 16 + j)),
-                        Vector256.ConvertToSingle(Q8_0Block(ref Unsafe.Add(ref tail, 24 + j * 32), ref Unsafe.Add(ref x, (16 + j) * 32), Unsafe.Add(ref xSums, 16 + j))), sa);
-                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 28 + 16 + j)),
-                        Vector256.ConvertToSingle(Q8_0Block(ref Unsafe.Add(ref tail, 24 + j * 32), ref Unsafe.Add(ref x, 896 + (16 + j) * 32), Unsafe.Add(ref xSums, 28 + 16 + j))), sb);
-                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 56 + 16 + j)),
-                        Vector256.ConvertToSingle(Q8_0Block(ref Unsafe.Add(ref tail, 24 + j * 32), ref Unsafe.Add(ref x, 1792 + (16 + j) * 32), Unsafe.Add(ref xSums, 56 + 16 + j))), sc);
-                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 84 + 16 + j)),
-                        Vector256.ConvertToSingle(Q8_0Block(ref Unsafe.Add(ref tail, 24 + j * 32), ref Unsafe.Add(ref x, 2688 + (16 + j) * 32), Unsafe.Add(ref xSums, 84 + 16 + j))), sd);
+                    ref byte firstWeights = ref Unsafe.Add(ref pair, 448 + b * 256);
+                    ref byte secondWeights = ref Unsafe.Add(ref second, 448 + b * 256);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Integer sums per token and group, each starting at −128·Σx of the token's block.
+                    Vector256<int> a0i = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), b0i = a0i;
+                    Vector256<int> a1i = Vector256.Create(-(Unsafe.Add(ref xSums, 28 + b) << 7)), b1i = a1i;
+                    Vector256<int> a2i = Vector256.Create(-(Unsafe.Add(ref xSums, 56 + b) << 7)), b2i = a2i;
+                    Vector256<int> a3i = Vector256.Create(-(Unsafe.Add(ref xSums, 84 + b) << 7)), b3i = a3i;
+                    for (int k = 0; k < 8; k++)
+                    {
+                        Vector256<byte> firstSlice = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondSlice = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));
+                        Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4));
+                        a0i = BlockKernels.MultiplyAddQuads(a0i, firstSlice, x0);
+                        b0i = BlockKernels.MultiplyAddQuads(b0i, secondSlice, x0);
+                        Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 896 + k * 4));
+                        a1i = BlockKernels.MultiplyAddQuads(a1i, firstSlice, x1);
+                        b1i = BlockKernels.MultiplyAddQuads(b1i, secondSlice, x1);
+                        Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 1792 + k * 4));
+                        a2i = BlockKernels.MultiplyAddQuads(a2i, firstSlice, x2);
+                        b2i = BlockKernels.MultiplyAddQuads(b2i, secondSlice, x2);
+                        Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 2688 + k * 4));
+                        a3i = BlockKernels.MultiplyAddQuads(a3i, firstSlice, x3);
+                        b3i = BlockKernels.MultiplyAddQuads(b3i, secondSlice, x3);
+                    }
+                    Vector256<float> firstScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16)), secondScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16 + 8));
+                    Vector256<float> d0 = Vector256.Create(Unsafe.Add(ref xScales, b));
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstScales * d0, a0);
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondScales * d0, b0);
+                    Vector256<float> d1 = Vector256.Create(Unsafe.Add(ref xScales, 28 + b));
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstScales * d1, a1);
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondScales * d1, b1);
+                    Vector256<float> d2 = Vector256.Create(Unsafe.Add(ref xScales, 56 + b));
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstScales * d2, a2);
+                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondScales * d2, b2);
+                    Vector256<float> d3 = Vector256.Create(Unsafe.Add(ref xScales, 84 + b));
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstScales * d3, a3);
+                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondScales * d3, b3);
                 }
-                return KernelMath.Sum4(sa, sb, sc, sd);
+                StoreGroup(ref y, a0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
@@ -852,54 +871,17 @@ namespace UserApp
                 }
             }
 
-            /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
+            /// <summary>y[0..rows) = sums (y += sums when <paramref name="accumulate"/>): one group's outputs; rows &lt; 8 for a last, partial group.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
-
-            /// <summary>The same weights as int8 again (for CPUs without AVX-VNNI).</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<sbyte> Q8_0Signed(Vector256<byte> weights) => (weights ^ Vector256.Create((byte)0x80)).AsSByte();
-
-            /// <summary>
-            /// The integer dot products of 8 consecutive Q8_0 blocks' weights (kernel layout, 32 bytes each from
-            /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<int> Q8_0Sums8(ref byte weights, ref sbyte x, ref int xSums)
+            private static void StoreGroup(ref float y, Vector256<float> sums, int rows, bool accumulate)
             {
-                if (AvxVnni.IsSupported)
+                if (rows == 8)
                 {
-                    // vpdpbusd multiplies the stored unsigned weights by x as they are; the 128·Σx they add is taken off per block.
-                    return BlockKernels.Sum8(
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref weights), Vector256.LoadUnsafe(ref x)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 32)), Vector256.LoadUnsafe(ref x, 32)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 64)), Vector256.LoadUnsafe(ref x, 64)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 96)), Vector256.LoadUnsafe(ref x, 96)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 128)), Vector256.LoadUnsafe(ref x, 128)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 160)), Vector256.LoadUnsafe(ref x, 160)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 192)), Vector256.LoadUnsafe(ref x, 192)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 224)), Vector256.LoadUnsafe(ref x, 224)))
-                        - (Vector256.LoadUnsafe(ref xSums) << 7);
+                    (accumulate ? Vector256.LoadUnsafe(ref y) + sums : sums).StoreUnsafe(ref y);
+                    return;
                 }
-                return BlockKernels.Sum8(
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref weights)), Vector256.LoadUnsafe(ref x)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 32))), Vector256.LoadUnsafe(ref x, 32)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 64))), Vector256.LoadUnsafe(ref x, 64)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 96))), Vector256.LoadUnsafe(ref x, 96)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 128))), Vector256.LoadUnsafe(ref x, 128)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 160))), Vector256.LoadUnsafe(ref x, 160)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 192))), Vector256.LoadUnsafe(ref x, 192)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 224))), Vector256.LoadUnsafe(ref x, 224)));
-            }
-
-            /// <summary>One Q8_0 block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<int> Q8_0Block(ref byte weights, ref sbyte x, int xSum)
-            {
-                // With AVX-VNNI the 128·Σx the offset weights add is taken off up front, spread over the 8 lanes.
-                if (AvxVnni.IsSupported)
-                    return AvxVnni.MultiplyWideningAndAdd(Vector256.Create(-(xSum << 4)), Q8_0Weights(ref weights), Vector256.LoadUnsafe(ref x));
-                return BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref weights)), Vector256.LoadUnsafe(ref x));
+                for (int r = 0; r < rows; r++)
+                    Store(ref Unsafe.Add(ref y, r), sums[r], accumulate);
             }
 
             /// <summary>y[t] += bias for t &lt; tokens; y: [tokens, bias.Length].</summary>

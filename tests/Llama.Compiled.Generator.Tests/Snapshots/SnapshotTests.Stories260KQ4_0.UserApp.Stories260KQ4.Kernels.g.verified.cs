@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q4_0_64x64 (q_proj, o_proj): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
-        /// - MatMul_Q4_0_32x64 (k_proj, v_proj): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 32 rows.
-        /// - MatMul_Q4_0_172x64 (gate_proj, up_proj): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 172 rows, on one thread (172 rows are not whole cache lines: a split would share lines).
+        /// - MatMul_Q4_0_64x64 (q_proj, o_proj): one token 8 rows per step (Q4_0Group64: the byte dot products of a group's interleaved rows, one lane per row, over 2 blocks); in prefill 16 rows × 4 tokens per tile (Q4_0Pair64x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q4_0_32x64 (k_proj, v_proj): one token 8 rows per step (Q4_0Group64: the byte dot products of a group's interleaved rows, one lane per row, over 2 blocks); in prefill 16 rows × 4 tokens per tile (Q4_0Pair64x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q4_0_172x64 (gate_proj, up_proj): one token 8 rows per step (Q4_0Group64: the byte dot products of a group's interleaved rows, one lane per row, over 2 blocks); in prefill 16 rows × 4 tokens per tile (Q4_0Pair64x4: a pair of groups, its scales converted once for every tile), on one thread (172 rows are not whole cache lines: a split would share lines).
         /// - MatMul_64x172 (down_proj): one token 4 Vector256 sum(s) per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 64 rows.
-        /// - MatMul_Q4_0_512x64 (classifier (tied embedding)): one token one block per step, 0 group(s) of 16 blocks and one of 2 per row; in prefill 1 row(s) × 4 tokens per pass over blocks of 512 rows.
+        /// - MatMul_Q4_0_512x64 (classifier (tied embedding)): one token 8 rows per step (Q4_0Group64: the byte dot products of a group's interleaved rows, one lane per row, over 2 blocks); in prefill 16 rows × 4 tokens per tile (Q4_0Pair64x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_64x172 is F32 although Q4_0 was asked for: its 172 columns do not split into 32-weight blocks (llama.cpp's fallback).
         /// - A session evaluates up to 64 tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.
         /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; one pass over each KV head's keys and values serves its whole group.
@@ -188,146 +188,158 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [64, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 64.
+            /// W: Q4_0 [64, 64] in the runtime's kernel layout (8 group(s) of 8 interleaved rows, 2 blocks each, see Q4_0Group64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 64].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_64x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 64, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 64;
+                const int Rows = 64, Cols = 64, Blocks = 2, Groups = 8, GroupBytes = 8 * Blocks * 18;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q4_0_64x64: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_0_64x64: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 2 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 0 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_0PairScales64(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_0Pair64x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                int prefetch = 0;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_0Group64(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [32, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 32.
+            /// W: Q4_0 [32, 64] in the runtime's kernel layout (4 group(s) of 8 interleaved rows, 2 blocks each, see Q4_0Group64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 32].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_32x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 32, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 32;
+                const int Rows = 32, Cols = 64, Blocks = 2, Groups = 4, GroupBytes = 8 * Blocks * 18;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q4_0_32x64: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_0_32x64: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 1 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 0 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_0PairScales64(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_0Pair64x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                int prefetch = 0;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_0Group64(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [172, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 172.
+            /// W: Q4_0 [172, 64] in the runtime's kernel layout (22 group(s) of 8 interleaved rows, 2 blocks each, see Q4_0Group64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 172].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_172x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 172, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 172;
+                const int Rows = 172, Cols = 64, Blocks = 2, Groups = 22, GroupBytes = 8 * Blocks * 18;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q4_0_172x64: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_0_172x64: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 6 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 0 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_0PairScales64(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_0Pair64x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                int prefetch = 0;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_0Group64(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
@@ -414,95 +426,167 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_0 [512, 64] in the runtime's kernel layout (2 blocks of 18 bytes per row, see Q4_0Row64);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 512.
+            /// W: Q4_0 [512, 64] in the runtime's kernel layout (64 group(s) of 8 interleaved rows, 2 blocks each, see Q4_0Group64);
             /// x, already quantized: [tokens, 64] int8 with [tokens, 2] block scales and block sums; y: [tokens, 512].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_0_512x64Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 512, Cols = 64, Blocks = 2, RowBytes = Blocks * 18, RowBlock = 512;
+                const int Rows = 512, Cols = 64, Blocks = 2, Groups = 64, GroupBytes = 8 * Blocks * 18;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q4_0_512x64: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_0_512x64: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 18 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 0 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q4_0Row64x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_0PairScales64(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_0Pair64x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                int prefetch = 0;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q4_0Row64(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_0Group64(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
             /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: one group of 2 block(s) [2 F16 scales][2 × 16 bytes of 4-bit weights + 8];
-            /// x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
+            /// One token × one group of 8 rows of a Q4_0 matrix 64 wide: lane r is Σ_b wScale[r, b]·xScales[b]·Σ_i w[r, b, i]·x[b, i].
+            /// group: [2 blocks × 8 F16 row scales][2 blocks × 4 slices × 8 rows × 4 bytes] (nibble bytes, each weight + 8: byte j holds weights j and j + 16); x: [64] int8; xScales, xSums: [2] (each block's scale and the sum of its int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each block to request (0: none).
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static float Q4_0Row64(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static Vector256<float> Q4_0Group64(ref byte group, ref sbyte x, ref float xScales, ref int xSums, int prefetch)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
+                for (int b = 0; b < 2; b++)
                 {
-                    float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sum1 = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sum1);
+                    ref byte weights = ref Unsafe.Add(ref group, 32 + b * 128);
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref weights, prefetch), 128);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
+                    Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 3)), odd = Vector256<int>.Zero;
+                    for (int k = 0; k < 4; k++)
+                    {
+                        Vector256<byte> packed = Vector256.LoadUnsafe(ref weights, (nuint)(k * 32));
+                        even = BlockKernels.MultiplyAddQuads(even, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
+                        odd = BlockKernels.MultiplyAddQuads(odd, Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 16)));
+                    }
+                    Vector256<float> scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, b * 16)) * Vector256.Create(Unsafe.Add(ref xScales, b));
+                    if (b % 2 == 0)
+                        sum0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum0);
+                    else
+                        sum1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum1);
                 }
-                return Vector256.Sum(sum0 + sum1);
+                return sum0 + sum1;
             }
 
             /// <summary>
-            /// Q4_0Row64 for 4 consecutive tokens at once (x: [4, 64], xScales, xSums: [4, 2]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
+            /// The F16 row scales of a pair of Q4_0 groups 64 wide (the group at <paramref name="pair"/> and the next) as F32:
+            /// scales: [2, 16], block b's 8 scales of the first group, then of the second.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector128<float> Q4_0Row64x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static void Q4_0PairScales64(ref byte pair, ref float scales)
             {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                // Blocks 0..1: the last group, 2 F16 scales then 2 blocks of weights.
-                ref byte tail = ref row;
-                for (int j = 0; j < 2; j++)
+                ref byte second = ref Unsafe.Add(ref pair, 288);
+                for (int b = 0; b < 2; b++)
                 {
-                    float scale = KernelMath.HalfToSingle(ref Unsafe.Add(ref tail, 2 * j));
-                    sa = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, j * 32), Unsafe.Add(ref xSums, j))), sa);
-                    sb = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 2 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 64 + j * 32), Unsafe.Add(ref xSums, 2 + j))), sb);
-                    sc = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 4 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 128 + j * 32), Unsafe.Add(ref xSums, 4 + j))), sc);
-                    sd = Vector256.FusedMultiplyAdd(Vector256.Create(scale * Unsafe.Add(ref xScales, 6 + j)),
-                        Vector256.ConvertToSingle(Q4_0Block(ref Unsafe.Add(ref tail, 4 + j * 16), ref Unsafe.Add(ref x, 192 + j * 32), Unsafe.Add(ref xSums, 6 + j))), sd);
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref pair, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16));
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref second, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16 + 8));
                 }
-                return KernelMath.Sum4(sa, sb, sc, sd);
+            }
+
+            /// <summary>
+            /// 4 consecutive tokens × a pair of Q4_0 groups 64 wide (16 rows): y[t, r] (+)= Σ_b wScale[r, b]·xScales[t, b]·Σ_i w[r, b, i]·x[t, b, i].
+            /// pair: two groups, each [2 blocks × 8 F16 row scales][2 blocks × 4 slices × 8 rows × 4 bytes] (nibble bytes, each weight + 8: byte j holds weights j and j + 16); scales: [2, 16] the pair's row scales as F32 (Q4_0PairScales64);
+            /// x: [4, 64] int8; xScales, xSums: [4, 2]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once for the 4 tokens; the 8 integer and 8 float sums stay in registers.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q4_0Pair64x4(ref byte pair, ref float scales, ref sbyte x, ref float xScales, ref int xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, 288);
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                for (int b = 0; b < 2; b++)
+                {
+                    ref byte firstWeights = ref Unsafe.Add(ref pair, 32 + b * 128);
+                    ref byte secondWeights = ref Unsafe.Add(ref second, 32 + b * 128);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Integer sums per token and group, each starting at −8·Σx of the token's block.
+                    Vector256<int> a0i = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 3)), b0i = a0i;
+                    Vector256<int> a1i = Vector256.Create(-(Unsafe.Add(ref xSums, 2 + b) << 3)), b1i = a1i;
+                    Vector256<int> a2i = Vector256.Create(-(Unsafe.Add(ref xSums, 4 + b) << 3)), b2i = a2i;
+                    Vector256<int> a3i = Vector256.Create(-(Unsafe.Add(ref xSums, 6 + b) << 3)), b3i = a3i;
+                    for (int k = 0; k < 4; k++)
+                    {
+                        Vector256<byte> firstPacked = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondPacked = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));
+                        // Low nibbles: weights 4k..4k+3 of each row; high nibbles: weights 16+4k..16+4k+3.
+                        Vector256<byte> firstLow = firstPacked & Vector256.Create((byte)0x0F), secondLow = secondPacked & Vector256.Create((byte)0x0F);
+                        Vector256<byte> firstHigh = Vector256.ShiftRightLogical(firstPacked.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+                        Vector256<byte> secondHigh = Vector256.ShiftRightLogical(secondPacked.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+                        Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)), x0High = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 16 + k * 4));
+                        a0i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(a0i, firstLow, x0), firstHigh, x0High);
+                        b0i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(b0i, secondLow, x0), secondHigh, x0High);
+                        Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 64 + k * 4)), x1High = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 80 + k * 4));
+                        a1i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(a1i, firstLow, x1), firstHigh, x1High);
+                        b1i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(b1i, secondLow, x1), secondHigh, x1High);
+                        Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 128 + k * 4)), x2High = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 144 + k * 4));
+                        a2i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(a2i, firstLow, x2), firstHigh, x2High);
+                        b2i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(b2i, secondLow, x2), secondHigh, x2High);
+                        Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 192 + k * 4)), x3High = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 208 + k * 4));
+                        a3i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(a3i, firstLow, x3), firstHigh, x3High);
+                        b3i = BlockKernels.MultiplyAddQuads(BlockKernels.MultiplyAddQuads(b3i, secondLow, x3), secondHigh, x3High);
+                    }
+                    Vector256<float> firstScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16)), secondScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16 + 8));
+                    Vector256<float> d0 = Vector256.Create(Unsafe.Add(ref xScales, b));
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstScales * d0, a0);
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondScales * d0, b0);
+                    Vector256<float> d1 = Vector256.Create(Unsafe.Add(ref xScales, 2 + b));
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstScales * d1, a1);
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondScales * d1, b1);
+                    Vector256<float> d2 = Vector256.Create(Unsafe.Add(ref xScales, 4 + b));
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstScales * d2, a2);
+                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondScales * d2, b2);
+                    Vector256<float> d3 = Vector256.Create(Unsafe.Add(ref xScales, 6 + b));
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstScales * d3, a3);
+                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondScales * d3, b3);
+                }
+                StoreGroup(ref y, a0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
@@ -638,29 +722,17 @@ namespace UserApp
                 }
             }
 
-            /// <summary>
-            /// The 32 weights of a Q4_0 block, each + 8, as bytes in [0, 15]: byte j of the block's 16 holds weight j
-            /// in its low nibble and weight j + 16 in its high nibble.
-            /// </summary>
+            /// <summary>y[0..rows) = sums (y += sums when <paramref name="accumulate"/>): one group's outputs; rows &lt; 8 for a last, partial group.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<byte> Q4_0Weights(ref byte weights)
+            private static void StoreGroup(ref float y, Vector256<float> sums, int rows, bool accumulate)
             {
-                Vector128<byte> packed = Vector128.LoadUnsafe(ref weights);
-                return Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4));
-            }
-
-            /// <summary>The same weights as int8 in [-8, 7] (for CPUs without AVX-VNNI).</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<sbyte> Q4_0Signed(Vector256<byte> weights) => (weights - Vector256.Create((byte)8)).AsSByte();
-
-            /// <summary>One Q4_0 block's weights (kernel layout) · 32 int8 activations whose sum is <paramref name="xSum"/>, in 8 int lanes that sum to Σ w·x.</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<int> Q4_0Block(ref byte weights, ref sbyte x, int xSum)
-            {
-                // With AVX-VNNI the 8·Σx the offset weights add is taken off up front, spread over the 8 lanes.
-                if (AvxVnni.IsSupported)
-                    return AvxVnni.MultiplyWideningAndAdd(Vector256.Create(-xSum), Q4_0Weights(ref weights), Vector256.LoadUnsafe(ref x));
-                return BlockKernels.DotInt32(Q4_0Signed(Q4_0Weights(ref weights)), Vector256.LoadUnsafe(ref x));
+                if (rows == 8)
+                {
+                    (accumulate ? Vector256.LoadUnsafe(ref y) + sums : sums).StoreUnsafe(ref y);
+                    return;
+                }
+                for (int r = 0; r < rows; r++)
+                    Store(ref Unsafe.Add(ref y, r), sums[r], accumulate);
             }
 
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]

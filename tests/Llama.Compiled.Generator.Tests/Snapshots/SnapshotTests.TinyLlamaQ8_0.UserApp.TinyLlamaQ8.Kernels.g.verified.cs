@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
-        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 blocks per step (their scales converted and integer sums reduced together), 11 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 20 rows.
-        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 blocks per step (their scales converted and integer sums reduced together), 4 group(s) of 16 blocks per row, each row prefetched 6 KB ahead (the model streams from memory); in prefill 1 row(s) × 4 tokens per pass over blocks of 60 rows.
+        /// - MatMul_Q8_0_2048x2048 (q_proj, o_proj): one token 8 rows per step (Q8_0Group2048: the byte dot products of a group's interleaved rows, one lane per row, over 64 blocks), each block of a group prefetching 6 KB ahead (the model streams from memory); in prefill 16 rows × 4 tokens per tile (Q8_0Pair2048x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q8_0_256x2048 (k_proj, v_proj): one token 8 rows per step (Q8_0Group2048: the byte dot products of a group's interleaved rows, one lane per row, over 64 blocks), each block of a group prefetching 6 KB ahead (the model streams from memory); in prefill 16 rows × 4 tokens per tile (Q8_0Pair2048x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q8_0_5632x2048 (gate_proj, up_proj): one token 8 rows per step (Q8_0Group2048: the byte dot products of a group's interleaved rows, one lane per row, over 64 blocks), each block of a group prefetching 6 KB ahead (the model streams from memory); in prefill 16 rows × 4 tokens per tile (Q8_0Pair2048x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q8_0_2048x5632 (down_proj): one token 8 rows per step (Q8_0Group5632: the byte dot products of a group's interleaved rows, one lane per row, over 176 blocks), each block of a group prefetching 6 KB ahead (the model streams from memory); in prefill 16 rows × 4 tokens per tile (Q8_0Pair5632x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q8_0_32000x2048 (lm_head): one token 8 rows per step (Q8_0Group2048: the byte dot products of a group's interleaved rows, one lane per row, over 64 blocks), each block of a group prefetching 6 KB ahead (the model streams from memory); in prefill 16 rows × 4 tokens per tile (Q8_0Pair2048x4: a pair of groups, its scales converted once for every tile).
         /// - A session evaluates up to 64 tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.
         /// - Attention: 8 query head(s) per KV head, HeadDim 64 = 8 Vector256; one pass over each KV head's keys and values serves its whole group.
         /// - Threads: a call is split by rows (by row × KV head for attention) across the pass's worker pool when it has at least
@@ -188,374 +188,482 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [2048, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 2048.
+            /// W: Q8_0 [2048, 2048] in the runtime's kernel layout (256 group(s) of 8 interleaved rows, 64 blocks each, see Q8_0Group2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q8_0_2048x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 2048, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
+                const int Rows = 2048, Cols = 2048, Blocks = 64, Groups = 256, GroupBytes = 8 * Blocks * 34;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q8_0_2048x2048: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q8_0_2048x2048: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 34 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q8_0PairScales2048(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q8_0Pair2048x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // The weights stream from memory: each block of a group requests the bytes 6 KB ahead of it, so they are in cache by their turn.
+                int prefetch = 6144;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                        Vector256<float> sums = Q8_0Group2048(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
                     }
                 }
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [256, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 256.
+            /// W: Q8_0 [256, 2048] in the runtime's kernel layout (32 group(s) of 8 interleaved rows, 64 blocks each, see Q8_0Group2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 256].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q8_0_256x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 256, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
+                const int Rows = 256, Cols = 2048, Blocks = 64, Groups = 32, GroupBytes = 8 * Blocks * 34;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q8_0_256x2048: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q8_0_256x2048: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 34 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q8_0PairScales2048(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q8_0Pair2048x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // The weights stream from memory: each block of a group requests the bytes 6 KB ahead of it, so they are in cache by their turn.
+                int prefetch = 6144;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                        Vector256<float> sums = Q8_0Group2048(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
                     }
                 }
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [5632, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 5632.
+            /// W: Q8_0 [5632, 2048] in the runtime's kernel layout (704 group(s) of 8 interleaved rows, 64 blocks each, see Q8_0Group2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 5632].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q8_0_5632x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 5632, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
+                const int Rows = 5632, Cols = 2048, Blocks = 64, Groups = 704, GroupBytes = 8 * Blocks * 34;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q8_0_5632x2048: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q8_0_5632x2048: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 34 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q8_0PairScales2048(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q8_0Pair2048x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // The weights stream from memory: each block of a group requests the bytes 6 KB ahead of it, so they are in cache by their turn.
+                int prefetch = 6144;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                        Vector256<float> sums = Q8_0Group2048(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
                     }
                 }
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [2048, 5632] in the runtime's kernel layout (176 blocks of 34 bytes per row, see Q8_0Row5632);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 2048.
+            /// W: Q8_0 [2048, 5632] in the runtime's kernel layout (256 group(s) of 8 interleaved rows, 176 blocks each, see Q8_0Group5632);
             /// x, already quantized: [tokens, 5632] int8 with [tokens, 176] block scales and block sums; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q8_0_2048x5632Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 2048, Cols = 5632, Blocks = 176, RowBytes = Blocks * 34, RowBlock = 20;
+                const int Rows = 2048, Cols = 5632, Blocks = 176, Groups = 256, GroupBytes = 8 * Blocks * 34;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q8_0_2048x5632: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q8_0_2048x5632: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 116 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 93 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q8_0Row5632x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q8_0PairScales5632(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q8_0Pair5632x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // The weights stream from memory: each block of a group requests the bytes 6 KB ahead of it, so they are in cache by their turn.
+                int prefetch = 6144;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row5632(ref row, ref qt, ref dt, ref st), accumulate);
+                        Vector256<float> sums = Q8_0Group5632(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
                     }
                 }
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q8_0 [32000, 2048] in the runtime's kernel layout (64 blocks of 34 bytes per row, see Q8_0Row2048);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 32000.
+            /// W: Q8_0 [32000, 2048] in the runtime's kernel layout (4000 group(s) of 8 interleaved rows, 64 blocks each, see Q8_0Group2048);
             /// x, already quantized: [tokens, 2048] int8 with [tokens, 64] block scales and block sums; y: [tokens, 32000].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q8_0_32000x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 32000, Cols = 2048, Blocks = 64, RowBytes = Blocks * 34, RowBlock = 60;
+                const int Rows = 32000, Cols = 2048, Blocks = 64, Groups = 4000, GroupBytes = 8 * Blocks * 34;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
-                    throw new ArgumentException("MatMul_Q8_0_32000x2048: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q8_0_32000x2048: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref int s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 127 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 34 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = Q8_0Row2048x4(ref Unsafe.Add(ref w0, r * RowBytes), ref qt, ref dt, ref st);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q8_0PairScales2048(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q8_0Pair2048x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // The weights stream from memory: each block of a group requests the bytes 6 KB ahead of it, so they are in cache by their turn.
+                int prefetch = 6144;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref int st = ref Unsafe.Add(ref s0, t * Blocks);
-                    for (int r = rowStart; r < rowEnd; r++)
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        ref byte row = ref Unsafe.Add(ref w0, r * RowBytes);
-                        // The weights stream from memory: the row 6 KB ahead is requested now, so it is in cache by its turn.
-                        Prefetch.Lines(ref Unsafe.Add(ref row, 6144), RowBytes);
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), Q8_0Row2048(ref row, ref qt, ref dt, ref st), accumulate);
+                        Vector256<float> sums = Q8_0Group2048(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
                     }
                 }
             }
 
             /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 4 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
-            /// x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
+            /// One token × one group of 8 rows of a Q8_0 matrix 2048 wide: lane r is Σ_b wScale[r, b]·xScales[b]·Σ_i w[r, b, i]·x[b, i].
+            /// group: [64 blocks × 8 F16 row scales][64 blocks × 8 slices × 8 rows × 4 bytes] (weights + 128, unsigned); x: [2048] int8; xScales, xSums: [64] (each block's scale and the sum of its int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each block to request (0: none).
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static float Q8_0Row2048(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static Vector256<float> Q8_0Group2048(ref byte group, ref sbyte x, ref float xScales, ref int xSums, int prefetch)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                for (int b = 0; b < 64; b += 16)
+                for (int b = 0; b < 64; b++)
                 {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    sum0 = Vector256.FusedMultiplyAdd(KernelMath.HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
-                    sum1 = Vector256.FusedMultiplyAdd(KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                    ref byte weights = ref Unsafe.Add(ref group, 1024 + b * 256);
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref weights, prefetch), 256);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
+                    Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), odd = Vector256<int>.Zero;
+                    for (int k = 0; k < 8; k += 2)
+                    {
+                        even = BlockKernels.MultiplyAddQuads(even, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
+                        odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
+                    }
+                    Vector256<float> scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, b * 16)) * Vector256.Create(Unsafe.Add(ref xScales, b));
+                    if (b % 2 == 0)
+                        sum0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum0);
+                    else
+                        sum1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum1);
                 }
-                return Vector256.Sum(sum0 + sum1);
+                return sum0 + sum1;
             }
 
             /// <summary>
-            /// Q8_0Row2048 for 4 consecutive tokens at once (x: [4, 2048], xScales, xSums: [4, 64]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
+            /// The F16 row scales of a pair of Q8_0 groups 2048 wide (the group at <paramref name="pair"/> and the next) as F32:
+            /// scales: [64, 16], block b's 8 scales of the first group, then of the second.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector128<float> Q8_0Row2048x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static void Q8_0PairScales2048(ref byte pair, ref float scales)
             {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                Vector256<float> scales;
-                for (int b = 0; b < 64; b += 16)
+                ref byte second = ref Unsafe.Add(ref pair, 17408);
+                for (int b = 0; b < 64; b++)
                 {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    scales = KernelMath.HalfToSingle8(ref group);
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 2048 + b * 32), ref Unsafe.Add(ref xSums, 64 + b))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 4096 + b * 32), ref Unsafe.Add(ref xSums, 128 + b))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 6144 + b * 32), ref Unsafe.Add(ref xSums, 192 + b))), sd);
-                    scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, 16));
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(64 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 2048 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 64 + b + 8))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(128 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 4096 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 128 + b + 8))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(192 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 6144 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 192 + b + 8))), sd);
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref pair, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16));
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref second, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16 + 8));
                 }
-                return KernelMath.Sum4(sa, sb, sc, sd);
             }
 
             /// <summary>
-            /// Σ_b wScale[b]·xScales[b]·Σ_i w[b, i]·x[b, i]: one row of W · one quantized token. row: 11 group(s) of 16 blocks, each [16 F16 scales][16 × 32 weights + 128 (unsigned bytes)] (544 bytes);
-            /// x: [5632] int8; xScales, xSums: [176] (each block's scale and the sum of its int8 values).
+            /// 4 consecutive tokens × a pair of Q8_0 groups 2048 wide (16 rows): y[t, r] (+)= Σ_b wScale[r, b]·xScales[t, b]·Σ_i w[r, b, i]·x[t, b, i].
+            /// pair: two groups, each [64 blocks × 8 F16 row scales][64 blocks × 8 slices × 8 rows × 4 bytes] (weights + 128, unsigned); scales: [64, 16] the pair's row scales as F32 (Q8_0PairScales2048);
+            /// x: [4, 2048] int8; xScales, xSums: [4, 64]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once for the 4 tokens; the 8 integer and 8 float sums stay in registers.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static float Q8_0Row5632(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static void Q8_0Pair2048x4(ref byte pair, ref float scales, ref sbyte x, ref float xScales, ref int xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, 17408);
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                for (int b = 0; b < 64; b++)
+                {
+                    ref byte firstWeights = ref Unsafe.Add(ref pair, 1024 + b * 256);
+                    ref byte secondWeights = ref Unsafe.Add(ref second, 1024 + b * 256);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Integer sums per token and group, each starting at −128·Σx of the token's block.
+                    Vector256<int> a0i = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), b0i = a0i;
+                    Vector256<int> a1i = Vector256.Create(-(Unsafe.Add(ref xSums, 64 + b) << 7)), b1i = a1i;
+                    Vector256<int> a2i = Vector256.Create(-(Unsafe.Add(ref xSums, 128 + b) << 7)), b2i = a2i;
+                    Vector256<int> a3i = Vector256.Create(-(Unsafe.Add(ref xSums, 192 + b) << 7)), b3i = a3i;
+                    for (int k = 0; k < 8; k++)
+                    {
+                        Vector256<byte> firstSlice = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondSlice = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));
+                        Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4));
+                        a0i = BlockKernels.MultiplyAddQuads(a0i, firstSlice, x0);
+                        b0i = BlockKernels.MultiplyAddQuads(b0i, secondSlice, x0);
+                        Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 2048 + k * 4));
+                        a1i = BlockKernels.MultiplyAddQuads(a1i, firstSlice, x1);
+                        b1i = BlockKernels.MultiplyAddQuads(b1i, secondSlice, x1);
+                        Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 4096 + k * 4));
+                        a2i = BlockKernels.MultiplyAddQuads(a2i, firstSlice, x2);
+                        b2i = BlockKernels.MultiplyAddQuads(b2i, secondSlice, x2);
+                        Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 6144 + k * 4));
+                        a3i = BlockKernels.MultiplyAddQuads(a3i, firstSlice, x3);
+                        b3i = BlockKernels.MultiplyAddQuads(b3i, secondSlice, x3);
+                    }
+                    Vector256<float> firstScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16)), secondScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16 + 8));
+                    Vector256<float> d0 = Vector256.Create(Unsafe.Add(ref xScales, b));
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstScales * d0, a0);
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondScales * d0, b0);
+                    Vector256<float> d1 = Vector256.Create(Unsafe.Add(ref xScales, 64 + b));
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstScales * d1, a1);
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondScales * d1, b1);
+                    Vector256<float> d2 = Vector256.Create(Unsafe.Add(ref xScales, 128 + b));
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstScales * d2, a2);
+                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondScales * d2, b2);
+                    Vector256<float> d3 = Vector256.Create(Unsafe.Add(ref xScales, 192 + b));
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstScales * d3, a3);
+                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondScales * d3, b3);
+                }
+                StoreGroup(ref y, a0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
+            }
+
+            /// <summary>
+            /// One token × one group of 8 rows of a Q8_0 matrix 5632 wide: lane r is Σ_b wScale[r, b]·xScales[b]·Σ_i w[r, b, i]·x[b, i].
+            /// group: [176 blocks × 8 F16 row scales][176 blocks × 8 slices × 8 rows × 4 bytes] (weights + 128, unsigned); x: [5632] int8; xScales, xSums: [176] (each block's scale and the sum of its int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each block to request (0: none).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static Vector256<float> Q8_0Group5632(ref byte group, ref sbyte x, ref float xScales, ref int xSums, int prefetch)
             {
                 Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-                for (int b = 0; b < 176; b += 16)
+                for (int b = 0; b < 176; b++)
                 {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    sum0 = Vector256.FusedMultiplyAdd(KernelMath.HalfToSingle8(ref group) * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sum0);
-                    sum1 = Vector256.FusedMultiplyAdd(KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, 16)) * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sum1);
+                    ref byte weights = ref Unsafe.Add(ref group, 2816 + b * 256);
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref weights, prefetch), 256);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
+                    Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), odd = Vector256<int>.Zero;
+                    for (int k = 0; k < 8; k += 2)
+                    {
+                        even = BlockKernels.MultiplyAddQuads(even, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
+                        odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
+                    }
+                    Vector256<float> scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, b * 16)) * Vector256.Create(Unsafe.Add(ref xScales, b));
+                    if (b % 2 == 0)
+                        sum0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum0);
+                    else
+                        sum1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum1);
                 }
-                return Vector256.Sum(sum0 + sum1);
+                return sum0 + sum1;
             }
 
             /// <summary>
-            /// Q8_0Row5632 for 4 consecutive tokens at once (x: [4, 5632], xScales, xSums: [4, 176]): each step's
-            /// weights come from memory and its scales are converted once for all of them.
+            /// The F16 row scales of a pair of Q8_0 groups 5632 wide (the group at <paramref name="pair"/> and the next) as F32:
+            /// scales: [176, 16], block b's 8 scales of the first group, then of the second.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector128<float> Q8_0Row5632x4(ref byte row, ref sbyte x, ref float xScales, ref int xSums)
+            private static void Q8_0PairScales5632(ref byte pair, ref float scales)
             {
-                Vector256<float> sa = Vector256<float>.Zero, sb = Vector256<float>.Zero, sc = Vector256<float>.Zero, sd = Vector256<float>.Zero;
-                Vector256<float> scales;
-                for (int b = 0; b < 176; b += 16)
+                ref byte second = ref Unsafe.Add(ref pair, 47872);
+                for (int b = 0; b < 176; b++)
                 {
-                    ref byte group = ref Unsafe.Add(ref row, b * 34);
-                    scales = KernelMath.HalfToSingle8(ref group);
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)b),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, b * 32), ref Unsafe.Add(ref xSums, b))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 5632 + b * 32), ref Unsafe.Add(ref xSums, 176 + b))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 11264 + b * 32), ref Unsafe.Add(ref xSums, 352 + b))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 32), ref Unsafe.Add(ref x, 16896 + b * 32), ref Unsafe.Add(ref xSums, 528 + b))), sd);
-                    scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, 16));
-                    sa = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, (b + 8) * 32), ref Unsafe.Add(ref xSums, b + 8))), sa);
-                    sb = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(176 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 5632 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 176 + b + 8))), sb);
-                    sc = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(352 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 11264 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 352 + b + 8))), sc);
-                    sd = Vector256.FusedMultiplyAdd(scales * Vector256.LoadUnsafe(ref xScales, (nuint)(528 + b + 8)),
-                        Vector256.ConvertToSingle(Q8_0Sums8(ref Unsafe.Add(ref group, 288), ref Unsafe.Add(ref x, 16896 + (b + 8) * 32), ref Unsafe.Add(ref xSums, 528 + b + 8))), sd);
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref pair, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16));
+                    KernelMath.HalfToSingle8(ref Unsafe.Add(ref second, b * 16)).StoreUnsafe(ref scales, (nuint)(b * 16 + 8));
                 }
-                return KernelMath.Sum4(sa, sb, sc, sd);
+            }
+
+            /// <summary>
+            /// 4 consecutive tokens × a pair of Q8_0 groups 5632 wide (16 rows): y[t, r] (+)= Σ_b wScale[r, b]·xScales[t, b]·Σ_i w[r, b, i]·x[t, b, i].
+            /// pair: two groups, each [176 blocks × 8 F16 row scales][176 blocks × 8 slices × 8 rows × 4 bytes] (weights + 128, unsigned); scales: [176, 16] the pair's row scales as F32 (Q8_0PairScales5632);
+            /// x: [4, 5632] int8; xScales, xSums: [4, 176]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once for the 4 tokens; the 8 integer and 8 float sums stay in registers.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q8_0Pair5632x4(ref byte pair, ref float scales, ref sbyte x, ref float xScales, ref int xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, 47872);
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                for (int b = 0; b < 176; b++)
+                {
+                    ref byte firstWeights = ref Unsafe.Add(ref pair, 2816 + b * 256);
+                    ref byte secondWeights = ref Unsafe.Add(ref second, 2816 + b * 256);
+                    ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
+                    // Integer sums per token and group, each starting at −128·Σx of the token's block.
+                    Vector256<int> a0i = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), b0i = a0i;
+                    Vector256<int> a1i = Vector256.Create(-(Unsafe.Add(ref xSums, 176 + b) << 7)), b1i = a1i;
+                    Vector256<int> a2i = Vector256.Create(-(Unsafe.Add(ref xSums, 352 + b) << 7)), b2i = a2i;
+                    Vector256<int> a3i = Vector256.Create(-(Unsafe.Add(ref xSums, 528 + b) << 7)), b3i = a3i;
+                    for (int k = 0; k < 8; k++)
+                    {
+                        Vector256<byte> firstSlice = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondSlice = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));
+                        Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4));
+                        a0i = BlockKernels.MultiplyAddQuads(a0i, firstSlice, x0);
+                        b0i = BlockKernels.MultiplyAddQuads(b0i, secondSlice, x0);
+                        Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 5632 + k * 4));
+                        a1i = BlockKernels.MultiplyAddQuads(a1i, firstSlice, x1);
+                        b1i = BlockKernels.MultiplyAddQuads(b1i, secondSlice, x1);
+                        Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 11264 + k * 4));
+                        a2i = BlockKernels.MultiplyAddQuads(a2i, firstSlice, x2);
+                        b2i = BlockKernels.MultiplyAddQuads(b2i, secondSlice, x2);
+                        Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, 16896 + k * 4));
+                        a3i = BlockKernels.MultiplyAddQuads(a3i, firstSlice, x3);
+                        b3i = BlockKernels.MultiplyAddQuads(b3i, secondSlice, x3);
+                    }
+                    Vector256<float> firstScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16)), secondScales = Vector256.LoadUnsafe(ref scales, (nuint)(b * 16 + 8));
+                    Vector256<float> d0 = Vector256.Create(Unsafe.Add(ref xScales, b));
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstScales * d0, a0);
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondScales * d0, b0);
+                    Vector256<float> d1 = Vector256.Create(Unsafe.Add(ref xScales, 176 + b));
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstScales * d1, a1);
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondScales * d1, b1);
+                    Vector256<float> d2 = Vector256.Create(Unsafe.Add(ref xScales, 352 + b));
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstScales * d2, a2);
+                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondScales * d2, b2);
+                    Vector256<float> d3 = Vector256.Create(Unsafe.Add(ref xScales, 528 + b));
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstScales * d3, a3);
+                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondScales * d3, b3);
+                }
+                StoreGroup(ref y, a0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
@@ -691,44 +799,17 @@ namespace UserApp
                 }
             }
 
-            /// <summary>The 32 weights of a Q8_0 block in the kernel layout: unsigned bytes, each weight + 128.</summary>
+            /// <summary>y[0..rows) = sums (y += sums when <paramref name="accumulate"/>): one group's outputs; rows &lt; 8 for a last, partial group.</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<byte> Q8_0Weights(ref byte weights) => Vector256.LoadUnsafe(ref weights);
-
-            /// <summary>The same weights as int8 again (for CPUs without AVX-VNNI).</summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<sbyte> Q8_0Signed(Vector256<byte> weights) => (weights ^ Vector256.Create((byte)0x80)).AsSByte();
-
-            /// <summary>
-            /// The integer dot products of 8 consecutive Q8_0 blocks' weights (kernel layout, 32 bytes each from
-            /// <paramref name="weights"/>) with 256 int8 activations whose block sums are <paramref name="xSums"/>: lane i is Σ w·x of block i.
-            /// </summary>
-            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static Vector256<int> Q8_0Sums8(ref byte weights, ref sbyte x, ref int xSums)
+            private static void StoreGroup(ref float y, Vector256<float> sums, int rows, bool accumulate)
             {
-                if (AvxVnni.IsSupported)
+                if (rows == 8)
                 {
-                    // vpdpbusd multiplies the stored unsigned weights by x as they are; the 128·Σx they add is taken off per block.
-                    return BlockKernels.Sum8(
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref weights), Vector256.LoadUnsafe(ref x)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 32)), Vector256.LoadUnsafe(ref x, 32)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 64)), Vector256.LoadUnsafe(ref x, 64)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 96)), Vector256.LoadUnsafe(ref x, 96)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 128)), Vector256.LoadUnsafe(ref x, 128)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 160)), Vector256.LoadUnsafe(ref x, 160)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 192)), Vector256.LoadUnsafe(ref x, 192)),
-                        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Q8_0Weights(ref Unsafe.Add(ref weights, 224)), Vector256.LoadUnsafe(ref x, 224)))
-                        - (Vector256.LoadUnsafe(ref xSums) << 7);
+                    (accumulate ? Vector256.LoadUnsafe(ref y) + sums : sums).StoreUnsafe(ref y);
+                    return;
                 }
-                return BlockKernels.Sum8(
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref weights)), Vector256.LoadUnsafe(ref x)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 32))), Vector256.LoadUnsafe(ref x, 32)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 64))), Vector256.LoadUnsafe(ref x, 64)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 96))), Vector256.LoadUnsafe(ref x, 96)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 128))), Vector256.LoadUnsafe(ref x, 128)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 160))), Vector256.LoadUnsafe(ref x, 160)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 192))), Vector256.LoadUnsafe(ref x, 192)),
-                    BlockKernels.DotInt32(Q8_0Signed(Q8_0Weights(ref Unsafe.Add(ref weights, 224))), Vector256.LoadUnsafe(ref x, 224)));
+                for (int r = 0; r < rows; r++)
+                    Store(ref Unsafe.Add(ref y, r), sums[r], accumulate);
             }
 
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]

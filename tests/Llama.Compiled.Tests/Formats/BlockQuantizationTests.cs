@@ -162,47 +162,56 @@ public sealed class BlockQuantizationTests
     }
 
     [Theory]
-    [InlineData(WeightFormat.Q8_0, 3)]
-    [InlineData(WeightFormat.Q8_0, 21)]
-    [InlineData(WeightFormat.Q8_0, 32)]
-    [InlineData(WeightFormat.Q4_0, 3)]
-    [InlineData(WeightFormat.Q4_0, 29)]
-    public void KernelLayoutPutsEachGroupsScalesBeforeItsWeights(WeightFormat format, int blocks)
+    [InlineData(WeightFormat.Q8_0, 8, 3)]
+    [InlineData(WeightFormat.Q8_0, 21, 2)]
+    [InlineData(WeightFormat.Q8_0, 16, 32)]
+    [InlineData(WeightFormat.Q4_0, 5, 3)]
+    [InlineData(WeightFormat.Q4_0, 24, 29)]
+    public void KernelLayoutInterleavesGroupsOfEightRows(WeightFormat format, int rows, int blocks)
     {
-        int blockBytes = format == WeightFormat.Q8_0 ? 34 : 18, weightBytes = blockBytes - 2;
-        var row = new byte[blocks * blockBytes];
-        for (int i = 0; i < row.Length; i++)
-            row[i] = (byte)(i * 7 + i / blockBytes);
-        var kernel = new byte[row.Length];
-        BlockQuantization.ToKernelLayout(format, row, kernel);
+        int blockBytes = format == WeightFormat.Q8_0 ? 34 : 18, weightBytes = blockBytes - 2, rowBytes = blocks * blockBytes, cols = blocks * 32;
+        var matrix = new byte[rows * rowBytes];
+        for (int i = 0; i < matrix.Length; i++)
+            matrix[i] = (byte)(i * 7 + i / blockBytes);
+        int groups = (rows + 7) / 8;
+        Assert.Equal(groups * 8L * rowBytes, BlockQuantization.KernelLayoutBytes(format, rows, cols));
+        var kernel = new byte[groups * 8 * rowBytes];
+        kernel.AsSpan().Fill(0xAB);
+        BlockQuantization.ToKernelLayout(format, rows, cols, matrix, kernel);
 
-        for (int b = 0; b < blocks; b++)
+        for (int r = 0; r < groups * 8; r++)
         {
-            // Groups of 16 blocks (the last one smaller): the group's scales, then its weights.
-            int group = b / 16, inGroup = b % 16, groupSize = Math.Min(16, blocks - group * 16), groupStart = group * 16 * blockBytes;
-            Assert.Equal(row[b * blockBytes], kernel[groupStart + 2 * inGroup]);
-            Assert.Equal(row[b * blockBytes + 1], kernel[groupStart + 2 * inGroup + 1]);
-            for (int i = 0; i < weightBytes; i++)
+            // Group g: [blocks × 8 row scales][blocks × slices of 4 bytes × 8 rows]; the rows after the matrix's last are zeros.
+            int group = r / 8 * 8 * rowBytes, lane = r % 8;
+            for (int b = 0; b < blocks; b++)
             {
-                byte stored = row[b * blockBytes + 2 + i];
-                byte expected = format == WeightFormat.Q8_0 ? (byte)((stored + 128) % 256) : stored; // Q8_0: the int8 weight + 128, unsigned
-                Assert.Equal(expected, kernel[groupStart + 2 * groupSize + inGroup * weightBytes + i]);
+                int scale = group + (b * 8 + lane) * 2;
+                Assert.Equal(r < rows ? matrix[r * rowBytes + b * blockBytes] : 0, kernel[scale]);
+                Assert.Equal(r < rows ? matrix[r * rowBytes + b * blockBytes + 1] : 0, kernel[scale + 1]);
+                for (int i = 0; i < weightBytes; i++)
+                {
+                    int at = group + 16 * blocks + b * 8 * weightBytes + i / 4 * 32 + lane * 4 + i % 4;
+                    byte stored = r < rows ? matrix[r * rowBytes + b * blockBytes + 2 + i] : (byte)0;
+                    byte expected = format == WeightFormat.Q8_0 && r < rows ? (byte)((stored + 128) % 256) : stored; // Q8_0: the int8 weight + 128, unsigned
+                    Assert.Equal(expected, kernel[at]);
+                }
             }
         }
 
-        var back = new byte[row.Length];
-        BlockQuantization.FromKernelLayout(format, kernel, back);
-        Assert.Equal(row, back);
+        var back = new byte[matrix.Length];
+        BlockQuantization.FromKernelLayout(format, rows, cols, kernel, back);
+        Assert.Equal(matrix, back);
     }
 
     [Fact]
     public void KernelLayoutArgumentsAreChecked()
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => BlockQuantization.ToKernelLayout(WeightFormat.F32, new byte[34], new byte[34]));
-        Assert.Throws<ArgumentException>(() => BlockQuantization.ToKernelLayout(WeightFormat.Q8_0, new byte[35], new byte[35]));
-        Assert.Throws<ArgumentException>(() => BlockQuantization.ToKernelLayout(WeightFormat.Q4_0, new byte[36], new byte[35]));
-        var same = new byte[68];
-        Assert.Throws<ArgumentException>(() => BlockQuantization.FromKernelLayout(WeightFormat.Q8_0, same, same));
+        Assert.Throws<ArgumentOutOfRangeException>(() => BlockQuantization.ToKernelLayout(WeightFormat.F32, 1, 32, new byte[272], new byte[272]));
+        Assert.Throws<ArgumentException>(() => BlockQuantization.ToKernelLayout(WeightFormat.Q8_0, 1, 33, new byte[272], new byte[272]));
+        Assert.Throws<ArgumentException>(() => BlockQuantization.ToKernelLayout(WeightFormat.Q8_0, 2, 32, new byte[67], new byte[272]));
+        Assert.Throws<ArgumentException>(() => BlockQuantization.ToKernelLayout(WeightFormat.Q4_0, 1, 32, new byte[18], new byte[143])); // a whole group is 144 bytes
+        var same = new byte[272];
+        Assert.Throws<ArgumentException>(() => BlockQuantization.FromKernelLayout(WeightFormat.Q8_0, 8, 32, same, same));
     }
 
     [Fact]

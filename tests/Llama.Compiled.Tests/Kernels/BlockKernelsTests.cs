@@ -50,50 +50,42 @@ public sealed class BlockKernelsTests
     }
 
     [Fact]
-    public void Sum8PutsEachVectorsSumInItsLaneAndWrapsAsIntegersDo()
-    {
-        var random = new Random(3);
-        for (int i = 0; i < 1000; i++)
-        {
-            // Full-range values: the lane sums overflow and must wrap exactly as unchecked int addition does.
-            Vector256<int>[] p = Enumerable.Range(0, 8).Select(_ => Vector256.Create(Enumerable.Range(0, 8).Select(_ => random.Next(int.MinValue, int.MaxValue)).ToArray())).ToArray();
-            Vector256<int> sums = BlockKernels.Sum8(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
-            for (int lane = 0; lane < 8; lane++)
-            {
-                int expected = 0;
-                for (int j = 0; j < 8; j++)
-                    expected = unchecked(expected + p[lane][j]);
-                Assert.Equal(expected, sums[lane]);
-            }
-        }
-    }
-
-    [Fact]
-    public void DotInt32LanesSumToTheDotProduct()
+    public void MultiplyAddQuadsAddsEachLanesFourProducts()
     {
         var random = new Random(4);
         for (int i = 0; i < 2000; i++)
         {
-            sbyte[] a = Enumerable.Range(0, 32).Select(_ => (sbyte)random.Next(-128, 128)).ToArray();
-            sbyte[] b = Enumerable.Range(0, 32).Select(_ => (sbyte)random.Next(-127, 128)).ToArray();
-            AssertDot(a, b);
+            byte[] w = Enumerable.Range(0, 32).Select(_ => (byte)random.Next(0, 256)).ToArray();
+            sbyte[] x = Enumerable.Range(0, 32).Select(_ => (sbyte)random.Next(-128, 128)).ToArray();
+            int[] acc = Enumerable.Range(0, 8).Select(_ => random.Next(-1 << 20, 1 << 20)).ToArray();
+            AssertQuads(acc, w, x);
         }
     }
 
     [Theory]
-    [InlineData(-128, 127)]
-    [InlineData(-128, -127)]
-    [InlineData(127, 127)]
-    [InlineData(127, -127)]
-    [InlineData(0, -127)]
-    public void DotInt32AtTheExtremesDoesNotSaturate(int a, int b) =>
-        AssertDot(Enumerable.Repeat((sbyte)a, 32).ToArray(), Enumerable.Repeat((sbyte)b, 32).ToArray());
+    [InlineData(255, 127)]
+    [InlineData(255, -128)]
+    [InlineData(128, -127)]
+    [InlineData(15, -128)]
+    [InlineData(0, 127)]
+    public void MultiplyAddQuadsAtTheExtremesDoesNotSaturate(int w, int x) =>
+        AssertQuads(new int[8], Enumerable.Repeat((byte)w, 32).ToArray(), Enumerable.Repeat((sbyte)x, 32).ToArray());
 
-    private static void AssertDot(sbyte[] a, sbyte[] b)
+    private static void AssertQuads(int[] acc, byte[] w, sbyte[] x)
     {
-        // Which products a lane holds differs between the paths; their total is the contract.
-        Vector256<int> dot = BlockKernels.DotInt32(Vector256.Create(a), Vector256.Create(b));
-        Assert.Equal(Enumerable.Range(0, 32).Sum(i => a[i] * b[i]), Vector256.Sum(dot));
+        // Lane i holds exactly the products of bytes 4i..4i+3: the kernel layout puts one row in each lane.
+        Vector256<int> sums = BlockKernels.MultiplyAddQuads(Vector256.Create(acc), Vector256.Create(w), Vector256.Create(x));
+        for (int lane = 0; lane < 8; lane++)
+            Assert.Equal(acc[lane] + Enumerable.Range(4 * lane, 4).Sum(j => w[j] * x[j]), sums[lane]);
+    }
+
+    [Fact]
+    public void Broadcast4PutsTheFourBytesInEveryLane()
+    {
+        sbyte[] x = [1, -2, 3, -128, 127, 9];
+        Vector256<sbyte> four = BlockKernels.Broadcast4(ref x[1]);
+        for (int i = 0; i < 32; i++)
+            Assert.Equal(x[1 + i % 4], four[i]);
     }
 
     [Fact]

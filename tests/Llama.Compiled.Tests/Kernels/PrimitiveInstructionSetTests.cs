@@ -11,8 +11,8 @@ namespace Llama.Compiled.Tests.Kernels;
 
 /// <summary>
 /// <see cref="BlockKernelsTests"/> and <see cref="Formats.QuantizedRowsTests"/> again in child processes with the runtime told to hide an instruction set, so that
-/// every path of the primitives runs on this machine: without AVX-VNNI (DotInt32 by AVX2 maddubs), without AVX2 (the
-/// portable DotInt32 and Sum8), without AVX (the portable Sum4). As the oracle project's InstructionSetTests do for
+/// every path of the primitives runs on this machine: without AVX-VNNI (MultiplyAddQuads by AVX2 maddubs), without AVX2
+/// (the portable MultiplyAddQuads), without AVX (the portable Sum4). As the oracle project's InstructionSetTests do for
 /// the generated kernels.
 /// </summary>
 public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
