@@ -9,12 +9,17 @@ using System.Threading;
 namespace LlamaBench;
 
 /// <summary>
-/// The arithmetic limits a prefill meets, measured as <see cref="Bandwidth"/> measures memory: n threads each run a loop of
-/// independent multiply-add chains held in registers (enough chains to cover the instruction's latency on every port that
-/// executes it), best of several passes. Counted in multiply-adds per second: one F32 lane of an FMA, or one u8×s8 product
-/// summed into an int32 lane.
+/// The arithmetic limits a prefill meets: n threads each run a loop of independent multiply-add chains held in registers
+/// (enough chains to cover the instruction's latency on every port that executes it), best of several passes. Counted in
+/// multiply-adds per second: one F32 lane of an FMA, or one u8×s8 product summed into an int32 lane.
 /// </summary>
-internal static unsafe class ComputePeak
+/// <remarks>
+/// Each thread's rate is its work over its own CPU time (Linux: CLOCK_THREAD_CPUTIME_ID; elsewhere wall time), so that
+/// other processes sharing the cores do not lower the peak: it is what the cores do while they run these threads, on a
+/// machine where a timed wall-clock pass is rarely undisturbed. The n-thread peak is the sum of the threads' rates, which
+/// running concurrently on n cores share if they share a core's ports (SMT).
+/// </remarks>
+internal static unsafe partial class ComputePeak
 {
     /// <summary>Independent accumulators per loop: FMA and vpdpbusd have a latency of 4-5 cycles on two ports, so at least 10 are in flight.</summary>
     private const int Chains = 12;
@@ -50,7 +55,8 @@ internal static unsafe class ComputePeak
         : 0;
 
     /// <summary>
-    /// Runs <paramref name="kernel"/> on each thread for about 0.1 s per pass and returns the best pass's multiply-adds per second.
+    /// Runs <paramref name="kernel"/> on each thread for about 0.1 s of CPU time per pass and returns the best pass's
+    /// multiply-adds per second.
     /// </summary>
     private static double Measure(int threads, delegate*<long, byte*, float> kernel, int multiplyAddsPerIteration, int passes = 5)
     {
@@ -64,9 +70,9 @@ internal static unsafe class ComputePeak
             do
             {
                 probe *= 2;
-                long t0 = Stopwatch.GetTimestamp();
+                double t0 = ThreadSeconds();
                 _ = kernel(probe, bytes);
-                probeSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                probeSeconds = ThreadSeconds() - t0;
             }
             while (probeSeconds < 0.01);
             long iterations = (long)(probe * 0.1 / probeSeconds);
@@ -76,26 +82,30 @@ internal static unsafe class ComputePeak
             for (int pass = 0; pass < passes; pass++)
             {
                 var results = new float[threads];
+                var seconds = new double[threads];
                 var workers = new Thread[threads];
-                using var start = new Barrier(threads + 1);
+                using var start = new Barrier(threads);
                 for (int t = 0; t < threads; t++)
                 {
                     int id = t;
                     workers[t] = new Thread(() =>
                     {
                         start.SignalAndWait();
+                        double t1 = ThreadSeconds();
                         results[id] = kernel(iterations, bytes);
+                        seconds[id] = ThreadSeconds() - t1;
                     });
                     workers[t].Start();
                 }
-                long t1 = Stopwatch.GetTimestamp();
-                start.SignalAndWait();
                 foreach (Thread w in workers)
                     w.Join();
-                double seconds = Stopwatch.GetElapsedTime(t1).TotalSeconds;
-                foreach (float r in results)
-                    sink += r;
-                best = Math.Max(best, (double)iterations * multiplyAddsPerIteration * threads / seconds);
+                double rate = 0;
+                for (int t = 0; t < threads; t++)
+                {
+                    sink += results[t];
+                    rate += (double)iterations * multiplyAddsPerIteration / seconds[t];
+                }
+                best = Math.Max(best, rate);
             }
             GC.KeepAlive(sink);
             return best;
@@ -105,6 +115,35 @@ internal static unsafe class ComputePeak
             NativeMemory.AlignedFree(bytes);
         }
     }
+
+    /// <summary>The calling thread's CPU time in seconds on Linux; elsewhere the wall clock's.</summary>
+    private static double ThreadSeconds()
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                if (ClockGetTime(ClockThreadCpuTime, out TimeSpec time) == 0)
+                    return time.Seconds + time.Nanoseconds * 1e-9;
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                // A C library the loader cannot find by the name "libc": the wall clock then.
+            }
+        }
+        return Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+    }
+
+    private const int ClockThreadCpuTime = 3; // CLOCK_THREAD_CPUTIME_ID
+
+    private struct TimeSpec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [LibraryImport("libc", EntryPoint = "clock_gettime")]
+    private static partial int ClockGetTime(int clock, out TimeSpec time);
 
     // The F32 chains converge to 1 (a = 0.999 a + 0.001): no overflow, no denormals. Each chain starts elsewhere, so that no
     // two are the same computation.
