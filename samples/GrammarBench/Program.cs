@@ -20,8 +20,8 @@ const string Schema = """
 // minItems 500: the array never closes within the token budget, so every case generates the same number of tokens.
 var cases = new (string Name, Grammar? Grammar)[] { ("none", null), ("schema", Grammar.FromJsonSchema(Schema)), ("gbnf", Grammar.FromGbnf("root ::= (\"- \" [a-z ]{1,30} \"\\n\"){500}")) };
 
-Run("stories15M (f32)", Path.Combine(cache, "stories15M-v1-f32.gguf"), Stories15M.CompiledShape, GgufTensorType.F32, p => { var m = Stories15M.Load(p); return (m, m.CreateSession(new SessionOptions { Threads = 2 })); }, 200, 7);
-Run("tinyllama-1.1b (q8_0)", Path.Combine(cache, "tinyllama-1.1b-v1-q8_0.gguf"), TinyLlamaQ8.CompiledShape, GgufTensorType.Q8_0, p => { var m = TinyLlamaQ8.Load(p); return (m, m.CreateSession(new SessionOptions { Threads = 2 })); }, 64, 5);
+Run("stories15M (f32)", Path.Combine(cache, "stories15M-v2-f32.gguf"), Stories15M.CompiledShape, GgufTensorType.F32, p => { var m = Stories15M.Load(p); return (m, m.CreateSession(new SessionOptions { Threads = 2 })); }, 200, 7);
+Run("tinyllama-1.1b (q8_0)", Path.Combine(cache, "tinyllama-1.1b-v2-q8_0.gguf"), TinyLlamaQ8.CompiledShape, GgufTensorType.Q8_0, p => { var m = TinyLlamaQ8.Load(p); return (m, m.CreateSession(new SessionOptions { Threads = 2 })); }, 64, 5);
 
 void Run(string name, string path, LlamaModelShape shape, GgufTensorType type, Func<string, (IDisposable Model, ILlamaSession Session)> load, int tokens, int runs)
 {

@@ -61,8 +61,11 @@ internal sealed record LoadedModel(IDisposable Model, Func<int, ILlamaSession> C
 /// <summary>A benchmarked model: its compiled shape, its compiled classes per format and where its GGUF files come from.</summary>
 internal sealed class BenchModel(string name, LlamaModelShape shape, bool random, IReadOnlyDictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>> loaders)
 {
-    /// <summary>Bump when the random weights or the writer's output change, so stale cached files are not reused.</summary>
-    private const string CacheVersion = "v1";
+    /// <summary>
+    /// Bump when the random weights or the writer's output change, so stale cached files are not reused. v2: the shapes'
+    /// context went to 4096 (for --depth), and a file's context_length must hold the compiled one.
+    /// </summary>
+    private const string CacheVersion = "v2";
 
     public string Name { get; } = name;
 
@@ -134,6 +137,23 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
         }
         double kvCache = 2.0 * s.LayerCount * kv * position * 4;
         return total + kvCache;
+    }
+
+    /// <summary>
+    /// Multiply-adds per token of a prompt of <paramref name="tokens"/> tokens evaluated after <paramref name="depth"/> tokens
+    /// in the KV cache, with logits for its last token only (as both engines' pp runs ask): every token goes through every
+    /// layer's matrices (q, k, v, o, gate, up, down) and through causal attention (q·k and p·v over the positions up to its
+    /// own; the prompt's tokens attend on average to depth + (tokens + 1) / 2), and the classifier runs once per prompt.
+    /// Norms, RoPE, softmax and SiLU are not multiply-adds of a matrix product and are left out.
+    /// </summary>
+    public double PromptMultiplyAddsPerToken(int depth, int tokens)
+    {
+        LlamaModelShape s = Shape;
+        double q = s.HeadCount * s.HeadDim, kv = s.KvHeadCount * s.HeadDim, hidden = s.HiddenSize;
+        double matrices = s.LayerCount * (hidden * (q + 2 * kv) + q * hidden + 3 * hidden * s.IntermediateSize);
+        double attention = s.LayerCount * 2 * q * (depth + (tokens + 1) / 2.0);
+        double classifier = hidden * s.VocabSize / tokens;
+        return matrices + attention + classifier;
     }
 
     public static IReadOnlyList<BenchModel> All { get; } =

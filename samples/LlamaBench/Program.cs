@@ -4,7 +4,7 @@
 //
 //   dotnet run -c Release --project samples/LlamaBench -- [--quick] [--models stories15M,stories110M]
 //       [--threads 1,2] [--formats f32,q8_0] [--pp 128] [--tg 32] [--runs 3] [--cache DIR] [--json FILE]
-//       [--budget SECONDS] [--loading copy|map] [--no-llama] [--first-call]
+//       [--budget SECONDS] [--loading copy|map] [--no-llama] [--first-call] [--depth 0,512,2048]
 //   ... -- --batch 1,4,8,16 [--no-sequential] [--models ...] [--formats q8_0] [--threads ...] [--pp 32] [--tg 32]
 //       aggregate decode t/s of N sequences decoding together (BatchBench.cs)
 //
@@ -71,6 +71,8 @@ namespace LlamaBench
                                  are the files llama.cpp's quantizer (llama-quantize) makes of the F32 file, mixes included
               --pp P             prompt tokens evaluated in one batch (default 128; clamped to the context)
               --tg N             tokens generated one at a time (default 32)
+              --depth LIST       KV cache depths: each pp and tg test runs after d tokens are in the cache (prefilled once,
+                                 not timed; restored before each run), as llama-bench's -d; rows 'tg32 @ d2048' (default: 0)
               --runs R           measured runs after a warm-up; the median is reported (default 3)
               --budget SECONDS   fewer runs when one run takes longer than SECONDS / R (default 20)
               --cache DIR        where random-weight GGUF files are written once and reused (default: <temp>/llama-compiled-bench)
@@ -79,7 +81,8 @@ namespace LlamaBench
                                  holds them; map: memory-mapped, zero-copy (WeightLoading.Map)
               --no-llama         skip llama.cpp
               --first-call       also time the first pp of a fresh process (after its load, warm file cache):
-                                 what an app's first prompt costs, JIT compilation included; median of R processes
+                                 what an app's first prompt costs, JIT compilation included; median of R processes;
+                                 with the resident memory (VmRSS, RssFile, RssAnon) of the process at its first logits
               --batch LIST       instead of pp/tg: aggregate decode throughput of N sequences decoding together, for each N
                                  in LIST (e.g. 1,4,8,16). Ours: N sessions, one LlamaBatch.Forward per step; llama.cpp:
                                  BatchedExecutor with N conversations, one llama_decode per step. Each sequence is first
@@ -96,6 +99,7 @@ namespace LlamaBench
         public WeightFormat[] Formats { get; init; } = [WeightFormat.F32, WeightFormat.Q8_0, WeightFormat.Q4_K_M, WeightFormat.MostlyQ4_0];
         public int Prompt { get; init; } = 128;
         public int Generate { get; init; } = 32;
+        public int[] Depths { get; init; } = [0];
         public int Runs { get; init; } = 3;
         public double Budget { get; init; } = 20;
         public string Cache { get; init; } = Path.Combine(Path.GetTempPath(), "llama-compiled-bench");
@@ -151,6 +155,13 @@ namespace LlamaBench
                     case "--batch": o = o with { Batch = List(Value()).Select(Positive).Distinct().Order().ToArray() }; break;
                     case "--no-sequential": o = o with { Sequential = false }; break;
                     case "--tg": o = o with { Generate = Positive(Value()) }; break;
+                    case "--depth":
+                        o = o with
+                        {
+                            Depths = List(Value()).Select(d => int.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out int v)
+                                ? v : throw new ArgumentException($"--depth: '{d}' is not a non-negative integer")).Distinct().Order().ToArray(),
+                        };
+                        break;
                     case "--runs": o = o with { Runs = Positive(Value()) }; break;
                     case "--budget": o = o with { Budget = Positive(Value()) }; break;
                     case "--cache": o = o with { Cache = Value() }; break;
@@ -177,21 +188,51 @@ namespace LlamaBench
                 throw new ArgumentException("--batch needs at least one sequence count");
             if (o.Batch.Length > 0 && o.FirstCall)
                 throw new ArgumentException("--first-call does not apply to --batch");
+            if (o.Depths.Length == 0)
+                throw new ArgumentException("--depth needs at least one depth");
+            if (o.Batch.Length > 0 && o.Depths is not [0])
+                throw new ArgumentException("--depth does not apply to --batch");
             return o;
         }
     }
 
-    /// <summary>One table row: one model, format, thread count and test, both engines.</summary>
+    /// <summary>One table row: one model, format, thread count and test (at a KV cache depth), both engines.</summary>
     internal sealed record Row(string Model, string Format, int Threads, string Test, int Tokens,
         double? Ours, double? LlamaCpp, int Runs, double? OursRoofline, double? LlamaRoofline, string? Note)
     {
         public double? Ratio => Ours is double o && LlamaCpp is double l && l > 0 ? o / l : null;
+
+        /// <summary>Tokens in the KV cache before the test's first token.</summary>
+        public int Depth { get; init; }
+
+        /// <summary>A --first-call row: fresh processes, the first pp after the load.</summary>
+        public bool FirstCall { get; init; }
+
+        /// <summary>pp rows: the share of the measured compute peak (F32 FMA or int8) that our t/s uses.</summary>
+        public double? OursPeak { get; init; }
+
+        /// <summary>pp rows: the share of the measured compute peak (F32 FMA or int8) that llama.cpp's t/s uses.</summary>
+        public double? LlamaPeak { get; init; }
+
+        /// <summary>--first-call rows: the GGUF file's size in bytes.</summary>
+        public long? FileBytes { get; init; }
+
+        /// <summary>--first-call rows: our fresh processes' resident memory at their first logits (median).</summary>
+        public ResidentMemory? OursMemory { get; init; }
+
+        /// <summary>--first-call rows: llama.cpp's fresh processes' resident memory at their first logits (median).</summary>
+        public ResidentMemory? LlamaMemory { get; init; }
+
+        /// <summary>The test's name as llama-bench prints it: "pp128", "tg32 @ d2048".</summary>
+        public static string TestName(string test, int tokens, int depth) => depth == 0 ? $"{test}{tokens}" : $"{test}{tokens} @ d{depth}";
     }
 
     internal sealed class Bench(Options options)
     {
         private readonly List<Row> _rows = [];
         private readonly Dictionary<int, double> _bandwidth = [];
+        private readonly Dictionary<int, double> _fmaPeak = [];
+        private readonly Dictionary<int, double> _int8Peak = [];
 
         public int Run()
         {
@@ -203,7 +244,7 @@ namespace LlamaBench
             Log($"LlamaBench: {Environment.ProcessorCount} cores, {Cpu()}, .NET {Environment.Version}, "
                 + $"Vector256 {(Vector256.IsHardwareAccelerated ? "accelerated" : "NOT accelerated")}; load average {loadStart}");
 
-            MeasureBandwidth("start");
+            MeasureLimits("start");
 
             string? llamaProblem = null;
             if (!options.NoLlama)
@@ -229,8 +270,8 @@ namespace LlamaBench
             }
 
             // Measured again at the end: on a shared machine the better of the two is the closer to the hardware's.
-            MeasureBandwidth("end");
-            RecomputeRooflines(models);
+            MeasureLimits("end");
+            ComputeShares(models);
             string table = Table(loadStart, LoadAverage(), total.Elapsed);
             Console.WriteLine(table);
             if (options.Json is not null)
@@ -239,32 +280,54 @@ namespace LlamaBench
             return 0;
         }
 
-        private void MeasureBandwidth(string when)
+        /// <summary>The limits the rows are compared with: memory read bandwidth (tg) and the compute peaks (pp).</summary>
+        private void MeasureLimits(string when)
         {
             foreach (int threads in options.Threads)
             {
                 double gbps = Bandwidth.MeasureGBps(threads);
-                Log($"memory read bandwidth at the {when}, {threads} thread(s): {gbps:F1} GB/s");
+                double fma = ComputePeak.FmaPerSecond(threads), int8 = ComputePeak.Int8PerSecond(threads);
+                Log($"at the {when}, {threads} thread(s): memory read bandwidth {gbps:F1} GB/s; F32 FMA ({ComputePeak.FmaBits}-bit) {fma / 1e9:F1} G multiply-adds/s; "
+                    + $"int8 ({ComputePeak.Int8Path}) {int8 / 1e9:F1} G multiply-adds/s");
                 _bandwidth[threads] = Math.Max(gbps, _bandwidth.GetValueOrDefault(threads));
+                _fmaPeak[threads] = Math.Max(fma, _fmaPeak.GetValueOrDefault(threads));
+                _int8Peak[threads] = Math.Max(int8, _int8Peak.GetValueOrDefault(threads));
             }
         }
 
-        private void RecomputeRooflines(IEnumerable<BenchModel> models)
+        /// <summary>
+        /// Each tg row's share of the roofline (bandwidth ÷ bytes read per token) and each pp row's share of the compute peak
+        /// (multiply-adds per token × t/s ÷ the peak of the row's thread count: FMA for F32, int8 for the quantized formats).
+        /// </summary>
+        private void ComputeShares(IEnumerable<BenchModel> models)
         {
             for (int i = 0; i < _rows.Count; i++)
             {
                 Row r = _rows[i];
                 BenchModel? model = models.FirstOrDefault(m => m.Name == r.Model);
-                if (model is null || !r.Test.StartsWith("tg", StringComparison.Ordinal))
+                if (model is null || r.FirstCall)
                     continue;
                 WeightFormat format = Enum.Parse<WeightFormat>(r.Format == "Q4_0" ? nameof(WeightFormat.MostlyQ4_0) : r.Format);
-                double position = (r.Tokens - 1) / 2.0;
-                double bw = _bandwidth[r.Threads] * 1e9;
-                _rows[i] = r with
+                if (r.Test.StartsWith("tg", StringComparison.Ordinal))
                 {
-                    OursRoofline = r.Ours / (bw / model.BytesPerToken(format, llamaCpp: false, position)),
-                    LlamaRoofline = r.LlamaCpp / (bw / model.BytesPerToken(format, llamaCpp: true, position)),
-                };
+                    double position = r.Depth + (r.Tokens - 1) / 2.0;
+                    double bw = _bandwidth[r.Threads] * 1e9;
+                    _rows[i] = r with
+                    {
+                        OursRoofline = r.Ours / (bw / model.BytesPerToken(format, llamaCpp: false, position)),
+                        LlamaRoofline = r.LlamaCpp / (bw / model.BytesPerToken(format, llamaCpp: true, position)),
+                    };
+                }
+                else if (r.Tokens > 0)
+                {
+                    double peak = (format == WeightFormat.F32 ? _fmaPeak : _int8Peak)[r.Threads];
+                    double multiplyAdds = model.PromptMultiplyAddsPerToken(r.Depth, r.Tokens);
+                    _rows[i] = r with
+                    {
+                        OursPeak = peak > 0 ? r.Ours * multiplyAdds / peak : null,
+                        LlamaPeak = peak > 0 ? r.LlamaCpp * multiplyAdds / peak : null,
+                    };
+                }
             }
         }
 
@@ -286,7 +349,9 @@ namespace LlamaBench
             int context = model.Shape.MaxContext;
             int prompt = Math.Min(options.Prompt, context);
             int generate = Math.Min(options.Generate, context);
-            int[] tokens = PromptTokens(model.Shape.VocabSize, Math.Max(prompt, generate));
+            // One token sequence for every test: a run at depth d evaluates tokens[d..d+n] after tokens[0..d].
+            int[] tokens = PromptTokens(model.Shape.VocabSize, Math.Min(context, options.Depths[^1] + Math.Max(prompt, generate)));
+            var oursDepths = new OursDepths(tokens);
 
             LoadedModel? ours = null;
             string? oursProblem = null;
@@ -324,8 +389,16 @@ namespace LlamaBench
                         session = ours?.CreateSession(threads);
                         if (llama is not null)
                             llama.Threads = threads;
-                        Measure(model, formatName, format, threads, "pp", prompt, tokens, session, llama, oursProblem, llamaProblem);
-                        Measure(model, formatName, format, threads, "tg", generate, tokens, session, llama, oursProblem, llamaProblem);
+                        foreach (int depth in options.Depths)
+                        {
+                            foreach ((string test, int count) in new[] { ("pp", prompt), ("tg", generate) })
+                            {
+                                if (depth + count > context)
+                                    NotAvailable(model, formatName, threads, test, count, depth, $"depth {depth} + {count} tokens exceed the context of {context}");
+                                else
+                                    Measure(model, formatName, threads, test, count, depth, tokens, session, oursDepths, llama, oursProblem, llamaProblem);
+                            }
+                        }
                         if (options.FirstCall)
                             MeasureFirstCall(model, formatName, path, threads, prompt, oursProblem, llama is null ? llamaProblem ?? "skipped" : null);
                     }
@@ -345,11 +418,23 @@ namespace LlamaBench
         /// <summary>Pause before a timed run, longer than either engine's workers spin after a job.</summary>
         internal const int SettleMilliseconds = 50;
 
-        private void Measure(BenchModel model, string formatName, WeightFormat format, int threads, string test, int count, int[] tokens,
-            ILlamaSession? session, LlamaCppOracle? llama, string? oursProblem, string? llamaProblem)
+        /// <summary>
+        /// One test of both engines: <paramref name="count"/> tokens (one batch for pp, one at a time for tg) after
+        /// <paramref name="depth"/> tokens in the KV cache, each run brought back to that depth first (not timed).
+        /// </summary>
+        private void Measure(BenchModel model, string formatName, int threads, string test, int count, int depth, int[] tokens,
+            ILlamaSession? session, OursDepths oursDepths, LlamaCppOracle? llama, string? oursProblem, string? llamaProblem)
         {
-            Func<int, double>? oursRun = session is null ? null : n => TimeOurs(session, tokens.AsSpan(0, n), batched: test == "pp");
-            Func<int, double>? llamaRun = llama is null ? null : n => TimeLlama(llama, tokens.AsSpan(0, n), batched: test == "pp");
+            Func<int, double>? oursRun = session is null ? null : n =>
+            {
+                oursDepths.MoveTo(session, depth);
+                return TimeOurs(session, tokens.AsSpan(depth, n), batched: test == "pp");
+            };
+            Func<int, double>? llamaRun = llama is null ? null : n =>
+            {
+                MoveTo(llama, tokens, depth);
+                return TimeLlama(llama, tokens.AsSpan(depth, n), batched: test == "pp");
+            };
 
             // Warm-up on a shorter run of each engine (every kernel compiled, the weights paged in), which also
             // estimates how many measured runs fit in the budget.
@@ -387,7 +472,7 @@ namespace LlamaBench
             string? note = oursError is not null || llamaError is not null
                 ? string.Join("; ", new[] { oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError }.Where(s => s is not null))
                 : null;
-            var row = new Row(model.Name, formatName, threads, $"{test}{count}", count, oursTps, llamaTps, runs, null, null, note);
+            var row = new Row(model.Name, formatName, threads, Row.TestName(test, count, depth), count, oursTps, llamaTps, runs, null, null, note) { Depth = depth };
             _rows.Add(row);
             Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-6} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  runs {runs}{(note is null ? "" : "  (" + note + ")")}");
         }
@@ -403,6 +488,8 @@ namespace LlamaBench
             var llamaTimes = new List<double>();
             var oursLoads = new List<double>();
             var llamaLoads = new List<double>();
+            var oursMemory = new List<ResidentMemory>();
+            var llamaMemory = new List<ResidentMemory>();
             string? oursError = oursProblem, llamaError = llamaProblem;
             for (int r = 0; r < options.Runs; r++)
             {
@@ -410,10 +497,12 @@ namespace LlamaBench
                 {
                     try
                     {
-                        (double seconds, double jit, double load) = FirstCall.Spawn(model.Name, formatName, "ours", threads, prompt, path, options.Loading);
-                        oursTimes.Add(seconds);
-                        oursJit.Add(jit);
-                        oursLoads.Add(load);
+                        FirstCallResult result = FirstCall.Spawn(model.Name, formatName, "ours", threads, prompt, path, options.Loading);
+                        oursTimes.Add(result.Seconds);
+                        oursJit.Add(result.JitSeconds);
+                        oursLoads.Add(result.LoadToLogitsSeconds);
+                        if (result.Memory is not null)
+                            oursMemory.Add(result.Memory);
                     }
                     catch (InvalidOperationException e)
                     {
@@ -424,9 +513,11 @@ namespace LlamaBench
                 {
                     try
                     {
-                        (double seconds, _, double load) = FirstCall.Spawn(model.Name, formatName, "llama.cpp", threads, prompt, path, options.Loading);
-                        llamaTimes.Add(seconds);
-                        llamaLoads.Add(load);
+                        FirstCallResult result = FirstCall.Spawn(model.Name, formatName, "llama.cpp", threads, prompt, path, options.Loading);
+                        llamaTimes.Add(result.Seconds);
+                        llamaLoads.Add(result.LoadToLogitsSeconds);
+                        if (result.Memory is not null)
+                            llamaMemory.Add(result.Memory);
                     }
                     catch (InvalidOperationException e)
                     {
@@ -436,11 +527,21 @@ namespace LlamaBench
             }
             double? oursTps = oursError is null && oursTimes.Count > 0 ? prompt / Median(oursTimes) : null;
             double? llamaTps = llamaError is null && llamaTimes.Count > 0 ? prompt / Median(llamaTimes) : null;
+            long fileBytes = new FileInfo(path).Length;
+            ResidentMemory? oursResident = ResidentMemory.Median(oursMemory), llamaResident = ResidentMemory.Median(llamaMemory);
             string? note = oursError is not null || llamaError is not null
                 ? string.Join("; ", new[] { oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError }.Where(s => s is not null))
                 : $"ours {1000 * Median(oursTimes):F0} ms, of which JIT compilation {1000 * Median(oursJit):F0} ms; load to these logits "
-                    + $"ours {1000 * Median(oursLoads):F0} ms ({options.Loading}), llama.cpp {1000 * Median(llamaLoads):F0} ms";
-            var row = new Row(model.Name, formatName, threads, $"pp{prompt} first", prompt, oursTps, llamaTps, options.Runs, null, null, note);
+                    + $"ours {1000 * Median(oursLoads):F0} ms ({options.Loading}), llama.cpp {1000 * Median(llamaLoads):F0} ms; "
+                    + $"RSS at these logits (file {fileBytes / 1e9:F2} GB): ours {oursResident?.Describe(fileBytes) ?? "n/a"}, "
+                    + $"llama.cpp {llamaResident?.Describe(fileBytes) ?? "n/a"}";
+            var row = new Row(model.Name, formatName, threads, $"pp{prompt} first", prompt, oursTps, llamaTps, options.Runs, null, null, note)
+            {
+                FirstCall = true,
+                FileBytes = fileBytes,
+                OursMemory = oursResident,
+                LlamaMemory = llamaResident,
+            };
             _rows.Add(row);
             Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-10} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  ({options.Runs} fresh processes each; {note})");
         }
@@ -449,10 +550,20 @@ namespace LlamaBench
         {
             foreach (int threads in options.Threads)
             {
-                foreach (string test in new[] { $"pp{options.Prompt}", $"tg{options.Generate}" })
-                    _rows.Add(new Row(model.Name, format, threads, test, 0, null, null, 0, null, null, reason));
+                foreach (int depth in options.Depths)
+                {
+                    foreach ((string test, int count) in new[] { ("pp", options.Prompt), ("tg", options.Generate) })
+                        _rows.Add(new Row(model.Name, format, threads, Row.TestName(test, count, depth), 0, null, null, 0, null, null, reason) { Depth = depth });
+                }
             }
             Log($"{model.Name} {format}: n/a ({reason})");
+        }
+
+        private void NotAvailable(BenchModel model, string format, int threads, string test, int count, int depth, string reason)
+        {
+            var row = new Row(model.Name, format, threads, Row.TestName(test, count, depth), 0, null, null, 0, null, null, reason) { Depth = depth };
+            _rows.Add(row);
+            Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-6} n/a ({reason})");
         }
 
         internal static double Guard(Func<double> run, ref string? error)
@@ -470,7 +581,6 @@ namespace LlamaBench
 
         private static double TimeOurs(ILlamaSession session, ReadOnlySpan<int> tokens, bool batched)
         {
-            session.Reset();
             long start = Stopwatch.GetTimestamp();
             if (batched)
             {
@@ -484,9 +594,29 @@ namespace LlamaBench
             return Stopwatch.GetElapsedTime(start).TotalSeconds;
         }
 
+        /// <summary>
+        /// Brings llama.cpp's KV cache to <paramref name="depth"/> tokens of <paramref name="tokens"/>. Every evaluation of the
+        /// bench continues that one sequence (a run at depth d evaluates tokens[d..d+n]), so the cache always holds a prefix of
+        /// it: a shallower depth is a rewind, a deeper one evaluates the missing tokens in batches.
+        /// </summary>
+        private static void MoveTo(LlamaCppOracle llama, int[] tokens, int depth)
+        {
+            if (depth == 0)
+            {
+                llama.Reset();
+                return;
+            }
+            if (llama.Position >= depth)
+            {
+                llama.Rewind(depth);
+                return;
+            }
+            while (llama.Position < depth)
+                llama.Evaluate(tokens.AsSpan(llama.Position, Math.Min(llama.BatchSize, depth - llama.Position)));
+        }
+
         private static double TimeLlama(LlamaCppOracle llama, ReadOnlySpan<int> tokens, bool batched)
         {
-            llama.Reset();
             long start = Stopwatch.GetTimestamp();
             if (batched)
             {
@@ -520,17 +650,23 @@ namespace LlamaBench
             text.AppendLine($"LlamaBench {DateTime.Now:yyyy-MM-dd HH:mm} — {Cpu()}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, "
                 + $"llama.cpp: LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache; ours: weights loaded with WeightLoading.{options.Loading}.");
             text.AppendLine($"Memory read bandwidth (measured): {string.Join(", ", _bandwidth.Select(kv => $"{kv.Key} thread(s) {kv.Value:F1} GB/s"))}. "
+                + $"Compute peaks (measured), multiply-adds/s: F32 FMA {ComputePeak.FmaBits}-bit {PerThreads(_fmaPeak)}; "
+                + $"int8 {ComputePeak.Int8Path} {PerThreads(_int8Peak)}. "
                 + $"Load average before/after: {loadStart} / {loadEnd}. Took {elapsed.TotalSeconds:F0} s.");
             text.AppendLine("Median of the runs after a warm-up; t/s = tokens per second; ratio = ours / llama.cpp; "
                 + "roofline = bandwidth ÷ bytes read per generated token (weights in the engine's format + KV cache); "
-                + "over 100 % means the weights were (partly) cache-resident or the bandwidth measurement was disturbed.");
+                + "over 100 % means the weights were (partly) cache-resident or the bandwidth measurement was disturbed; "
+                + "% peak = multiply-adds per prompt token (layers' matrices, causal attention, the classifier for the last token) "
+                + "× t/s ÷ the compute peak of the row's threads (F32 FMA for F32, int8 for the quantized formats); "
+                + "'@ dN': after N tokens in the KV cache.");
             text.AppendLine();
-            text.AppendLine("| model | format | threads | test | ours t/s | llama.cpp t/s | ratio | ours % roofline | llama.cpp % roofline | runs | note |");
-            text.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
+            text.AppendLine("| model | format | threads | test | ours t/s | llama.cpp t/s | ratio | ours % roofline | llama.cpp % roofline | ours % peak | llama.cpp % peak | runs | note |");
+            text.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
             foreach (Row r in _rows)
             {
                 text.AppendLine($"| {r.Model} | {r.Format} | {r.Threads} | {r.Test} | {Fmt(r.Ours)} | {Fmt(r.LlamaCpp)} | {Fmt(r.Ratio, "F2")} "
-                    + $"| {Percent(r.OursRoofline)} | {Percent(r.LlamaRoofline)} | {r.Runs} | {r.Note?.Replace("|", "/", StringComparison.Ordinal) ?? ""} |");
+                    + $"| {Percent(r.OursRoofline)} | {Percent(r.LlamaRoofline)} | {Percent(r.OursPeak)} | {Percent(r.LlamaPeak)} "
+                    + $"| {r.Runs} | {r.Note?.Replace("|", "/", StringComparison.Ordinal) ?? ""} |");
             }
             return text.ToString();
         }
@@ -553,6 +689,14 @@ namespace LlamaBench
             foreach ((int threads, double gbps) in _bandwidth)
                 json.WriteNumber(threads.ToString(CultureInfo.InvariantCulture), Math.Round(gbps, 2));
             json.WriteEndObject();
+            json.WriteStartObject("fmaPeak");
+            json.WriteNumber("bits", ComputePeak.FmaBits);
+            PerThreads(json, "multiplyAddsPerSecond", _fmaPeak);
+            json.WriteEndObject();
+            json.WriteStartObject("int8Peak");
+            json.WriteString("path", ComputePeak.Int8Path);
+            PerThreads(json, "multiplyAddsPerSecond", _int8Peak);
+            json.WriteEndObject();
             json.WriteStartArray("rows");
             foreach (Row r in _rows)
             {
@@ -561,11 +705,20 @@ namespace LlamaBench
                 json.WriteString("format", r.Format);
                 json.WriteNumber("threads", r.Threads);
                 json.WriteString("test", r.Test);
+                json.WriteNumber("depth", r.Depth);
                 Number(json, "oursTokensPerSecond", r.Ours);
                 Number(json, "llamaCppTokensPerSecond", r.LlamaCpp);
                 Number(json, "ratio", r.Ratio);
                 Number(json, "oursRooflineFraction", r.OursRoofline);
                 Number(json, "llamaCppRooflineFraction", r.LlamaRoofline);
+                Number(json, "oursPeakFraction", r.OursPeak);
+                Number(json, "llamaCppPeakFraction", r.LlamaPeak);
+                if (r.FileBytes is long fileBytes)
+                {
+                    json.WriteNumber("fileBytes", fileBytes);
+                    Resident(json, "oursResident", r.OursMemory);
+                    Resident(json, "llamaCppResident", r.LlamaMemory);
+                }
                 json.WriteNumber("runs", r.Runs);
                 if (r.Note is null)
                     json.WriteNull("note");
@@ -576,6 +729,32 @@ namespace LlamaBench
             json.WriteEndArray();
             json.WriteEndObject();
             Log($"wrote {path}");
+        }
+
+        private static string PerThreads(Dictionary<int, double> perSecond) =>
+            string.Join(", ", perSecond.Select(kv => $"{kv.Key} thread(s) {kv.Value / 1e9:F1} G"));
+
+        private static void PerThreads(Utf8JsonWriter json, string name, Dictionary<int, double> perSecond)
+        {
+            json.WriteStartObject(name);
+            foreach ((int threads, double value) in perSecond)
+                json.WriteNumber(threads.ToString(CultureInfo.InvariantCulture), Math.Round(value));
+            json.WriteEndObject();
+        }
+
+        /// <summary>Resident memory in bytes: rss (VmRSS), rssFile, rssAnon; null when not measured.</summary>
+        private static void Resident(Utf8JsonWriter json, string name, ResidentMemory? memory)
+        {
+            if (memory is null)
+            {
+                json.WriteNull(name);
+                return;
+            }
+            json.WriteStartObject(name);
+            json.WriteNumber("rss", memory.Total);
+            json.WriteNumber("rssFile", memory.File);
+            json.WriteNumber("rssAnon", memory.Anonymous);
+            json.WriteEndObject();
         }
 
         internal static void Number(Utf8JsonWriter json, string name, double? value)
@@ -651,15 +830,18 @@ namespace LlamaBench
     /// --first-call: a fresh process of this program loads one engine, evaluates one prompt, and prints how long that
     /// first Forward took (the load is not counted: it is what the parent already measures elsewhere).
     /// </summary>
+    /// <summary>What a --first-call child measured: see <see cref="FirstCall.Spawn"/>.</summary>
+    internal sealed record FirstCallResult(double Seconds, double JitSeconds, double LoadToLogitsSeconds, ResidentMemory? Memory);
+
     internal static class FirstCall
     {
         public const string ChildFlag = "--first-call-child";
 
         /// <summary>
-        /// Runs a child and returns the seconds its first Forward took, the JIT compilation time within them, and the seconds
-        /// from the start of its load to the end of that first Forward (load to first logits).
+        /// Runs a child and returns the seconds its first Forward took, the JIT compilation time within them, the seconds
+        /// from the start of its load to the end of that first Forward (load to first logits), and its resident memory then.
         /// </summary>
-        public static (double Seconds, double JitSeconds, double LoadToLogitsSeconds) Spawn(string model, string format, string engine, int threads, int prompt, string path, WeightLoading loading)
+        public static FirstCallResult Spawn(string model, string format, string engine, int threads, int prompt, string path, WeightLoading loading)
         {
             string self = Environment.ProcessPath ?? "dotnet";
             var start = new ProcessStartInfo { FileName = self, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -673,12 +855,15 @@ namespace LlamaBench
             string output = process.StandardOutput.ReadToEnd();
             process.WaitForExit();
             string[] fields = output.Trim().Split(' ');
-            if (process.ExitCode != 0 || fields.Length != 3
+            if (process.ExitCode != 0 || fields.Length != 6
                 || !double.TryParse(fields[0], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds)
                 || !double.TryParse(fields[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double jitSeconds)
-                || !double.TryParse(fields[2], NumberStyles.Float, CultureInfo.InvariantCulture, out double loadSeconds))
+                || !double.TryParse(fields[2], NumberStyles.Float, CultureInfo.InvariantCulture, out double loadSeconds)
+                || !long.TryParse(fields[3], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long rss)
+                || !long.TryParse(fields[4], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long rssFile)
+                || !long.TryParse(fields[5], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long rssAnon))
                 throw new InvalidOperationException($"first-call child exited with {process.ExitCode}: {error.Result.Trim()} {output.Trim()}");
-            return (seconds, jitSeconds, loadSeconds);
+            return new FirstCallResult(seconds, jitSeconds, loadSeconds, rss < 0 ? null : new ResidentMemory(rss, rssFile, rssAnon));
         }
 
         /// <summary>The child: args are the flag, model, format, engine, threads, prompt tokens, GGUF path, loading.</summary>
@@ -694,9 +879,19 @@ namespace LlamaBench
             tokens[0] = 1;
             for (int i = 1; i < prompt; i++)
                 tokens[i] = random.Next(3, model.Shape.VocabSize);
-            long start;
-            TimeSpan jitBefore;
+            long start = 0;
+            TimeSpan jitBefore = default;
             long loadStart = Stopwatch.GetTimestamp();
+            string? result = null;
+            // Called at the first logits, with the model and its context still alive (their memory is resident).
+            void Finish()
+            {
+                double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                double loadSeconds = Stopwatch.GetElapsedTime(loadStart).TotalSeconds;
+                double jitSeconds = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalSeconds;
+                ResidentMemory memory = ResidentMemory.OfThisProcess() ?? new ResidentMemory(-1, -1, -1);
+                result = string.Create(CultureInfo.InvariantCulture, $"{seconds:R} {jitSeconds:R} {loadSeconds:R} {memory.Total} {memory.File} {memory.Anonymous}");
+            }
             if (args[3] == "ours")
             {
                 LoadedModel loaded = model.Load(format, path, loading);
@@ -705,6 +900,7 @@ namespace LlamaBench
                 jitBefore = System.Runtime.JitInfo.GetCompilationTime();
                 start = Stopwatch.GetTimestamp();
                 session.Forward(tokens);
+                Finish();
             }
             else
             {
@@ -714,11 +910,9 @@ namespace LlamaBench
                 start = Stopwatch.GetTimestamp();
                 llama.Evaluate(tokens);
                 _ = llama.Logits();
+                Finish();
             }
-            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            double loadSeconds = Stopwatch.GetElapsedTime(loadStart).TotalSeconds;
-            double jitSeconds = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalSeconds;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{seconds:R} {jitSeconds:R} {loadSeconds:R}"));
+            Console.WriteLine(result);
             return 0;
         }
     }

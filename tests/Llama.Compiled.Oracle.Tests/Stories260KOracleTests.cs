@@ -1,3 +1,4 @@
+using System;
 using System.IO;
 using Xunit;
 using Xunit.Abstractions;
@@ -49,6 +50,26 @@ public sealed class Stories260KOracleTests(ITestOutputHelper output)
         output.WriteLine(c.Summary());
         output.WriteLine(c.Table());
         c.AssertTokensIdentical(Steps, maxNearTies: 0);
+    }
+
+    [Fact]
+    public void LlamaCppRewindContinuesAsIfTheLaterTokensWereNeverEvaluated()
+    {
+        // LlamaBench --depth rewinds llama.cpp's cache between runs. Were the positions from 3 on left in it, token 400 at
+        // position 3 would meet the old token there (attended twice, or refused by llama_decode).
+        using var llama = new LlamaCppOracle(Gguf("f32"));
+        int[] prompt = [Bos, 300, 301, 302, 303, 304];
+        llama.Evaluate(prompt.AsSpan(0, 3));
+        float[] fresh = llama.Forward(400);
+        llama.Reset();
+        llama.Evaluate(prompt);
+        llama.Rewind(3);
+        Assert.Equal(3, llama.Position);
+        float[] rewound = llama.Forward(400);
+        Assert.Equal(4, llama.Position);
+        float distance = OracleComparison.MaxDistance([rewound], [fresh]);
+        output.WriteLine($"max |logit after Rewind(3) − logit of a fresh prefix|: {OracleComparison.F(distance)}");
+        Assert.True(distance <= 1e-4f, $"logits after Rewind(3) differ from a fresh prefix's by {distance}");
     }
 
     [Fact]

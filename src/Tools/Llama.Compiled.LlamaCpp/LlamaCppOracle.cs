@@ -207,6 +207,21 @@ public sealed class LlamaCppOracle : IDisposable
     }
 
     /// <summary>
+    /// Forgets the positions from <paramref name="position"/> on (llama_memory_seq_rm): the positions before it stay in the KV
+    /// cache and the next token is evaluated at <paramref name="position"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="position"/> is negative or beyond <see cref="Position"/>.</exception>
+    public void Rewind(int position)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(position, Position);
+        _context.NativeHandle.MemorySequenceRemove((LLamaSeqId)0, (LLamaPos)position, (LLamaPos)(-1)); // an end of -1: to the last position
+        Position = position;
+        _lastBatchCount = 0;
+    }
+
+    /// <summary>
     /// Evaluates <paramref name="tokens"/> at <see cref="Position"/> in one llama_decode call, requesting logits for
     /// the last token only (or for every token with <paramref name="allLogits"/>). Read them with <see cref="Logits(int)"/>.
     /// </summary>
