@@ -148,6 +148,13 @@ public static partial class BlockQuantization
     public const int KernelGroupBlocks = LlamaArchitecture.KernelGroupBlocks;
 
     /// <summary>
+    /// The version of what <see cref="TensorConversion.Convert"/> writes for Q8_0/Q4_0 (this kernel layout): cache files of
+    /// converted weights (<see cref="WeightCache"/>) record it and are rebuilt when it differs. Bump it with every change
+    /// to the layout.
+    /// </summary>
+    internal const int KernelLayoutVersion = 1;
+
+    /// <summary>
     /// Rearranges one row of llama.cpp blocks into the layout the generated Q8_0/Q4_0 kernels read (the same number of
     /// bytes): the row's blocks in groups of <see cref="KernelGroupBlocks"/> (the last group holds the remaining
     /// blocks), each group the blocks' F16 scales first (2 bytes each), then their weights (32 bytes per Q8_0 block,

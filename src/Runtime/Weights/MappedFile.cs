@@ -71,7 +71,7 @@ internal sealed unsafe partial class MappedFile : IDisposable
             using (stream)
                 return Copy(path, stream, (int)((CacheLineBytes - lineAlignedOffset % CacheLineBytes) % CacheLineBytes));
         }
-        if (loading != WeightLoading.Map)
+        if (loading is not (WeightLoading.Map or WeightLoading.MapWithoutCache))
         {
             stream.Dispose();
             throw new ArgumentOutOfRangeException(nameof(loading), loading, "not a WeightLoading value");

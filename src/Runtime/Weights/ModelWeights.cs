@@ -32,6 +32,10 @@ public sealed unsafe class ModelWeights : IDisposable
     private readonly List<(nint Start, long Length)> _views = []; // every view handed out, in order: what Fingerprint hashes
     private ulong? _fingerprint;
     private bool _disposed;
+    private WeightLoading _loading = WeightLoading.MapWithoutCache; // Open(path) inspects a file: it writes no cache
+    private string? _cacheDirectory, _userCacheDirectory; // see WeightCache.CandidatePaths
+    private WeightCache? _cache; // opened by the first conversion of a mapped load
+    private long _ownedBytes;
 
     private ModelWeights(string path, string source, RopeLayout ropeLayout, MappedFile[] files, IEnumerable<TensorInfo> tensors, GgufMetadata? metadata = null)
     {
@@ -91,6 +95,11 @@ public sealed unsafe class ModelWeights : IDisposable
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <remarks>
+    /// With <see cref="WeightLoading.Map"/>, tensors that must be converted are taken from (or, on the first load, written
+    /// to) a cache file beside the weights, which is completed when <see cref="ThrowIfUnusedTensors"/> finds every tensor
+    /// used; see <see cref="WeightLoading.Map"/>.
+    /// </remarks>
     /// <exception cref="ModelFormatException">No weights in the folder, a file is truncated or corrupted, or a stored hyperparameter differs from <paramref name="shape"/>.</exception>
     /// <exception cref="OutOfMemoryException"><see cref="WeightLoading.Copy"/>: the files do not fit in memory.</exception>
     public static ModelWeights Open(string path, LlamaModelShape shape, WeightLoading loading)
@@ -98,10 +107,23 @@ public sealed unsafe class ModelWeights : IDisposable
         ArgumentNullException.ThrowIfNull(shape);
         if (!Enum.IsDefined(loading))
             throw new ArgumentOutOfRangeException(nameof(loading), loading, "not a WeightLoading value");
-        return OpenCore(path, shape, loading);
+        return Open(path, shape, loading, WeightCache.ConfiguredDirectory(), WeightCache.UserDirectory());
     }
 
-    private static ModelWeights OpenCore(string path, LlamaModelShape? shape, WeightLoading loading = WeightLoading.Map)
+    /// <summary>
+    /// <see cref="Open(string, LlamaModelShape, WeightLoading)"/> with the places of the cache a mapped load converts
+    /// into (see <see cref="WeightCache.CandidatePaths"/>) given instead of read from the environment.
+    /// </summary>
+    internal static ModelWeights Open(string path, LlamaModelShape shape, WeightLoading loading, string? cacheDirectory, string? userCacheDirectory)
+    {
+        ModelWeights weights = OpenCore(path, shape, loading);
+        weights._loading = loading;
+        weights._cacheDirectory = cacheDirectory;
+        weights._userCacheDirectory = userCacheDirectory;
+        return weights;
+    }
+
+    private static ModelWeights OpenCore(string path, LlamaModelShape? shape, WeightLoading loading = WeightLoading.MapWithoutCache)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = System.IO.Path.GetFullPath(path);
@@ -355,11 +377,11 @@ public sealed unsafe class ModelWeights : IDisposable
             }
             byte* data;
             if (format is WeightFormat.F32 or WeightFormat.F16)
-                data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format);
+                data = stored ? tensor.File.Pointer + tensor.Offset : Converted(entry, rows, cols, format);
             else if (format is not (WeightFormat.Q8_0 or WeightFormat.Q4_0))
-                data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format); // read as stored: no kernel layout
+                data = stored ? tensor.File.Pointer + tensor.Offset : Converted(entry, rows, cols, format); // read as stored: no kernel layout
             else
-                data = stored && tensor.File.IsCopy && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : ConvertOnce(entry, rows, cols, format);
+                data = stored && tensor.File.IsCopy && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, (int)rowBytes, format) : Converted(entry, rows, cols, format);
             entry.Used = true;
             _views.Add(((nint)data, bytes));
             return new PackedTensor(name, format, rows, cols, (int)rowBytes, data);
@@ -398,7 +420,10 @@ public sealed unsafe class ModelWeights : IDisposable
                     unused.Add(entry.Tensor.Name);
             }
             if (unused.Count == 0)
+            {
+                _cache?.Complete(); // every tensor is bound: the cache a first load wrote is whole
                 return;
+            }
             unused.Sort(StringComparer.Ordinal);
             // A wrong model can have hundreds of unknown tensors; the first few are enough to see why.
             const int MaxListed = 20;
@@ -424,25 +449,10 @@ public sealed unsafe class ModelWeights : IDisposable
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 if (_fingerprint is ulong known)
                     return known;
-                const int Samples = 16, SampleBytes = 64;
-                ulong hash = 14695981039346656037UL;
+                ulong hash = WeightCache.Offset;
                 foreach ((nint start, long length) in _views)
-                {
-                    hash = Fnv(hash, BitConverter.GetBytes(length));
-                    for (int i = 0; i < Samples; i++)
-                    {
-                        long offset = Math.Max(0, (length - SampleBytes) * i / (Samples - 1));
-                        hash = Fnv(hash, new ReadOnlySpan<byte>((byte*)start + offset, (int)Math.Min(SampleBytes, length - offset)));
-                    }
-                }
+                    hash = WeightCache.SampledHash((byte*)start, length, hash);
                 _fingerprint = hash;
-                return hash;
-            }
-
-            static ulong Fnv(ulong hash, ReadOnlySpan<byte> bytes)
-            {
-                foreach (byte b in bytes)
-                    hash = (hash ^ b) * 1099511628211UL;
                 return hash;
             }
         }
@@ -467,8 +477,29 @@ public sealed unsafe class ModelWeights : IDisposable
                     }
                 }
             }
+            _cache?.Dispose();
             foreach (MappedFile file in _files)
                 file.Dispose();
+        }
+    }
+
+    /// <summary>Bytes of converted tensors held in memory the weights own (not in a mapped file): 0 for a load that mapped its cache.</summary>
+    internal long OwnedBytes
+    {
+        get
+        {
+            lock (_lock)
+                return _ownedBytes;
+        }
+    }
+
+    /// <summary>The cache this load converts into or maps, null if it needed none (or is not a <see cref="WeightLoading.Map"/> load).</summary>
+    internal WeightCache? Cache
+    {
+        get
+        {
+            lock (_lock)
+                return _cache;
         }
     }
 
@@ -484,7 +515,7 @@ public sealed unsafe class ModelWeights : IDisposable
 
             float* data = tensor.DType == "F32"
                 ? (float*)(tensor.File.Pointer + tensor.Offset)
-                : (float*)ConvertOnce(entry, rows, cols, WeightFormat.F32);
+                : (float*)Converted(entry, rows, cols, WeightFormat.F32);
             entry.Used = true;
             _views.Add(((nint)data, count * sizeof(float)));
             return new WeightTensor(name, data, (int)count);
@@ -519,12 +550,32 @@ public sealed unsafe class ModelWeights : IDisposable
     }
 
     /// <summary>
+    /// A tensor converted to <paramref name="format"/>: for a <see cref="WeightLoading.Map"/> load, mapped from the
+    /// weights' cache file (converted into it if it does not hold the tensor yet); otherwise, or when no cache can be
+    /// written, in memory the weights own.
+    /// </summary>
+    private byte* Converted(Entry entry, long rows, int cols, WeightFormat format)
+    {
+        if (_loading != WeightLoading.Map)
+            return ConvertOnce(entry, rows, cols, format);
+        byte* cached = (byte*)entry.Cached[(int)format];
+        if (cached is not null)
+            return cached;
+        _cache ??= WeightCache.Open(_source, _files, _cacheDirectory, _userCacheDirectory);
+        cached = _cache.Get(entry.Tensor, rows, cols, format, rows * BlockQuantization.RowBytes(format, cols));
+        if (cached is null)
+            return ConvertOnce(entry, rows, cols, format);
+        entry.Cached[(int)format] = (nint)cached;
+        return cached;
+    }
+
+    /// <summary>
     /// Converts a tensor to <paramref name="format"/> in new native memory (<see cref="MappedFile.AllocateWeightMemory"/>:
     /// cache-line aligned, huge pages from 2 MB), on its first
     /// request in that format only. The stored size was checked against the file when the header was
     /// read, and the shape against the request, so the allocation is a bounded multiple of stored bytes.
     /// </summary>
-    private static byte* ConvertOnce(Entry entry, long rows, int cols, WeightFormat format)
+    private byte* ConvertOnce(Entry entry, long rows, int cols, WeightFormat format)
     {
         byte* converted = (byte*)entry.Converted[(int)format];
         if (converted is not null)
@@ -542,6 +593,7 @@ public sealed unsafe class ModelWeights : IDisposable
             throw;
         }
         entry.Converted[(int)format] = (nint)converted;
+        _ownedBytes += bytes;
         return converted;
     }
 
@@ -596,6 +648,9 @@ public sealed unsafe class ModelWeights : IDisposable
         /// which are used in place).
         /// </summary>
         public nint[] Converted { get; } = new nint[(int)WeightFormat.Q6_K + 1];
+
+        /// <summary>Converted copies in the weights' cache file, indexed by <see cref="WeightFormat"/>; zero until first requested.</summary>
+        public nint[] Cached { get; } = new nint[(int)WeightFormat.Q6_K + 1];
 
         /// <summary>The stored Q8_0/Q4_0 blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
         public bool InKernelLayout { get; set; }
