@@ -21,7 +21,8 @@ namespace Llama.Compiled;
 /// <para>Layout: a 4 KB header (magic, format version, <see cref="BlockQuantization.KernelLayoutVersion"/>, file
 /// length, where the index is and its hash, the header's own hash), each tensor at a 4 KB-aligned offset, then the
 /// index: each source file's length and modification time, and per tensor its name, compute format, shape, stored
-/// type, place in the source, place in the cache and sampled hashes of its source and cached bytes.</para>
+/// type, place in the source, a hash of its first 64 source bytes, place in the cache and a sampled hash of its cached
+/// bytes.</para>
 /// <para>A cache is used only when all of that matches: a stale (the weights changed), truncated, corrupt or foreign
 /// file is ignored and rebuilt. Tensor data is checked by 16 samples of 64 bytes per tensor, not scanned, so that a load
 /// touches no page the first forward pass would not. A build writes a temporary file in the cache's folder, flushes it
@@ -41,6 +42,7 @@ internal sealed unsafe class WeightCache : IDisposable
     private const int FormatVersion = 1;
 
     private const int PageBytes = 4096;
+    private const int SourceSampleBytes = 64;
     private const int HeaderBytes = PageBytes;
     private const ulong Magic = 0x45484341_43434C4CUL; // "LLCCACHE" little-endian
 
@@ -127,7 +129,9 @@ internal sealed unsafe class WeightCache : IDisposable
     /// </summary>
     public byte* Get(TensorInfo tensor, long rows, int cols, WeightFormat format, long bytes)
     {
-        ulong sourceHash = SampledHash(tensor.File.Pointer + tensor.Offset, tensor.ByteLength);
+        // The source's first bytes only: sampling it all over would map pages of a file a cached load never reads
+        // (16 per tensor, and the kernel maps up to 16 neighbours with each); its length and time are checked already.
+        ulong sourceHash = Fnv(Offset, new ReadOnlySpan<byte>(tensor.File.Pointer + tensor.Offset, (int)Math.Min(SourceSampleBytes, tensor.ByteLength)));
         var wanted = new CachedTensor(tensor.Name, format, rows, cols, tensor.DType, FileIndex(tensor.File), tensor.Offset, tensor.ByteLength, sourceHash, 0, bytes, 0);
         if (_existingTensors.TryGetValue((tensor.Name, format), out CachedTensor? cached) && cached.Describes(wanted)
             && SampledHash(_existing!.Pointer + cached.DataOffset, cached.DataLength) == cached.DataHash)
@@ -149,6 +153,8 @@ internal sealed unsafe class WeightCache : IDisposable
             byte* source = tensor.File.Pointer + tensor.Offset;
             (CachedTensor written, nint data) = _build.Add(wanted, destination => TensorConversion.Convert(tensor.DType, source, rows, cols, format, destination));
             _served.Add((written, data));
+            // This process reads the cache from now on: the source's pages leave its resident set (not the page cache).
+            tensor.File.ReleasePages(tensor.Offset, tensor.ByteLength);
             return (byte*)data;
         }
         catch (IOException)
@@ -317,7 +323,7 @@ internal sealed unsafe class WeightCache : IDisposable
     private sealed record SourceFile(MappedFile File, string Name, long Length, long LastWriteTicks);
 
     /// <summary>One converted tensor: what it was made from and where it lies in the cache file.</summary>
-    private sealed record CachedTensor(string Name, WeightFormat Format, long Rows, int Cols, string DType, int SourceFile, long SourceOffset,
+    internal sealed record CachedTensor(string Name, WeightFormat Format, long Rows, int Cols, string DType, int SourceFile, long SourceOffset,
         long SourceLength, ulong SourceHash, long DataOffset, long DataLength, ulong DataHash)
     {
         /// <summary>True when this entry was made from the same bytes, the same way, as <paramref name="wanted"/> asks for.</summary>
@@ -352,7 +358,7 @@ internal sealed unsafe class WeightCache : IDisposable
     /// written, and mapped back read-only from the file (the pages just written are in the page cache), so the load holds
     /// no private copy of it.
     /// </summary>
-    private sealed class Build : IDisposable
+    internal sealed class Build : IDisposable
     {
         private readonly FileStream _stream;
         private readonly List<(MemoryMappedFile Map, MemoryMappedViewAccessor View)> _views = [];
@@ -519,5 +525,5 @@ internal sealed unsafe class WeightCache : IDisposable
     }
 
     /// <summary>Writes a converted tensor to <paramref name="destination"/>.</summary>
-    private delegate void ConvertInto(byte* destination);
+    internal delegate void ConvertInto(byte* destination);
 }
