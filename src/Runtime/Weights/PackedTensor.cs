@@ -9,7 +9,7 @@ namespace Llama.Compiled.CompilerServices;
 /// bytes each. F32 rows are floats, F16 rows IEEE halves; Q8_0 and Q4_0 rows hold <c>Cols/32</c> blocks of llama.cpp's
 /// <c>block_q8_0</c> (34 bytes) or <c>block_q4_0</c> (18 bytes) rearranged into the generated kernels' layout
 /// (<see cref="BlockQuantization.ToKernelLayout"/>; <see cref="BlockQuantization.FromKernelLayout"/> gives llama.cpp's
-/// blocks back). The view points into the file's memory or into memory the weights own, and is valid only while the
+/// blocks back). The view points into the file's memory, the weight cache's mapping or memory the weights own, and is valid only while the
 /// <see cref="ModelWeights"/> it came from is not disposed.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]

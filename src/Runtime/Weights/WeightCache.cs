@@ -20,8 +20,8 @@ namespace Llama.Compiled;
 /// choice because the cache is as large as the converted tensors: deleting the model deletes its cache too.</para>
 /// <para>Layout: a 4 KB header (magic, format version, <see cref="BlockQuantization.KernelLayoutVersion"/>, file
 /// length, where the index is and its hash, the header's own hash), each tensor at a 4 KB-aligned offset, then the
-/// index: each source file's length and modification time, and per tensor its name, compute format, shape, stored
-/// type, place in the source, a hash of its first 64 source bytes, place in the cache and a sampled hash of its cached
+/// index: each source file's length, modification time and a hash of its first 64 KB (the header), and per tensor its
+/// name, compute format, shape, stored type, place in the source, place in the cache and a sampled hash of its cached
 /// bytes.</para>
 /// <para>A cache is used only when all of that matches: a stale (the weights changed), truncated, corrupt or foreign
 /// file is ignored and rebuilt. Tensor data is checked by 16 samples of 64 bytes per tensor, not scanned, so that a load
@@ -42,7 +42,8 @@ internal sealed unsafe class WeightCache : IDisposable
     private const int FormatVersion = 1;
 
     private const int PageBytes = 4096;
-    private const int SourceSampleBytes = 64;
+    /// <summary>Bytes at the start of each weights file that identify it besides length and time: the header, which the reader has read already.</summary>
+    private const int SourceHeaderBytes = 64 << 10;
     private const int HeaderBytes = PageBytes;
     private const ulong Magic = 0x45484341_43434C4CUL; // "LLCCACHE" little-endian
 
@@ -60,6 +61,7 @@ internal sealed unsafe class WeightCache : IDisposable
     private readonly List<(CachedTensor Tensor, nint Data)> _served = []; // this load's tensors, in request order
     private Build? _build;
     private bool _buildFailed;
+    private bool _completed; // after Complete, a miss is converted into memory: the file may already be in place
 
     private WeightCache(string source, SourceFile[] sourceFiles, IReadOnlyList<string> candidates, MappedFile? existing)
     {
@@ -83,7 +85,12 @@ internal sealed unsafe class WeightCache : IDisposable
     {
         var sourceFiles = new SourceFile[files.Count];
         for (int i = 0; i < files.Count; i++)
-            sourceFiles[i] = new SourceFile(files[i], System.IO.Path.GetFileName(files[i].Path), files[i].Length, File.GetLastWriteTimeUtc(files[i].Path).Ticks);
+        {
+            // Not the tensors' bytes: reading a sample of each would map pages a cached load never reads otherwise (with
+            // large folios, 2 MB per touch).
+            ulong headerHash = Fnv(Offset, new ReadOnlySpan<byte>(files[i].Pointer, (int)Math.Min(SourceHeaderBytes, files[i].Length)));
+            sourceFiles[i] = new SourceFile(files[i], System.IO.Path.GetFileName(files[i].Path), files[i].Length, File.GetLastWriteTimeUtc(files[i].Path).Ticks, headerHash);
+        }
 
         List<string> candidates = CandidatePaths(source, directory, userDirectory);
         foreach (string candidate in candidates)
@@ -129,10 +136,7 @@ internal sealed unsafe class WeightCache : IDisposable
     /// </summary>
     public byte* Get(TensorInfo tensor, long rows, int cols, WeightFormat format, long bytes)
     {
-        // The source's first bytes only: sampling it all over would map pages of a file a cached load never reads
-        // (16 per tensor, and the kernel maps up to 16 neighbours with each); its length and time are checked already.
-        ulong sourceHash = Fnv(Offset, new ReadOnlySpan<byte>(tensor.File.Pointer + tensor.Offset, (int)Math.Min(SourceSampleBytes, tensor.ByteLength)));
-        var wanted = new CachedTensor(tensor.Name, format, rows, cols, tensor.DType, FileIndex(tensor.File), tensor.Offset, tensor.ByteLength, sourceHash, 0, bytes, 0);
+        var wanted = new CachedTensor(tensor.Name, format, rows, cols, tensor.DType, FileIndex(tensor.File), tensor.Offset, tensor.ByteLength, 0, bytes, 0);
         if (_existingTensors.TryGetValue((tensor.Name, format), out CachedTensor? cached) && cached.Describes(wanted)
             && SampledHash(_existing!.Pointer + cached.DataOffset, cached.DataLength) == cached.DataHash)
         {
@@ -140,7 +144,7 @@ internal sealed unsafe class WeightCache : IDisposable
             _served.Add((cached, (nint)data));
             return data;
         }
-        if (_buildFailed)
+        if (_buildFailed || _completed)
             return null;
         try
         {
@@ -175,6 +179,9 @@ internal sealed unsafe class WeightCache : IDisposable
     /// </summary>
     public void Complete()
     {
+        if (_completed)
+            return;
+        _completed = true;
         if (_build is null)
             return;
         try
@@ -263,7 +270,7 @@ internal sealed unsafe class WeightCache : IDisposable
             return false;
         foreach (SourceFile source in _sourceFiles)
         {
-            if (reader.ReadString() != source.Name || reader.ReadInt64() != source.Length || reader.ReadInt64() != source.LastWriteTicks)
+            if (reader.ReadString() != source.Name || reader.ReadInt64() != source.Length || reader.ReadInt64() != source.LastWriteTicks || reader.ReadUInt64() != source.HeaderHash)
                 return false;
         }
         int count = reader.ReadInt32();
@@ -288,6 +295,7 @@ internal sealed unsafe class WeightCache : IDisposable
                 writer.Write(source.Name);
                 writer.Write(source.Length);
                 writer.Write(source.LastWriteTicks);
+                writer.Write(source.HeaderHash);
             }
             writer.Write(tensors.Count);
             foreach (CachedTensor tensor in tensors)
@@ -319,22 +327,22 @@ internal sealed unsafe class WeightCache : IDisposable
         return hash;
     }
 
-    /// <summary>One weights file as the cache identifies it: name, length and modification time.</summary>
-    private sealed record SourceFile(MappedFile File, string Name, long Length, long LastWriteTicks);
+    /// <summary>One weights file as the cache identifies it: name, length, modification time and a hash of its first 64 KB.</summary>
+    private sealed record SourceFile(MappedFile File, string Name, long Length, long LastWriteTicks, ulong HeaderHash);
 
     /// <summary>One converted tensor: what it was made from and where it lies in the cache file.</summary>
     internal sealed record CachedTensor(string Name, WeightFormat Format, long Rows, int Cols, string DType, int SourceFile, long SourceOffset,
-        long SourceLength, ulong SourceHash, long DataOffset, long DataLength, ulong DataHash)
+        long SourceLength, long DataOffset, long DataLength, ulong DataHash)
     {
         /// <summary>True when this entry was made from the same bytes, the same way, as <paramref name="wanted"/> asks for.</summary>
         public bool Describes(CachedTensor wanted) =>
             Name == wanted.Name && Format == wanted.Format && Rows == wanted.Rows && Cols == wanted.Cols && DType == wanted.DType
             && SourceFile == wanted.SourceFile && SourceOffset == wanted.SourceOffset && SourceLength == wanted.SourceLength
-            && SourceHash == wanted.SourceHash && DataLength == wanted.DataLength;
+            && DataLength == wanted.DataLength;
 
         public static CachedTensor Read(BinaryReader r) =>
             new(r.ReadString(), (WeightFormat)r.ReadInt32(), r.ReadInt64(), r.ReadInt32(), r.ReadString(), r.ReadInt32(), r.ReadInt64(),
-                r.ReadInt64(), r.ReadUInt64(), r.ReadInt64(), r.ReadInt64(), r.ReadUInt64());
+                r.ReadInt64(), r.ReadInt64(), r.ReadInt64(), r.ReadUInt64());
 
         public void Write(BinaryWriter w)
         {
@@ -346,7 +354,6 @@ internal sealed unsafe class WeightCache : IDisposable
             w.Write(SourceFile);
             w.Write(SourceOffset);
             w.Write(SourceLength);
-            w.Write(SourceHash);
             w.Write(DataOffset);
             w.Write(DataLength);
             w.Write(DataHash);
