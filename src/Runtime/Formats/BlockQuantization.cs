@@ -148,6 +148,13 @@ public static partial class BlockQuantization
     public const int KernelGroupRows = LlamaArchitecture.KernelGroupRows;
 
     /// <summary>
+    /// The version of what <see cref="TensorConversion.Convert"/> writes for Q8_0/Q4_0 (this kernel layout): cache files of
+    /// converted weights (<see cref="WeightCache"/>) record it and are rebuilt when it differs. Bump it with every change
+    /// to the layout. 2: groups of 8 interleaved rows (1 was per-row groups of 16 blocks).
+    /// </summary>
+    internal const int KernelLayoutVersion = 2;
+
+    /// <summary>
     /// Bytes a Q8_0/Q4_0 matrix of <paramref name="rows"/> × <paramref name="cols"/> takes in the kernel layout: whole
     /// groups of <see cref="KernelGroupRows"/> rows, the last one padded with rows of zeros.
     /// </summary>

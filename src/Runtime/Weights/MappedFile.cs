@@ -71,7 +71,7 @@ internal sealed unsafe partial class MappedFile : IDisposable
             using (stream)
                 return Copy(path, stream, (int)((CacheLineBytes - lineAlignedOffset % CacheLineBytes) % CacheLineBytes));
         }
-        if (loading != WeightLoading.Map)
+        if (loading is not (WeightLoading.Map or WeightLoading.MapWithoutCache))
         {
             stream.Dispose();
             throw new ArgumentOutOfRangeException(nameof(loading), loading, "not a WeightLoading value");
@@ -154,6 +154,33 @@ internal sealed unsafe partial class MappedFile : IDisposable
             }
         }
         return memory;
+    }
+
+    /// <summary>Linux madvise advice: drop this range from the process's page tables (a file's pages stay in the page cache).</summary>
+    private const int MadviseDontNeed = 4;
+
+    /// <summary>
+    /// Takes the pages inside [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>) of a
+    /// mapping out of the process's resident set, for a range it has read once and will not read again (a tensor
+    /// converted into the weight cache); a later read maps them again from the page cache. Does nothing for a copy,
+    /// whose pages would be lost, or off Linux.
+    /// </summary>
+    public void ReleasePages(long offset, long length)
+    {
+        if (IsCopy || !OperatingSystem.IsLinux())
+            return;
+        const long PageBytes = 4096;
+        long start = ((nint)Pointer + offset + PageBytes - 1) & ~(PageBytes - 1), end = ((nint)Pointer + offset + length) & ~(PageBytes - 1);
+        if (end <= start)
+            return;
+        try
+        {
+            _ = Madvise((void*)start, (nuint)(end - start), MadviseDontNeed);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // Only the resident set is larger.
+        }
     }
 
     [LibraryImport("libc", EntryPoint = "madvise")]

@@ -14,7 +14,8 @@ namespace Llama.Compiled;
 /// checkpoint; tensors are known by their Hugging Face names whatever the file format. A tensor requested
 /// in the format it is stored in is a view into the mapping (nothing is copied); any other request
 /// (F32 from F16/BF16/Q8_0/Q4_0, or a <see cref="WeightFormat"/> other than the stored one) is converted
-/// once, on first request, into memory this object owns. Every tensor is checked against the shape the
+/// once, on first request: for a <see cref="WeightLoading.Map"/> load into the weights' cache file, which later loads
+/// map (see <see cref="WeightLoading.Map"/>), otherwise into memory this object owns. Every tensor is checked against the shape the
 /// compiled model expects, and <see cref="ThrowIfUnusedTensors"/> reports tensors the model never asked for, so a wrong file fails
 /// with a <see cref="ModelFormatException"/> instead of producing garbage.
 /// </summary>
@@ -32,6 +33,10 @@ public sealed unsafe class ModelWeights : IDisposable
     private readonly List<(nint Start, long Length)> _views = []; // every view handed out, in order: what Fingerprint hashes
     private ulong? _fingerprint;
     private bool _disposed;
+    private WeightLoading _loading = WeightLoading.MapWithoutCache; // Open(path) inspects a file: it writes no cache
+    private string? _cacheDirectory, _userCacheDirectory; // see WeightCache.CandidatePaths
+    private WeightCache? _cache; // opened by the first conversion of a mapped load
+    private long _ownedBytes;
 
     private ModelWeights(string path, string source, RopeLayout ropeLayout, MappedFile[] files, IEnumerable<TensorInfo> tensors, GgufMetadata? metadata = null)
     {
@@ -91,6 +96,11 @@ public sealed unsafe class ModelWeights : IDisposable
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <remarks>
+    /// With <see cref="WeightLoading.Map"/>, tensors that must be converted are taken from (or, on the first load, written
+    /// to) a cache file beside the weights, which is completed when <see cref="ThrowIfUnusedTensors"/> finds every tensor
+    /// used; see <see cref="WeightLoading.Map"/>.
+    /// </remarks>
     /// <exception cref="ModelFormatException">No weights in the folder, a file is truncated or corrupted, or a stored hyperparameter differs from <paramref name="shape"/>.</exception>
     /// <exception cref="OutOfMemoryException"><see cref="WeightLoading.Copy"/>: the files do not fit in memory.</exception>
     public static ModelWeights Open(string path, LlamaModelShape shape, WeightLoading loading)
@@ -98,10 +108,23 @@ public sealed unsafe class ModelWeights : IDisposable
         ArgumentNullException.ThrowIfNull(shape);
         if (!Enum.IsDefined(loading))
             throw new ArgumentOutOfRangeException(nameof(loading), loading, "not a WeightLoading value");
-        return OpenCore(path, shape, loading);
+        return Open(path, shape, loading, WeightCache.ConfiguredDirectory(), WeightCache.UserDirectory());
     }
 
-    private static ModelWeights OpenCore(string path, LlamaModelShape? shape, WeightLoading loading = WeightLoading.Map)
+    /// <summary>
+    /// <see cref="Open(string, LlamaModelShape, WeightLoading)"/> with the places of the cache a mapped load converts
+    /// into (see <see cref="WeightCache.CandidatePaths"/>) given instead of read from the environment.
+    /// </summary>
+    internal static ModelWeights Open(string path, LlamaModelShape shape, WeightLoading loading, string? cacheDirectory, string? userCacheDirectory)
+    {
+        ModelWeights weights = OpenCore(path, shape, loading);
+        weights._loading = loading;
+        weights._cacheDirectory = cacheDirectory;
+        weights._userCacheDirectory = userCacheDirectory;
+        return weights;
+    }
+
+    private static ModelWeights OpenCore(string path, LlamaModelShape? shape, WeightLoading loading = WeightLoading.MapWithoutCache)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = System.IO.Path.GetFullPath(path);
@@ -322,9 +345,10 @@ public sealed unsafe class ModelWeights : IDisposable
     /// <summary>
     /// Returns the matrix <paramref name="name"/>, which must have shape [<paramref name="rows"/>, <paramref name="cols"/>],
     /// in the compute format <paramref name="format"/>. F32 and F16: a view into the file when it stores exactly that
-    /// format, otherwise a copy converted once, on the first request, into memory the weights own. Q8_0 and Q4_0 are
-    /// returned in the kernels' layout (<see cref="BlockQuantization.ToKernelLayout"/>): blocks the file stores in that
-    /// format are rearranged once (in place in a <see cref="WeightLoading.Copy"/>, else into a copy), other types are
+    /// format, otherwise a copy converted once, on the first request (into the weight cache of a <see cref="WeightLoading.Map"/>
+    /// load, else into memory the weights own). Q8_0 and Q4_0 are returned in the kernels' layout
+    /// (<see cref="BlockQuantization.ToKernelLayout"/>): blocks the file stores in that format are rearranged once (in place
+    /// in a <see cref="WeightLoading.Copy"/>, else into a copy, cached as other conversions are), other types are
     /// expanded to F32 and encoded with llama.cpp's reference quantizers first.
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="format"/> is Q8_0 or Q4_0 and <paramref name="cols"/> is not a multiple of 32.</exception>
@@ -342,7 +366,7 @@ public sealed unsafe class ModelWeights : IDisposable
         {
             Entry entry = Find(name, [rows, cols]);
             TensorInfo tensor = entry.Tensor;
-            long bytes = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, rows, cols) : rows * rowBytes;
+            long bytes = ConvertedBytes(rows, cols, format);
             if (bytes > int.MaxValue)
                 throw new ModelFormatException($"tensor {name} in {tensor.File.Path} takes {bytes} bytes as {format}; at most {int.MaxValue} are supported");
 
@@ -355,11 +379,11 @@ public sealed unsafe class ModelWeights : IDisposable
             }
             byte* data;
             if (format is WeightFormat.F32 or WeightFormat.F16)
-                data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format);
+                data = stored && !CopiedIntoTheCache(tensor) ? tensor.File.Pointer + tensor.Offset : Converted(entry, rows, cols, format);
             else if (format is not (WeightFormat.Q8_0 or WeightFormat.Q4_0))
-                data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format); // read as stored: no kernel layout
+                data = stored ? tensor.File.Pointer + tensor.Offset : Converted(entry, rows, cols, format); // read as stored: no kernel layout
             else
-                data = stored && tensor.File.IsCopy && rows % BlockQuantization.KernelGroupRows == 0 && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, cols, format) : ConvertOnce(entry, rows, cols, format);
+                data = stored && tensor.File.IsCopy && rows % BlockQuantization.KernelGroupRows == 0 && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, cols, format) : Converted(entry, rows, cols, format);
             entry.Used = true;
             _views.Add(((nint)data, bytes));
             return new PackedTensor(name, format, rows, cols, (int)rowBytes, (int)bytes, data);
@@ -398,7 +422,10 @@ public sealed unsafe class ModelWeights : IDisposable
                     unused.Add(entry.Tensor.Name);
             }
             if (unused.Count == 0)
+            {
+                _cache?.Complete(); // every tensor is bound: the cache a first load wrote is whole
                 return;
+            }
             unused.Sort(StringComparer.Ordinal);
             // A wrong model can have hundreds of unknown tensors; the first few are enough to see why.
             const int MaxListed = 20;
@@ -424,25 +451,10 @@ public sealed unsafe class ModelWeights : IDisposable
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 if (_fingerprint is ulong known)
                     return known;
-                const int Samples = 16, SampleBytes = 64;
-                ulong hash = 14695981039346656037UL;
+                ulong hash = WeightCache.Offset;
                 foreach ((nint start, long length) in _views)
-                {
-                    hash = Fnv(hash, BitConverter.GetBytes(length));
-                    for (int i = 0; i < Samples; i++)
-                    {
-                        long offset = Math.Max(0, (length - SampleBytes) * i / (Samples - 1));
-                        hash = Fnv(hash, new ReadOnlySpan<byte>((byte*)start + offset, (int)Math.Min(SampleBytes, length - offset)));
-                    }
-                }
+                    hash = WeightCache.SampledHash((byte*)start, length, hash);
                 _fingerprint = hash;
-                return hash;
-            }
-
-            static ulong Fnv(ulong hash, ReadOnlySpan<byte> bytes)
-            {
-                foreach (byte b in bytes)
-                    hash = (hash ^ b) * 1099511628211UL;
                 return hash;
             }
         }
@@ -467,8 +479,29 @@ public sealed unsafe class ModelWeights : IDisposable
                     }
                 }
             }
+            _cache?.Dispose();
             foreach (MappedFile file in _files)
                 file.Dispose();
+        }
+    }
+
+    /// <summary>Bytes of converted tensors held in memory the weights own (not in a mapped file): 0 for a load that mapped its cache.</summary>
+    internal long OwnedBytes
+    {
+        get
+        {
+            lock (_lock)
+                return _ownedBytes;
+        }
+    }
+
+    /// <summary>The cache this load converts into or maps, null if it needed none (or is not a <see cref="WeightLoading.Map"/> load).</summary>
+    internal WeightCache? Cache
+    {
+        get
+        {
+            lock (_lock)
+                return _cache;
         }
     }
 
@@ -482,9 +515,9 @@ public sealed unsafe class ModelWeights : IDisposable
             if (count > int.MaxValue)
                 throw new ModelFormatException($"tensor {name} in {tensor.File.Path} has {count} elements; at most {int.MaxValue} are supported");
 
-            float* data = tensor.DType == "F32"
+            float* data = tensor.DType == "F32" && !CopiedIntoTheCache(tensor)
                 ? (float*)(tensor.File.Pointer + tensor.Offset)
-                : (float*)ConvertOnce(entry, rows, cols, WeightFormat.F32);
+                : (float*)Converted(entry, rows, cols, WeightFormat.F32);
             entry.Used = true;
             _views.Add(((nint)data, count * sizeof(float)));
             return new WeightTensor(name, data, (int)count);
@@ -519,18 +552,52 @@ public sealed unsafe class ModelWeights : IDisposable
     }
 
     /// <summary>
+    /// True for a small tensor used as stored (a norm vector) that a load writing or mapping a weight cache takes from
+    /// the cache instead of the weights file: its few kilobytes would otherwise map a whole page-cache folio of the file
+    /// (2 MB with large folios) that the load reads nothing else from — 90 MB of TinyLlama Q8_0's resident set.
+    /// </summary>
+    private bool CopiedIntoTheCache(TensorInfo tensor) => _cache is not null && tensor.ByteLength <= SmallTensorBytes;
+
+    /// <summary>Tensors up to this size are copied into a weight cache the load has (see <see cref="CopiedIntoTheCache"/>).</summary>
+    private const long SmallTensorBytes = 64 << 10;
+
+    /// <summary>Bytes of a [<paramref name="rows"/>, <paramref name="cols"/>] matrix in <paramref name="format"/>: whole groups of rows in the Q8_0/Q4_0 kernel layout.</summary>
+    private static long ConvertedBytes(long rows, int cols, WeightFormat format) =>
+        format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, (int)rows, cols) : rows * BlockQuantization.RowBytes(format, cols);
+
+    /// <summary>
+    /// A tensor converted to <paramref name="format"/>: for a <see cref="WeightLoading.Map"/> load, mapped from the
+    /// weights' cache file (converted into it if it does not hold the tensor yet); otherwise, or when no cache can be
+    /// written, in memory the weights own.
+    /// </summary>
+    private byte* Converted(Entry entry, long rows, int cols, WeightFormat format)
+    {
+        if (_loading != WeightLoading.Map)
+            return ConvertOnce(entry, rows, cols, format);
+        byte* cached = (byte*)entry.Cached[(int)format];
+        if (cached is not null)
+            return cached;
+        _cache ??= WeightCache.Open(_source, _files, _cacheDirectory, _userCacheDirectory);
+        cached = _cache.Get(entry.Tensor, rows, cols, format, ConvertedBytes(rows, cols, format));
+        if (cached is null)
+            return ConvertOnce(entry, rows, cols, format);
+        entry.Cached[(int)format] = (nint)cached;
+        return cached;
+    }
+
+    /// <summary>
     /// Converts a tensor to <paramref name="format"/> in new native memory (<see cref="MappedFile.AllocateWeightMemory"/>:
     /// cache-line aligned, huge pages from 2 MB), on its first
     /// request in that format only. The stored size was checked against the file when the header was
     /// read, and the shape against the request, so the allocation is a bounded multiple of stored bytes.
     /// </summary>
-    private static byte* ConvertOnce(Entry entry, long rows, int cols, WeightFormat format)
+    private byte* ConvertOnce(Entry entry, long rows, int cols, WeightFormat format)
     {
         byte* converted = (byte*)entry.Converted[(int)format];
         if (converted is not null)
             return converted;
         TensorInfo tensor = entry.Tensor;
-        long bytes = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, (int)rows, cols) : rows * BlockQuantization.RowBytes(format, cols);
+        long bytes = ConvertedBytes(rows, cols, format);
         converted = MappedFile.AllocateWeightMemory((nuint)bytes);
         try
         {
@@ -542,6 +609,7 @@ public sealed unsafe class ModelWeights : IDisposable
             throw;
         }
         entry.Converted[(int)format] = (nint)converted;
+        _ownedBytes += bytes;
         return converted;
     }
 
@@ -597,6 +665,9 @@ public sealed unsafe class ModelWeights : IDisposable
         /// which are used in place).
         /// </summary>
         public nint[] Converted { get; } = new nint[(int)WeightFormat.Q6_K + 1];
+
+        /// <summary>Converted copies in the weights' cache file, indexed by <see cref="WeightFormat"/>; zero until first requested.</summary>
+        public nint[] Cached { get; } = new nint[(int)WeightFormat.Q6_K + 1];
 
         /// <summary>The stored Q8_0/Q4_0 blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
         public bool InKernelLayout { get; set; }

@@ -10,7 +10,8 @@ namespace Llama.Compiled.CompilerServices;
 /// stored; Q8_0 and Q4_0 matrices are <c>Cols/32</c> blocks of llama.cpp's <c>block_q8_0</c> (34 bytes) or
 /// <c>block_q4_0</c> (18 bytes) per row, interleaved in groups of 8 rows into the generated kernels' layout
 /// (<see cref="BlockQuantization.ToKernelLayout"/>; <see cref="BlockQuantization.FromKernelLayout"/> gives llama.cpp's
-/// blocks back), so they have no rows of their own. The view points into the file's memory or into memory the weights own, and is valid only while the
+/// blocks back), so they have no rows of their own. The view points into the file's memory, the weight cache's mapping or
+/// memory the weights own, and is valid only while the
 /// <see cref="ModelWeights"/> it came from is not disposed.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
