@@ -77,8 +77,8 @@ namespace LlamaBench
               --budget SECONDS   fewer runs when one run takes longer than SECONDS / R (default 20)
               --cache DIR        where random-weight GGUF files are written once and reused (default: <temp>/llama-compiled-bench)
               --json FILE        also write the results as JSON
-              --loading MODE     copy (default): weights read into huge-page memory, as llama.cpp (through LLamaSharp)
-                                 holds them; map: memory-mapped, zero-copy (WeightLoading.Map)
+              --loading MODE     map (default, the library's default: WeightLoading.Map, memory-mapped, converted tensors
+                                 from the weight cache file); copy: weights read into huge-page memory (WeightLoading.Copy)
               --no-llama         skip llama.cpp
               --first-call       also time the first pp of a fresh process (after its load, warm file cache):
                                  what an app's first prompt costs, JIT compilation included; median of R processes;
@@ -105,7 +105,7 @@ namespace LlamaBench
         public string Cache { get; init; } = Path.Combine(Path.GetTempPath(), "llama-compiled-bench");
         public string? Json { get; init; }
         public bool NoLlama { get; init; }
-        public WeightLoading Loading { get; init; } = WeightLoading.Copy;
+        public WeightLoading Loading { get; init; } = WeightLoading.Map;
         public bool FirstCall { get; init; }
         public int[] Batch { get; init; } = [];
         public bool Sequential { get; init; } = true;
