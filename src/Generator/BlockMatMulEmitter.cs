@@ -234,7 +234,8 @@ internal static class BlockMatMulEmitter
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<float> {{GroupName(format, cols, 1)}}(ref byte group, ref sbyte x, ref float xScales, ref int xSums, int prefetch)
             {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                // One float sum, block after block: the order of the prefill tile's sums, so prefill and decode round alike.
+                Vector256<float> sum = Vector256<float>.Zero;
                 for (int b = 0; b < {{blocks}}; b++)
                 {
                     ref byte weights = ref Unsafe.Add(ref group, {{weightsStart}} + b * {{blockWeights}});
@@ -267,12 +268,9 @@ internal static class BlockMatMulEmitter
         }
         w.Line($$"""
                     Vector256<float> scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, b * {{2 * GroupRows}})) * Vector256.Create(Unsafe.Add(ref xScales, b));
-                    if (b % 2 == 0)
-                        sum0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum0);
-                    else
-                        sum1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum1);
+                    sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum);
                 }
-                return sum0 + sum1;
+                return sum;
             }
 
             /// <summary>

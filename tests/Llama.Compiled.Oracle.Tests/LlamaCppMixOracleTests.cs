@@ -60,6 +60,40 @@ public sealed class LlamaCppMixOracleTests(ITestOutputHelper output)
         Assert.True(oursError <= ErrorSlack * llamaError, $"{label}: our max logit error vs F32 {oursError} > {ErrorSlack} × llama.cpp's {llamaError}");
     }
 
+    public static TheoryData<string, LLamaFtype> KernelLayoutCases()
+    {
+        var data = new TheoryData<string, LLamaFtype>();
+        foreach (string shape in LlamaCppMixModels.Loaders.Keys.Select(k => k.Shape).Distinct())
+        {
+            data.Add(shape, LLamaFtype.MOSTLY_Q8_0);
+            data.Add(shape, LLamaFtype.MOSTLY_Q4_0);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelLayoutCases))]
+    public void KernelLayoutPrefillEqualsTokenByTokenDecode(string shapeName, LLamaFtype ftype)
+    {
+        // A prefill runs the Q8_0/Q4_0 tiles (16 rows × 4 tokens; 37 tokens also take the one-token path for the last
+        // ones), decode the one-token group products: the same integer sums and the same float operations in the same
+        // order, so the logits agree to float rounding (the int8 requantization of every activation would amplify any
+        // other order into visible differences).
+        string gguf = LlamaCppQuantizedFiles.Get(shapeName, ftype);
+        using ILlamaModel ours = LlamaCppMixModels.Loaders[(shapeName, LlamaCppMixModels.Formats[ftype])](gguf);
+        var random = new Random(37);
+        int[] prompt = Enumerable.Range(0, 37).Select(_ => random.Next(ours.Shape.VocabSize)).ToArray();
+        using ILlamaSession batched = ours.CreateSession();
+        using ILlamaSession stepwise = ours.CreateSession();
+        float[] fromPrefill = batched.Forward(prompt).ToArray();
+        float[] fromDecode = [];
+        foreach (int token in prompt)
+            fromDecode = stepwise.Forward(token).ToArray();
+        float largest = fromDecode.Max(MathF.Abs), diff = OracleComparison.MaxAbsDiff(fromPrefill, fromDecode);
+        output.WriteLine($"{shapeName} {LlamaCppQuantizedFiles.FtypeName(ftype)}: prefill vs decode {diff} (largest logit {largest})");
+        Assert.True(diff <= 1e-4f * Math.Max(1f, largest), $"prefill and decode differ by {diff} (largest logit {largest})");
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void QuantizingTheF32FileAtLoadGivesLlamaCppsBlocks(string shapeName, LLamaFtype ftype)
