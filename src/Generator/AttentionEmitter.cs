@@ -76,15 +76,15 @@ internal static class AttentionEmitter
             """);
         if (registers)
         {
-            w.Line($"                    Vector256<float> {string.Join(", ", Enumerable.Range(0, vectors).Select(i => $"k{i} = Vector256.LoadUnsafe(ref kj{Offset(i)})"))};");
-            w.Line("                    for (int g = 0; g < GroupSize; g++)");
-            w.Line("                    {");
-            w.Line("                        ref float qg = ref Unsafe.Add(ref groupQ, g * HeadDim);");
-            w.Line("                        Vector256<float> dot = Vector256.LoadUnsafe(ref qg) * k0;");
+            w.Line($"                Vector256<float> {string.Join(", ", Enumerable.Range(0, vectors).Select(i => $"k{i} = Vector256.LoadUnsafe(ref kj{Offset(i)})"))};");
+            w.Line("                for (int g = 0; g < GroupSize; g++)");
+            w.Line("                {");
+            w.Line("                    ref float qg = ref Unsafe.Add(ref groupQ, g * HeadDim);");
+            w.Line("                    Vector256<float> dot = Vector256.LoadUnsafe(ref qg) * k0;");
             for (int i = 1; i < vectors; i++)
-                w.Line($"                        dot = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref qg, {i * Width}), k{i}, dot);");
-            w.Line("                        Unsafe.Add(ref s0, g * AttentionTile + j) = Vector256.Sum(dot) * Scale;");
-            w.Line("                    }");
+                w.Line($"                    dot = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref qg, {i * Width}), k{i}, dot);");
+            w.Line("                    Unsafe.Add(ref s0, g * AttentionTile + j) = Vector256.Sum(dot) * Scale;");
+            w.Line("                }");
         }
         else
         {
@@ -106,72 +106,72 @@ internal static class AttentionEmitter
                                             dot += Unsafe.Add(ref qg, i) * Unsafe.Add(ref kj, i);
                                         Unsafe.Add(ref s0, g * AttentionTile + j) = dot * Scale;
                     """);
-            w.Line("                    }");
+            w.Line("                }");
         }
         w.Line("""
-                            }
+                        }
 
-                            // Online softmax: scores[g, j] becomes e^(score − running max); when the max grows, what the earlier tiles
-                            // added to the sum and to the output row is rescaled by e^(old max − new max) (0 on the first tile).
-                            for (int g = 0; g < GroupSize; g++)
-                            {
-                                Span<float> row = scores.Slice(g * AttentionTile, count);
-                                float max = Math.Max(maxima[g], KernelMath.Max(row));
-                                float rescale = KernelMath.Exp(maxima[g] - max);
-                                sums[g] = sums[g] * rescale + KernelMath.SubtractExp(row, max);
-                                maxima[g] = max;
-                                if (rescale != 1f)
-                                    KernelMath.Multiply(output.Slice((kvHead * GroupSize + g) * HeadDim, HeadDim), rescale);
-                            }
+                        // Online softmax: scores[g, j] becomes e^(score − running max); when the max grows, what the earlier tiles
+                        // added to the sum and to the output row is rescaled by e^(old max − new max) (0 on the first tile).
+                        for (int g = 0; g < GroupSize; g++)
+                        {
+                            Span<float> row = scores.Slice(g * AttentionTile, count);
+                            float max = Math.Max(maxima[g], KernelMath.Max(row));
+                            float rescale = KernelMath.Exp(maxima[g] - max);
+                            sums[g] = sums[g] * rescale + KernelMath.SubtractExp(row, max);
+                            maxima[g] = max;
+                            if (rescale != 1f)
+                                KernelMath.Multiply(output.Slice((kvHead * GroupSize + g) * HeadDim, HeadDim), rescale);
+                        }
 
-                            // output_g += Σ_j scores[g, j]·v[start + j]
-                            ref float values = ref MemoryMarshal.GetReference(cache.ValueTile(layer, kvHead, start, count, valueTile)); // [count, HeadDim]
-                            for (int g = 0; g < GroupSize; g++)
-                            {
-                                ref float og = ref Unsafe.Add(ref groupOut, g * HeadDim);
-                                ref float weights = ref Unsafe.Add(ref s0, g * AttentionTile);
+                        // output_g += Σ_j scores[g, j]·v[start + j]
+                        ref float values = ref MemoryMarshal.GetReference(cache.ValueTile(layer, kvHead, start, count, valueTile)); // [count, HeadDim]
+                        for (int g = 0; g < GroupSize; g++)
+                        {
+                            ref float og = ref Unsafe.Add(ref groupOut, g * HeadDim);
+                            ref float weights = ref Unsafe.Add(ref s0, g * AttentionTile);
             """);
         if (registers)
         {
             // The output row in registers across the tile.
             string[] acc = Enumerable.Range(0, vectors).Select(i => $"acc{i}").ToArray();
-            w.Line($"                    Vector256<float> {string.Join(", ", acc.Select((a, i) => $"{a} = Vector256.LoadUnsafe(ref og{Offset(i)})"))};");
-            w.Line("                    for (int j = 0; j < count; j++)");
-            w.Line("                    {");
-            w.Line("                        Vector256<float> weight = Vector256.Create(Unsafe.Add(ref weights, j));");
-            w.Line("                        ref float vj = ref Unsafe.Add(ref values, j * HeadDim);");
+            w.Line($"                Vector256<float> {string.Join(", ", acc.Select((a, i) => $"{a} = Vector256.LoadUnsafe(ref og{Offset(i)})"))};");
+            w.Line("                for (int j = 0; j < count; j++)");
+            w.Line("                {");
+            w.Line("                    Vector256<float> weight = Vector256.Create(Unsafe.Add(ref weights, j));");
+            w.Line("                    ref float vj = ref Unsafe.Add(ref values, j * HeadDim);");
             for (int i = 0; i < vectors; i++)
-                w.Line($"                        {acc[i]} = Vector256.FusedMultiplyAdd(weight, Vector256.LoadUnsafe(ref vj{Offset(i)}), {acc[i]});");
-            w.Line("                    }");
+                w.Line($"                    {acc[i]} = Vector256.FusedMultiplyAdd(weight, Vector256.LoadUnsafe(ref vj{Offset(i)}), {acc[i]});");
+            w.Line("                }");
             for (int i = 0; i < vectors; i++)
-                w.Line($"                    {acc[i]}.StoreUnsafe(ref og{Offset(i)});");
+                w.Line($"                {acc[i]}.StoreUnsafe(ref og{Offset(i)});");
         }
         else
         {
             w.Line("""
-                                    for (int j = 0; j < count; j++)
-                                    {
-                                        float weight = Unsafe.Add(ref weights, j);
-                                        ref float vj = ref Unsafe.Add(ref values, j * HeadDim);
+                                for (int j = 0; j < count; j++)
+                                {
+                                    float weight = Unsafe.Add(ref weights, j);
+                                    ref float vj = ref Unsafe.Add(ref values, j * HeadDim);
                 """);
             w.Line(vectors > 0
                 ? """
-                                            for (int i = 0; i < HeadDim; i += 8)
-                                                Vector256.FusedMultiplyAdd(Vector256.Create(weight), Vector256.LoadUnsafe(ref vj, (nuint)i), Vector256.LoadUnsafe(ref og, (nuint)i)).StoreUnsafe(ref og, (nuint)i);
+                                        for (int i = 0; i < HeadDim; i += 8)
+                                            Vector256.FusedMultiplyAdd(Vector256.Create(weight), Vector256.LoadUnsafe(ref vj, (nuint)i), Vector256.LoadUnsafe(ref og, (nuint)i)).StoreUnsafe(ref og, (nuint)i);
                     """
                 : """
-                                            for (int i = 0; i < HeadDim; i++)
-                                                Unsafe.Add(ref og, i) += weight * Unsafe.Add(ref vj, i);
+                                        for (int i = 0; i < HeadDim; i++)
+                                            Unsafe.Add(ref og, i) += weight * Unsafe.Add(ref vj, i);
                     """);
-            w.Line("                    }");
+            w.Line("                }");
         }
         w.Line("""
-                            }
                         }
-                        for (int g = 0; g < GroupSize; g++)
-                            KernelMath.Multiply(output.Slice((kvHead * GroupSize + g) * HeadDim, HeadDim), 1f / sums[g]);
                     }
+                    for (int g = 0; g < GroupSize; g++)
+                        KernelMath.Multiply(output.Slice((kvHead * GroupSize + g) * HeadDim, HeadDim), 1f / sums[g]);
                 }
+            }
             """);
     }
 
