@@ -294,8 +294,8 @@ public abstract class LlamaSession : ILlamaSession
     /// <summary>
     /// Writes the session's state to <paramref name="stream"/>: a versioned header (the compiled shape, the weights'
     /// fingerprint, the cache's element type, the position), the last logits (little-endian F32) and the KV cache up to
-    /// <see cref="Position"/> in its format (<see cref="SessionOptions.KvCache"/>). <see cref="Restore"/> reads it back into a session of a model of
-    /// the same shape and weights.
+    /// <see cref="Position"/> in its format (<see cref="SessionOptions.KvCache"/>). <see cref="Restore"/> reads it back into a
+    /// session of a model of the same shape and weights whose cache has the same format.
     /// </summary>
     public void Save(Stream stream)
     {
