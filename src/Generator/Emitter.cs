@@ -290,7 +290,7 @@ internal static class Emitter
                 private readonly float[] _k;            // [rows, KvDim={{s.KvDim}}]
                 private readonly float[] _v;            // [rows, KvDim={{s.KvDim}}]
                 private readonly float[] _attention;    // [rows, QueryDim={{s.QueryDim}}] attention output, heads side by side
-                private readonly float[] _scores;       // [Threads, GroupSize={{s.GroupSize}}, MaxContext={{s.MaxContext}}] attention weights of one KV head's query heads, per thread
+                private readonly float[] _attentionScratch; // [Threads, AttentionScratch={{AttentionEmitter.ScratchFloats(s)}}] one attention tile per thread (scores, key and value tiles), however long the context
                 private readonly float[] _gate;         // [rows, IntermediateSize={{s.IntermediateSize}}]
                 private readonly float[] _up;           // [rows, IntermediateSize={{s.IntermediateSize}}]{{ScratchFields(plan)}}
 
@@ -302,7 +302,7 @@ internal static class Emitter
                     _k = new float[rows * KvDim];
                     _v = new float[rows * KvDim];
                     _attention = new float[rows * QueryDim];
-                    _scores = new float[pool.Threads * GroupSize * MaxContext];
+                    _attentionScratch = new float[pool.Threads * Kernels.AttentionScratch];
                     _gate = new float[rows * IntermediateSize];
                     _up = new float[rows * IntermediateSize];{{ScratchAllocations(plan)}}
                 }
@@ -373,7 +373,7 @@ internal static class Emitter
                         rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                     }
                     // Causal: each row attends to its own cache up to and including its position.
-                    Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
+                    Kernels.Attention(Pool, _q, rows, layer, _attentionScratch, _attention);
                     // x += Wo·attention (the residual add is fused into the projection)
                     {{Call(o, "w.O", "_attention", "_x", "count", true)}};{{Bias(s.OutputBias, "_x", "OBias")}}
 

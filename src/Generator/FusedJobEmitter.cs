@@ -286,18 +286,18 @@ internal static class FusedJobEmitter
     {
         w.Line("""
             /// <summary>
-            /// Causal attention of a pass's rows: row t attends to positions [0, rows.Position(t)] of its own sequence's cache,
-            /// layer <paramref name="layer"/>. q, output: [rows.Count, QueryDim]; scores: [pool.Threads, GroupSize, MaxContext]
-            /// scratch, one block per thread.
+            /// Causal attention of a pass's rows: row t attends to positions [0, rows.Position(t)] of its own sequence's cache
+            /// (each cache in its own KvCacheFormat), layer <paramref name="layer"/>. q, output: [rows.Count, QueryDim];
+            /// scratch: [pool.Threads, AttentionScratch], one block per thread, whatever the rows and their positions.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void Attention(WorkerPool pool, float[] q, PassRows rows, int layer, float[] scores, float[] output)
+            public static void Attention(WorkerPool pool, float[] q, PassRows rows, int layer, float[] scratch, float[] output)
             {
-                var job = new AttentionJob(q, rows, layer, scores, output);
+                var job = new AttentionJob(q, rows, layer, scratch, output);
                 Run(pool, ref job, 2L * rows.AttendedPositions * QueryDim, rows.Count * KvHeadCount, grain: 1);
             }
 
-            private struct AttentionJob(float[] q, PassRows rows, int layer, float[] scores, float[] output) : IParallelJob
+            private struct AttentionJob(float[] q, PassRows rows, int layer, float[] scratch, float[] output) : IParallelJob
             {
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
@@ -305,9 +305,8 @@ internal static class FusedJobEmitter
                     for (int item = start; item < end; item++)
                     {
                         int t = item / KvHeadCount, kvHead = item % KvHeadCount;
-                        KvCache cache = rows.Cache(t);
-                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), cache.Keys(layer), cache.Values(layer), rows.Position(t) + 1,
-                            scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext), output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), rows.Cache(t), layer, rows.Position(t) + 1,
+                            scratch.AsSpan(worker * AttentionScratch, AttentionScratch), output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
                     }
                 }
             }

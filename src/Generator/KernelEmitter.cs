@@ -34,8 +34,8 @@ internal static class KernelEmitter
             w.Line($"/// - The layers' matrices differ in format between layers: {plan.LayerKinds.Count} layer methods, one per combination.");
         w.Line($"/// - A session evaluates up to {plan.PrefillChunk} tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.");
         w.Line($"/// - Attention: {s.GroupSize} query head(s) per KV head, HeadDim {s.HeadDim} {(s.HeadDim % Width == 0 ? $"= {s.HeadDim / Width} Vector256" : "(scalar: not a multiple of 8)")}; "
-            + (s.GroupSize > 1 ? "one pass over each KV head's keys and values serves its whole group."
-                : s.HeadDim % Width == 0 && s.HeadDim / Width <= 8 ? "each head's output sums stay in registers across the positions." : "outputs accumulate in memory (too wide for registers)."));
+            + $"tiles of {AttentionEmitter.TileRows(s)} positions with an online softmax, each key and value row read once for the {(s.GroupSize > 1 ? "whole group" : "head")}"
+            + (s.HeadDim % Width == 0 && s.HeadDim / Width <= 8 ? ", key rows and output rows in registers." : " (rows too wide for registers: loops over HeadDim)."));
         if (cacheChoice)
         {
             w.Line($"/// - The matrices one token reads take {plan.MatrixBytes / 1024 / 1024} MB: whether they stay in the last-level cache between tokens is");

@@ -19,7 +19,6 @@ public abstract class LlamaSession : ILlamaSession
 {
     private const int StateMagic = 0x4B434C4C; // "LLCK"
     private const int StateVersion = 2;        // 2: the weights' fingerprint and the cache's element type
-    private const int CacheF32 = 0;            // element type of the cache in a saved state
 
     private readonly LlamaModel _model;
     private readonly float[] _logits; // [VocabSize] of the last evaluated (or restored) token
@@ -34,7 +33,7 @@ public abstract class LlamaSession : ILlamaSession
     /// <summary>Checks <paramref name="options"/> and allocates the cache and the logits.</summary>
     /// <param name="model">The model the session runs.</param>
     /// <param name="options">Threads and overflow policy.</param>
-    /// <exception cref="ArgumentOutOfRangeException">Threads or KeepTokens are out of range.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">Threads, KeepTokens or KvCache are out of range.</exception>
     protected LlamaSession(LlamaModel model, SessionOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -44,10 +43,12 @@ public abstract class LlamaSession : ILlamaSession
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"Threads must be in [1, {WorkerPool.MaxThreads}].");
         if (options.KeepTokens < 0 || options.KeepTokens >= shape.MaxContext)
             throw new ArgumentOutOfRangeException(nameof(options), options.KeepTokens, $"KeepTokens must be in [0, MaxContext = {shape.MaxContext}).");
+        if (!Enum.IsDefined(options.KvCache))
+            throw new ArgumentOutOfRangeException(nameof(options), options.KvCache, "KvCache is not a KvCacheFormat.");
         _model = model;
         Options = options;
         _weightsFingerprint = model.WeightsFingerprint;
-        Cache = new KvCache(shape.LayerCount, shape.KvHeadCount, shape.HeadDim, shape.MaxContext);
+        Cache = new KvCache(shape.LayerCount, shape.KvHeadCount, shape.HeadDim, shape.MaxContext, options.KvCache);
         _logits = new float[shape.VocabSize];
     }
 
@@ -65,6 +66,9 @@ public abstract class LlamaSession : ILlamaSession
 
     /// <summary>The keys and values of the positions evaluated so far.</summary>
     internal KvCache Cache { get; }
+
+    /// <summary>Bytes of the session's KV cache, allocated for MaxContext positions in <see cref="SessionOptions.KvCache"/>'s format.</summary>
+    public long KvCacheBytes => Cache.Bytes;
 
     /// <summary>
     /// Re-rotates keys that a context shift moved <paramref name="distance"/> positions down the cache
@@ -184,10 +188,22 @@ public abstract class LlamaSession : ILlamaSession
     {
         int keep = Options.KeepTokens, moved = _position - keep - discard;
         Cache.Shift(keep, discard, _position);
+        // An F32 cache hands out its own rows; F16 and Q8_0 keys are widened, rotated and stored again (rounded
+        // once more, as llama.cpp's K-shift of a quantized cache does).
+        float[]? widened = Cache.Format == KvCacheFormat.F32 ? null : new float[moved * Cache.HeadDim];
         for (int layer = 0; layer < Cache.LayerCount; layer++)
         {
             for (int head = 0; head < Cache.KvHeadCount; head++)
-                RotateShiftedKeys(Cache.KeyRows(layer, head, keep, moved), discard);
+            {
+                if (widened is null)
+                {
+                    RotateShiftedKeys(Cache.KeyRows(layer, head, keep, moved), discard);
+                    continue;
+                }
+                Cache.KeyTile(layer, head, keep, moved, widened);
+                RotateShiftedKeys(widened, discard);
+                Cache.WriteKeys(layer, head, keep, widened);
+            }
         }
         _position -= discard;
     }
@@ -277,9 +293,9 @@ public abstract class LlamaSession : ILlamaSession
 
     /// <summary>
     /// Writes the session's state to <paramref name="stream"/>: a versioned header (the compiled shape, the weights'
-    /// fingerprint, the cache's element type, the position), the last logits and the KV cache up to
-    /// <see cref="Position"/>, as little-endian F32. <see cref="Restore"/> reads it back into a session of a model of
-    /// the same shape and weights.
+    /// fingerprint, the cache's element type, the position), the last logits (little-endian F32) and the KV cache up to
+    /// <see cref="Position"/> in its format (<see cref="SessionOptions.KvCache"/>). <see cref="Restore"/> reads it back into a
+    /// session of a model of the same shape and weights whose cache has the same format.
     /// </summary>
     public void Save(Stream stream)
     {
@@ -304,7 +320,7 @@ public abstract class LlamaSession : ILlamaSession
 
     /// <summary>Replaces the session's state with one written by <see cref="Save"/>.</summary>
     /// <exception cref="InvalidDataException">
-    /// The data is not a saved state of this compiled shape and these weights, or is truncated; the session is then reset.
+    /// The data is not a saved state of this compiled shape and these weights with this KV cache format, or is truncated; the session is then reset.
     /// </exception>
     public void Restore(Stream stream)
     {
@@ -321,6 +337,8 @@ public abstract class LlamaSession : ILlamaSession
             Span<int> expected = stackalloc int[HeaderInts];
             WriteShape(expected);
             ReadOnlySpan<string> names = ["magic", "version", "LayerCount", "KvHeadCount", "HeadDim", "MaxContext", "VocabSize", "HiddenSize", "HeadCount", "IntermediateSize", "cache element type"];
+            if (header[10] != expected[10])
+                throw new InvalidDataException($"The state was saved from a {(KvCacheFormat)header[10]} KV cache; this session's is {Cache.Format}.");
             for (int i = 2; i < names.Length; i++)
             {
                 if (header[i] != expected[i])
@@ -360,7 +378,7 @@ public abstract class LlamaSession : ILlamaSession
         header[7] = s.HiddenSize;
         header[8] = s.HeadCount;
         header[9] = s.IntermediateSize;
-        header[10] = CacheF32;
+        header[10] = (int)Cache.Format;
     }
 
     /// <summary>Marks the session in use by this thread; throws <see cref="InvalidOperationException"/> when another thread uses it.</summary>

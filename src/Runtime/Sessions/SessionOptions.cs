@@ -16,6 +16,28 @@ public sealed record SessionOptions
 
     /// <summary>Positions at the start (e.g. a BOS token or a system prompt) that a context shift never drops.</summary>
     public int KeepTokens { get; init; }
+
+    /// <summary>
+    /// How the session's KV cache stores keys and values (default: <see cref="KvCacheFormat.F32"/>, exact). F16 halves the
+    /// cache's memory and what attention reads per token, Q8_0 quarters it, each at a small cost in accuracy.
+    /// </summary>
+    public KvCacheFormat KvCache { get; init; } = KvCacheFormat.F32;
+}
+
+/// <summary>The element format of a session's KV cache, as llama.cpp's cache types (its <c>--cache-type-k/-v</c>).</summary>
+public enum KvCacheFormat
+{
+    /// <summary>32-bit floats: what the projections compute, exactly. 4 bytes per value.</summary>
+    F32 = 0,
+
+    /// <summary>IEEE half precision, rounded to nearest (a relative error of at most 2^-11 per value). 2 bytes per value.</summary>
+    F16 = 1,
+
+    /// <summary>
+    /// llama.cpp's q8_0: blocks of 32 values along a head (a narrower head is one block) as 8-bit integers times one F16 scale,
+    /// max|x| / 127 of the block (an error of at most half that scale per value). About 1.1 bytes per value.
+    /// </summary>
+    Q8_0 = 2,
 }
 
 /// <summary>What a session does when the tokens given to Forward do not fit in the remaining context.</summary>

@@ -40,7 +40,11 @@ public sealed class LlamaCppOracle : IDisposable
     /// <param name="threads">Threads for single-token decode and for batches (llama.cpp's -t and -tb).</param>
     /// <param name="contextSize">KV cache positions; 0 takes the model's context length.</param>
     /// <param name="batchSize">The most tokens one <see cref="Evaluate"/> call may take (n_batch = n_ubatch).</param>
-    public LlamaCppOracle(string ggufPath, int threads = 1, int contextSize = 0, int batchSize = 512)
+    /// <param name="kvCache">
+    /// The K and V cache type (default F32, exact). llama.cpp refuses a quantized V cache without flash attention, so a
+    /// quantized type also turns flash attention on.
+    /// </param>
+    public LlamaCppOracle(string ggufPath, int threads = 1, int contextSize = 0, int batchSize = 512, GGMLType kvCache = GGMLType.GGML_TYPE_F32)
     {
         ArgumentException.ThrowIfNullOrEmpty(ggufPath);
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
@@ -50,6 +54,12 @@ public sealed class LlamaCppOracle : IDisposable
         EnsureNativeLibrary();
 
         ModelParams parameters = Parameters(ggufPath, threads, contextSize, batchSize);
+        if (kvCache != GGMLType.GGML_TYPE_F32)
+        {
+            parameters.TypeK = kvCache;
+            parameters.TypeV = kvCache;
+            parameters.FlashAttention = kvCache is not GGMLType.GGML_TYPE_F16; // needed by a quantized V cache
+        }
         try
         {
             _weights = LLamaWeights.LoadFromFile(parameters);

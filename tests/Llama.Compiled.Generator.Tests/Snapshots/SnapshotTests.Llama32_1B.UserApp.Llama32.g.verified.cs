@@ -191,7 +191,7 @@ namespace UserApp
             private readonly float[] _k;            // [rows, KvDim=512]
             private readonly float[] _v;            // [rows, KvDim=512]
             private readonly float[] _attention;    // [rows, QueryDim=2048] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, GroupSize=4, MaxContext=4096] attention weights of one KV head's query heads, per thread
+            private readonly float[] _attentionScratch; // [Threads, AttentionScratch=8448] one attention tile per thread (scores, key and value tiles), however long the context
             private readonly float[] _gate;         // [rows, IntermediateSize=8192]
             private readonly float[] _up;           // [rows, IntermediateSize=8192]
 
@@ -204,7 +204,7 @@ namespace UserApp
                 _k = new float[rows * KvDim];
                 _v = new float[rows * KvDim];
                 _attention = new float[rows * QueryDim];
-                _scores = new float[pool.Threads * GroupSize * MaxContext];
+                _attentionScratch = new float[pool.Threads * Kernels.AttentionScratch];
                 _gate = new float[rows * IntermediateSize];
                 _up = new float[rows * IntermediateSize];
             }
@@ -263,7 +263,7 @@ namespace UserApp
                     rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                 }
                 // Causal: each row attends to its own cache up to and including its position.
-                Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
+                Kernels.Attention(Pool, _q, rows, layer, _attentionScratch, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
                 Kernels.MatMul_2048x2048(Pool, w.O, _attention, _x, count, accumulate: true);
 

@@ -200,7 +200,7 @@ namespace UserApp
             private readonly float[] _k;            // [rows, KvDim=128]
             private readonly float[] _v;            // [rows, KvDim=128]
             private readonly float[] _attention;    // [rows, QueryDim=896] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, GroupSize=7, MaxContext=32768] attention weights of one KV head's query heads, per thread
+            private readonly float[] _attentionScratch; // [Threads, AttentionScratch=8640] one attention tile per thread (scores, key and value tiles), however long the context
             private readonly float[] _gate;         // [rows, IntermediateSize=4864]
             private readonly float[] _up;           // [rows, IntermediateSize=4864]
             private readonly sbyte[] _xQ81;         // [rows, 896] a Q4_1/Q5_1 kernel's input as int8 blocks (Q8_1)
@@ -222,7 +222,7 @@ namespace UserApp
                 _k = new float[rows * KvDim];
                 _v = new float[rows * KvDim];
                 _attention = new float[rows * QueryDim];
-                _scores = new float[pool.Threads * GroupSize * MaxContext];
+                _attentionScratch = new float[pool.Threads * Kernels.AttentionScratch];
                 _gate = new float[rows * IntermediateSize];
                 _up = new float[rows * IntermediateSize];
                 _xQ81 = new sbyte[rows * 896];
@@ -301,7 +301,7 @@ namespace UserApp
                     rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                 }
                 // Causal: each row attends to its own cache up to and including its position.
-                Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
+                Kernels.Attention(Pool, _q, rows, layer, _attentionScratch, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
                 Kernels.MatMul_Q5_1_896x896(Pool, w.O, _attention, _x, count, accumulate: true, _xQ81, _xQ81Scales, _xQ81Sums);
 
@@ -332,7 +332,7 @@ namespace UserApp
                     rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                 }
                 // Causal: each row attends to its own cache up to and including its position.
-                Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
+                Kernels.Attention(Pool, _q, rows, layer, _attentionScratch, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
                 Kernels.MatMul_Q5_1_896x896(Pool, w.O, _attention, _x, count, accumulate: true, _xQ81, _xQ81Scales, _xQ81Sums);
 

@@ -188,7 +188,7 @@ namespace UserApp
             private readonly float[] _k;            // [rows, KvDim=32]
             private readonly float[] _v;            // [rows, KvDim=32]
             private readonly float[] _attention;    // [rows, QueryDim=64] attention output, heads side by side
-            private readonly float[] _scores;       // [Threads, GroupSize=2, MaxContext=512] attention weights of one KV head's query heads, per thread
+            private readonly float[] _attentionScratch; // [Threads, AttentionScratch=4608] one attention tile per thread (scores, key and value tiles), however long the context
             private readonly float[] _gate;         // [rows, IntermediateSize=172]
             private readonly float[] _up;           // [rows, IntermediateSize=172]
 
@@ -201,7 +201,7 @@ namespace UserApp
                 _k = new float[rows * KvDim];
                 _v = new float[rows * KvDim];
                 _attention = new float[rows * QueryDim];
-                _scores = new float[pool.Threads * GroupSize * MaxContext];
+                _attentionScratch = new float[pool.Threads * Kernels.AttentionScratch];
                 _gate = new float[rows * IntermediateSize];
                 _up = new float[rows * IntermediateSize];
             }
@@ -249,7 +249,7 @@ namespace UserApp
                     rows.Cache(t).Append(layer, pos, k, _v.AsSpan(t * KvDim, KvDim));
                 }
                 // Causal: each row attends to its own cache up to and including its position.
-                Kernels.Attention(Pool, _q, rows, layer, _scores, _attention);
+                Kernels.Attention(Pool, _q, rows, layer, _attentionScratch, _attention);
                 // x += Wo·attention (the residual add is fused into the projection)
                 Kernels.MatMul_64x64(Pool, w.O, _attention, _x, count, accumulate: true);
 

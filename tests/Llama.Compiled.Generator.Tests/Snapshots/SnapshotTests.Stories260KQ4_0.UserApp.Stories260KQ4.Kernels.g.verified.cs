@@ -26,7 +26,7 @@ namespace UserApp
         /// - MatMul_Q4_0_512x64 (classifier (tied embedding)): one token 8 rows per step (Q4_0Group64: the byte dot products of a group's interleaved rows, one lane per row, over 2 blocks); in prefill 16 rows × 4 tokens per tile (Q4_0Pair64x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_64x172 is F32 although Q4_0 was asked for: its 172 columns do not split into 32-weight blocks (llama.cpp's fallback).
         /// - A session evaluates up to 64 tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.
-        /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; one pass over each KV head's keys and values serves its whole group.
+        /// - Attention: 2 query head(s) per KV head, HeadDim 8 = 1 Vector256; tiles of 256 positions with an online softmax, each key and value row read once for the whole group, key rows and output rows in registers.
         /// - Threads: a call is split by rows (by row × KV head for attention) across the pass's worker pool when it has at least
         ///   MachineProfile.ParallelWork multiply-adds (read at run time; 65536 unless the app sets it); smaller calls run on the
         ///   calling thread, where splitting would cost more than it saves.
@@ -161,18 +161,18 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Causal attention of a pass's rows: row t attends to positions [0, rows.Position(t)] of its own sequence's cache,
-            /// layer <paramref name="layer"/>. q, output: [rows.Count, QueryDim]; scores: [pool.Threads, GroupSize, MaxContext]
-            /// scratch, one block per thread.
+            /// Causal attention of a pass's rows: row t attends to positions [0, rows.Position(t)] of its own sequence's cache
+            /// (each cache in its own KvCacheFormat), layer <paramref name="layer"/>. q, output: [rows.Count, QueryDim];
+            /// scratch: [pool.Threads, AttentionScratch], one block per thread, whatever the rows and their positions.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void Attention(WorkerPool pool, float[] q, PassRows rows, int layer, float[] scores, float[] output)
+            public static void Attention(WorkerPool pool, float[] q, PassRows rows, int layer, float[] scratch, float[] output)
             {
-                var job = new AttentionJob(q, rows, layer, scores, output);
+                var job = new AttentionJob(q, rows, layer, scratch, output);
                 Run(pool, ref job, 2L * rows.AttendedPositions * QueryDim, rows.Count * KvHeadCount, grain: 1);
             }
 
-            private struct AttentionJob(float[] q, PassRows rows, int layer, float[] scores, float[] output) : IParallelJob
+            private struct AttentionJob(float[] q, PassRows rows, int layer, float[] scratch, float[] output) : IParallelJob
             {
                 [MethodImpl(MethodImplOptions.AggressiveOptimization)]
                 public void Execute(int start, int end, int worker)
@@ -180,9 +180,8 @@ namespace UserApp
                     for (int item = start; item < end; item++)
                     {
                         int t = item / KvHeadCount, kvHead = item % KvHeadCount;
-                        KvCache cache = rows.Cache(t);
-                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), cache.Keys(layer), cache.Values(layer), rows.Position(t) + 1,
-                            scores.AsSpan(worker * GroupSize * MaxContext, GroupSize * MaxContext), output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
+                        AttentionHeads(q.AsSpan(t * QueryDim, QueryDim), rows.Cache(t), layer, rows.Position(t) + 1,
+                            scratch.AsSpan(worker * AttentionScratch, AttentionScratch), output.AsSpan(t * QueryDim, QueryDim), kvHead, kvHead + 1);
                     }
                 }
             }
@@ -644,60 +643,90 @@ namespace UserApp
                 }
             }
 
+            /// <summary>Cache positions per attention tile: a key tile and a value tile of [AttentionTile, HeadDim=8] floats stay in L1.</summary>
+            private const int AttentionTile = 256;
+            /// <summary>Floats of one thread's attention scratch: scores [GroupSize=2, AttentionTile], key tile and value tile [AttentionTile, HeadDim].</summary>
+            internal const int AttentionScratch = GroupSize * AttentionTile + 2 * AttentionTile * HeadDim;
+
             /// <summary>
             /// Attention of one token over cache positions [0, positions) for the KV heads in [kvHeadStart, kvHeadEnd) of
-            /// KvHeadCount=4: one pass over each KV head's keys and one over its values serve all GroupSize=2
-            /// query heads that share it. q, output: [QueryDim=64]; keys, values: one layer's cache
-            /// [KvHeadCount, MaxContext, HeadDim=8]; scores: [GroupSize, MaxContext] scratch.
+            /// KvHeadCount=4, tile by tile: each key and value row is read once for all GroupSize=2 query heads
+            /// that share it, and an online softmax (a running maximum and sum per query head, the output rescaled when the maximum
+            /// grows) keeps the scratch one tile long. q, output: [QueryDim=64]; cache: the sequence's KV cache, layer
+            /// <paramref name="layer"/> (an F32 cache's tiles are read in place, F16 and Q8_0 tiles widened into the scratch);
+            /// scratch: [AttentionScratch=4608].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private static void AttentionHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int positions, Span<float> scores, Span<float> output, int kvHeadStart, int kvHeadEnd)
+            private static void AttentionHeads(ReadOnlySpan<float> q, KvCache cache, int layer, int positions, Span<float> scratch, Span<float> output, int kvHeadStart, int kvHeadEnd)
             {
-                if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || keys.Length < KvHeadCount * MaxContext * HeadDim
-                    || values.Length < KvHeadCount * MaxContext * HeadDim || positions < 1 || positions > MaxContext || scores.Length < GroupSize * MaxContext)
+                if (kvHeadStart < 0 || kvHeadEnd > KvHeadCount || q.Length < QueryDim || output.Length < QueryDim || cache.KvHeadCount != KvHeadCount
+                    || cache.HeadDim != HeadDim || positions < 1 || positions > cache.MaxContext || scratch.Length < AttentionScratch)
                     throw new ArgumentException("Attention: a buffer is smaller than its shape.");
                 const float Scale = 0.35355338f; // 1 / sqrt(HeadDim)
+                Span<float> scores = scratch.Slice(0, GroupSize * AttentionTile);                                   // [GroupSize, AttentionTile]
+                Span<float> keyTile = scratch.Slice(GroupSize * AttentionTile, AttentionTile * HeadDim);              // [AttentionTile, HeadDim]
+                Span<float> valueTile = scratch.Slice(GroupSize * AttentionTile + AttentionTile * HeadDim, AttentionTile * HeadDim); // [AttentionTile, HeadDim]
+                Span<float> maxima = stackalloc float[GroupSize]; // running max of each query head's scores
+                Span<float> sums = stackalloc float[GroupSize];   // running Σ e^(score − max)
                 ref float q0 = ref MemoryMarshal.GetReference(q);
-                ref float k0 = ref MemoryMarshal.GetReference(keys);
-                ref float v0 = ref MemoryMarshal.GetReference(values);
-                ref float s0 = ref MemoryMarshal.GetReference(scores);
                 ref float o0 = ref MemoryMarshal.GetReference(output);
+                ref float s0 = ref MemoryMarshal.GetReference(scores);
                 for (int kvHead = kvHeadStart; kvHead < kvHeadEnd; kvHead++)
                 {
-                    ref float headKeys = ref Unsafe.Add(ref k0, kvHead * MaxContext * HeadDim);
-                    ref float headValues = ref Unsafe.Add(ref v0, kvHead * MaxContext * HeadDim);
                     ref float groupQ = ref Unsafe.Add(ref q0, kvHead * GroupSize * HeadDim);   // [GroupSize, HeadDim]
                     ref float groupOut = ref Unsafe.Add(ref o0, kvHead * GroupSize * HeadDim); // [GroupSize, HeadDim]
-
-                    // scores[g, p] = q_g·k[p] / sqrt(HeadDim)
-                    for (int p = 0; p < positions; p++)
+                    output.Slice(kvHead * GroupSize * HeadDim, GroupSize * HeadDim).Clear();
+                    maxima.Fill(float.NegativeInfinity);
+                    sums.Clear();
+                    for (int start = 0; start < positions; start += AttentionTile)
                     {
-                        ref float kp = ref Unsafe.Add(ref headKeys, p * HeadDim);
+                        int count = Math.Min(AttentionTile, positions - start);
+                        ref float keys = ref MemoryMarshal.GetReference(cache.KeyTile(layer, kvHead, start, count, keyTile)); // [count, HeadDim]
+
+                        // scores[g, j] = q_g·k[start + j] / sqrt(HeadDim), the key row in registers for all GroupSize query heads
+                        for (int j = 0; j < count; j++)
+                        {
+                            ref float kj = ref Unsafe.Add(ref keys, j * HeadDim);
+                            Vector256<float> k0 = Vector256.LoadUnsafe(ref kj);
+                            for (int g = 0; g < GroupSize; g++)
+                            {
+                                ref float qg = ref Unsafe.Add(ref groupQ, g * HeadDim);
+                                Vector256<float> dot = Vector256.LoadUnsafe(ref qg) * k0;
+                                Unsafe.Add(ref s0, g * AttentionTile + j) = Vector256.Sum(dot) * Scale;
+                            }
+                        }
+
+                        // Online softmax: scores[g, j] becomes e^(score − running max); when the max grows, what the earlier tiles
+                        // added to the sum and to the output row is rescaled by e^(old max − new max) (0 on the first tile).
                         for (int g = 0; g < GroupSize; g++)
                         {
-                            ref float qg = ref Unsafe.Add(ref groupQ, g * HeadDim);
-                            Vector256<float> dot = Vector256<float>.Zero;
-                            for (int i = 0; i < HeadDim; i += 8)
-                                dot = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref qg, (nuint)i), Vector256.LoadUnsafe(ref kp, (nuint)i), dot);
-                            Unsafe.Add(ref s0, g * MaxContext + p) = Vector256.Sum(dot) * Scale;
+                            Span<float> row = scores.Slice(g * AttentionTile, count);
+                            float max = Math.Max(maxima[g], KernelMath.Max(row));
+                            float rescale = KernelMath.Exp(maxima[g] - max);
+                            sums[g] = sums[g] * rescale + KernelMath.SubtractExp(row, max);
+                            maxima[g] = max;
+                            if (rescale != 1f)
+                                KernelMath.Multiply(output.Slice((kvHead * GroupSize + g) * HeadDim, HeadDim), rescale);
                         }
-                    }
-                    for (int g = 0; g < GroupSize; g++)
-                        KernelMath.Softmax(scores.Slice(g * MaxContext, positions));
 
-                    // output_g = Σ_p scores[g, p]·v[p], accumulated in the output rows
-                    output.Slice(kvHead * GroupSize * HeadDim, GroupSize * HeadDim).Clear();
-                    for (int p = 0; p < positions; p++)
-                    {
-                        ref float vp = ref Unsafe.Add(ref headValues, p * HeadDim);
+                        // output_g += Σ_j scores[g, j]·v[start + j]
+                        ref float values = ref MemoryMarshal.GetReference(cache.ValueTile(layer, kvHead, start, count, valueTile)); // [count, HeadDim]
                         for (int g = 0; g < GroupSize; g++)
                         {
                             ref float og = ref Unsafe.Add(ref groupOut, g * HeadDim);
-                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref s0, g * MaxContext + p));
-                            for (int i = 0; i < HeadDim; i += 8)
-                                Vector256.FusedMultiplyAdd(weight, Vector256.LoadUnsafe(ref vp, (nuint)i), Vector256.LoadUnsafe(ref og, (nuint)i)).StoreUnsafe(ref og, (nuint)i);
+                            ref float weights = ref Unsafe.Add(ref s0, g * AttentionTile);
+                            Vector256<float> acc0 = Vector256.LoadUnsafe(ref og);
+                            for (int j = 0; j < count; j++)
+                            {
+                                Vector256<float> weight = Vector256.Create(Unsafe.Add(ref weights, j));
+                                ref float vj = ref Unsafe.Add(ref values, j * HeadDim);
+                                acc0 = Vector256.FusedMultiplyAdd(weight, Vector256.LoadUnsafe(ref vj), acc0);
+                            }
+                            acc0.StoreUnsafe(ref og);
                         }
                     }
+                    for (int g = 0; g < GroupSize; g++)
+                        KernelMath.Multiply(output.Slice((kvHead * GroupSize + g) * HeadDim, HeadDim), 1f / sums[g]);
                 }
             }
 
