@@ -164,7 +164,7 @@ internal static class F32MatMulEmitter
         {
             w.Line($$"""
                 const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[{{PanelRows}} * PanelTokens]; // [{{PanelRows}} rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [{{PanelRows}} rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 """);

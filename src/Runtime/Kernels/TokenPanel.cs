@@ -61,11 +61,35 @@ public static class TokenPanel
     /// <summary>
     /// y[t·<paramref name="yStride"/> + i] = tile[i·Tokens + t] (+= when <paramref name="accumulate"/>) for i &lt;
     /// <paramref name="rows"/>, t &lt; <paramref name="count"/>: a kernel's [rows, Tokens] sums into y's [tokens, rows] layout.
+    /// The tile holds 8 rows of Tokens floats whatever <paramref name="rows"/> is (1 to 8): 8 × 8 blocks of it are transposed
+    /// whole, and the rows past <paramref name="rows"/> are read but not used.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Unpack(ref float tile, int rows, ref float y, int yStride, int count, bool accumulate)
     {
-        for (int t = 0; t < count; t++)
+        if (rows < 1 || rows > 8 || count < 0 || count > Tokens)
+            throw new ArgumentException($"Cannot unpack {rows} row(s) × {count} token(s).");
+        int t = 0;
+        if (Avx.IsSupported && rows >= 4)
+        {
+            // 8 tokens at a time: an 8 × 8 transpose gives each token its rows side by side, the first four stored as one vector.
+            Span<float> block = stackalloc float[64];
+            ref float block0 = ref MemoryMarshal.GetReference(block);
+            for (; t + 8 <= count; t += 8)
+            {
+                Transpose8x8(ref Unsafe.Add(ref tile, t), Tokens, ref block0, 8);
+                for (int j = 0; j < 8; j++)
+                {
+                    ref float yt = ref Unsafe.Add(ref y, (nint)(t + j) * yStride);
+                    ref float sums = ref Unsafe.Add(ref block0, j * 8);
+                    Vector128<float> first = Vector128.LoadUnsafe(ref sums);
+                    (accumulate ? first + Vector128.LoadUnsafe(ref yt) : first).StoreUnsafe(ref yt);
+                    for (int i = 4; i < rows; i++)
+                        Unsafe.Add(ref yt, i) = accumulate ? Unsafe.Add(ref yt, i) + Unsafe.Add(ref sums, i) : Unsafe.Add(ref sums, i);
+                }
+            }
+        }
+        for (; t < count; t++)
         {
             ref float yt = ref Unsafe.Add(ref y, (nint)t * yStride);
             for (int i = 0; i < rows; i++)

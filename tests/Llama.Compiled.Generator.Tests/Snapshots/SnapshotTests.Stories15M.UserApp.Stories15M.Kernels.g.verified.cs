@@ -322,7 +322,7 @@ namespace UserApp
             private static void MatMul_288x288Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 288, Cols = 288, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -389,7 +389,7 @@ namespace UserApp
             private static void MatMul_288x288Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 288, Cols = 288, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -590,7 +590,7 @@ namespace UserApp
             private static void MatMul_768x288Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 768, Cols = 288, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -657,7 +657,7 @@ namespace UserApp
             private static void MatMul_768x288Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 768, Cols = 288, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -876,7 +876,7 @@ namespace UserApp
             private static void MatMul_288x768Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 288, Cols = 768, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -943,7 +943,7 @@ namespace UserApp
             private static void MatMul_288x768Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 288, Cols = 768, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1144,7 +1144,7 @@ namespace UserApp
             private static void MatMul_32000x288Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32000, Cols = 288, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1211,7 +1211,7 @@ namespace UserApp
             private static void MatMul_32000x288Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32000, Cols = 288, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)

@@ -296,7 +296,7 @@ namespace UserApp
             private static void MatMul_64x64Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 64, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -363,7 +363,7 @@ namespace UserApp
             private static void MatMul_64x64Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 64, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -544,7 +544,7 @@ namespace UserApp
             private static void MatMul_32x64Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -611,7 +611,7 @@ namespace UserApp
             private static void MatMul_32x64Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -792,7 +792,7 @@ namespace UserApp
             private static void MatMul_172x64Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 172, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -859,7 +859,7 @@ namespace UserApp
             private static void MatMul_172x64Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 172, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1122,7 +1122,7 @@ namespace UserApp
             private static void MatMul_512x64Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 512, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1189,7 +1189,7 @@ namespace UserApp
             private static void MatMul_512x64Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 512, Cols = 64, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)

@@ -304,7 +304,7 @@ namespace UserApp
             private static void MatMul_2048x2048Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 2048, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -371,7 +371,7 @@ namespace UserApp
             private static void MatMul_2048x2048Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 2048, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -560,7 +560,7 @@ namespace UserApp
             private static void MatMul_256x2048Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 256, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -627,7 +627,7 @@ namespace UserApp
             private static void MatMul_256x2048Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 256, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -816,7 +816,7 @@ namespace UserApp
             private static void MatMul_5632x2048Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 5632, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -883,7 +883,7 @@ namespace UserApp
             private static void MatMul_5632x2048Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 5632, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1072,7 +1072,7 @@ namespace UserApp
             private static void MatMul_2048x5632Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 2048, Cols = 5632, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1139,7 +1139,7 @@ namespace UserApp
             private static void MatMul_2048x5632Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 2048, Cols = 5632, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1328,7 +1328,7 @@ namespace UserApp
             private static void MatMul_32000x2048Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32000, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)
@@ -1395,7 +1395,7 @@ namespace UserApp
             private static void MatMul_32000x2048Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
             {
                 const int Rows = 32000, Cols = 2048, PanelTokens = TokenPanel.Tokens;
-                Span<float> tile = stackalloc float[6 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, then unpacked into y
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
                 ref float tile0 = ref MemoryMarshal.GetReference(tile);
                 int r = rowStart;
                 for (; r + 6 <= rowEnd; r += 6)

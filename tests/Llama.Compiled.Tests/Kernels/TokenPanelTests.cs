@@ -36,12 +36,15 @@ public sealed class TokenPanelTests
 
     [Theory]
     [InlineData(6, 64, false)]
+    [InlineData(6, 45, true)]   // 8-token blocks, then single tokens
     [InlineData(1, 37, true)]
+    [InlineData(8, 16, false)]
+    [InlineData(4, 9, true)]
     [InlineData(6, 5, true)]
     public void UnpackWritesOrAddsTheSumsInTokenMajorOrder(int rows, int count, bool accumulate)
     {
         const int YStride = 10;
-        float[] tile = new float[rows * TokenPanel.Tokens];
+        float[] tile = new float[8 * TokenPanel.Tokens];
         for (int i = 0; i < tile.Length; i++)
             tile[i] = i;
         float[] y = new float[(count + 1) * YStride + 2];
@@ -67,5 +70,6 @@ public sealed class TokenPanelTests
         Assert.Throws<ArgumentException>(() => TokenPanel.Pack(x, 10, 0, 1));            // cols not a multiple of 8
         Assert.Throws<ArgumentException>(() => TokenPanel.Pack(x, 8, 0, 65));            // more than a panel
         Assert.Throws<ArgumentException>(() => TokenPanel.Pack(x, 8, 79, 2));            // past the end of x
+        Assert.Throws<ArgumentException>(() => TokenPanel.Unpack(ref x[0], 9, ref x[0], 8, 1, false)); // more rows than a tile
     }
 }
