@@ -4,9 +4,10 @@ using Llama.Compiled.Generator.Model;
 namespace Llama.Compiled.Generator;
 
 /// <summary>
-/// The F32 and F16 matrix kernels: per distinct shape, a rows method whose prefill tiles a row block by tokens
-/// (one row × the token tile, or two F32 rows × four tokens) and whose one-token loop is a dot product per row,
-/// four rows per pass when the model stays in cache, or 512-bit loads when the CPU has them.
+/// The F32 and F16 matrix kernels: per distinct shape, a rows method whose prefill multiplies F32 rows by panels of 64
+/// transposed tokens (panel kernels of 6 rows × 64 tokens with Vector512, 6 × 16 with Vector256) and tiles a row block
+/// by tokens for what is left (one row × the token tile, or two F32 rows × four tokens), and whose one-token loop is a
+/// dot product per row, four rows per pass when the model stays in cache, or 512-bit loads when the CPU has them.
 /// </summary>
 internal static class F32MatMulEmitter
 {
@@ -212,7 +213,7 @@ internal static class F32MatMulEmitter
                 w.Line(string.Join(" ", Enumerable.Range(0, vectors).Select(j => $"{n}{j} = {vector}.FusedMultiplyAdd(weight, x{j}, {n}{j});")));
             }
         }
-        // The sums of row i, token j go to tile[i * PanelTokens + j].
+        // Row i's j-th vector of tokens goes to tile[i * PanelTokens + j * lanes] (+ the slice's first token).
         string Offset(int i, int j)
         {
             string[] terms = new[] { slice, i == 0 ? null : $"{i} * PanelTokens", j == 0 ? null : $"{j * lanes}" }.Where(term => term is not null).ToArray()!;
