@@ -4,9 +4,10 @@ using Llama.Compiled.Generator.Model;
 namespace Llama.Compiled.Generator;
 
 /// <summary>
-/// The F32 and F16 matrix kernels: per distinct shape, a rows method whose prefill tiles a row block by tokens
-/// (one row × the token tile, or two F32 rows × four tokens) and whose one-token loop is a dot product per row,
-/// four rows per pass when the model stays in cache, or 512-bit loads when the CPU has them.
+/// The F32 and F16 matrix kernels: per distinct shape, a rows method whose prefill multiplies F32 rows by panels of 64
+/// transposed tokens (panel kernels of 6 rows × 64 tokens with Vector512, 6 × 16 with Vector256) and tiles a row block
+/// by tokens for what is left (one row × the token tile, or two F32 rows × four tokens), and whose one-token loop is a
+/// dot product per row, four rows per pass when the model stays in cache, or 512-bit loads when the CPU has them.
 /// </summary>
 internal static class F32MatMulEmitter
 {
@@ -41,11 +42,16 @@ internal static class F32MatMulEmitter
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about {{k.RowBlock * k.Cols * (half ? 2 : 4) / 1024}} KB of weights, which stay in cache) and, per block,
+                """);
+            if (k.PrefillPanel)
+                WritePanels(w, k);
+            string first = k.PrefillPanel ? "panelEnd" : "0";
+            w.Line($$"""
+                // {{(k.PrefillPanel ? "Tokens after the panels" : "Prefill")}}: rows in blocks of RowBlock (about {{k.RowBlock * k.Cols * (half ? 2 : 4) / 1024}} KB of weights, which stay in cache) and, per block,
                 // {{tile}} tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
                 """);
             using (w.Block("for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)"))
-            using (w.Block($"for (int t = 0; t + {tile} <= tokens; t += {tile})"))
+            using (w.Block($"for (int t = {first}; t + {tile} <= tokens; t += {tile})"))
             {
                 w.Line("ref float xa = ref Unsafe.Add(ref x0, t * Cols);");
                 for (int i = 1; i < tile; i++)
@@ -75,7 +81,7 @@ internal static class F32MatMulEmitter
                     ? $"// The remaining tokens (all of decode) one at a time, {k.Accumulators} independent sums per row to hide FMA latency."
                     : "// The remaining tokens (all of decode) one at a time.");
             }
-            using (w.Block($"for (int t = tokens - tokens % {tile}; t < tokens; t++)"))
+            using (w.Block(k.PrefillPanel ? $"for (int t = tokens - (tokens - panelEnd) % {tile}; t < tokens; t++)" : $"for (int t = tokens - tokens % {tile}; t < tokens; t++)"))
             {
                 w.Line("ref float xt = ref Unsafe.Add(ref x0, t * Cols);");
                 w.Line("ref float yt = ref Unsafe.Add(ref y0, t * Rows);");
@@ -104,6 +110,117 @@ internal static class F32MatMulEmitter
                 }
             }
         }
+        if (k.PrefillPanel)
+        {
+            w.Line();
+            WritePanelKernel(w, k, wide: true);
+            w.Line();
+            WritePanelKernel(w, k, wide: false);
+        }
+    }
+
+    /// <summary>Rows in groups of <see cref="PanelRows"/> in both panel kernels.</summary>
+    private const int PanelRows = 6;
+
+    /// <summary>In the Rows method: the tokens in panels, each packed once and passed to the panel kernel of the running CPU.</summary>
+    private static void WritePanels(SourceWriter w, MatMulKernel k)
+    {
+        w.Line($$"""
+            // Prefill, tokens in panels of TokenPanel.Tokens = 64 (the last one padded when at least {{ForwardPlanner.PanelMinTokens}} tokens remain): x transposed
+            // into the thread's panel, column k of every token side by side, so that each weight is loaded once per panel.
+            int panelEnd = tokens % TokenPanel.Tokens >= {{ForwardPlanner.PanelMinTokens}} ? tokens : tokens - tokens % TokenPanel.Tokens;
+            for (int t = 0; t < panelEnd; t += TokenPanel.Tokens)
+            {
+                int count = Math.Min(TokenPanel.Tokens, panelEnd - t);
+                ref float panel = ref TokenPanel.Pack(x, Cols, t, count);
+                if (Vector512.IsHardwareAccelerated)
+                    {{k.Name}}Panel512(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                else
+                    {{k.Name}}Panel256(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+            }
+
+            """);
+    }
+
+    /// <summary>
+    /// A panel kernel: rows in groups of six (then one at a time), each group's sums for the panel's tokens in registers
+    /// across all of Cols, a broadcast weight times a vector of tokens per FMA. 512-bit: 6 rows × 64 tokens = 24 Vector512
+    /// sums, 4 panel loads and 6 broadcasts per 24 FMAs. 256-bit: 6 rows × 16 tokens = 12 Vector256 sums (of 16 registers),
+    /// per 16-token slice of the panel.
+    /// </summary>
+    private static void WritePanelKernel(SourceWriter w, MatMulKernel k, bool wide)
+    {
+        string vector = wide ? "Vector512" : "Vector256";
+        int lanes = wide ? 16 : 8;
+        int vectors = wide ? 4 : 2; // per row: 64 tokens, or one 16-token slice
+        string[] rowNames = Enumerable.Range(0, PanelRows).Select(i => ((char)('a' + i)).ToString()).ToArray();
+        w.Line($$"""
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, {{(wide ? "512-bit: 6 rows × 64 tokens per pass in 24 Vector512 sums (4 panel loads and 6 broadcast weights per 24 FMAs; the padding lanes compute zeros that are not stored)" : "256-bit: 6 rows × 16 tokens per pass in 12 Vector256 sums, per 16-token slice of the panel")}}.
+            /// W: F32 [{{k.Rows}}, {{k.Cols}}] row-major; panel: [{{k.Cols}}, TokenPanel.Tokens] (x transposed); y: [count, {{k.Rows}}].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            """);
+        using (w.Block($"private static void {k.Name}Panel{(wide ? 512 : 256)}(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)"))
+        {
+            w.Line($$"""
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [{{PanelRows}} rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                """);
+            foreach (int group in new[] { PanelRows, 1 })
+            {
+                if (group == 1)
+                    w.Line($"// The last rows (rowEnd − rowStart not a multiple of {PanelRows}) one at a time.");
+                using (w.Block(group == 1 ? "for (; r < rowEnd; r++)" : $"for (; r + {PanelRows} <= rowEnd; r += {PanelRows})"))
+                {
+                    string[] names = rowNames.Take(group).ToArray();
+                    w.Line("ref float ra = ref Unsafe.Add(ref w0, r * Cols);");
+                    for (int i = 1; i < group; i++)
+                        w.Line($"ref float r{names[i]} = ref Unsafe.Add(ref ra, {i} * Cols);");
+                    if (wide)
+                    {
+                        WritePanelPass(w, vector, lanes, vectors, names, "panel");
+                    }
+                    else
+                    {
+                        using (w.Block("for (int slice = 0; slice < count; slice += 16)"))
+                        {
+                            w.Line("ref float columns = ref Unsafe.Add(ref panel, slice);");
+                            WritePanelPass(w, vector, lanes, vectors, names, "columns", "slice");
+                        }
+                    }
+                    w.Line($"TokenPanel.Unpack(ref tile0, {group}, ref Unsafe.Add(ref y, r), Rows, count, accumulate);");
+                }
+            }
+        }
+    }
+
+    /// <summary>Sums of the rows <paramref name="rowNames"/> × <paramref name="vectors"/> vectors of tokens over all columns, stored into the tile.</summary>
+    private static void WritePanelPass(SourceWriter w, string vector, int lanes, int vectors, string[] rowNames, string columns, string? slice = null)
+    {
+        foreach (string n in rowNames)
+            w.Line($"{vector}<float> {string.Join(", ", Enumerable.Range(0, vectors).Select(j => $"{n}{j} = {vector}<float>.Zero"))};");
+        using (w.Block("for (nuint k = 0; k < Cols; k++)"))
+        {
+            w.Line($"ref float column = ref Unsafe.Add(ref {columns}, k * PanelTokens);");
+            w.Line($"{vector}<float> {string.Join(", ", Enumerable.Range(0, vectors).Select(j => $"x{j} = {vector}.LoadUnsafe(ref column{(j == 0 ? "" : $", {j * lanes}")})"))};");
+            for (int i = 0; i < rowNames.Length; i++)
+            {
+                string n = rowNames[i];
+                w.Line($"{(i == 0 ? $"{vector}<float> " : "")}weight = {vector}.Create(Unsafe.Add(ref r{n}, k));");
+                w.Line(string.Join(" ", Enumerable.Range(0, vectors).Select(j => $"{n}{j} = {vector}.FusedMultiplyAdd(weight, x{j}, {n}{j});")));
+            }
+        }
+        // Row i's j-th vector of tokens goes to tile[i * PanelTokens + j * lanes] (+ the slice's first token).
+        string Offset(int i, int j)
+        {
+            string[] terms = new[] { slice, i == 0 ? null : $"{i} * PanelTokens", j == 0 ? null : $"{j * lanes}" }.Where(term => term is not null).ToArray()!;
+            return terms.Length == 0 ? "0" : slice is null ? string.Join(" + ", terms) : terms.Length == 1 ? $"(nuint){slice}" : $"(nuint)({string.Join(" + ", terms)})";
+        }
+        for (int i = 0; i < rowNames.Length; i++)
+            w.Line(string.Join(" ", Enumerable.Range(0, vectors).Select(j => $"{rowNames[i]}{j}.StoreUnsafe(ref tile0, {Offset(i, j)});")));
     }
 
     /// <summary>The prefill tile for any row: one row × the tile's tokens, one sum per token.</summary>

@@ -23,7 +23,9 @@ internal static class KernelEmitter
         w.Line("/// Kernels specialized to this model's shapes. Planner decisions:");
         foreach (MatMulKernel k in plan.MatMuls)
             w.Line($"/// - {k.Name} ({k.Uses}): one token {DecodeSummary(k, cacheChoice)}; "
-                + (k.IsBlockQuantized ? BlockMatMulEmitter.PrefillSummary(k, plan.TokenTile) : $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows")
+                + (k.IsBlockQuantized ? BlockMatMulEmitter.PrefillSummary(k, plan.TokenTile)
+                    : k.PrefillPanel ? $"in prefill panels of 64 transposed tokens, 6 rows × 64 tokens per pass (6 × 16 without Vector512), and after them {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows"
+                    : $"in prefill {k.PrefillRows} row(s) × {plan.TokenTile} tokens per pass over blocks of {k.RowBlock} rows")
                 + (k.PrefillSplit ? "." : $", on one thread ({k.Rows} rows are not whole cache lines: a split would share lines)."));
         if (plan.Spec.StoredFormats is null)
         {

@@ -12,9 +12,10 @@ namespace Llama.Compiled.Oracle.Tests;
 
 /// <summary>
 /// The generated kernels choose their instructions when the JIT compiles them (AVX-VNNI, else AVX2, else portable
-/// Vector256 code; 512-bit loads where the CPU has them). On one machine only the best path runs, so the quantized
-/// oracle tests are run again here in child processes with the runtime told to hide instruction sets
-/// (<c>DOTNET_EnableAVXVNNI=0</c>, <c>DOTNET_EnableAVX2=0</c>): the same tests, the same llama.cpp, other kernel code.
+/// Vector256 code; 512-bit loads and F32 prefill panels where the CPU has them). On one machine only the best path runs,
+/// so the quantized oracle tests (and, without AVX-512, the F32 ones) are run again here in child processes with the
+/// runtime told to hide instruction sets (<c>DOTNET_EnableAVXVNNI=0</c>, <c>DOTNET_EnableAVX2=0</c>, <c>DOTNET_EnableAVX512=0</c>):
+/// the same tests, the same llama.cpp, other kernel code.
 /// </summary>
 public sealed class InstructionSetTests(ITestOutputHelper output)
 {
@@ -27,6 +28,8 @@ public sealed class InstructionSetTests(ITestOutputHelper output)
     // The portable path (software Vector256 here, so slow): stories260K's Q8_0 (single blocks) and a shape with
     // whole groups of 16 blocks and a partial one.
     [InlineData("DOTNET_EnableAVX2", "no-avx2", "FullyQualifiedName~Stories260KOracleTests.Q8_0|DisplayName~gqa3-hd32-h288-ffn928-untied&FullyQualifiedName~MatchesLlamaCpp|FullyQualifiedName~KQuantOracleTests")]
+    // The F32 prefill's 256-bit panel kernels (6 rows × 16 tokens): every shape's batched prefill against llama.cpp.
+    [InlineData("DOTNET_EnableAVX512", "no-avx512", "FullyQualifiedName~F32GreedyTokensAndLogitsMatchLlamaCpp")]
     public async System.Threading.Tasks.Task QuantizedKernelsMatchLlamaCppWithoutTheInstructionSet(string variable, string expected, string filter)
     {
         if (Environment.GetEnvironmentVariable(ExpectedVariable) is not null)
@@ -90,6 +93,9 @@ public sealed class InstructionSetTests(ITestOutputHelper output)
             case "no-avx2":
                 Assert.False(Avx2.IsSupported);
                 Assert.False(AvxVnni.IsSupported);
+                break;
+            case "no-avx512":
+                Assert.False(Vector512.IsHardwareAccelerated);
                 break;
         }
 

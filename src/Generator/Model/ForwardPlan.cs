@@ -19,12 +19,17 @@ namespace Llama.Compiled.Generator.Model;
 /// The streaming one-token loop has a 512-bit variant, taken when the CPU has 512-bit vectors and the weights start a
 /// cache line; with DecodeRows 4 both exist and the cache decides between them.
 /// </param>
+/// <param name="PrefillPanel">
+/// Prefill packs x transposed into panels of 64 tokens (the runtime's TokenPanel) and computes 6 rows × 64 tokens per
+/// pass in the GEMM's outer-product form (F32 rows of whole Vector256); the token tiles then take only the tokens after
+/// the last panel.
+/// </param>
 /// <param name="PrefillRows">Rows per prefill tile (2 × TokenTile sums), or 1 where the shape does not allow pairs.</param>
 /// <param name="DecodePrefetch">Bytes ahead of the current row at which the one-token loop prefetches the weights (0: none).</param>
 /// <param name="PrefillSplit">Rows are a whole number of cache lines (16 floats), so a batch of tokens can be split by rows without false sharing.</param>
 /// <param name="RowBlock">Rows whose weights stay in cache while every token tile of a prefill chunk passes over them.</param>
 /// <param name="Uses">The weights that use this kernel, for its doc comment.</param>
-internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, int Accumulators, int DecodeRows, bool DecodeWide, int PrefillRows, int DecodePrefetch, bool PrefillSplit, int RowBlock, string Uses)
+internal sealed record MatMulKernel(int Rows, int Cols, ComputeFormat Format, int Accumulators, int DecodeRows, bool DecodeWide, bool PrefillPanel, int PrefillRows, int DecodePrefetch, bool PrefillSplit, int RowBlock, string Uses)
 {
     public string Name => Format == ComputeFormat.F32 ? $"MatMul_{Rows}x{Cols}" : $"MatMul_{Format}_{Rows}x{Cols}";
 

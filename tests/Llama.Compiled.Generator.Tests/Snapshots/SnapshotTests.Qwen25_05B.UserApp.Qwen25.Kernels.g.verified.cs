@@ -19,11 +19,11 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_896x896 (q_proj, o_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
-        /// - MatMul_128x896 (k_proj, v_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
-        /// - MatMul_4864x896 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
-        /// - MatMul_896x4864 (down_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 6 rows.
-        /// - MatMul_151936x896 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_896x896 (q_proj, o_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill panels of 64 transposed tokens, 6 rows × 64 tokens per pass (6 × 16 without Vector512), and after them 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_128x896 (k_proj, v_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill panels of 64 transposed tokens, 6 rows × 64 tokens per pass (6 × 16 without Vector512), and after them 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_4864x896 (gate_proj, up_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill panels of 64 transposed tokens, 6 rows × 64 tokens per pass (6 × 16 without Vector512), and after them 2 row(s) × 4 tokens per pass over blocks of 36 rows.
+        /// - MatMul_896x4864 (down_proj): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill panels of 64 transposed tokens, 6 rows × 64 tokens per pass (6 × 16 without Vector512), and after them 2 row(s) × 4 tokens per pass over blocks of 6 rows.
+        /// - MatMul_151936x896 (classifier (tied embedding)): one token 4 Vector256 sum(s) per row (4 Vector512 sums when the CPU has them and W starts a cache line); in prefill panels of 64 transposed tokens, 6 rows × 64 tokens per pass (6 × 16 without Vector512), and after them 2 row(s) × 4 tokens per pass over blocks of 36 rows.
         /// - A session evaluates up to 64 tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.
         /// - Attention: 7 query head(s) per KV head, HeadDim 64 = 8 Vector256; tiles of 64 positions with an online softmax, each key and value row read once for the whole group, key rows and output rows in registers.
         /// - Threads: a call is split by rows (by row × KV head for attention) across the pass's worker pool when it has at least
@@ -196,11 +196,24 @@ namespace UserApp
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
+                // Prefill, tokens in panels of TokenPanel.Tokens = 64 (the last one padded when at least 32 tokens remain): x transposed
+                // into the thread's panel, column k of every token side by side, so that each weight is loaded once per panel.
+                int panelEnd = tokens % TokenPanel.Tokens >= 32 ? tokens : tokens - tokens % TokenPanel.Tokens;
+                for (int t = 0; t < panelEnd; t += TokenPanel.Tokens)
+                {
+                    int count = Math.Min(TokenPanel.Tokens, panelEnd - t);
+                    ref float panel = ref TokenPanel.Pack(x, Cols, t, count);
+                    if (Vector512.IsHardwareAccelerated)
+                        MatMul_896x896Panel512(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                    else
+                        MatMul_896x896Panel256(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                }
+
+                // Tokens after the panels: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
                 // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    for (int t = panelEnd; t + 4 <= tokens; t += 4)
                     {
                         ref float xa = ref Unsafe.Add(ref x0, t * Cols);
                         ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
@@ -243,7 +256,7 @@ namespace UserApp
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                for (int t = tokens - (tokens - panelEnd) % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -279,6 +292,148 @@ namespace UserApp
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 512-bit: 6 rows × 64 tokens per pass in 24 Vector512 sums (4 panel loads and 6 broadcast weights per 24 FMAs; the padding lanes compute zeros that are not stored).
+            /// W: F32 [896, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 896].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_896x896Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 896, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero, b2 = Vector512<float>.Zero, b3 = Vector512<float>.Zero;
+                    Vector512<float> c0 = Vector512<float>.Zero, c1 = Vector512<float>.Zero, c2 = Vector512<float>.Zero, c3 = Vector512<float>.Zero;
+                    Vector512<float> d0 = Vector512<float>.Zero, d1 = Vector512<float>.Zero, d2 = Vector512<float>.Zero, d3 = Vector512<float>.Zero;
+                    Vector512<float> e0 = Vector512<float>.Zero, e1 = Vector512<float>.Zero, e2 = Vector512<float>.Zero, e3 = Vector512<float>.Zero;
+                    Vector512<float> f0 = Vector512<float>.Zero, f1 = Vector512<float>.Zero, f2 = Vector512<float>.Zero, f3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                        weight = Vector512.Create(Unsafe.Add(ref rb, k));
+                        b0 = Vector512.FusedMultiplyAdd(weight, x0, b0); b1 = Vector512.FusedMultiplyAdd(weight, x1, b1); b2 = Vector512.FusedMultiplyAdd(weight, x2, b2); b3 = Vector512.FusedMultiplyAdd(weight, x3, b3);
+                        weight = Vector512.Create(Unsafe.Add(ref rc, k));
+                        c0 = Vector512.FusedMultiplyAdd(weight, x0, c0); c1 = Vector512.FusedMultiplyAdd(weight, x1, c1); c2 = Vector512.FusedMultiplyAdd(weight, x2, c2); c3 = Vector512.FusedMultiplyAdd(weight, x3, c3);
+                        weight = Vector512.Create(Unsafe.Add(ref rd, k));
+                        d0 = Vector512.FusedMultiplyAdd(weight, x0, d0); d1 = Vector512.FusedMultiplyAdd(weight, x1, d1); d2 = Vector512.FusedMultiplyAdd(weight, x2, d2); d3 = Vector512.FusedMultiplyAdd(weight, x3, d3);
+                        weight = Vector512.Create(Unsafe.Add(ref re, k));
+                        e0 = Vector512.FusedMultiplyAdd(weight, x0, e0); e1 = Vector512.FusedMultiplyAdd(weight, x1, e1); e2 = Vector512.FusedMultiplyAdd(weight, x2, e2); e3 = Vector512.FusedMultiplyAdd(weight, x3, e3);
+                        weight = Vector512.Create(Unsafe.Add(ref rf, k));
+                        f0 = Vector512.FusedMultiplyAdd(weight, x0, f0); f1 = Vector512.FusedMultiplyAdd(weight, x1, f1); f2 = Vector512.FusedMultiplyAdd(weight, x2, f2); f3 = Vector512.FusedMultiplyAdd(weight, x3, f3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    b0.StoreUnsafe(ref tile0, 1 * PanelTokens); b1.StoreUnsafe(ref tile0, 1 * PanelTokens + 16); b2.StoreUnsafe(ref tile0, 1 * PanelTokens + 32); b3.StoreUnsafe(ref tile0, 1 * PanelTokens + 48);
+                    c0.StoreUnsafe(ref tile0, 2 * PanelTokens); c1.StoreUnsafe(ref tile0, 2 * PanelTokens + 16); c2.StoreUnsafe(ref tile0, 2 * PanelTokens + 32); c3.StoreUnsafe(ref tile0, 2 * PanelTokens + 48);
+                    d0.StoreUnsafe(ref tile0, 3 * PanelTokens); d1.StoreUnsafe(ref tile0, 3 * PanelTokens + 16); d2.StoreUnsafe(ref tile0, 3 * PanelTokens + 32); d3.StoreUnsafe(ref tile0, 3 * PanelTokens + 48);
+                    e0.StoreUnsafe(ref tile0, 4 * PanelTokens); e1.StoreUnsafe(ref tile0, 4 * PanelTokens + 16); e2.StoreUnsafe(ref tile0, 4 * PanelTokens + 32); e3.StoreUnsafe(ref tile0, 4 * PanelTokens + 48);
+                    f0.StoreUnsafe(ref tile0, 5 * PanelTokens); f1.StoreUnsafe(ref tile0, 5 * PanelTokens + 16); f2.StoreUnsafe(ref tile0, 5 * PanelTokens + 32); f3.StoreUnsafe(ref tile0, 5 * PanelTokens + 48);
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 256-bit: 6 rows × 16 tokens per pass in 12 Vector256 sums, per 16-token slice of the panel.
+            /// W: F32 [896, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 896].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_896x896Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 896, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        Vector256<float> b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero;
+                        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
+                        Vector256<float> d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        Vector256<float> e0 = Vector256<float>.Zero, e1 = Vector256<float>.Zero;
+                        Vector256<float> f0 = Vector256<float>.Zero, f1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                            weight = Vector256.Create(Unsafe.Add(ref rb, k));
+                            b0 = Vector256.FusedMultiplyAdd(weight, x0, b0); b1 = Vector256.FusedMultiplyAdd(weight, x1, b1);
+                            weight = Vector256.Create(Unsafe.Add(ref rc, k));
+                            c0 = Vector256.FusedMultiplyAdd(weight, x0, c0); c1 = Vector256.FusedMultiplyAdd(weight, x1, c1);
+                            weight = Vector256.Create(Unsafe.Add(ref rd, k));
+                            d0 = Vector256.FusedMultiplyAdd(weight, x0, d0); d1 = Vector256.FusedMultiplyAdd(weight, x1, d1);
+                            weight = Vector256.Create(Unsafe.Add(ref re, k));
+                            e0 = Vector256.FusedMultiplyAdd(weight, x0, e0); e1 = Vector256.FusedMultiplyAdd(weight, x1, e1);
+                            weight = Vector256.Create(Unsafe.Add(ref rf, k));
+                            f0 = Vector256.FusedMultiplyAdd(weight, x0, f0); f1 = Vector256.FusedMultiplyAdd(weight, x1, f1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                        b0.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens)); b1.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens + 8));
+                        c0.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens)); c1.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens + 8));
+                        d0.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens)); d1.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens + 8));
+                        e0.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens)); e1.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens + 8));
+                        f0.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens)); f1.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
                 }
             }
 
@@ -297,11 +452,24 @@ namespace UserApp
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
+                // Prefill, tokens in panels of TokenPanel.Tokens = 64 (the last one padded when at least 32 tokens remain): x transposed
+                // into the thread's panel, column k of every token side by side, so that each weight is loaded once per panel.
+                int panelEnd = tokens % TokenPanel.Tokens >= 32 ? tokens : tokens - tokens % TokenPanel.Tokens;
+                for (int t = 0; t < panelEnd; t += TokenPanel.Tokens)
+                {
+                    int count = Math.Min(TokenPanel.Tokens, panelEnd - t);
+                    ref float panel = ref TokenPanel.Pack(x, Cols, t, count);
+                    if (Vector512.IsHardwareAccelerated)
+                        MatMul_128x896Panel512(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                    else
+                        MatMul_128x896Panel256(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                }
+
+                // Tokens after the panels: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
                 // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    for (int t = panelEnd; t + 4 <= tokens; t += 4)
                     {
                         ref float xa = ref Unsafe.Add(ref x0, t * Cols);
                         ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
@@ -344,7 +512,7 @@ namespace UserApp
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                for (int t = tokens - (tokens - panelEnd) % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -380,6 +548,148 @@ namespace UserApp
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 512-bit: 6 rows × 64 tokens per pass in 24 Vector512 sums (4 panel loads and 6 broadcast weights per 24 FMAs; the padding lanes compute zeros that are not stored).
+            /// W: F32 [128, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 128].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_128x896Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 128, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero, b2 = Vector512<float>.Zero, b3 = Vector512<float>.Zero;
+                    Vector512<float> c0 = Vector512<float>.Zero, c1 = Vector512<float>.Zero, c2 = Vector512<float>.Zero, c3 = Vector512<float>.Zero;
+                    Vector512<float> d0 = Vector512<float>.Zero, d1 = Vector512<float>.Zero, d2 = Vector512<float>.Zero, d3 = Vector512<float>.Zero;
+                    Vector512<float> e0 = Vector512<float>.Zero, e1 = Vector512<float>.Zero, e2 = Vector512<float>.Zero, e3 = Vector512<float>.Zero;
+                    Vector512<float> f0 = Vector512<float>.Zero, f1 = Vector512<float>.Zero, f2 = Vector512<float>.Zero, f3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                        weight = Vector512.Create(Unsafe.Add(ref rb, k));
+                        b0 = Vector512.FusedMultiplyAdd(weight, x0, b0); b1 = Vector512.FusedMultiplyAdd(weight, x1, b1); b2 = Vector512.FusedMultiplyAdd(weight, x2, b2); b3 = Vector512.FusedMultiplyAdd(weight, x3, b3);
+                        weight = Vector512.Create(Unsafe.Add(ref rc, k));
+                        c0 = Vector512.FusedMultiplyAdd(weight, x0, c0); c1 = Vector512.FusedMultiplyAdd(weight, x1, c1); c2 = Vector512.FusedMultiplyAdd(weight, x2, c2); c3 = Vector512.FusedMultiplyAdd(weight, x3, c3);
+                        weight = Vector512.Create(Unsafe.Add(ref rd, k));
+                        d0 = Vector512.FusedMultiplyAdd(weight, x0, d0); d1 = Vector512.FusedMultiplyAdd(weight, x1, d1); d2 = Vector512.FusedMultiplyAdd(weight, x2, d2); d3 = Vector512.FusedMultiplyAdd(weight, x3, d3);
+                        weight = Vector512.Create(Unsafe.Add(ref re, k));
+                        e0 = Vector512.FusedMultiplyAdd(weight, x0, e0); e1 = Vector512.FusedMultiplyAdd(weight, x1, e1); e2 = Vector512.FusedMultiplyAdd(weight, x2, e2); e3 = Vector512.FusedMultiplyAdd(weight, x3, e3);
+                        weight = Vector512.Create(Unsafe.Add(ref rf, k));
+                        f0 = Vector512.FusedMultiplyAdd(weight, x0, f0); f1 = Vector512.FusedMultiplyAdd(weight, x1, f1); f2 = Vector512.FusedMultiplyAdd(weight, x2, f2); f3 = Vector512.FusedMultiplyAdd(weight, x3, f3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    b0.StoreUnsafe(ref tile0, 1 * PanelTokens); b1.StoreUnsafe(ref tile0, 1 * PanelTokens + 16); b2.StoreUnsafe(ref tile0, 1 * PanelTokens + 32); b3.StoreUnsafe(ref tile0, 1 * PanelTokens + 48);
+                    c0.StoreUnsafe(ref tile0, 2 * PanelTokens); c1.StoreUnsafe(ref tile0, 2 * PanelTokens + 16); c2.StoreUnsafe(ref tile0, 2 * PanelTokens + 32); c3.StoreUnsafe(ref tile0, 2 * PanelTokens + 48);
+                    d0.StoreUnsafe(ref tile0, 3 * PanelTokens); d1.StoreUnsafe(ref tile0, 3 * PanelTokens + 16); d2.StoreUnsafe(ref tile0, 3 * PanelTokens + 32); d3.StoreUnsafe(ref tile0, 3 * PanelTokens + 48);
+                    e0.StoreUnsafe(ref tile0, 4 * PanelTokens); e1.StoreUnsafe(ref tile0, 4 * PanelTokens + 16); e2.StoreUnsafe(ref tile0, 4 * PanelTokens + 32); e3.StoreUnsafe(ref tile0, 4 * PanelTokens + 48);
+                    f0.StoreUnsafe(ref tile0, 5 * PanelTokens); f1.StoreUnsafe(ref tile0, 5 * PanelTokens + 16); f2.StoreUnsafe(ref tile0, 5 * PanelTokens + 32); f3.StoreUnsafe(ref tile0, 5 * PanelTokens + 48);
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 256-bit: 6 rows × 16 tokens per pass in 12 Vector256 sums, per 16-token slice of the panel.
+            /// W: F32 [128, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 128].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_128x896Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 128, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        Vector256<float> b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero;
+                        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
+                        Vector256<float> d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        Vector256<float> e0 = Vector256<float>.Zero, e1 = Vector256<float>.Zero;
+                        Vector256<float> f0 = Vector256<float>.Zero, f1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                            weight = Vector256.Create(Unsafe.Add(ref rb, k));
+                            b0 = Vector256.FusedMultiplyAdd(weight, x0, b0); b1 = Vector256.FusedMultiplyAdd(weight, x1, b1);
+                            weight = Vector256.Create(Unsafe.Add(ref rc, k));
+                            c0 = Vector256.FusedMultiplyAdd(weight, x0, c0); c1 = Vector256.FusedMultiplyAdd(weight, x1, c1);
+                            weight = Vector256.Create(Unsafe.Add(ref rd, k));
+                            d0 = Vector256.FusedMultiplyAdd(weight, x0, d0); d1 = Vector256.FusedMultiplyAdd(weight, x1, d1);
+                            weight = Vector256.Create(Unsafe.Add(ref re, k));
+                            e0 = Vector256.FusedMultiplyAdd(weight, x0, e0); e1 = Vector256.FusedMultiplyAdd(weight, x1, e1);
+                            weight = Vector256.Create(Unsafe.Add(ref rf, k));
+                            f0 = Vector256.FusedMultiplyAdd(weight, x0, f0); f1 = Vector256.FusedMultiplyAdd(weight, x1, f1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                        b0.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens)); b1.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens + 8));
+                        c0.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens)); c1.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens + 8));
+                        d0.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens)); d1.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens + 8));
+                        e0.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens)); e1.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens + 8));
+                        f0.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens)); f1.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
                 }
             }
 
@@ -398,11 +708,24 @@ namespace UserApp
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
+                // Prefill, tokens in panels of TokenPanel.Tokens = 64 (the last one padded when at least 32 tokens remain): x transposed
+                // into the thread's panel, column k of every token side by side, so that each weight is loaded once per panel.
+                int panelEnd = tokens % TokenPanel.Tokens >= 32 ? tokens : tokens - tokens % TokenPanel.Tokens;
+                for (int t = 0; t < panelEnd; t += TokenPanel.Tokens)
+                {
+                    int count = Math.Min(TokenPanel.Tokens, panelEnd - t);
+                    ref float panel = ref TokenPanel.Pack(x, Cols, t, count);
+                    if (Vector512.IsHardwareAccelerated)
+                        MatMul_4864x896Panel512(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                    else
+                        MatMul_4864x896Panel256(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                }
+
+                // Tokens after the panels: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
                 // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    for (int t = panelEnd; t + 4 <= tokens; t += 4)
                     {
                         ref float xa = ref Unsafe.Add(ref x0, t * Cols);
                         ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
@@ -445,7 +768,7 @@ namespace UserApp
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                for (int t = tokens - (tokens - panelEnd) % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -485,6 +808,148 @@ namespace UserApp
             }
 
             /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 512-bit: 6 rows × 64 tokens per pass in 24 Vector512 sums (4 panel loads and 6 broadcast weights per 24 FMAs; the padding lanes compute zeros that are not stored).
+            /// W: F32 [4864, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 4864].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_4864x896Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 4864, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero, b2 = Vector512<float>.Zero, b3 = Vector512<float>.Zero;
+                    Vector512<float> c0 = Vector512<float>.Zero, c1 = Vector512<float>.Zero, c2 = Vector512<float>.Zero, c3 = Vector512<float>.Zero;
+                    Vector512<float> d0 = Vector512<float>.Zero, d1 = Vector512<float>.Zero, d2 = Vector512<float>.Zero, d3 = Vector512<float>.Zero;
+                    Vector512<float> e0 = Vector512<float>.Zero, e1 = Vector512<float>.Zero, e2 = Vector512<float>.Zero, e3 = Vector512<float>.Zero;
+                    Vector512<float> f0 = Vector512<float>.Zero, f1 = Vector512<float>.Zero, f2 = Vector512<float>.Zero, f3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                        weight = Vector512.Create(Unsafe.Add(ref rb, k));
+                        b0 = Vector512.FusedMultiplyAdd(weight, x0, b0); b1 = Vector512.FusedMultiplyAdd(weight, x1, b1); b2 = Vector512.FusedMultiplyAdd(weight, x2, b2); b3 = Vector512.FusedMultiplyAdd(weight, x3, b3);
+                        weight = Vector512.Create(Unsafe.Add(ref rc, k));
+                        c0 = Vector512.FusedMultiplyAdd(weight, x0, c0); c1 = Vector512.FusedMultiplyAdd(weight, x1, c1); c2 = Vector512.FusedMultiplyAdd(weight, x2, c2); c3 = Vector512.FusedMultiplyAdd(weight, x3, c3);
+                        weight = Vector512.Create(Unsafe.Add(ref rd, k));
+                        d0 = Vector512.FusedMultiplyAdd(weight, x0, d0); d1 = Vector512.FusedMultiplyAdd(weight, x1, d1); d2 = Vector512.FusedMultiplyAdd(weight, x2, d2); d3 = Vector512.FusedMultiplyAdd(weight, x3, d3);
+                        weight = Vector512.Create(Unsafe.Add(ref re, k));
+                        e0 = Vector512.FusedMultiplyAdd(weight, x0, e0); e1 = Vector512.FusedMultiplyAdd(weight, x1, e1); e2 = Vector512.FusedMultiplyAdd(weight, x2, e2); e3 = Vector512.FusedMultiplyAdd(weight, x3, e3);
+                        weight = Vector512.Create(Unsafe.Add(ref rf, k));
+                        f0 = Vector512.FusedMultiplyAdd(weight, x0, f0); f1 = Vector512.FusedMultiplyAdd(weight, x1, f1); f2 = Vector512.FusedMultiplyAdd(weight, x2, f2); f3 = Vector512.FusedMultiplyAdd(weight, x3, f3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    b0.StoreUnsafe(ref tile0, 1 * PanelTokens); b1.StoreUnsafe(ref tile0, 1 * PanelTokens + 16); b2.StoreUnsafe(ref tile0, 1 * PanelTokens + 32); b3.StoreUnsafe(ref tile0, 1 * PanelTokens + 48);
+                    c0.StoreUnsafe(ref tile0, 2 * PanelTokens); c1.StoreUnsafe(ref tile0, 2 * PanelTokens + 16); c2.StoreUnsafe(ref tile0, 2 * PanelTokens + 32); c3.StoreUnsafe(ref tile0, 2 * PanelTokens + 48);
+                    d0.StoreUnsafe(ref tile0, 3 * PanelTokens); d1.StoreUnsafe(ref tile0, 3 * PanelTokens + 16); d2.StoreUnsafe(ref tile0, 3 * PanelTokens + 32); d3.StoreUnsafe(ref tile0, 3 * PanelTokens + 48);
+                    e0.StoreUnsafe(ref tile0, 4 * PanelTokens); e1.StoreUnsafe(ref tile0, 4 * PanelTokens + 16); e2.StoreUnsafe(ref tile0, 4 * PanelTokens + 32); e3.StoreUnsafe(ref tile0, 4 * PanelTokens + 48);
+                    f0.StoreUnsafe(ref tile0, 5 * PanelTokens); f1.StoreUnsafe(ref tile0, 5 * PanelTokens + 16); f2.StoreUnsafe(ref tile0, 5 * PanelTokens + 32); f3.StoreUnsafe(ref tile0, 5 * PanelTokens + 48);
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 256-bit: 6 rows × 16 tokens per pass in 12 Vector256 sums, per 16-token slice of the panel.
+            /// W: F32 [4864, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 4864].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_4864x896Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 4864, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        Vector256<float> b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero;
+                        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
+                        Vector256<float> d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        Vector256<float> e0 = Vector256<float>.Zero, e1 = Vector256<float>.Zero;
+                        Vector256<float> f0 = Vector256<float>.Zero, f1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                            weight = Vector256.Create(Unsafe.Add(ref rb, k));
+                            b0 = Vector256.FusedMultiplyAdd(weight, x0, b0); b1 = Vector256.FusedMultiplyAdd(weight, x1, b1);
+                            weight = Vector256.Create(Unsafe.Add(ref rc, k));
+                            c0 = Vector256.FusedMultiplyAdd(weight, x0, c0); c1 = Vector256.FusedMultiplyAdd(weight, x1, c1);
+                            weight = Vector256.Create(Unsafe.Add(ref rd, k));
+                            d0 = Vector256.FusedMultiplyAdd(weight, x0, d0); d1 = Vector256.FusedMultiplyAdd(weight, x1, d1);
+                            weight = Vector256.Create(Unsafe.Add(ref re, k));
+                            e0 = Vector256.FusedMultiplyAdd(weight, x0, e0); e1 = Vector256.FusedMultiplyAdd(weight, x1, e1);
+                            weight = Vector256.Create(Unsafe.Add(ref rf, k));
+                            f0 = Vector256.FusedMultiplyAdd(weight, x0, f0); f1 = Vector256.FusedMultiplyAdd(weight, x1, f1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                        b0.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens)); b1.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens + 8));
+                        c0.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens)); c1.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens + 8));
+                        d0.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens)); d1.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens + 8));
+                        e0.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens)); e1.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens + 8));
+                        f0.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens)); f1.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [896, 4864] row-major; x: [tokens, 4864]; y: [tokens, 896].
             /// </summary>
@@ -499,11 +964,24 @@ namespace UserApp
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 114 KB of weights, which stay in cache) and, per block,
+                // Prefill, tokens in panels of TokenPanel.Tokens = 64 (the last one padded when at least 32 tokens remain): x transposed
+                // into the thread's panel, column k of every token side by side, so that each weight is loaded once per panel.
+                int panelEnd = tokens % TokenPanel.Tokens >= 32 ? tokens : tokens - tokens % TokenPanel.Tokens;
+                for (int t = 0; t < panelEnd; t += TokenPanel.Tokens)
+                {
+                    int count = Math.Min(TokenPanel.Tokens, panelEnd - t);
+                    ref float panel = ref TokenPanel.Pack(x, Cols, t, count);
+                    if (Vector512.IsHardwareAccelerated)
+                        MatMul_896x4864Panel512(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                    else
+                        MatMul_896x4864Panel256(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                }
+
+                // Tokens after the panels: rows in blocks of RowBlock (about 114 KB of weights, which stay in cache) and, per block,
                 // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    for (int t = panelEnd; t + 4 <= tokens; t += 4)
                     {
                         ref float xa = ref Unsafe.Add(ref x0, t * Cols);
                         ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
@@ -546,7 +1024,7 @@ namespace UserApp
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                for (int t = tokens - (tokens - panelEnd) % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -586,6 +1064,148 @@ namespace UserApp
             }
 
             /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 512-bit: 6 rows × 64 tokens per pass in 24 Vector512 sums (4 panel loads and 6 broadcast weights per 24 FMAs; the padding lanes compute zeros that are not stored).
+            /// W: F32 [896, 4864] row-major; panel: [4864, TokenPanel.Tokens] (x transposed); y: [count, 896].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_896x4864Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 896, Cols = 4864, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero, b2 = Vector512<float>.Zero, b3 = Vector512<float>.Zero;
+                    Vector512<float> c0 = Vector512<float>.Zero, c1 = Vector512<float>.Zero, c2 = Vector512<float>.Zero, c3 = Vector512<float>.Zero;
+                    Vector512<float> d0 = Vector512<float>.Zero, d1 = Vector512<float>.Zero, d2 = Vector512<float>.Zero, d3 = Vector512<float>.Zero;
+                    Vector512<float> e0 = Vector512<float>.Zero, e1 = Vector512<float>.Zero, e2 = Vector512<float>.Zero, e3 = Vector512<float>.Zero;
+                    Vector512<float> f0 = Vector512<float>.Zero, f1 = Vector512<float>.Zero, f2 = Vector512<float>.Zero, f3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                        weight = Vector512.Create(Unsafe.Add(ref rb, k));
+                        b0 = Vector512.FusedMultiplyAdd(weight, x0, b0); b1 = Vector512.FusedMultiplyAdd(weight, x1, b1); b2 = Vector512.FusedMultiplyAdd(weight, x2, b2); b3 = Vector512.FusedMultiplyAdd(weight, x3, b3);
+                        weight = Vector512.Create(Unsafe.Add(ref rc, k));
+                        c0 = Vector512.FusedMultiplyAdd(weight, x0, c0); c1 = Vector512.FusedMultiplyAdd(weight, x1, c1); c2 = Vector512.FusedMultiplyAdd(weight, x2, c2); c3 = Vector512.FusedMultiplyAdd(weight, x3, c3);
+                        weight = Vector512.Create(Unsafe.Add(ref rd, k));
+                        d0 = Vector512.FusedMultiplyAdd(weight, x0, d0); d1 = Vector512.FusedMultiplyAdd(weight, x1, d1); d2 = Vector512.FusedMultiplyAdd(weight, x2, d2); d3 = Vector512.FusedMultiplyAdd(weight, x3, d3);
+                        weight = Vector512.Create(Unsafe.Add(ref re, k));
+                        e0 = Vector512.FusedMultiplyAdd(weight, x0, e0); e1 = Vector512.FusedMultiplyAdd(weight, x1, e1); e2 = Vector512.FusedMultiplyAdd(weight, x2, e2); e3 = Vector512.FusedMultiplyAdd(weight, x3, e3);
+                        weight = Vector512.Create(Unsafe.Add(ref rf, k));
+                        f0 = Vector512.FusedMultiplyAdd(weight, x0, f0); f1 = Vector512.FusedMultiplyAdd(weight, x1, f1); f2 = Vector512.FusedMultiplyAdd(weight, x2, f2); f3 = Vector512.FusedMultiplyAdd(weight, x3, f3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    b0.StoreUnsafe(ref tile0, 1 * PanelTokens); b1.StoreUnsafe(ref tile0, 1 * PanelTokens + 16); b2.StoreUnsafe(ref tile0, 1 * PanelTokens + 32); b3.StoreUnsafe(ref tile0, 1 * PanelTokens + 48);
+                    c0.StoreUnsafe(ref tile0, 2 * PanelTokens); c1.StoreUnsafe(ref tile0, 2 * PanelTokens + 16); c2.StoreUnsafe(ref tile0, 2 * PanelTokens + 32); c3.StoreUnsafe(ref tile0, 2 * PanelTokens + 48);
+                    d0.StoreUnsafe(ref tile0, 3 * PanelTokens); d1.StoreUnsafe(ref tile0, 3 * PanelTokens + 16); d2.StoreUnsafe(ref tile0, 3 * PanelTokens + 32); d3.StoreUnsafe(ref tile0, 3 * PanelTokens + 48);
+                    e0.StoreUnsafe(ref tile0, 4 * PanelTokens); e1.StoreUnsafe(ref tile0, 4 * PanelTokens + 16); e2.StoreUnsafe(ref tile0, 4 * PanelTokens + 32); e3.StoreUnsafe(ref tile0, 4 * PanelTokens + 48);
+                    f0.StoreUnsafe(ref tile0, 5 * PanelTokens); f1.StoreUnsafe(ref tile0, 5 * PanelTokens + 16); f2.StoreUnsafe(ref tile0, 5 * PanelTokens + 32); f3.StoreUnsafe(ref tile0, 5 * PanelTokens + 48);
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 256-bit: 6 rows × 16 tokens per pass in 12 Vector256 sums, per 16-token slice of the panel.
+            /// W: F32 [896, 4864] row-major; panel: [4864, TokenPanel.Tokens] (x transposed); y: [count, 896].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_896x4864Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 896, Cols = 4864, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        Vector256<float> b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero;
+                        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
+                        Vector256<float> d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        Vector256<float> e0 = Vector256<float>.Zero, e1 = Vector256<float>.Zero;
+                        Vector256<float> f0 = Vector256<float>.Zero, f1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                            weight = Vector256.Create(Unsafe.Add(ref rb, k));
+                            b0 = Vector256.FusedMultiplyAdd(weight, x0, b0); b1 = Vector256.FusedMultiplyAdd(weight, x1, b1);
+                            weight = Vector256.Create(Unsafe.Add(ref rc, k));
+                            c0 = Vector256.FusedMultiplyAdd(weight, x0, c0); c1 = Vector256.FusedMultiplyAdd(weight, x1, c1);
+                            weight = Vector256.Create(Unsafe.Add(ref rd, k));
+                            d0 = Vector256.FusedMultiplyAdd(weight, x0, d0); d1 = Vector256.FusedMultiplyAdd(weight, x1, d1);
+                            weight = Vector256.Create(Unsafe.Add(ref re, k));
+                            e0 = Vector256.FusedMultiplyAdd(weight, x0, e0); e1 = Vector256.FusedMultiplyAdd(weight, x1, e1);
+                            weight = Vector256.Create(Unsafe.Add(ref rf, k));
+                            f0 = Vector256.FusedMultiplyAdd(weight, x0, f0); f1 = Vector256.FusedMultiplyAdd(weight, x1, f1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                        b0.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens)); b1.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens + 8));
+                        c0.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens)); c1.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens + 8));
+                        d0.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens)); d1.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens + 8));
+                        e0.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens)); e1.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens + 8));
+                        f0.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens)); f1.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+            }
+
+            /// <summary>
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
             /// W: F32 [151936, 896] row-major; x: [tokens, 896]; y: [tokens, 151936].
             /// </summary>
@@ -600,11 +1220,24 @@ namespace UserApp
                 ref float x0 = ref MemoryMarshal.GetReference(x);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
+                // Prefill, tokens in panels of TokenPanel.Tokens = 64 (the last one padded when at least 32 tokens remain): x transposed
+                // into the thread's panel, column k of every token side by side, so that each weight is loaded once per panel.
+                int panelEnd = tokens % TokenPanel.Tokens >= 32 ? tokens : tokens - tokens % TokenPanel.Tokens;
+                for (int t = 0; t < panelEnd; t += TokenPanel.Tokens)
+                {
+                    int count = Math.Min(TokenPanel.Tokens, panelEnd - t);
+                    ref float panel = ref TokenPanel.Pack(x, Cols, t, count);
+                    if (Vector512.IsHardwareAccelerated)
+                        MatMul_151936x896Panel512(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                    else
+                        MatMul_151936x896Panel256(ref w0, ref panel, ref Unsafe.Add(ref y0, t * Rows), count, accumulate, rowStart, rowEnd);
+                }
+
+                // Tokens after the panels: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and, per block,
                 // 4 tokens per pass: each row comes from memory once per chunk of tokens, from cache for the other tiles.
                 for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    for (int t = panelEnd; t + 4 <= tokens; t += 4)
                     {
                         ref float xa = ref Unsafe.Add(ref x0, t * Cols);
                         ref float xb = ref Unsafe.Add(ref xa, 1 * Cols);
@@ -647,7 +1280,7 @@ namespace UserApp
                 }
 
                 // The remaining tokens (all of decode) one at a time, 4 independent sums per row to hide FMA latency.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                for (int t = tokens - (tokens - panelEnd) % 4; t < tokens; t++)
                 {
                     ref float xt = ref Unsafe.Add(ref x0, t * Cols);
                     ref float yt = ref Unsafe.Add(ref y0, t * Rows);
@@ -683,6 +1316,148 @@ namespace UserApp
                         float sum = Vector256.Sum((s0 + s1) + (s2 + s3));
                         Store(ref Unsafe.Add(ref yt, r), sum, accumulate);
                     }
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 512-bit: 6 rows × 64 tokens per pass in 24 Vector512 sums (4 panel loads and 6 broadcast weights per 24 FMAs; the padding lanes compute zeros that are not stored).
+            /// W: F32 [151936, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 151936].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_151936x896Panel512(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 151936, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero, b2 = Vector512<float>.Zero, b3 = Vector512<float>.Zero;
+                    Vector512<float> c0 = Vector512<float>.Zero, c1 = Vector512<float>.Zero, c2 = Vector512<float>.Zero, c3 = Vector512<float>.Zero;
+                    Vector512<float> d0 = Vector512<float>.Zero, d1 = Vector512<float>.Zero, d2 = Vector512<float>.Zero, d3 = Vector512<float>.Zero;
+                    Vector512<float> e0 = Vector512<float>.Zero, e1 = Vector512<float>.Zero, e2 = Vector512<float>.Zero, e3 = Vector512<float>.Zero;
+                    Vector512<float> f0 = Vector512<float>.Zero, f1 = Vector512<float>.Zero, f2 = Vector512<float>.Zero, f3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                        weight = Vector512.Create(Unsafe.Add(ref rb, k));
+                        b0 = Vector512.FusedMultiplyAdd(weight, x0, b0); b1 = Vector512.FusedMultiplyAdd(weight, x1, b1); b2 = Vector512.FusedMultiplyAdd(weight, x2, b2); b3 = Vector512.FusedMultiplyAdd(weight, x3, b3);
+                        weight = Vector512.Create(Unsafe.Add(ref rc, k));
+                        c0 = Vector512.FusedMultiplyAdd(weight, x0, c0); c1 = Vector512.FusedMultiplyAdd(weight, x1, c1); c2 = Vector512.FusedMultiplyAdd(weight, x2, c2); c3 = Vector512.FusedMultiplyAdd(weight, x3, c3);
+                        weight = Vector512.Create(Unsafe.Add(ref rd, k));
+                        d0 = Vector512.FusedMultiplyAdd(weight, x0, d0); d1 = Vector512.FusedMultiplyAdd(weight, x1, d1); d2 = Vector512.FusedMultiplyAdd(weight, x2, d2); d3 = Vector512.FusedMultiplyAdd(weight, x3, d3);
+                        weight = Vector512.Create(Unsafe.Add(ref re, k));
+                        e0 = Vector512.FusedMultiplyAdd(weight, x0, e0); e1 = Vector512.FusedMultiplyAdd(weight, x1, e1); e2 = Vector512.FusedMultiplyAdd(weight, x2, e2); e3 = Vector512.FusedMultiplyAdd(weight, x3, e3);
+                        weight = Vector512.Create(Unsafe.Add(ref rf, k));
+                        f0 = Vector512.FusedMultiplyAdd(weight, x0, f0); f1 = Vector512.FusedMultiplyAdd(weight, x1, f1); f2 = Vector512.FusedMultiplyAdd(weight, x2, f2); f3 = Vector512.FusedMultiplyAdd(weight, x3, f3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    b0.StoreUnsafe(ref tile0, 1 * PanelTokens); b1.StoreUnsafe(ref tile0, 1 * PanelTokens + 16); b2.StoreUnsafe(ref tile0, 1 * PanelTokens + 32); b3.StoreUnsafe(ref tile0, 1 * PanelTokens + 48);
+                    c0.StoreUnsafe(ref tile0, 2 * PanelTokens); c1.StoreUnsafe(ref tile0, 2 * PanelTokens + 16); c2.StoreUnsafe(ref tile0, 2 * PanelTokens + 32); c3.StoreUnsafe(ref tile0, 2 * PanelTokens + 48);
+                    d0.StoreUnsafe(ref tile0, 3 * PanelTokens); d1.StoreUnsafe(ref tile0, 3 * PanelTokens + 16); d2.StoreUnsafe(ref tile0, 3 * PanelTokens + 32); d3.StoreUnsafe(ref tile0, 3 * PanelTokens + 48);
+                    e0.StoreUnsafe(ref tile0, 4 * PanelTokens); e1.StoreUnsafe(ref tile0, 4 * PanelTokens + 16); e2.StoreUnsafe(ref tile0, 4 * PanelTokens + 32); e3.StoreUnsafe(ref tile0, 4 * PanelTokens + 48);
+                    f0.StoreUnsafe(ref tile0, 5 * PanelTokens); f1.StoreUnsafe(ref tile0, 5 * PanelTokens + 16); f2.StoreUnsafe(ref tile0, 5 * PanelTokens + 32); f3.StoreUnsafe(ref tile0, 5 * PanelTokens + 48);
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero;
+                    for (nuint k = 0; k < Cols; k++)
+                    {
+                        ref float column = ref Unsafe.Add(ref panel, k * PanelTokens);
+                        Vector512<float> x0 = Vector512.LoadUnsafe(ref column), x1 = Vector512.LoadUnsafe(ref column, 16), x2 = Vector512.LoadUnsafe(ref column, 32), x3 = Vector512.LoadUnsafe(ref column, 48);
+                        Vector512<float> weight = Vector512.Create(Unsafe.Add(ref ra, k));
+                        a0 = Vector512.FusedMultiplyAdd(weight, x0, a0); a1 = Vector512.FusedMultiplyAdd(weight, x1, a1); a2 = Vector512.FusedMultiplyAdd(weight, x2, a2); a3 = Vector512.FusedMultiplyAdd(weight, x3, a3);
+                    }
+                    a0.StoreUnsafe(ref tile0, 0); a1.StoreUnsafe(ref tile0, 16); a2.StoreUnsafe(ref tile0, 32); a3.StoreUnsafe(ref tile0, 48);
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+            }
+
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] (+)= W·x[t] for the <paramref name="count"/> tokens of a panel, 256-bit: 6 rows × 16 tokens per pass in 12 Vector256 sums, per 16-token slice of the panel.
+            /// W: F32 [151936, 896] row-major; panel: [896, TokenPanel.Tokens] (x transposed); y: [count, 151936].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void MatMul_151936x896Panel256(ref float w0, ref float panel, ref float y, int count, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = 151936, Cols = 896, PanelTokens = TokenPanel.Tokens;
+                Span<float> tile = stackalloc float[8 * PanelTokens]; // [6 rows, PanelTokens]: a pass's sums, unpacked into y in 8 × 8 blocks
+                ref float tile0 = ref MemoryMarshal.GetReference(tile);
+                int r = rowStart;
+                for (; r + 6 <= rowEnd; r += 6)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    ref float rb = ref Unsafe.Add(ref ra, 1 * Cols);
+                    ref float rc = ref Unsafe.Add(ref ra, 2 * Cols);
+                    ref float rd = ref Unsafe.Add(ref ra, 3 * Cols);
+                    ref float re = ref Unsafe.Add(ref ra, 4 * Cols);
+                    ref float rf = ref Unsafe.Add(ref ra, 5 * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        Vector256<float> b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero;
+                        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
+                        Vector256<float> d0 = Vector256<float>.Zero, d1 = Vector256<float>.Zero;
+                        Vector256<float> e0 = Vector256<float>.Zero, e1 = Vector256<float>.Zero;
+                        Vector256<float> f0 = Vector256<float>.Zero, f1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                            weight = Vector256.Create(Unsafe.Add(ref rb, k));
+                            b0 = Vector256.FusedMultiplyAdd(weight, x0, b0); b1 = Vector256.FusedMultiplyAdd(weight, x1, b1);
+                            weight = Vector256.Create(Unsafe.Add(ref rc, k));
+                            c0 = Vector256.FusedMultiplyAdd(weight, x0, c0); c1 = Vector256.FusedMultiplyAdd(weight, x1, c1);
+                            weight = Vector256.Create(Unsafe.Add(ref rd, k));
+                            d0 = Vector256.FusedMultiplyAdd(weight, x0, d0); d1 = Vector256.FusedMultiplyAdd(weight, x1, d1);
+                            weight = Vector256.Create(Unsafe.Add(ref re, k));
+                            e0 = Vector256.FusedMultiplyAdd(weight, x0, e0); e1 = Vector256.FusedMultiplyAdd(weight, x1, e1);
+                            weight = Vector256.Create(Unsafe.Add(ref rf, k));
+                            f0 = Vector256.FusedMultiplyAdd(weight, x0, f0); f1 = Vector256.FusedMultiplyAdd(weight, x1, f1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                        b0.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens)); b1.StoreUnsafe(ref tile0, (nuint)(slice + 1 * PanelTokens + 8));
+                        c0.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens)); c1.StoreUnsafe(ref tile0, (nuint)(slice + 2 * PanelTokens + 8));
+                        d0.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens)); d1.StoreUnsafe(ref tile0, (nuint)(slice + 3 * PanelTokens + 8));
+                        e0.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens)); e1.StoreUnsafe(ref tile0, (nuint)(slice + 4 * PanelTokens + 8));
+                        f0.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens)); f1.StoreUnsafe(ref tile0, (nuint)(slice + 5 * PanelTokens + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 6, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
+                }
+                // The last rows (rowEnd − rowStart not a multiple of 6) one at a time.
+                for (; r < rowEnd; r++)
+                {
+                    ref float ra = ref Unsafe.Add(ref w0, r * Cols);
+                    for (int slice = 0; slice < count; slice += 16)
+                    {
+                        ref float columns = ref Unsafe.Add(ref panel, slice);
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+                        for (nuint k = 0; k < Cols; k++)
+                        {
+                            ref float column = ref Unsafe.Add(ref columns, k * PanelTokens);
+                            Vector256<float> x0 = Vector256.LoadUnsafe(ref column), x1 = Vector256.LoadUnsafe(ref column, 8);
+                            Vector256<float> weight = Vector256.Create(Unsafe.Add(ref ra, k));
+                            a0 = Vector256.FusedMultiplyAdd(weight, x0, a0); a1 = Vector256.FusedMultiplyAdd(weight, x1, a1);
+                        }
+                        a0.StoreUnsafe(ref tile0, (nuint)slice); a1.StoreUnsafe(ref tile0, (nuint)(slice + 8));
+                    }
+                    TokenPanel.Unpack(ref tile0, 1, ref Unsafe.Add(ref y, r), Rows, count, accumulate);
                 }
             }
 

@@ -13,7 +13,8 @@ namespace Llama.Compiled.Tests.Kernels;
 /// <see cref="BlockKernelsTests"/> and <see cref="Formats.QuantizedRowsTests"/> again in child processes with the runtime told to hide an instruction set, so that
 /// every path of the primitives runs on this machine: without AVX-VNNI (MultiplyAddQuads by AVX2 maddubs), without AVX2
 /// (the portable MultiplyAddQuads), without AVX (the portable Sum4). As the oracle project's InstructionSetTests do for
-/// the generated kernels.
+/// the generated kernels. <see cref="TokenPanelTests"/> and <see cref="PanelPrefillTests"/> run too: without AVX-512 the
+/// F32 prefill takes its 256-bit panel kernels, without AVX the panels are packed by the portable transpose.
 /// </summary>
 public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
 {
@@ -24,6 +25,7 @@ public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
     [InlineData("DOTNET_EnableAVXVNNI", "no-vnni")]
     [InlineData("DOTNET_EnableAVX2", "no-avx2")]
     [InlineData("DOTNET_EnableAVX", "no-avx")]
+    [InlineData("DOTNET_EnableAVX512", "no-avx512")]
     public async Task PrimitivesMatchTheirReferencesWithoutTheInstructionSet(string variable, string expected)
     {
         if (Environment.GetEnvironmentVariable(ExpectedVariable) is not null)
@@ -36,7 +38,8 @@ public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
             UseShellExecute = false,
             WorkingDirectory = TestPaths.RepoRoot,
         };
-        string filter = $"FullyQualifiedName~{typeof(BlockKernelsTests).FullName}|FullyQualifiedName~{typeof(Formats.QuantizedRowsTests).FullName}|FullyQualifiedName~{nameof(InstructionSetsAreAsConfigured)}";
+        string filter = $"FullyQualifiedName~{typeof(BlockKernelsTests).FullName}|FullyQualifiedName~{typeof(Formats.QuantizedRowsTests).FullName}"
+            + $"|FullyQualifiedName~{typeof(TokenPanelTests).FullName}|FullyQualifiedName~{typeof(PanelPrefillTests).FullName}|FullyQualifiedName~{nameof(InstructionSetsAreAsConfigured)}";
         foreach (string arg in new[] { "test", typeof(PrimitiveInstructionSetTests).Assembly.Location, "--filter", filter })
             start.ArgumentList.Add(arg);
         start.Environment[variable] = "0";
@@ -81,6 +84,9 @@ public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
             case "no-avx":
                 Assert.False(Avx.IsSupported);
                 Assert.False(Vector256.IsHardwareAccelerated);
+                break;
+            case "no-avx512":
+                Assert.False(Vector512.IsHardwareAccelerated);
                 break;
         }
     }
