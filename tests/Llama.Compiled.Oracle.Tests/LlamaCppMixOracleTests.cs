@@ -55,6 +55,9 @@ public sealed class LlamaCppMixOracleTests(ITestOutputHelper output)
         OracleComparison onF32Tokens = OracleComparison.Run($"{label} on the F32 tokens", ours, llama, Bos, Steps, reference);
         float oursError = OracleComparison.MaxDistance(onF32Tokens.OursLogits, referenceLogits);
         float llamaError = OracleComparison.MaxDistance(onF32Tokens.LlamaLogits, referenceLogits);
+        static double Rms(float[][] logits, float[][] reference) =>
+            Math.Sqrt(logits.Zip(reference, (l, r) => l.Zip(r, (a, b) => (double)(a - b) * (a - b)).Sum()).Sum() / logits.Sum(l => l.Length));
+        output.WriteLine($"{label}: RMS |logit − F32|: ours {Rms(onF32Tokens.OursLogits, referenceLogits):G3}, llama.cpp {Rms(onF32Tokens.LlamaLogits, referenceLogits):G3}");
         output.WriteLine($"{label}: max |logit − F32| over {Steps} steps: ours {OracleComparison.F(oursError)}, llama.cpp {OracleComparison.F(llamaError)}, "
             + $"ratio {OracleComparison.F(oursError / llamaError)}; ours vs llama.cpp on the same file {OracleComparison.F(onF32Tokens.LargestDiff)}");
         Assert.True(oursError <= ErrorSlack * llamaError, $"{label}: our max logit error vs F32 {oursError} > {ErrorSlack} × llama.cpp's {llamaError}");

@@ -638,7 +638,8 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static Vector256<float> Q8_0Group896(ref byte group, ref sbyte x, ref float xScales, ref int xSums, int prefetch)
             {
-                Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+                // One float sum, block after block: the order of the prefill tile's sums, so prefill and decode round alike.
+                Vector256<float> sum = Vector256<float>.Zero;
                 for (int b = 0; b < 28; b++)
                 {
                     ref byte weights = ref Unsafe.Add(ref group, 448 + b * 256);
@@ -653,12 +654,9 @@ namespace UserApp
                         odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
                     }
                     Vector256<float> scales = KernelMath.HalfToSingle8(ref Unsafe.Add(ref group, b * 16)) * Vector256.Create(Unsafe.Add(ref xScales, b));
-                    if (b % 2 == 0)
-                        sum0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum0);
-                    else
-                        sum1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum1);
+                    sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(even + odd), scales, sum);
                 }
-                return sum0 + sum1;
+                return sum;
             }
 
             /// <summary>
