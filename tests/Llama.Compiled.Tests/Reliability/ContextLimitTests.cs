@@ -29,7 +29,11 @@ public sealed class ContextLimitTests
         float[] last = session.Forward(tokens.AsSpan(Max - 12, 12)).ToArray();
         Assert.Equal(Max, session.Position);
         using var fresh = model.CreateSession();
-        Assert.Equal(fresh.Forward(tokens.AsSpan(0, Max)).ToArray(), last);
+        // Within float rounding, not bitwise: 500 + 12 tokens take other prefill kernels (a padded panel, 4-token tiles)
+        // than 512 in whole panels, which sum in another order; a cache the rejected call had touched would differ by far more.
+        float[] whole = fresh.Forward(tokens.AsSpan(0, Max)).ToArray();
+        for (int i = 0; i < whole.Length; i++)
+            Assert.True(MathF.Abs(whole[i] - last[i]) <= 1e-4f * Math.Max(1f, MathF.Abs(whole[i])), $"logit {i}: {last[i]} against {whole[i]}");
 
         // Full: one more token throws, Reset makes room again.
         Assert.Throws<InvalidOperationException>(() => session.Forward(1));
