@@ -342,7 +342,7 @@ public sealed unsafe class ModelWeights : IDisposable
         {
             Entry entry = Find(name, [rows, cols]);
             TensorInfo tensor = entry.Tensor;
-            long bytes = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, rows, cols) : rows * rowBytes;
+            long bytes = BlockQuantization.HasKernelLayout(format) ? BlockQuantization.KernelLayoutBytes(format, rows, cols) : rows * rowBytes;
             if (bytes > int.MaxValue)
                 throw new ModelFormatException($"tensor {name} in {tensor.File.Path} takes {bytes} bytes as {format}; at most {int.MaxValue} are supported");
 
@@ -356,7 +356,7 @@ public sealed unsafe class ModelWeights : IDisposable
             byte* data;
             if (format is WeightFormat.F32 or WeightFormat.F16)
                 data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format);
-            else if (format is not (WeightFormat.Q8_0 or WeightFormat.Q4_0))
+            else if (!BlockQuantization.HasKernelLayout(format))
                 data = stored ? tensor.File.Pointer + tensor.Offset : ConvertOnce(entry, rows, cols, format); // read as stored: no kernel layout
             else
                 data = stored && tensor.File.IsCopy && rows % BlockQuantization.KernelGroupRows == 0 && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, cols, format) : ConvertOnce(entry, rows, cols, format);
@@ -530,7 +530,7 @@ public sealed unsafe class ModelWeights : IDisposable
         if (converted is not null)
             return converted;
         TensorInfo tensor = entry.Tensor;
-        long bytes = format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, (int)rows, cols) : rows * BlockQuantization.RowBytes(format, cols);
+        long bytes = BlockQuantization.HasKernelLayout(format) ? BlockQuantization.KernelLayoutBytes(format, (int)rows, cols) : rows * BlockQuantization.RowBytes(format, cols);
         converted = MappedFile.AllocateWeightMemory((nuint)bytes);
         try
         {

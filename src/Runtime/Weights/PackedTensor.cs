@@ -58,7 +58,7 @@ public readonly unsafe struct PackedTensor
     /// <exception cref="InvalidOperationException">A Q8_0/Q4_0 matrix, whose rows are interleaved.</exception>
     public ReadOnlySpan<byte> Row(int row)
     {
-        if (Format is WeightFormat.Q8_0 or WeightFormat.Q4_0)
+        if (BlockQuantization.HasKernelLayout(Format))
             throw new InvalidOperationException($"the rows of a {Format} matrix are interleaved in the kernel layout; read Bytes");
         ArgumentOutOfRangeException.ThrowIfNegative(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, Rows);
