@@ -155,8 +155,8 @@ internal static class BlockMatMulEmitter
             ? $"x, already quantized: [tokens, {k.Cols}] int8 as Q8_K super-blocks, with [tokens, {blocks}] F32 scales and [tokens, {k.Cols / FormatFacts.SuperBlockSumWidth}] sums of 16"
             : $"x, already quantized: [tokens, {k.Cols}] int8 with [tokens, {blocks}] block scales and block sums";
         string scratch = super
-            ? $"Span<int> scales = stackalloc int[Blocks * {2 * Q4KScratchInts}]; // [Blocks, 2 groups, {Q4KScratchInts}]: the pair's unpacked scales, mins and F32 d, −dmin per super-block ({ScalesName(k.Format, k.Cols)})\n            ref int scales0 = ref MemoryMarshal.GetReference(scales);"
-            : $"Span<float> scales = stackalloc float[Blocks * {2 * GroupRows}]; // [Blocks, {2 * GroupRows}]: the pair's row scales per block, as F32\n            ref float scales0 = ref MemoryMarshal.GetReference(scales);";
+            ? $"Span<int> scales = stackalloc int[Blocks * {2 * Q4KScratchInts}]; // [Blocks, 2 groups, {Q4KScratchInts}]: the pair's unpacked scales, mins and F32 d, −dmin per super-block ({ScalesName(k.Format, k.Cols)})\n        ref int scales0 = ref MemoryMarshal.GetReference(scales);"
+            : $"Span<float> scales = stackalloc float[Blocks * {2 * GroupRows}]; // [Blocks, {2 * GroupRows}]: the pair's row scales per block, as F32\n        ref float scales0 = ref MemoryMarshal.GetReference(scales);";
         string prefetch = k.DecodePrefetch == 0 ? "0" : cacheChoiceAtRunTime ? $"WeightsFitCache ? 0 : {k.DecodePrefetch}" : Emitter.Int(k.DecodePrefetch);
         string prefetchComment = k.DecodePrefetch == 0 ? ""
             : $"\n    // {(cacheChoiceAtRunTime ? "Weights that stream from memory" : "The weights stream from memory")}: each block of a group requests the bytes {k.DecodePrefetch / 1024} KB ahead of it, so they are in cache by their turn.";

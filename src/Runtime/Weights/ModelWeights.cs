@@ -322,7 +322,7 @@ public sealed unsafe class ModelWeights : IDisposable
     /// <summary>
     /// Returns the matrix <paramref name="name"/>, which must have shape [<paramref name="rows"/>, <paramref name="cols"/>],
     /// in the compute format <paramref name="format"/>. F32 and F16: a view into the file when it stores exactly that
-    /// format, otherwise a copy converted once, on the first request, into memory the weights own. Q8_0 and Q4_0 are
+    /// format, otherwise a copy converted once, on the first request, into memory the weights own. Q8_0, Q4_0 and Q4_K are
     /// returned in the kernels' layout (<see cref="BlockQuantization.ToKernelLayout"/>): blocks the file stores in that
     /// format are rearranged once (in place in a <see cref="WeightLoading.Copy"/>, else into a copy), other types are
     /// expanded to F32 and encoded with llama.cpp's reference quantizers first.
@@ -546,7 +546,7 @@ public sealed unsafe class ModelWeights : IDisposable
     }
 
     /// <summary>
-    /// Rearranges a Q8_0/Q4_0 tensor of a <see cref="WeightLoading.Copy"/> (whole groups of rows) into the kernels' layout
+    /// Rearranges a Q8_0/Q4_0/Q4_K tensor of a <see cref="WeightLoading.Copy"/> (whole groups of rows) into the kernels' layout
     /// where it lies, once, one group of rows at a time through a scratch group. Later conversions of the tensor read it
     /// back through <see cref="Entry.InKernelLayout"/>.
     /// </summary>
@@ -598,7 +598,7 @@ public sealed unsafe class ModelWeights : IDisposable
         /// </summary>
         public nint[] Converted { get; } = new nint[(int)WeightFormat.Q6_K + 1];
 
-        /// <summary>The stored Q8_0/Q4_0 blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
+        /// <summary>The stored Q8_0/Q4_0/Q4_K blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
         public bool InKernelLayout { get; set; }
     }
 }

@@ -6,7 +6,7 @@ public enum WeightLoading
     /// <summary>
     /// Memory-map the files: loading is immediate, nothing is copied, and the operating system's page cache
     /// holds the weights once for every process that maps them. The default. Exceptions: tensors converted to
-    /// another compute format, and Q8_0/Q4_0 matrices, which are rearranged into the kernels' layout
+    /// another compute format, and Q8_0/Q4_0/Q4_K matrices, which are rearranged into the kernels' layout
     /// (<see cref="BlockQuantization.ToKernelLayout"/>) in memory the weights own.
     /// </summary>
     Map,
@@ -17,7 +17,7 @@ public enum WeightLoading
     /// byte (measured: 2–4 s more than mapping for TinyLlama-1.1B F32, 4.4 GB) and the process holds its own copy;
     /// in return, generation that streams the weights from memory runs faster, since a few thousand
     /// translation entries cover gigabytes (measured with LlamaBench on TinyLlama-1.1B, one thread:
-    /// F32 decode +10 %, Q8_0 +10–15 %). Q8_0/Q4_0 matrices are rearranged into the kernels' layout in place, in the copy.
+    /// F32 decode +10 %, Q8_0 +10–15 %). Q8_0/Q4_0/Q4_K matrices are rearranged into the kernels' layout in place, in the copy.
     /// </summary>
     Copy,
 }
