@@ -398,7 +398,7 @@ namespace UserApp
                 if (pairEnd > firstGroup)
                 {
                     Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
-                        ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
                     for (int g = firstGroup; g < pairEnd; g += 2)
                     {
                         ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
@@ -605,7 +605,7 @@ namespace UserApp
                 if (pairEnd > firstGroup)
                 {
                     Span<float> scales = stackalloc float[Blocks * 16]; // [Blocks, 16]: the pair's row scales per block, as F32
-                        ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
                     for (int g = firstGroup; g < pairEnd; g += 2)
                     {
                         ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);

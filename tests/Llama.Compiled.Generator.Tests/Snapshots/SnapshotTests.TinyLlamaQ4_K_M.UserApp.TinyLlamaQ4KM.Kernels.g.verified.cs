@@ -283,7 +283,7 @@ namespace UserApp
                 if (pairEnd > firstGroup)
                 {
                     Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales2048)
-                        ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
                     for (int g = firstGroup; g < pairEnd; g += 2)
                     {
                         ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
@@ -336,7 +336,7 @@ namespace UserApp
                 if (pairEnd > firstGroup)
                 {
                     Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales2048)
-                        ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
                     for (int g = firstGroup; g < pairEnd; g += 2)
                     {
                         ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
@@ -439,7 +439,7 @@ namespace UserApp
                 if (pairEnd > firstGroup)
                 {
                     Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales2048)
-                        ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
                     for (int g = firstGroup; g < pairEnd; g += 2)
                     {
                         ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
@@ -542,7 +542,7 @@ namespace UserApp
                 if (pairEnd > firstGroup)
                 {
                     Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales5632)
-                        ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
                     for (int g = firstGroup; g < pairEnd; g += 2)
                     {
                         ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
