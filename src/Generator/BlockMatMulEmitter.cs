@@ -148,6 +148,15 @@ internal static class BlockMatMulEmitter
     private static void WriteGrouped(SourceWriter w, MatMulKernel k, int tile, bool cacheChoiceAtRunTime)
     {
         int blocks = Blocks(k), groups = (k.Rows + GroupRows - 1) / GroupRows;
+        bool super = k.Format == ComputeFormat.Q4_K;
+        // Q4_K reads Q8_K activations: one F32 scale per super-block and the int16 sums of each 16 values.
+        string sumType = super ? "short" : "int", sums = super ? "Sums" : "Blocks";
+        string activations = super
+            ? $"x, already quantized: [tokens, {k.Cols}] int8 as Q8_K super-blocks, with [tokens, {blocks}] F32 scales and [tokens, {k.Cols / FormatFacts.SuperBlockSumWidth}] sums of 16"
+            : $"x, already quantized: [tokens, {k.Cols}] int8 with [tokens, {blocks}] block scales and block sums";
+        string scratch = super
+            ? $"Span<int> scales = stackalloc int[Blocks * {2 * Q4KScratchInts}]; // [Blocks, 2 groups, {Q4KScratchInts}]: the pair's unpacked scales, mins and F32 d, −dmin per super-block ({ScalesName(k.Format, k.Cols)})\n        ref int scales0 = ref MemoryMarshal.GetReference(scales);"
+            : $"Span<float> scales = stackalloc float[Blocks * {2 * GroupRows}]; // [Blocks, {2 * GroupRows}]: the pair's row scales per block, as F32\n        ref float scales0 = ref MemoryMarshal.GetReference(scales);";
         string prefetch = k.DecodePrefetch == 0 ? "0" : cacheChoiceAtRunTime ? $"WeightsFitCache ? 0 : {k.DecodePrefetch}" : Emitter.Int(k.DecodePrefetch);
         string prefetchComment = k.DecodePrefetch == 0 ? ""
             : $"\n    // {(cacheChoiceAtRunTime ? "Weights that stream from memory" : "The weights stream from memory")}: each block of a group requests the bytes {k.DecodePrefetch / 1024} KB ahead of it, so they are in cache by their turn.";
@@ -156,20 +165,20 @@ internal static class BlockMatMulEmitter
             /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
             /// rowStart is a multiple of {{GroupRows}}, rowEnd too or {{k.Rows}}.
             /// W: {{k.Format}} [{{k.Rows}}, {{k.Cols}}] in the runtime's kernel layout ({{groups}} group(s) of {{GroupRows}} interleaved rows, {{blocks}} blocks each, see {{GroupName(k.Format, k.Cols, 1)}});
-            /// x, already quantized: [tokens, {{k.Cols}}] int8 with [tokens, {{blocks}}] block scales and block sums; y: [tokens, {{k.Rows}}].
+            /// {{activations}}; y: [tokens, {{k.Rows}}].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<int> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<{{sumType}}> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, Groups = {{groups}}, GroupBytes = {{GroupRows}} * Blocks * {{FormatFacts.BlockBytes(k.Format)}};
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, {{(super ? $"Sums = {k.Cols / FormatFacts.SuperBlockSumWidth}, " : "")}}Groups = {{groups}}, GroupBytes = {{GroupRows}} * Blocks * {{FormatFacts.BlockBytes(k.Format)}};
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowStart % {{GroupRows}} != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
-                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Blocks)
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * {{sums}})
                     throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
-                ref int s0 = ref MemoryMarshal.GetReference(xSums);
+                ref {{sumType}} s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
                 int firstGroup = rowStart / {{GroupRows}}, wholeGroups = rowEnd / {{GroupRows}}, endGroup = (rowEnd + {{GroupRows - 1}}) / {{GroupRows}};
                 int tiled = tokens - tokens % {{tile}};
@@ -178,14 +187,13 @@ internal static class BlockMatMulEmitter
                 int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
                 if (pairEnd > firstGroup)
                 {
-                    Span<float> scales = stackalloc float[Blocks * {{2 * GroupRows}}]; // [Blocks, {{2 * GroupRows}}]: the pair's row scales per block, as F32
-                    ref float scales0 = ref MemoryMarshal.GetReference(scales);
+                    {{scratch}}
                     for (int g = firstGroup; g < pairEnd; g += 2)
                     {
                         ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
                         {{ScalesName(k.Format, k.Cols)}}(ref pair, ref scales0);
                         for (int t = 0; t < tiled; t += {{tile}})
-                            {{GroupName(k.Format, k.Cols, tile)}}(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks),
+                            {{GroupName(k.Format, k.Cols, tile)}}(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * {{sums}}),
                                 ref Unsafe.Add(ref y0, t * Rows + g * {{GroupRows}}), Rows, accumulate);
                     }
                 }
@@ -198,7 +206,7 @@ internal static class BlockMatMulEmitter
                     int rows = Math.Min({{GroupRows}}, rowEnd - g * {{GroupRows}});
                     for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
                     {
-                        Vector256<float> sums = {{GroupName(k.Format, k.Cols, 1)}}(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Blocks), prefetch);
+                        Vector256<float> sums = {{GroupName(k.Format, k.Cols, 1)}}(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * {{sums}}), prefetch);
                         StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * {{GroupRows}}), sums, rows, accumulate);
                     }
                 }
@@ -220,6 +228,11 @@ internal static class BlockMatMulEmitter
     /// </summary>
     public static void WriteGroupProducts(SourceWriter w, ComputeFormat format, int cols, int tile)
     {
+        if (format == ComputeFormat.Q4_K)
+        {
+            WriteQ4KGroupProducts(w, cols, tile);
+            return;
+        }
         int blocks = cols / ForwardPlanner.QuantBlock, blockBytes = FormatFacts.BlockBytes(format);
         bool q8 = format == ComputeFormat.Q8_0;
         int quant = blockBytes - 2, weightsStart = GroupRows * 2 * blocks, blockWeights = GroupRows * quant, shift = q8 ? 7 : 3;
@@ -349,6 +362,188 @@ internal static class BlockMatMulEmitter
             w.Line($"        Vector256<float> d{i} = Vector256.Create(Unsafe.Add(ref xScales, {Plus(i * blocks, "b")}));");
             w.Line($"        {first[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}i), firstScales * d{i}, {first[i]});");
             w.Line($"        {second[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondScales * d{i}, {second[i]});");
+        }
+        w.Line("    }");
+        for (int i = 0; i < tile; i++)
+        {
+            string row = i == 0 ? "" : i == 1 ? "rows" : $"{i} * rows";
+            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, {first[i]}, {GroupRows}, accumulate);");
+            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), {second[i]}, {GroupRows}, accumulate);");
+        }
+        w.Line("}");
+    }
+
+    /// <summary>
+    /// Ints of a Q4_K group's unpacked scales per super-block in a pair's scratch (<see cref="WriteQ4KGroupProducts"/>):
+    /// 8 vectors of sub-block scales, 8 of mins (each twice, as int16 pairs), d and −dmin as F32, 8 lanes each.
+    /// </summary>
+    private const int Q4KScratchInts = 18 * GroupRows;
+
+    /// <summary>
+    /// The group products of Q4_K matrices <paramref name="cols"/> wide over the kernel layout, with llama.cpp's integer
+    /// math (<c>ggml_vec_dot_q4_K_q8_K</c>) in one int32 lane per row: per 32-weight sub-block s, the byte dot products of
+    /// the nibbles and Q8_K activations times the row's 6-bit scale; minus the row's 6-bit mins times the activations'
+    /// sub-block sums; the two scaled by d·dx and dmin·dx per super-block. One token × one group (8 rows) unpacks the
+    /// scales as it goes; <paramref name="tile"/> tokens × a pair of groups (16 rows) reads them unpacked once per pair.
+    /// </summary>
+    private static void WriteQ4KGroupProducts(SourceWriter w, int cols, int tile)
+    {
+        const ComputeFormat format = ComputeFormat.Q4_K;
+        int superBlocks = cols / FormatFacts.SuperBlock, blockBytes = FormatFacts.BlockBytes(format), groupBlock = GroupRows * blockBytes;
+        int sums = cols / FormatFacts.SuperBlockSumWidth, scalesAt = 4 * GroupRows, nibblesAt = scalesAt + 12 * GroupRows;
+        string layout = $"per super-block [8 F16 d][8 F16 dmin][3 slices × 8 rows × 4 bytes of 6-bit scales and mins][32 slices × 8 rows × 4 nibble bytes] ({groupBlock} bytes)";
+        w.Line($$"""
+            /// <summary>
+            /// One token × one group of 8 rows of a Q4_K matrix {{cols}} wide: lane r is
+            /// Σ_sb xScales[sb]·(d[r, sb]·Σ_s scale[r, sb, s]·Σ_i q[r, sb, s, i]·x[sb, s, i] − dmin[r, sb]·Σ_s min[r, sb, s]·Σx[sb, s]).
+            /// group: {{layout}}; x: [{{cols}}] int8; xScales: [{{superBlocks}}]; xSums: [{{sums}}] (the sums of each 16 int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each super-block to request (0: none).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static Vector256<float> {{GroupName(format, cols, 1)}}(ref byte group, ref sbyte x, ref float xScales, ref short xSums, int prefetch)
+            {
+                Vector256<float> sum = Vector256<float>.Zero;
+                for (int sb = 0; sb < {{superBlocks}}; sb++)
+                {
+                    ref byte block = ref Unsafe.Add(ref group, sb * {{groupBlock}});
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref block, prefetch), {{groupBlock}});
+                    BlockKernels.UnpackQ4KScales(ref Unsafe.Add(ref block, {{scalesAt}}), out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47);
+                    Vector256<int> sumi = Vector256<int>.Zero, summ = Vector256<int>.Zero;
+                    for (int j = 0; j < 4; j++)
+                    {
+                        // 64 weights: sub-block 2j in the low nibbles, 2j + 1 in the high ones, each 8 slices of 4 weights × 8 rows.
+                        ref byte slices = ref Unsafe.Add(ref block, {{nibblesAt}} + j * {{8 * 4 * GroupRows}});
+                        ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
+                        Vector256<int> low = Vector256<int>.Zero, high = Vector256<int>.Zero;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            Vector256<byte> packed = Vector256.LoadUnsafe(ref slices, (nuint)(k * 32));
+                            low = BlockKernels.MultiplyAddQuads(low, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4)));
+                            high = BlockKernels.MultiplyAddQuads(high, Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 32 + k * 4)));
+                        }
+                        // Byte 2j % 4 and 2j % 4 + 1 of the lanes: the rows' scales of sub-blocks 2j and 2j + 1.
+                        Vector256<int> scales = j < 2 ? scales03 : scales47;
+                        sumi += low * (Vector256.ShiftRightLogical(scales, j % 2 * 16) & Vector256.Create(0xFF))
+                            + high * (Vector256.ShiftRightLogical(scales, j % 2 * 16 + 8) & Vector256.Create(0xFF));
+                    }
+                    for (int s = 0; s < 8; s++)
+                    {
+                        // The row's min of sub-block s in both int16 halves of its lane, against the two sums of 16 of x's sub-block s.
+                        Vector256<int> min = Vector256.ShiftRightLogical(s < 4 ? mins03 : mins47, s % 4 * 8) & Vector256.Create(0xFF);
+                        summ = BlockKernels.MultiplyAddPairs(summ, (min | (min << 16)).AsInt16(), BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, sb * 16 + 2 * s)));
+                    }
+                    Vector256<float> dx = Vector256.Create(Unsafe.Add(ref xScales, sb));
+                    sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(sumi), KernelMath.HalfToSingle8(ref block) * dx,
+                        Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(summ), -KernelMath.HalfToSingle8(ref Unsafe.Add(ref block, {{2 * GroupRows}})) * dx, sum));
+                }
+                return sum;
+            }
+
+            /// <summary>
+            /// The unpacked scales of a pair of Q4_K groups {{cols}} wide (the group at <paramref name="pair"/> and the next):
+            /// scales: [{{superBlocks}}, 2 groups, 18, 8]: per super-block and group, the 8 rows' scale of sub-blocks 0..7 (int32),
+            /// their min of sub-blocks 0..7 (in both int16 halves), d and −dmin (F32).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void {{ScalesName(format, cols)}}(ref byte pair, ref int scales)
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int sb = 0; sb < {{superBlocks}}; sb++)
+                    {
+                        ref byte block = ref Unsafe.Add(ref pair, (g * {{superBlocks}} + sb) * {{groupBlock}});
+                        ref int to = ref Unsafe.Add(ref scales, (sb * 2 + g) * {{Q4KScratchInts}});
+                        BlockKernels.UnpackQ4KScales(ref Unsafe.Add(ref block, {{scalesAt}}), out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47);
+                        for (int s = 0; s < 8; s++)
+                        {
+                            (Vector256.ShiftRightLogical(s < 4 ? scales03 : scales47, s % 4 * 8) & Vector256.Create(0xFF)).StoreUnsafe(ref to, (nuint)(s * 8));
+                            Vector256<int> min = Vector256.ShiftRightLogical(s < 4 ? mins03 : mins47, s % 4 * 8) & Vector256.Create(0xFF);
+                            (min | (min << 16)).StoreUnsafe(ref to, (nuint)(64 + s * 8));
+                        }
+                        KernelMath.HalfToSingle8(ref block).AsInt32().StoreUnsafe(ref to, 128);
+                        (-KernelMath.HalfToSingle8(ref Unsafe.Add(ref block, {{2 * GroupRows}}))).AsInt32().StoreUnsafe(ref to, 136);
+                    }
+                }
+            }
+
+            """);
+
+        // The tile: per token i, integer sums a{i}i/b{i}i (first/second group) over a super-block, the current sub-block's
+        // a{i}c/b{i}c, and the float sums a{i}/b{i}.
+        string[] first = Enumerable.Range(0, tile).Select(i => $"a{i}").ToArray(), second = Enumerable.Range(0, tile).Select(i => $"b{i}").ToArray();
+        string[] all = first.Concat(second).ToArray();
+        w.Line($$"""
+            /// <summary>
+            /// {{tile}} consecutive tokens × a pair of Q4_K groups {{cols}} wide (16 rows): y[t, r] (+)= the sum of {{GroupName(format, cols, 1)}} for each.
+            /// pair: two groups, each {{layout}}; scales: the pair's unpacked scales ({{ScalesName(format, cols)}});
+            /// x: [{{tile}}, {{cols}}] int8; xScales: [{{tile}}, {{superBlocks}}]; xSums: [{{tile}}, {{sums}}]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once per nibble for the {{tile}} tokens; the sums stay in registers.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void {{GroupName(format, cols, tile)}}(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, {{superBlocks * groupBlock}});
+                Vector256<float> {{string.Join(", ", all.Select(a => $"{a} = Vector256<float>.Zero"))}};
+                for (int sb = 0; sb < {{superBlocks}}; sb++)
+                {
+                    ref int firstScales = ref Unsafe.Add(ref scales, sb * {{2 * Q4KScratchInts}});
+                    ref int secondScales = ref Unsafe.Add(ref firstScales, {{Q4KScratchInts}});
+                    Vector256<int> {{string.Join(", ", all.Select(a => $"{a}i = Vector256<int>.Zero"))}};
+                    for (int j = 0; j < 4; j++)
+                    {
+                        ref byte firstSlices = ref Unsafe.Add(ref pair, sb * {{groupBlock}} + {{nibblesAt}} + j * {{8 * 4 * GroupRows}});
+                        ref byte secondSlices = ref Unsafe.Add(ref second, sb * {{groupBlock}} + {{nibblesAt}} + j * {{8 * 4 * GroupRows}});
+                        ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
+            """);
+        foreach (bool high in new[] { false, true })
+        {
+            string sub = high ? "2 * j + 1" : "2 * j";
+            w.Line($"            // Sub-block {sub}: the {(high ? "high" : "low")} nibbles, weights 64j + {(high ? "32 + " : "")}4k .. + 3 of slice k.");
+            w.Line(high
+                ? $"            {string.Join(" = ", all.Select(a => $"{a}c"))} = Vector256<int>.Zero;"
+                : $"            Vector256<int> {string.Join(", ", all.Select(a => $"{a}c = Vector256<int>.Zero"))};");
+            w.Line("            for (int k = 0; k < 8; k++)");
+            w.Line("            {");
+            string nibble(string packed) => high
+                ? $"Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref {packed}, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F)"
+                : $"Vector256.LoadUnsafe(ref {packed}, (nuint)(k * 32)) & Vector256.Create((byte)0x0F)";
+            w.Line($"                Vector256<byte> firstNibbles = {nibble("firstSlices")};");
+            w.Line($"                Vector256<byte> secondNibbles = {nibble("secondSlices")};");
+            for (int i = 0; i < tile; i++)
+            {
+                w.Line($"                Vector256<sbyte> x{i} = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, {Plus(i * cols + (high ? 32 : 0), "k * 4")}));");
+                w.Line($"                {first[i]}c = BlockKernels.MultiplyAddQuads({first[i]}c, firstNibbles, x{i});");
+                w.Line($"                {second[i]}c = BlockKernels.MultiplyAddQuads({second[i]}c, secondNibbles, x{i});");
+            }
+            w.Line("            }");
+            w.Line($"            Vector256<int> first{(high ? "High" : "Low")} = Vector256.LoadUnsafe(ref firstScales, (nuint)(({sub}) * 8)), second{(high ? "High" : "Low")} = Vector256.LoadUnsafe(ref secondScales, (nuint)(({sub}) * 8));");
+            for (int i = 0; i < tile; i++)
+            {
+                w.Line($"            {first[i]}i += {first[i]}c * first{(high ? "High" : "Low")};");
+                w.Line($"            {second[i]}i += {second[i]}c * second{(high ? "High" : "Low")};");
+            }
+        }
+        w.Line("        }");
+        w.Line("        // The mins: per sub-block s, the rows' min against the token's two sums of 16 (int16 pairs).");
+        w.Line($"        Vector256<int> {string.Join(", ", all.Select(a => $"{a}m = Vector256<int>.Zero"))};");
+        w.Line("        for (int s = 0; s < 8; s++)");
+        w.Line("        {");
+        w.Line("            Vector256<short> firstMins = Vector256.LoadUnsafe(ref firstScales, (nuint)(64 + s * 8)).AsInt16(), secondMins = Vector256.LoadUnsafe(ref secondScales, (nuint)(64 + s * 8)).AsInt16();");
+        for (int i = 0; i < tile; i++)
+        {
+            w.Line($"            Vector256<short> sums{i} = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, {Plus(i * sums, "sb * 16 + 2 * s")}));");
+            w.Line($"            {first[i]}m = BlockKernels.MultiplyAddPairs({first[i]}m, firstMins, sums{i});");
+            w.Line($"            {second[i]}m = BlockKernels.MultiplyAddPairs({second[i]}m, secondMins, sums{i});");
+        }
+        w.Line("        }");
+        w.Line("        Vector256<float> firstD = Vector256.LoadUnsafe(ref firstScales, 128).AsSingle(), firstNegativeMin = Vector256.LoadUnsafe(ref firstScales, 136).AsSingle();");
+        w.Line("        Vector256<float> secondD = Vector256.LoadUnsafe(ref secondScales, 128).AsSingle(), secondNegativeMin = Vector256.LoadUnsafe(ref secondScales, 136).AsSingle();");
+        for (int i = 0; i < tile; i++)
+        {
+            w.Line($"        Vector256<float> dx{i} = Vector256.Create(Unsafe.Add(ref xScales, {Plus(i * superBlocks, "sb")}));");
+            w.Line($"        {first[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}i), firstD * dx{i}, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}m), firstNegativeMin * dx{i}, {first[i]}));");
+            w.Line($"        {second[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondD * dx{i}, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}m), secondNegativeMin * dx{i}, {second[i]}));");
         }
         w.Line("    }");
         for (int i = 0; i < tile; i++)

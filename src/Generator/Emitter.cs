@@ -480,7 +480,8 @@ internal static class Emitter
     private static string EmbeddingType(ForwardPlan plan) => plan.Formats.Embedding == ComputeFormat.F32 ? "WeightTensor" : "PackedTensor";
 
     private static string EmbeddingComment(ForwardPlan plan) =>
-        plan.Formats.Embedding == ComputeFormat.F32 ? "" : $" {plan.Formats.Embedding} as stored, rows dequantized per token";
+        plan.Formats.Embedding == ComputeFormat.F32 ? ""
+        : $" {plan.Formats.Embedding} {(FormatFacts.InKernelLayout(plan.Formats.Embedding) ? "in the kernel layout" : "as stored")}, rows dequantized per token";
 
     private static string EmbeddingLoad(ForwardPlan plan) => plan.Formats.Embedding == ComputeFormat.F32
         ? $"weights.GetMatrix(\"{Hf(LlamaTensor.TokenEmbedding)}\", VocabSize, HiddenSize)"
@@ -491,6 +492,12 @@ internal static class Emitter
                 ReadOnlySpan<float> embeddings = _model._embedTokens.Span;
                 for (int t = 0; t < count; t++)
                     embeddings.Slice(rows.Token(t) * HiddenSize, HiddenSize).CopyTo(_x.AsSpan(t * HiddenSize));
+        """
+        : FormatFacts.InKernelLayout(plan.Formats.Embedding)
+        ? $"""
+                // The embedding stays {plan.Formats.Embedding} in the kernel layout: only the rows of this pass's tokens are read out of their groups and expanded.
+                for (int t = 0; t < count; t++)
+                    BlockQuantization.DequantizeKernelLayoutRow(WeightFormat.{plan.Formats.Embedding}, HiddenSize, _model._embedTokens.Bytes, rows.Token(t), _x.AsSpan(t * HiddenSize, HiddenSize));
         """
         : $"""
                 // The embedding stays {plan.Formats.Embedding} as the file stores it: only the rows of this pass's tokens are expanded.

@@ -30,10 +30,10 @@ internal static class FormatFacts
     public static bool IsBlockQuantized(ComputeFormat format) => format is not (ComputeFormat.F32 or ComputeFormat.F16);
 
     /// <summary>
-    /// Q8_0 and Q4_0 rows are rearranged at load into a layout the generated row products read (groups of 16 blocks,
-    /// scales first); the other block formats are read as the file stores them, by the runtime's row products.
+    /// Q8_0, Q4_0 and Q4_K matrices are rearranged at load into a layout the generated group products read (groups of
+    /// 8 interleaved rows); the other block formats are read as the file stores them, by the runtime's row products.
     /// </summary>
-    public static bool InKernelLayout(ComputeFormat format) => format is ComputeFormat.Q8_0 or ComputeFormat.Q4_0;
+    public static bool InKernelLayout(ComputeFormat format) => format is ComputeFormat.Q8_0 or ComputeFormat.Q4_0 or ComputeFormat.Q4_K;
 
     public static ActivationKind Activations(ComputeFormat format) => format switch
     {

@@ -18,8 +18,10 @@ internal static class TensorFormatResolver
             foreach (LayerFormats layer in stored.Layers)
                 layers.Add(layer);
             ComputeFormat classifier = stored.Classifier ?? stored.TokenEmbedding;
-            // Rows of the formats the kernels read as stored are dequantized per token; the others are converted to F32 once.
-            ComputeFormat embedding = FormatFacts.IsBlockQuantized(stored.TokenEmbedding) && !FormatFacts.InKernelLayout(stored.TokenEmbedding)
+            // Rows of the formats the kernels read as stored, and of Q4_K (read back out of its kernel layout, which a tied
+            // classifier shares), are dequantized per token; Q8_0 and Q4_0 embeddings are converted to F32 once.
+            ComputeFormat embedding = FormatFacts.IsBlockQuantized(stored.TokenEmbedding)
+                && (!FormatFacts.InKernelLayout(stored.TokenEmbedding) || stored.TokenEmbedding == ComputeFormat.Q4_K)
                 ? stored.TokenEmbedding : ComputeFormat.F32;
             return Uniform(new TensorFormats(embedding, classifier, EquatableArray.From(layers)));
         }

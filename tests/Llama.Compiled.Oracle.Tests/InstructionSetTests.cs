@@ -24,7 +24,7 @@ public sealed class InstructionSetTests(ITestOutputHelper output)
 
     [Theory]
     // The AVX2 path: weights back to int8, maddubs/madd. Every quantized oracle test.
-    [InlineData("DOTNET_EnableAVXVNNI", "no-vnni", "FullyQualifiedName~Q8_0|FullyQualifiedName~Q4_0|FullyQualifiedName~KQuantOracleTests")]
+    [InlineData("DOTNET_EnableAVXVNNI", "no-vnni", "FullyQualifiedName~Q8_0|FullyQualifiedName~Q4_0|FullyQualifiedName~KQuantOracleTests|FullyQualifiedName~Q4KMPrefill|DisplayName~MOSTLY_Q4_K_M&FullyQualifiedName~GreedyTokens")]
     // The portable path (software Vector256 here, so slow): stories260K's Q8_0 (single blocks) and a shape with
     // whole groups of 16 blocks and a partial one.
     [InlineData("DOTNET_EnableAVX2", "no-avx2", "FullyQualifiedName~Stories260KOracleTests.Q8_0|DisplayName~gqa3-hd32-h288-ffn928-untied&FullyQualifiedName~MatchesLlamaCpp|FullyQualifiedName~KQuantOracleTests")]

@@ -51,7 +51,7 @@ internal static unsafe class TensorConversion
     /// <summary>
     /// Converts <paramref name="rows"/> rows of <paramref name="cols"/> elements stored as <paramref name="dtype"/>
     /// at <paramref name="source"/> into <paramref name="format"/> at <paramref name="destination"/>
-    /// (<see cref="BlockQuantization.RowBytes"/> bytes per row). Q8_0 and Q4_0 are written in the kernels' layout
+    /// (<see cref="BlockQuantization.RowBytes"/> bytes per row). Q8_0, Q4_0 and Q4_K are written in the kernels' layout
     /// (<see cref="BlockQuantization.ToKernelLayout"/>, <see cref="BlockQuantization.KernelLayoutBytes"/> in all), and read
     /// from it when <paramref name="sourceInKernelLayout"/>.
     /// </summary>
@@ -81,11 +81,11 @@ internal static unsafe class TensorConversion
             }
         }
 
-        // Only Q8_0 and Q4_0 have a kernel layout; the other block formats are used as stored. The kernel layout
+        // Only Q8_0, Q4_0 and Q4_K have a kernel layout; the other block formats are used as stored. The kernel layout
         // interleaves groups of rows: a group is read out of it (or written into it) through a scratch of llama.cpp rows.
         const int GroupRows = BlockQuantization.KernelGroupRows;
-        bool blocksIn = dtype is "Q8_0" or "Q4_0";
-        bool blocksOut = format is WeightFormat.Q8_0 or WeightFormat.Q4_0;
+        bool blocksIn = StoredFormat(dtype) is WeightFormat stored && BlockQuantization.HasKernelLayout(stored);
+        bool blocksOut = BlockQuantization.HasKernelLayout(format);
         bool sameFormat = Matches(dtype, format);
         float[]? rented = format == WeightFormat.F32 || dtype == "F32" || sameFormat ? null : ArrayPool<float>.Shared.Rent(cols);
         byte* storedGroup = blocksIn && sourceInKernelLayout ? (byte*)NativeMemory.Alloc((nuint)(GroupRows * sourceRow)) : null;
@@ -153,7 +153,7 @@ internal static unsafe class TensorConversion
     }
 
     /// <summary>The compute format a block dtype is stored in.</summary>
-    private static WeightFormat DTypeFormat(string dtype) => dtype == "Q8_0" ? WeightFormat.Q8_0 : WeightFormat.Q4_0;
+    private static WeightFormat DTypeFormat(string dtype) => StoredFormat(dtype) ?? throw new ArgumentException($"unsupported stored type {dtype}", nameof(dtype));
 
     /// <summary>Expands <c>destination.Length</c> elements stored as <paramref name="dtype"/> to F32.</summary>
     public static void Dequantize(string dtype, byte* source, Span<float> destination)

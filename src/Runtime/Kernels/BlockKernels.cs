@@ -185,4 +185,43 @@ public static class BlockKernels
     /// <summary>The 4 activation bytes at <paramref name="x"/> in every lane (one load; the partner of <see cref="MultiplyAddQuads"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<sbyte> Broadcast4(ref sbyte x) => Vector256.Create(Unsafe.ReadUnaligned<int>(ref Unsafe.As<sbyte, byte>(ref x))).AsSByte();
+
+    /// <summary>
+    /// The 6-bit scales and mins of 8 rows' Q4_K super-blocks, one int32 lane per row, as ggml's
+    /// <c>get_scale_min_k4</c> gives them: <paramref name="slices"/> holds the 12 scale bytes of each row as 3 slices of
+    /// 4 bytes × 8 rows (the kernel layout); byte i of a lane of <paramref name="scales03"/> is the row's scale of
+    /// sub-block i, of <paramref name="scales47"/> that of sub-block 4 + i, and likewise for the mins. Lane-wise shifts
+    /// and masks only (ggml's <c>utmp</c> rearrangement of the three 32-bit words).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void UnpackQ4KScales(ref byte slices, out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47)
+    {
+        Vector256<int> word0 = Vector256.LoadUnsafe(ref slices).AsInt32(), word1 = Vector256.LoadUnsafe(ref slices, 32).AsInt32(), word2 = Vector256.LoadUnsafe(ref slices, 64).AsInt32();
+        Vector256<int> low6 = Vector256.Create(0x3f3f3f3f), low4 = Vector256.Create(0x0f0f0f0f), low2 = Vector256.Create(0x03030303);
+        scales03 = word0 & low6;
+        mins03 = word1 & low6;
+        scales47 = (word2 & low4) | ((Vector256.ShiftRightLogical(word0, 6) & low2) << 4);
+        mins47 = (Vector256.ShiftRightLogical(word2, 4) & low4) | ((Vector256.ShiftRightLogical(word1, 6) & low2) << 4);
+    }
+
+    /// <summary>
+    /// <paramref name="acc"/> + the int16 pair products of 8 lanes: lane i gains a[2i]·b[2i] + a[2i + 1]·b[2i + 1], exactly
+    /// (<c>vpdpwssd</c> on AVX-VNNI, <c>vpmaddwd</c> and an add on AVX2).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<int> MultiplyAddPairs(Vector256<int> acc, Vector256<short> a, Vector256<short> b)
+    {
+        if (AvxVnni.IsSupported)
+            return AvxVnni.MultiplyWideningAndAdd(acc, a, b);
+        if (Avx2.IsSupported)
+            return acc + Avx2.MultiplyAddAdjacent(a, b);
+        Span<int> sums = stackalloc int[Vector256<int>.Count];
+        for (int lane = 0; lane < sums.Length; lane++)
+            sums[lane] = acc[lane] + a[2 * lane] * b[2 * lane] + a[2 * lane + 1] * b[2 * lane + 1];
+        return Vector256.Create<int>(sums);
+    }
+
+    /// <summary>The 2 int16 values at <paramref name="x"/> in every lane (the partner of <see cref="MultiplyAddPairs"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<short> Broadcast2(ref short x) => Vector256.Create(Unsafe.ReadUnaligned<int>(ref Unsafe.As<short, byte>(ref x))).AsInt16();
 }

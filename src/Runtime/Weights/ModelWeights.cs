@@ -346,7 +346,7 @@ public sealed unsafe class ModelWeights : IDisposable
     /// Returns the matrix <paramref name="name"/>, which must have shape [<paramref name="rows"/>, <paramref name="cols"/>],
     /// in the compute format <paramref name="format"/>. F32 and F16: a view into the file when it stores exactly that
     /// format, otherwise a copy converted once, on the first request (into the weight cache of a <see cref="WeightLoading.Map"/>
-    /// load, else into memory the weights own). Q8_0 and Q4_0 are returned in the kernels' layout
+    /// load, else into memory the weights own). Q8_0, Q4_0 and Q4_K are returned in the kernels' layout
     /// (<see cref="BlockQuantization.ToKernelLayout"/>): blocks the file stores in that format are rearranged once (in place
     /// in a <see cref="WeightLoading.Copy"/>, else into a copy, cached as other conversions are), other types are
     /// expanded to F32 and encoded with llama.cpp's reference quantizers first.
@@ -380,7 +380,7 @@ public sealed unsafe class ModelWeights : IDisposable
             byte* data;
             if (format is WeightFormat.F32 or WeightFormat.F16)
                 data = stored && !CopiedIntoTheCache(tensor) ? tensor.File.Pointer + tensor.Offset : Converted(entry, rows, cols, format);
-            else if (format is not (WeightFormat.Q8_0 or WeightFormat.Q4_0))
+            else if (!BlockQuantization.HasKernelLayout(format))
                 data = stored ? tensor.File.Pointer + tensor.Offset : Converted(entry, rows, cols, format); // read as stored: no kernel layout
             else
                 data = stored && tensor.File.IsCopy && rows % BlockQuantization.KernelGroupRows == 0 && !SharesBytes(entry) ? ToKernelLayoutInPlaceOnce(entry, rows, cols, format) : Converted(entry, rows, cols, format);
@@ -561,9 +561,9 @@ public sealed unsafe class ModelWeights : IDisposable
     /// <summary>Tensors up to this size are copied into a weight cache the load has (see <see cref="CopiedIntoTheCache"/>).</summary>
     private const long SmallTensorBytes = 64 << 10;
 
-    /// <summary>Bytes of a [<paramref name="rows"/>, <paramref name="cols"/>] matrix in <paramref name="format"/>: whole groups of rows in the Q8_0/Q4_0 kernel layout.</summary>
+    /// <summary>Bytes of a [<paramref name="rows"/>, <paramref name="cols"/>] matrix in <paramref name="format"/>: whole groups of rows in the Q8_0/Q4_0/Q4_K kernel layout.</summary>
     private static long ConvertedBytes(long rows, int cols, WeightFormat format) =>
-        format is WeightFormat.Q8_0 or WeightFormat.Q4_0 ? BlockQuantization.KernelLayoutBytes(format, (int)rows, cols) : rows * BlockQuantization.RowBytes(format, cols);
+        BlockQuantization.HasKernelLayout(format) ? BlockQuantization.KernelLayoutBytes(format, (int)rows, cols) : rows * BlockQuantization.RowBytes(format, cols);
 
     /// <summary>
     /// A tensor converted to <paramref name="format"/>: for a <see cref="WeightLoading.Map"/> load, mapped from the
@@ -614,7 +614,7 @@ public sealed unsafe class ModelWeights : IDisposable
     }
 
     /// <summary>
-    /// Rearranges a Q8_0/Q4_0 tensor of a <see cref="WeightLoading.Copy"/> (whole groups of rows) into the kernels' layout
+    /// Rearranges a Q8_0/Q4_0/Q4_K tensor of a <see cref="WeightLoading.Copy"/> (whole groups of rows) into the kernels' layout
     /// where it lies, once, one group of rows at a time through a scratch group. Later conversions of the tensor read it
     /// back through <see cref="Entry.InKernelLayout"/>.
     /// </summary>
@@ -669,7 +669,7 @@ public sealed unsafe class ModelWeights : IDisposable
         /// <summary>Converted copies in the weights' cache file, indexed by <see cref="WeightFormat"/>; zero until first requested.</summary>
         public nint[] Cached { get; } = new nint[(int)WeightFormat.Q6_K + 1];
 
-        /// <summary>The stored Q8_0/Q4_0 blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
+        /// <summary>The stored Q8_0/Q4_0/Q4_K blocks were rearranged in place into the kernels' layout (a copied file only).</summary>
         public bool InKernelLayout { get; set; }
     }
 }

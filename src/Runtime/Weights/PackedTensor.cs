@@ -6,9 +6,10 @@ namespace Llama.Compiled.CompilerServices;
 /// <summary>
 /// A read-only view of one weight matrix in a compute format (<see cref="WeightFormat"/>), from
 /// <see cref="ModelWeights.GetPackedMatrix"/>: row-major, <see cref="Rows"/> rows of <see cref="RowBytes"/>
-/// bytes each. F32 rows are floats, F16 rows IEEE halves, the K formats and Q4_1/Q5_0/Q5_1 llama.cpp's blocks as
-/// stored; Q8_0 and Q4_0 matrices are <c>Cols/32</c> blocks of llama.cpp's <c>block_q8_0</c> (34 bytes) or
-/// <c>block_q4_0</c> (18 bytes) per row, interleaved in groups of 8 rows into the generated kernels' layout
+/// bytes each. F32 rows are floats, F16 rows IEEE halves, Q5_K/Q6_K and Q4_1/Q5_0/Q5_1 llama.cpp's blocks as
+/// stored; Q8_0, Q4_0 and Q4_K matrices are <c>Cols/32</c> blocks of llama.cpp's <c>block_q8_0</c> (34 bytes) or
+/// <c>block_q4_0</c> (18 bytes), or <c>Cols/256</c> <c>block_q4_K</c> (144 bytes), per row, interleaved in groups of 8
+/// rows into the generated kernels' layout
 /// (<see cref="BlockQuantization.ToKernelLayout"/>; <see cref="BlockQuantization.FromKernelLayout"/> gives llama.cpp's
 /// blocks back), so they have no rows of their own. The view points into the file's memory, the weight cache's mapping or
 /// memory the weights own, and is valid only while the
@@ -45,21 +46,21 @@ public readonly unsafe struct PackedTensor
     /// <summary>Number of weights per row (input features of a projection).</summary>
     public int Cols { get; }
 
-    /// <summary>Bytes of one row: Cols·4 (F32), Cols·2 (F16), Cols/32·34 (Q8_0), Cols/32·18 (Q4_0).</summary>
+    /// <summary>Bytes of one row: Cols·4 (F32), Cols·2 (F16), Cols/32·34 (Q8_0), Cols/32·18 (Q4_0), Cols/256·144 (Q4_K).</summary>
     public int RowBytes { get; }
 
     /// <summary>
-    /// All the weights: <see cref="Rows"/> × <see cref="RowBytes"/> bytes, or for Q8_0/Q4_0 the kernel layout's whole groups
+    /// All the weights: <see cref="Rows"/> × <see cref="RowBytes"/> bytes, or for Q8_0/Q4_0/Q4_K the kernel layout's whole groups
     /// of rows (<see cref="BlockQuantization.KernelLayoutBytes"/>).
     /// </summary>
     public ReadOnlySpan<byte> Bytes => new(_data, _length);
 
     /// <summary>The bytes of row <paramref name="row"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="row"/> is not in [0, Rows).</exception>
-    /// <exception cref="InvalidOperationException">A Q8_0/Q4_0 matrix, whose rows are interleaved.</exception>
+    /// <exception cref="InvalidOperationException">A Q8_0/Q4_0/Q4_K matrix, whose rows are interleaved.</exception>
     public ReadOnlySpan<byte> Row(int row)
     {
-        if (Format is WeightFormat.Q8_0 or WeightFormat.Q4_0)
+        if (BlockQuantization.HasKernelLayout(Format))
             throw new InvalidOperationException($"the rows of a {Format} matrix are interleaved in the kernel layout; read Bytes");
         ArgumentOutOfRangeException.ThrowIfNegative(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, Rows);

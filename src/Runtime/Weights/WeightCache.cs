@@ -8,7 +8,7 @@ using System.Text;
 namespace Llama.Compiled;
 
 /// <summary>
-/// Where a <see cref="WeightLoading.Map"/> load keeps the tensors it must convert (Q8_0/Q4_0 blocks rearranged into the
+/// Where a <see cref="WeightLoading.Map"/> load keeps the tensors it must convert (Q8_0/Q4_0/Q4_K blocks rearranged into the
 /// kernels' layout, F32/F16/BF16 quantized to the compiled format, block formats expanded to F32): a cache file, written
 /// by the first load and mapped by every later one, so that no load holds a second, private copy of the weights.
 /// </summary>

@@ -5,7 +5,7 @@ public enum WeightLoading
 {
     /// <summary>
     /// Memory-map the files: nothing is copied, and the operating system's page cache holds the weights once for every
-    /// process that maps them. The default. Tensors the kernels cannot read as stored — Q8_0/Q4_0 matrices, which are
+    /// process that maps them. The default. Tensors the kernels cannot read as stored — Q8_0/Q4_0/Q4_K matrices, which are
     /// rearranged into the kernels' layout (<see cref="BlockQuantization.ToKernelLayout"/>), and tensors converted to
     /// another compute format — are converted by the first load into a cache file,
     /// <c>&lt;weights file&gt;.llama-compiled-cache</c> beside the weights (where that folder is not writable,
@@ -25,14 +25,14 @@ public enum WeightLoading
     /// byte (measured: 2–4 s more than mapping for TinyLlama-1.1B F32, 4.4 GB) and the process holds its own copy;
     /// in return, generation that streams the weights from memory runs faster, since a few thousand
     /// translation entries cover gigabytes (measured with LlamaBench on TinyLlama-1.1B, one thread:
-    /// F32 decode +10 %, Q8_0 +10–15 %). Q8_0/Q4_0 matrices are rearranged into the kernels' layout in place, in the copy.
+    /// F32 decode +10 %, Q8_0 +10–15 %). Q8_0/Q4_0/Q4_K matrices are rearranged into the kernels' layout in place, in the copy.
     /// Writes no cache file.
     /// </summary>
     Copy,
 
     /// <summary>
     /// Memory-map the files as <see cref="Map"/> does, but write and read no cache file: tensors that must be converted
-    /// (Q8_0/Q4_0 matrices into the kernels' layout, other compute formats) are converted on every load into memory the
+    /// (Q8_0/Q4_0/Q4_K matrices into the kernels' layout, other compute formats) are converted on every load into memory the
     /// weights own — for TinyLlama-1.1B Q8_0, 1.1 GB besides the mapped file.
     /// </summary>
     MapWithoutCache,

@@ -19,12 +19,12 @@ namespace UserApp
     {
         /// <summary>
         /// Kernels specialized to this model's shapes. Planner decisions:
-        /// - MatMul_Q4_K_2048x2048 (q_proj, o_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 112 rows.
-        /// - MatMul_Q4_K_256x2048 (k_proj, v_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_Q4_K_2048x2048 (q_proj, o_proj): one token 8 rows per step (Q4_KGroup2048: the byte dot products of a group's interleaved rows, one lane per row, over 8 blocks), each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q4_KPair2048x4: a pair of groups, its scales converted once for every tile).
+        /// - MatMul_Q4_K_256x2048 (k_proj, v_proj): one token 8 rows per step (Q4_KGroup2048: the byte dot products of a group's interleaved rows, one lane per row, over 8 blocks), each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q4_KPair2048x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_Q6_K_256x2048 (v_proj): one token QuantizedRows.Q6_KRow over the 8 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 78 rows.
-        /// - MatMul_Q4_K_5632x2048 (gate_proj, up_proj): one token QuantizedRows.Q4_KRow over the 8 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 112 rows.
+        /// - MatMul_Q4_K_5632x2048 (gate_proj, up_proj): one token 8 rows per step (Q4_KGroup2048: the byte dot products of a group's interleaved rows, one lane per row, over 8 blocks), each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q4_KPair2048x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_Q6_K_2048x5632 (down_proj): one token QuantizedRows.Q6_KRow over the 22 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 28 rows.
-        /// - MatMul_Q4_K_2048x5632 (down_proj): one token QuantizedRows.Q4_KRow over the 22 Q4_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 40 rows.
+        /// - MatMul_Q4_K_2048x5632 (down_proj): one token 8 rows per step (Q4_KGroup5632: the byte dot products of a group's interleaved rows, one lane per row, over 22 blocks), each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q4_KPair5632x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_Q6_K_32000x2048 (lm_head): one token QuantizedRows.Q6_KRow over the 8 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 78 rows.
         /// - The layers' matrices differ in format between layers: 2 layer methods, one per combination.
         /// - A session evaluates up to 64 tokens per sweep through the layers (a batch its MaxTokens, several sessions' tokens together); decode is the same path with one row per sequence.
@@ -256,102 +256,108 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_K [2048, 2048] in llama.cpp's blocks as stored (8 blocks of 144 bytes per row);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 2048.
+            /// W: Q4_K [2048, 2048] in the runtime's kernel layout (256 group(s) of 8 interleaved rows, 8 blocks each, see Q4_KGroup2048);
             /// x, already quantized: [tokens, 2048] int8 as Q8_K super-blocks, with [tokens, 8] F32 scales and [tokens, 128] sums of 16; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_K_2048x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<short> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 2048, Cols = 2048, Blocks = 8, Sums = 128, RowBytes = Blocks * 144, RowBlock = 112;
+                const int Rows = 2048, Cols = 2048, Blocks = 8, Sums = 128, Groups = 256, GroupBytes = 8 * Blocks * 144;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Sums)
-                    throw new ArgumentException("MatMul_Q4_K_2048x2048: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_K_2048x2048: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref short s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 18 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales2048)
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = QuantizedRows.Q4_KRow4(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_KPairScales2048(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_KPair2048x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // Weights that stream from memory: each block of a group requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                int prefetch = WeightsFitCache ? 0 : 8192;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
-                    int prefetch = WeightsFitCache ? 0 : 8192;
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_KGroup2048(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_K [256, 2048] in llama.cpp's blocks as stored (8 blocks of 144 bytes per row);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 256.
+            /// W: Q4_K [256, 2048] in the runtime's kernel layout (32 group(s) of 8 interleaved rows, 8 blocks each, see Q4_KGroup2048);
             /// x, already quantized: [tokens, 2048] int8 as Q8_K super-blocks, with [tokens, 8] F32 scales and [tokens, 128] sums of 16; y: [tokens, 256].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_K_256x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<short> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 256, Cols = 2048, Blocks = 8, Sums = 128, RowBytes = Blocks * 144, RowBlock = 112;
+                const int Rows = 256, Cols = 2048, Blocks = 8, Sums = 128, Groups = 32, GroupBytes = 8 * Blocks * 144;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Sums)
-                    throw new ArgumentException("MatMul_Q4_K_256x2048: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_K_256x2048: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref short s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 18 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales2048)
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = QuantizedRows.Q4_KRow4(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_KPairScales2048(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_KPair2048x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // Weights that stream from memory: each block of a group requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                int prefetch = WeightsFitCache ? 0 : 8192;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
-                    int prefetch = WeightsFitCache ? 0 : 8192;
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_KGroup2048(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
@@ -406,52 +412,55 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_K [5632, 2048] in llama.cpp's blocks as stored (8 blocks of 144 bytes per row);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 5632.
+            /// W: Q4_K [5632, 2048] in the runtime's kernel layout (704 group(s) of 8 interleaved rows, 8 blocks each, see Q4_KGroup2048);
             /// x, already quantized: [tokens, 2048] int8 as Q8_K super-blocks, with [tokens, 8] F32 scales and [tokens, 128] sums of 16; y: [tokens, 5632].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_K_5632x2048Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<short> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 5632, Cols = 2048, Blocks = 8, Sums = 128, RowBytes = Blocks * 144, RowBlock = 112;
+                const int Rows = 5632, Cols = 2048, Blocks = 8, Sums = 128, Groups = 704, GroupBytes = 8 * Blocks * 144;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Sums)
-                    throw new ArgumentException("MatMul_Q4_K_5632x2048: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_K_5632x2048: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref short s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 126 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 18 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales2048)
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = QuantizedRows.Q4_KRow4(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_KPairScales2048(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_KPair2048x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // Weights that stream from memory: each block of a group requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                int prefetch = WeightsFitCache ? 0 : 8192;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
-                    int prefetch = WeightsFitCache ? 0 : 8192;
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_KGroup2048(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
@@ -506,52 +515,55 @@ namespace UserApp
             }
 
             /// <summary>
-            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
-            /// W: Q4_K [2048, 5632] in llama.cpp's blocks as stored (22 blocks of 144 bytes per row);
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>;
+            /// rowStart is a multiple of 8, rowEnd too or 2048.
+            /// W: Q4_K [2048, 5632] in the runtime's kernel layout (256 group(s) of 8 interleaved rows, 22 blocks each, see Q4_KGroup5632);
             /// x, already quantized: [tokens, 5632] int8 as Q8_K super-blocks, with [tokens, 22] F32 scales and [tokens, 352] sums of 16; y: [tokens, 2048].
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q4_K_2048x5632Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<short> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 2048, Cols = 5632, Blocks = 22, Sums = 352, RowBytes = Blocks * 144, RowBlock = 40;
+                const int Rows = 2048, Cols = 5632, Blocks = 22, Sums = 352, Groups = 256, GroupBytes = 8 * Blocks * 144;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
-                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                if (tokens < 0 || rowStart < 0 || rowStart % 8 != 0 || rowEnd > Rows || w.Length < Groups * GroupBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Sums)
-                    throw new ArgumentException("MatMul_Q4_K_2048x5632: a buffer is smaller than its shape.");
+                    throw new ArgumentException("MatMul_Q4_K_2048x5632: a buffer is smaller than its shape, or the rows do not start a group.");
                 ref byte w0 = ref MemoryMarshal.GetReference(w);
                 ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref short s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int firstGroup = rowStart / 8, wholeGroups = rowEnd / 8, endGroup = (rowEnd + 7) / 8;
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 123 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: pairs of whole groups, each pair's weights (about 49 KB) read from memory once and from cache by every other tile.
+                int pairEnd = tiled > 0 ? firstGroup + (wholeGroups - firstGroup) / 2 * 2 : firstGroup;
+                if (pairEnd > firstGroup)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
+                    Span<int> scales = stackalloc int[Blocks * 288]; // [Blocks, 2 groups, 144]: the pair's unpacked scales, mins and F32 d, −dmin per super-block (Q4_KPairScales5632)
+                    ref int scales0 = ref MemoryMarshal.GetReference(scales);
+                    for (int g = firstGroup; g < pairEnd; g += 2)
                     {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = QuantizedRows.Q4_KRow4(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
+                        ref byte pair = ref Unsafe.Add(ref w0, g * GroupBytes);
+                        Q4_KPairScales5632(ref pair, ref scales0);
+                        for (int t = 0; t < tiled; t += 4)
+                            Q4_KPair5632x4(ref pair, ref scales0, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums),
+                                ref Unsafe.Add(ref y0, t * Rows + g * 8), Rows, accumulate);
                     }
                 }
 
-                // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                // One token × one group at a time: the tokens after the last tile for the pairs, every token for the other groups (all of decode).
+                // Weights that stream from memory: each block of a group requests the bytes 8 KB ahead of it, so they are in cache by their turn.
+                int prefetch = WeightsFitCache ? 0 : 8192;
+                for (int g = firstGroup; g < endGroup; g++)
                 {
-                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                    ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                    // Weights that stream from memory: each super-block requests the bytes 8 KB ahead of it, so they are in cache by their turn.
-                    int prefetch = WeightsFitCache ? 0 : 8192;
-                    for (int r = rowStart; r < rowEnd; r++)
-                        Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q4_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
+                    ref byte group = ref Unsafe.Add(ref w0, g * GroupBytes);
+                    int rows = Math.Min(8, rowEnd - g * 8);
+                    for (int t = g < pairEnd ? tiled : 0; t < tokens; t++)
+                    {
+                        Vector256<float> sums = Q4_KGroup5632(ref group, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums), prefetch);
+                        StoreGroup(ref Unsafe.Add(ref y0, t * Rows + g * 8), sums, rows, accumulate);
+                    }
                 }
             }
 
@@ -603,6 +615,396 @@ namespace UserApp
                     for (int r = rowStart; r < rowEnd; r++)
                         Store(ref Unsafe.Add(ref y0, t * Rows + r), QuantizedRows.Q6_KRow(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, prefetch), accumulate);
                 }
+            }
+
+            /// <summary>
+            /// One token × one group of 8 rows of a Q4_K matrix 2048 wide: lane r is
+            /// Σ_sb xScales[sb]·(d[r, sb]·Σ_s scale[r, sb, s]·Σ_i q[r, sb, s, i]·x[sb, s, i] − dmin[r, sb]·Σ_s min[r, sb, s]·Σx[sb, s]).
+            /// group: per super-block [8 F16 d][8 F16 dmin][3 slices × 8 rows × 4 bytes of 6-bit scales and mins][32 slices × 8 rows × 4 nibble bytes] (1152 bytes); x: [2048] int8; xScales: [8]; xSums: [128] (the sums of each 16 int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each super-block to request (0: none).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static Vector256<float> Q4_KGroup2048(ref byte group, ref sbyte x, ref float xScales, ref short xSums, int prefetch)
+            {
+                Vector256<float> sum = Vector256<float>.Zero;
+                for (int sb = 0; sb < 8; sb++)
+                {
+                    ref byte block = ref Unsafe.Add(ref group, sb * 1152);
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref block, prefetch), 1152);
+                    BlockKernels.UnpackQ4KScales(ref Unsafe.Add(ref block, 32), out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47);
+                    Vector256<int> sumi = Vector256<int>.Zero, summ = Vector256<int>.Zero;
+                    for (int j = 0; j < 4; j++)
+                    {
+                        // 64 weights: sub-block 2j in the low nibbles, 2j + 1 in the high ones, each 8 slices of 4 weights × 8 rows.
+                        ref byte slices = ref Unsafe.Add(ref block, 128 + j * 256);
+                        ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
+                        Vector256<int> low = Vector256<int>.Zero, high = Vector256<int>.Zero;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            Vector256<byte> packed = Vector256.LoadUnsafe(ref slices, (nuint)(k * 32));
+                            low = BlockKernels.MultiplyAddQuads(low, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4)));
+                            high = BlockKernels.MultiplyAddQuads(high, Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 32 + k * 4)));
+                        }
+                        // Byte 2j % 4 and 2j % 4 + 1 of the lanes: the rows' scales of sub-blocks 2j and 2j + 1.
+                        Vector256<int> scales = j < 2 ? scales03 : scales47;
+                        sumi += low * (Vector256.ShiftRightLogical(scales, j % 2 * 16) & Vector256.Create(0xFF))
+                            + high * (Vector256.ShiftRightLogical(scales, j % 2 * 16 + 8) & Vector256.Create(0xFF));
+                    }
+                    for (int s = 0; s < 8; s++)
+                    {
+                        // The row's min of sub-block s in both int16 halves of its lane, against the two sums of 16 of x's sub-block s.
+                        Vector256<int> min = Vector256.ShiftRightLogical(s < 4 ? mins03 : mins47, s % 4 * 8) & Vector256.Create(0xFF);
+                        summ = BlockKernels.MultiplyAddPairs(summ, (min | (min << 16)).AsInt16(), BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, sb * 16 + 2 * s)));
+                    }
+                    Vector256<float> dx = Vector256.Create(Unsafe.Add(ref xScales, sb));
+                    sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(sumi), KernelMath.HalfToSingle8(ref block) * dx,
+                        Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(summ), -KernelMath.HalfToSingle8(ref Unsafe.Add(ref block, 16)) * dx, sum));
+                }
+                return sum;
+            }
+
+            /// <summary>
+            /// The unpacked scales of a pair of Q4_K groups 2048 wide (the group at <paramref name="pair"/> and the next):
+            /// scales: [8, 2 groups, 18, 8]: per super-block and group, the 8 rows' scale of sub-blocks 0..7 (int32),
+            /// their min of sub-blocks 0..7 (in both int16 halves), d and −dmin (F32).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q4_KPairScales2048(ref byte pair, ref int scales)
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int sb = 0; sb < 8; sb++)
+                    {
+                        ref byte block = ref Unsafe.Add(ref pair, (g * 8 + sb) * 1152);
+                        ref int to = ref Unsafe.Add(ref scales, (sb * 2 + g) * 144);
+                        BlockKernels.UnpackQ4KScales(ref Unsafe.Add(ref block, 32), out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47);
+                        for (int s = 0; s < 8; s++)
+                        {
+                            (Vector256.ShiftRightLogical(s < 4 ? scales03 : scales47, s % 4 * 8) & Vector256.Create(0xFF)).StoreUnsafe(ref to, (nuint)(s * 8));
+                            Vector256<int> min = Vector256.ShiftRightLogical(s < 4 ? mins03 : mins47, s % 4 * 8) & Vector256.Create(0xFF);
+                            (min | (min << 16)).StoreUnsafe(ref to, (nuint)(64 + s * 8));
+                        }
+                        KernelMath.HalfToSingle8(ref block).AsInt32().StoreUnsafe(ref to, 128);
+                        (-KernelMath.HalfToSingle8(ref Unsafe.Add(ref block, 16))).AsInt32().StoreUnsafe(ref to, 136);
+                    }
+                }
+            }
+
+            /// <summary>
+            /// 4 consecutive tokens × a pair of Q4_K groups 2048 wide (16 rows): y[t, r] (+)= the sum of Q4_KGroup2048 for each.
+            /// pair: two groups, each per super-block [8 F16 d][8 F16 dmin][3 slices × 8 rows × 4 bytes of 6-bit scales and mins][32 slices × 8 rows × 4 nibble bytes] (1152 bytes); scales: the pair's unpacked scales (Q4_KPairScales2048);
+            /// x: [4, 2048] int8; xScales: [4, 8]; xSums: [4, 128]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once per nibble for the 4 tokens; the sums stay in registers.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q4_KPair2048x4(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, 9216);
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                for (int sb = 0; sb < 8; sb++)
+                {
+                    ref int firstScales = ref Unsafe.Add(ref scales, sb * 288);
+                    ref int secondScales = ref Unsafe.Add(ref firstScales, 144);
+                    Vector256<int> a0i = Vector256<int>.Zero, a1i = Vector256<int>.Zero, a2i = Vector256<int>.Zero, a3i = Vector256<int>.Zero, b0i = Vector256<int>.Zero, b1i = Vector256<int>.Zero, b2i = Vector256<int>.Zero, b3i = Vector256<int>.Zero;
+                    for (int j = 0; j < 4; j++)
+                    {
+                        ref byte firstSlices = ref Unsafe.Add(ref pair, sb * 1152 + 128 + j * 256);
+                        ref byte secondSlices = ref Unsafe.Add(ref second, sb * 1152 + 128 + j * 256);
+                        ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
+                        // Sub-block 2 * j: the low nibbles, weights 64j + 4k .. + 3 of slice k.
+                        Vector256<int> a0c = Vector256<int>.Zero, a1c = Vector256<int>.Zero, a2c = Vector256<int>.Zero, a3c = Vector256<int>.Zero, b0c = Vector256<int>.Zero, b1c = Vector256<int>.Zero, b2c = Vector256<int>.Zero, b3c = Vector256<int>.Zero;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            Vector256<byte> firstNibbles = Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
+                            Vector256<byte> secondNibbles = Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
+                            Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4));
+                            a0c = BlockKernels.MultiplyAddQuads(a0c, firstNibbles, x0);
+                            b0c = BlockKernels.MultiplyAddQuads(b0c, secondNibbles, x0);
+                            Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 2048 + k * 4));
+                            a1c = BlockKernels.MultiplyAddQuads(a1c, firstNibbles, x1);
+                            b1c = BlockKernels.MultiplyAddQuads(b1c, secondNibbles, x1);
+                            Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 4096 + k * 4));
+                            a2c = BlockKernels.MultiplyAddQuads(a2c, firstNibbles, x2);
+                            b2c = BlockKernels.MultiplyAddQuads(b2c, secondNibbles, x2);
+                            Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 6144 + k * 4));
+                            a3c = BlockKernels.MultiplyAddQuads(a3c, firstNibbles, x3);
+                            b3c = BlockKernels.MultiplyAddQuads(b3c, secondNibbles, x3);
+                        }
+                        Vector256<int> firstLow = Vector256.LoadUnsafe(ref firstScales, (nuint)((2 * j) * 8)), secondLow = Vector256.LoadUnsafe(ref secondScales, (nuint)((2 * j) * 8));
+                        a0i += a0c * firstLow;
+                        b0i += b0c * secondLow;
+                        a1i += a1c * firstLow;
+                        b1i += b1c * secondLow;
+                        a2i += a2c * firstLow;
+                        b2i += b2c * secondLow;
+                        a3i += a3c * firstLow;
+                        b3i += b3c * secondLow;
+                        // Sub-block 2 * j + 1: the high nibbles, weights 64j + 32 + 4k .. + 3 of slice k.
+                        a0c = a1c = a2c = a3c = b0c = b1c = b2c = b3c = Vector256<int>.Zero;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            Vector256<byte> firstNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+                            Vector256<byte> secondNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+                            Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 32 + k * 4));
+                            a0c = BlockKernels.MultiplyAddQuads(a0c, firstNibbles, x0);
+                            b0c = BlockKernels.MultiplyAddQuads(b0c, secondNibbles, x0);
+                            Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 2080 + k * 4));
+                            a1c = BlockKernels.MultiplyAddQuads(a1c, firstNibbles, x1);
+                            b1c = BlockKernels.MultiplyAddQuads(b1c, secondNibbles, x1);
+                            Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 4128 + k * 4));
+                            a2c = BlockKernels.MultiplyAddQuads(a2c, firstNibbles, x2);
+                            b2c = BlockKernels.MultiplyAddQuads(b2c, secondNibbles, x2);
+                            Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 6176 + k * 4));
+                            a3c = BlockKernels.MultiplyAddQuads(a3c, firstNibbles, x3);
+                            b3c = BlockKernels.MultiplyAddQuads(b3c, secondNibbles, x3);
+                        }
+                        Vector256<int> firstHigh = Vector256.LoadUnsafe(ref firstScales, (nuint)((2 * j + 1) * 8)), secondHigh = Vector256.LoadUnsafe(ref secondScales, (nuint)((2 * j + 1) * 8));
+                        a0i += a0c * firstHigh;
+                        b0i += b0c * secondHigh;
+                        a1i += a1c * firstHigh;
+                        b1i += b1c * secondHigh;
+                        a2i += a2c * firstHigh;
+                        b2i += b2c * secondHigh;
+                        a3i += a3c * firstHigh;
+                        b3i += b3c * secondHigh;
+                    }
+                    // The mins: per sub-block s, the rows' min against the token's two sums of 16 (int16 pairs).
+                    Vector256<int> a0m = Vector256<int>.Zero, a1m = Vector256<int>.Zero, a2m = Vector256<int>.Zero, a3m = Vector256<int>.Zero, b0m = Vector256<int>.Zero, b1m = Vector256<int>.Zero, b2m = Vector256<int>.Zero, b3m = Vector256<int>.Zero;
+                    for (int s = 0; s < 8; s++)
+                    {
+                        Vector256<short> firstMins = Vector256.LoadUnsafe(ref firstScales, (nuint)(64 + s * 8)).AsInt16(), secondMins = Vector256.LoadUnsafe(ref secondScales, (nuint)(64 + s * 8)).AsInt16();
+                        Vector256<short> sums0 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, sb * 16 + 2 * s));
+                        a0m = BlockKernels.MultiplyAddPairs(a0m, firstMins, sums0);
+                        b0m = BlockKernels.MultiplyAddPairs(b0m, secondMins, sums0);
+                        Vector256<short> sums1 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 128 + sb * 16 + 2 * s));
+                        a1m = BlockKernels.MultiplyAddPairs(a1m, firstMins, sums1);
+                        b1m = BlockKernels.MultiplyAddPairs(b1m, secondMins, sums1);
+                        Vector256<short> sums2 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 256 + sb * 16 + 2 * s));
+                        a2m = BlockKernels.MultiplyAddPairs(a2m, firstMins, sums2);
+                        b2m = BlockKernels.MultiplyAddPairs(b2m, secondMins, sums2);
+                        Vector256<short> sums3 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 384 + sb * 16 + 2 * s));
+                        a3m = BlockKernels.MultiplyAddPairs(a3m, firstMins, sums3);
+                        b3m = BlockKernels.MultiplyAddPairs(b3m, secondMins, sums3);
+                    }
+                    Vector256<float> firstD = Vector256.LoadUnsafe(ref firstScales, 128).AsSingle(), firstNegativeMin = Vector256.LoadUnsafe(ref firstScales, 136).AsSingle();
+                    Vector256<float> secondD = Vector256.LoadUnsafe(ref secondScales, 128).AsSingle(), secondNegativeMin = Vector256.LoadUnsafe(ref secondScales, 136).AsSingle();
+                    Vector256<float> dx0 = Vector256.Create(Unsafe.Add(ref xScales, sb));
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0m), firstNegativeMin * dx0, a0));
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0m), secondNegativeMin * dx0, b0));
+                    Vector256<float> dx1 = Vector256.Create(Unsafe.Add(ref xScales, 8 + sb));
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1m), firstNegativeMin * dx1, a1));
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1m), secondNegativeMin * dx1, b1));
+                    Vector256<float> dx2 = Vector256.Create(Unsafe.Add(ref xScales, 16 + sb));
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2m), firstNegativeMin * dx2, a2));
+                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2m), secondNegativeMin * dx2, b2));
+                    Vector256<float> dx3 = Vector256.Create(Unsafe.Add(ref xScales, 24 + sb));
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3m), firstNegativeMin * dx3, a3));
+                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3m), secondNegativeMin * dx3, b3));
+                }
+                StoreGroup(ref y, a0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
+            }
+
+            /// <summary>
+            /// One token × one group of 8 rows of a Q4_K matrix 5632 wide: lane r is
+            /// Σ_sb xScales[sb]·(d[r, sb]·Σ_s scale[r, sb, s]·Σ_i q[r, sb, s, i]·x[sb, s, i] − dmin[r, sb]·Σ_s min[r, sb, s]·Σx[sb, s]).
+            /// group: per super-block [8 F16 d][8 F16 dmin][3 slices × 8 rows × 4 bytes of 6-bit scales and mins][32 slices × 8 rows × 4 nibble bytes] (1152 bytes); x: [5632] int8; xScales: [22]; xSums: [352] (the sums of each 16 int8 values).
+            /// <paramref name="prefetch"/>: bytes ahead of each super-block to request (0: none).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static Vector256<float> Q4_KGroup5632(ref byte group, ref sbyte x, ref float xScales, ref short xSums, int prefetch)
+            {
+                Vector256<float> sum = Vector256<float>.Zero;
+                for (int sb = 0; sb < 22; sb++)
+                {
+                    ref byte block = ref Unsafe.Add(ref group, sb * 1152);
+                    if (prefetch != 0)
+                        Prefetch.Lines(ref Unsafe.Add(ref block, prefetch), 1152);
+                    BlockKernels.UnpackQ4KScales(ref Unsafe.Add(ref block, 32), out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47);
+                    Vector256<int> sumi = Vector256<int>.Zero, summ = Vector256<int>.Zero;
+                    for (int j = 0; j < 4; j++)
+                    {
+                        // 64 weights: sub-block 2j in the low nibbles, 2j + 1 in the high ones, each 8 slices of 4 weights × 8 rows.
+                        ref byte slices = ref Unsafe.Add(ref block, 128 + j * 256);
+                        ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
+                        Vector256<int> low = Vector256<int>.Zero, high = Vector256<int>.Zero;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            Vector256<byte> packed = Vector256.LoadUnsafe(ref slices, (nuint)(k * 32));
+                            low = BlockKernels.MultiplyAddQuads(low, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4)));
+                            high = BlockKernels.MultiplyAddQuads(high, Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 32 + k * 4)));
+                        }
+                        // Byte 2j % 4 and 2j % 4 + 1 of the lanes: the rows' scales of sub-blocks 2j and 2j + 1.
+                        Vector256<int> scales = j < 2 ? scales03 : scales47;
+                        sumi += low * (Vector256.ShiftRightLogical(scales, j % 2 * 16) & Vector256.Create(0xFF))
+                            + high * (Vector256.ShiftRightLogical(scales, j % 2 * 16 + 8) & Vector256.Create(0xFF));
+                    }
+                    for (int s = 0; s < 8; s++)
+                    {
+                        // The row's min of sub-block s in both int16 halves of its lane, against the two sums of 16 of x's sub-block s.
+                        Vector256<int> min = Vector256.ShiftRightLogical(s < 4 ? mins03 : mins47, s % 4 * 8) & Vector256.Create(0xFF);
+                        summ = BlockKernels.MultiplyAddPairs(summ, (min | (min << 16)).AsInt16(), BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, sb * 16 + 2 * s)));
+                    }
+                    Vector256<float> dx = Vector256.Create(Unsafe.Add(ref xScales, sb));
+                    sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(sumi), KernelMath.HalfToSingle8(ref block) * dx,
+                        Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(summ), -KernelMath.HalfToSingle8(ref Unsafe.Add(ref block, 16)) * dx, sum));
+                }
+                return sum;
+            }
+
+            /// <summary>
+            /// The unpacked scales of a pair of Q4_K groups 5632 wide (the group at <paramref name="pair"/> and the next):
+            /// scales: [22, 2 groups, 18, 8]: per super-block and group, the 8 rows' scale of sub-blocks 0..7 (int32),
+            /// their min of sub-blocks 0..7 (in both int16 halves), d and −dmin (F32).
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q4_KPairScales5632(ref byte pair, ref int scales)
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int sb = 0; sb < 22; sb++)
+                    {
+                        ref byte block = ref Unsafe.Add(ref pair, (g * 22 + sb) * 1152);
+                        ref int to = ref Unsafe.Add(ref scales, (sb * 2 + g) * 144);
+                        BlockKernels.UnpackQ4KScales(ref Unsafe.Add(ref block, 32), out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47);
+                        for (int s = 0; s < 8; s++)
+                        {
+                            (Vector256.ShiftRightLogical(s < 4 ? scales03 : scales47, s % 4 * 8) & Vector256.Create(0xFF)).StoreUnsafe(ref to, (nuint)(s * 8));
+                            Vector256<int> min = Vector256.ShiftRightLogical(s < 4 ? mins03 : mins47, s % 4 * 8) & Vector256.Create(0xFF);
+                            (min | (min << 16)).StoreUnsafe(ref to, (nuint)(64 + s * 8));
+                        }
+                        KernelMath.HalfToSingle8(ref block).AsInt32().StoreUnsafe(ref to, 128);
+                        (-KernelMath.HalfToSingle8(ref Unsafe.Add(ref block, 16))).AsInt32().StoreUnsafe(ref to, 136);
+                    }
+                }
+            }
+
+            /// <summary>
+            /// 4 consecutive tokens × a pair of Q4_K groups 5632 wide (16 rows): y[t, r] (+)= the sum of Q4_KGroup5632 for each.
+            /// pair: two groups, each per super-block [8 F16 d][8 F16 dmin][3 slices × 8 rows × 4 bytes of 6-bit scales and mins][32 slices × 8 rows × 4 nibble bytes] (1152 bytes); scales: the pair's unpacked scales (Q4_KPairScales5632);
+            /// x: [4, 5632] int8; xScales: [4, 22]; xSums: [4, 352]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
+            /// Each weight slice is loaded once per nibble for the 4 tokens; the sums stay in registers.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q4_KPair5632x4(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
+            {
+                ref byte second = ref Unsafe.Add(ref pair, 25344);
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                for (int sb = 0; sb < 22; sb++)
+                {
+                    ref int firstScales = ref Unsafe.Add(ref scales, sb * 288);
+                    ref int secondScales = ref Unsafe.Add(ref firstScales, 144);
+                    Vector256<int> a0i = Vector256<int>.Zero, a1i = Vector256<int>.Zero, a2i = Vector256<int>.Zero, a3i = Vector256<int>.Zero, b0i = Vector256<int>.Zero, b1i = Vector256<int>.Zero, b2i = Vector256<int>.Zero, b3i = Vector256<int>.Zero;
+                    for (int j = 0; j < 4; j++)
+                    {
+                        ref byte firstSlices = ref Unsafe.Add(ref pair, sb * 1152 + 128 + j * 256);
+                        ref byte secondSlices = ref Unsafe.Add(ref second, sb * 1152 + 128 + j * 256);
+                        ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
+                        // Sub-block 2 * j: the low nibbles, weights 64j + 4k .. + 3 of slice k.
+                        Vector256<int> a0c = Vector256<int>.Zero, a1c = Vector256<int>.Zero, a2c = Vector256<int>.Zero, a3c = Vector256<int>.Zero, b0c = Vector256<int>.Zero, b1c = Vector256<int>.Zero, b2c = Vector256<int>.Zero, b3c = Vector256<int>.Zero;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            Vector256<byte> firstNibbles = Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
+                            Vector256<byte> secondNibbles = Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
+                            Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4));
+                            a0c = BlockKernels.MultiplyAddQuads(a0c, firstNibbles, x0);
+                            b0c = BlockKernels.MultiplyAddQuads(b0c, secondNibbles, x0);
+                            Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 5632 + k * 4));
+                            a1c = BlockKernels.MultiplyAddQuads(a1c, firstNibbles, x1);
+                            b1c = BlockKernels.MultiplyAddQuads(b1c, secondNibbles, x1);
+                            Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 11264 + k * 4));
+                            a2c = BlockKernels.MultiplyAddQuads(a2c, firstNibbles, x2);
+                            b2c = BlockKernels.MultiplyAddQuads(b2c, secondNibbles, x2);
+                            Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 16896 + k * 4));
+                            a3c = BlockKernels.MultiplyAddQuads(a3c, firstNibbles, x3);
+                            b3c = BlockKernels.MultiplyAddQuads(b3c, secondNibbles, x3);
+                        }
+                        Vector256<int> firstLow = Vector256.LoadUnsafe(ref firstScales, (nuint)((2 * j) * 8)), secondLow = Vector256.LoadUnsafe(ref secondScales, (nuint)((2 * j) * 8));
+                        a0i += a0c * firstLow;
+                        b0i += b0c * secondLow;
+                        a1i += a1c * firstLow;
+                        b1i += b1c * secondLow;
+                        a2i += a2c * firstLow;
+                        b2i += b2c * secondLow;
+                        a3i += a3c * firstLow;
+                        b3i += b3c * secondLow;
+                        // Sub-block 2 * j + 1: the high nibbles, weights 64j + 32 + 4k .. + 3 of slice k.
+                        a0c = a1c = a2c = a3c = b0c = b1c = b2c = b3c = Vector256<int>.Zero;
+                        for (int k = 0; k < 8; k++)
+                        {
+                            Vector256<byte> firstNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+                            Vector256<byte> secondNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+                            Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 32 + k * 4));
+                            a0c = BlockKernels.MultiplyAddQuads(a0c, firstNibbles, x0);
+                            b0c = BlockKernels.MultiplyAddQuads(b0c, secondNibbles, x0);
+                            Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 5664 + k * 4));
+                            a1c = BlockKernels.MultiplyAddQuads(a1c, firstNibbles, x1);
+                            b1c = BlockKernels.MultiplyAddQuads(b1c, secondNibbles, x1);
+                            Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 11296 + k * 4));
+                            a2c = BlockKernels.MultiplyAddQuads(a2c, firstNibbles, x2);
+                            b2c = BlockKernels.MultiplyAddQuads(b2c, secondNibbles, x2);
+                            Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 16928 + k * 4));
+                            a3c = BlockKernels.MultiplyAddQuads(a3c, firstNibbles, x3);
+                            b3c = BlockKernels.MultiplyAddQuads(b3c, secondNibbles, x3);
+                        }
+                        Vector256<int> firstHigh = Vector256.LoadUnsafe(ref firstScales, (nuint)((2 * j + 1) * 8)), secondHigh = Vector256.LoadUnsafe(ref secondScales, (nuint)((2 * j + 1) * 8));
+                        a0i += a0c * firstHigh;
+                        b0i += b0c * secondHigh;
+                        a1i += a1c * firstHigh;
+                        b1i += b1c * secondHigh;
+                        a2i += a2c * firstHigh;
+                        b2i += b2c * secondHigh;
+                        a3i += a3c * firstHigh;
+                        b3i += b3c * secondHigh;
+                    }
+                    // The mins: per sub-block s, the rows' min against the token's two sums of 16 (int16 pairs).
+                    Vector256<int> a0m = Vector256<int>.Zero, a1m = Vector256<int>.Zero, a2m = Vector256<int>.Zero, a3m = Vector256<int>.Zero, b0m = Vector256<int>.Zero, b1m = Vector256<int>.Zero, b2m = Vector256<int>.Zero, b3m = Vector256<int>.Zero;
+                    for (int s = 0; s < 8; s++)
+                    {
+                        Vector256<short> firstMins = Vector256.LoadUnsafe(ref firstScales, (nuint)(64 + s * 8)).AsInt16(), secondMins = Vector256.LoadUnsafe(ref secondScales, (nuint)(64 + s * 8)).AsInt16();
+                        Vector256<short> sums0 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, sb * 16 + 2 * s));
+                        a0m = BlockKernels.MultiplyAddPairs(a0m, firstMins, sums0);
+                        b0m = BlockKernels.MultiplyAddPairs(b0m, secondMins, sums0);
+                        Vector256<short> sums1 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 352 + sb * 16 + 2 * s));
+                        a1m = BlockKernels.MultiplyAddPairs(a1m, firstMins, sums1);
+                        b1m = BlockKernels.MultiplyAddPairs(b1m, secondMins, sums1);
+                        Vector256<short> sums2 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 704 + sb * 16 + 2 * s));
+                        a2m = BlockKernels.MultiplyAddPairs(a2m, firstMins, sums2);
+                        b2m = BlockKernels.MultiplyAddPairs(b2m, secondMins, sums2);
+                        Vector256<short> sums3 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 1056 + sb * 16 + 2 * s));
+                        a3m = BlockKernels.MultiplyAddPairs(a3m, firstMins, sums3);
+                        b3m = BlockKernels.MultiplyAddPairs(b3m, secondMins, sums3);
+                    }
+                    Vector256<float> firstD = Vector256.LoadUnsafe(ref firstScales, 128).AsSingle(), firstNegativeMin = Vector256.LoadUnsafe(ref firstScales, 136).AsSingle();
+                    Vector256<float> secondD = Vector256.LoadUnsafe(ref secondScales, 128).AsSingle(), secondNegativeMin = Vector256.LoadUnsafe(ref secondScales, 136).AsSingle();
+                    Vector256<float> dx0 = Vector256.Create(Unsafe.Add(ref xScales, sb));
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0m), firstNegativeMin * dx0, a0));
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0m), secondNegativeMin * dx0, b0));
+                    Vector256<float> dx1 = Vector256.Create(Unsafe.Add(ref xScales, 22 + sb));
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1m), firstNegativeMin * dx1, a1));
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1m), secondNegativeMin * dx1, b1));
+                    Vector256<float> dx2 = Vector256.Create(Unsafe.Add(ref xScales, 44 + sb));
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2m), firstNegativeMin * dx2, a2));
+                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2m), secondNegativeMin * dx2, b2));
+                    Vector256<float> dx3 = Vector256.Create(Unsafe.Add(ref xScales, 66 + sb));
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3m), firstNegativeMin * dx3, a3));
+                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3m), secondNegativeMin * dx3, b3));
+                }
+                StoreGroup(ref y, a0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
@@ -760,6 +1162,19 @@ namespace UserApp
                     float g = Unsafe.Add(ref g0, i);
                     Unsafe.Add(ref g0, i) = g / (1f + KernelMath.Exp(-g)) * Unsafe.Add(ref u0, i);
                 }
+            }
+
+            /// <summary>y[0..rows) = sums (y += sums when <paramref name="accumulate"/>): one group's outputs; rows &lt; 8 for a last, partial group.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void StoreGroup(ref float y, Vector256<float> sums, int rows, bool accumulate)
+            {
+                if (rows == 8)
+                {
+                    (accumulate ? Vector256.LoadUnsafe(ref y) + sums : sums).StoreUnsafe(ref y);
+                    return;
+                }
+                for (int r = 0; r < rows; r++)
+                    Store(ref Unsafe.Add(ref y, r), sums[r], accumulate);
             }
 
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]

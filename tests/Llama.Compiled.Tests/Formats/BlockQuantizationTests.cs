@@ -1,5 +1,6 @@
 using System;
 using System.Buffers.Binary;
+using System.Linq;
 using Xunit;
 
 namespace Llama.Compiled.Tests.Formats;
@@ -201,6 +202,70 @@ public sealed class BlockQuantizationTests
         var back = new byte[matrix.Length];
         BlockQuantization.FromKernelLayout(format, rows, cols, kernel, back);
         Assert.Equal(matrix, back);
+    }
+
+    [Theory]
+    [InlineData(8, 1)]
+    [InlineData(13, 3)]
+    [InlineData(24, 2)]
+    public void Q4KKernelLayoutInterleavesSuperBlocksOfEightRows(int rows, int superBlocks)
+    {
+        const int BlockBytes = 144;
+        int rowBytes = superBlocks * BlockBytes, cols = superBlocks * 256, groups = (rows + 7) / 8;
+        var matrix = new byte[rows * rowBytes];
+        for (int i = 0; i < matrix.Length; i++)
+            matrix[i] = (byte)(i * 7 + i / BlockBytes);
+        Assert.Equal(groups * 8L * rowBytes, BlockQuantization.KernelLayoutBytes(WeightFormat.Q4_K, rows, cols));
+        var kernel = new byte[groups * 8 * rowBytes];
+        kernel.AsSpan().Fill(0xAB);
+        BlockQuantization.ToKernelLayout(WeightFormat.Q4_K, rows, cols, matrix, kernel);
+
+        for (int r = 0; r < groups * 8; r++)
+        {
+            // Super-block b of group g: [8 d][8 dmin][3 scale slices × 8 rows × 4][32 nibble slices × 8 rows × 4]; padding rows are zeros.
+            int lane = r % 8;
+            for (int b = 0; b < superBlocks; b++)
+            {
+                int block = r / 8 * 8 * rowBytes + b * 8 * BlockBytes;
+                byte Stored(int i) => r < rows ? matrix[r * rowBytes + b * BlockBytes + i] : (byte)0;
+                for (int i = 0; i < 2; i++)
+                {
+                    Assert.Equal(Stored(i), kernel[block + lane * 2 + i]);         // d
+                    Assert.Equal(Stored(2 + i), kernel[block + 16 + lane * 2 + i]); // dmin
+                }
+                for (int i = 0; i < 140; i++)
+                    Assert.Equal(Stored(4 + i), kernel[block + 32 + i / 4 * 32 + lane * 4 + i % 4]);
+            }
+        }
+
+        var back = new byte[matrix.Length];
+        BlockQuantization.FromKernelLayout(WeightFormat.Q4_K, rows, cols, kernel, back);
+        Assert.Equal(matrix, back);
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q4_K, 256)]
+    [InlineData(WeightFormat.Q8_0, 96)]
+    [InlineData(WeightFormat.Q4_0, 64)]
+    public void KernelLayoutRowsDequantizeAsTheStoredRows(WeightFormat format, int cols)
+    {
+        const int Rows = 11;
+        var random = new Random(5);
+        float[] values = Enumerable.Range(0, Rows * cols).Select(_ => (float)random.NextDouble() * 2 - 1).ToArray();
+        int rowBytes = (int)BlockQuantization.RowBytes(format, cols);
+        var stored = new byte[Rows * rowBytes];
+        for (int r = 0; r < Rows; r++)
+            BlockQuantization.Quantize(format, values.AsSpan(r * cols, cols), stored.AsSpan(r * rowBytes, rowBytes));
+        var kernel = new byte[BlockQuantization.KernelLayoutBytes(format, Rows, cols)];
+        BlockQuantization.ToKernelLayout(format, Rows, cols, stored, kernel);
+        for (int r = 0; r < Rows; r++)
+        {
+            float[] expected = new float[cols], actual = new float[cols];
+            BlockQuantization.Dequantize(format, stored.AsSpan(r * rowBytes, rowBytes), expected);
+            BlockQuantization.DequantizeKernelLayoutRow(format, cols, kernel, r, actual);
+            Assert.Equal(expected, actual);
+        }
+        Assert.Throws<ArgumentException>(() => BlockQuantization.DequantizeKernelLayoutRow(format, cols, kernel, 16, new float[cols]));
     }
 
     [Fact]

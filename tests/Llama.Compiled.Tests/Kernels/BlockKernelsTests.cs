@@ -80,6 +80,55 @@ public sealed class BlockKernelsTests
     }
 
     [Fact]
+    public void UnpackQ4KScalesGivesEachRowsSixBitScalesAndMins()
+    {
+        // 8 rows' 12 scale bytes as the kernel layout holds them (3 slices of 4 bytes × 8 rows), against ggml's get_scale_min_k4.
+        var random = new Random(6);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            byte[][] rows = Enumerable.Range(0, 8).Select(_ => Enumerable.Range(0, 12).Select(_ => (byte)random.Next(256)).ToArray()).ToArray();
+            byte[] slices = new byte[96];
+            for (int r = 0; r < 8; r++)
+            {
+                for (int i = 0; i < 12; i++)
+                    slices[i / 4 * 32 + r * 4 + i % 4] = rows[r][i];
+            }
+            BlockKernels.UnpackQ4KScales(ref slices[0], out Vector256<int> scales03, out Vector256<int> scales47, out Vector256<int> mins03, out Vector256<int> mins47);
+            for (int r = 0; r < 8; r++)
+            {
+                for (int j = 0; j < 8; j++)
+                {
+                    (int scale, int min) = Reference(j, rows[r]);
+                    Assert.Equal(scale, ((j < 4 ? scales03 : scales47)[r] >> (8 * (j % 4))) & 0xFF);
+                    Assert.Equal(min, ((j < 4 ? mins03 : mins47)[r] >> (8 * (j % 4))) & 0xFF);
+                }
+            }
+        }
+
+        // ggml's get_scale_min_k4, written out here as the independent reference.
+        static (int Scale, int Min) Reference(int j, byte[] q) => j < 4
+            ? (q[j] & 63, q[j + 4] & 63)
+            : ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+
+    [Fact]
+    public void MultiplyAddPairsAddsEachLanesTwoProducts()
+    {
+        var random = new Random(8);
+        for (int i = 0; i < 2000; i++)
+        {
+            short[] a = Enumerable.Range(0, 16).Select(_ => (short)random.Next(-32768, 32768)).ToArray();
+            short[] b = Enumerable.Range(0, 16).Select(_ => (short)random.Next(i % 2 == 0 ? -32768 : -4064, i % 2 == 0 ? 32768 : 4065)).ToArray();
+            int[] acc = Enumerable.Range(0, 8).Select(_ => random.Next(-1 << 20, 1 << 20)).ToArray();
+            Vector256<int> sums = BlockKernels.MultiplyAddPairs(Vector256.Create(acc), Vector256.Create(a), Vector256.Create(b));
+            for (int lane = 0; lane < 8; lane++)
+                Assert.Equal(unchecked(acc[lane] + a[2 * lane] * b[2 * lane] + a[2 * lane + 1] * b[2 * lane + 1]), sums[lane]);
+        }
+        short[] pair = [-7, 4064];
+        Assert.Equal(Vector256.Create((short)-7, (short)4064, -7, 4064, -7, 4064, -7, 4064, -7, 4064, -7, 4064, -7, 4064, -7, 4064), BlockKernels.Broadcast2(ref pair[0]));
+    }
+
+    [Fact]
     public void Broadcast4PutsTheFourBytesInEveryLane()
     {
         sbyte[] x = [1, -2, 3, -128, 127, 9];
