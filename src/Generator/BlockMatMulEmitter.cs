@@ -484,7 +484,11 @@ internal static class BlockMatMulEmitter
             private static void {{GroupName(format, cols, tile)}}(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
             {
                 ref byte second = ref Unsafe.Add(ref pair, {{superBlocks * groupBlock}});
-                Vector256<float> {{string.Join(", ", all.Select(a => $"{a} = Vector256<float>.Zero"))}};
+                // The float sums [token i of the first group, then of the second] live on the stack, updated once per
+                // super-block: the registers the byte dot products can accumulate in (ymm0-15 for vpdpbusd) stay free for
+                // the integer sums.
+                Span<Vector256<float>> floatSums = stackalloc Vector256<float>[{{2 * tile}}];
+                floatSums.Clear(); // the app may skip locals' initialization
                 for (int sb = 0; sb < {{superBlocks}}; sb++)
                 {
                     ref int firstScales = ref Unsafe.Add(ref scales, sb * {{2 * Q4KScratchInts}});
@@ -542,15 +546,15 @@ internal static class BlockMatMulEmitter
         for (int i = 0; i < tile; i++)
         {
             w.Line($"        Vector256<float> dx{i} = Vector256.Create(Unsafe.Add(ref xScales, {Plus(i * superBlocks, "sb")}));");
-            w.Line($"        {first[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}i), firstD * dx{i}, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}m), firstNegativeMin * dx{i}, {first[i]}));");
-            w.Line($"        {second[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondD * dx{i}, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}m), secondNegativeMin * dx{i}, {second[i]}));");
+            w.Line($"        floatSums[{i}] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}i), firstD * dx{i}, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}m), firstNegativeMin * dx{i}, floatSums[{i}]));");
+            w.Line($"        floatSums[{tile + i}] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondD * dx{i}, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}m), secondNegativeMin * dx{i}, floatSums[{tile + i}]));");
         }
         w.Line("    }");
         for (int i = 0; i < tile; i++)
         {
             string row = i == 0 ? "" : i == 1 ? "rows" : $"{i} * rows";
-            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, {first[i]}, {GroupRows}, accumulate);");
-            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), {second[i]}, {GroupRows}, accumulate);");
+            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, floatSums[{i}], {GroupRows}, accumulate);");
+            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), floatSums[{tile + i}], {GroupRows}, accumulate);");
         }
         w.Line("}");
     }

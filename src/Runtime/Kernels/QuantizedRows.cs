@@ -572,6 +572,8 @@ public static class QuantizedRows
         if (!Avx2.IsSupported)
             return Q6KRowScalar(ref row, superBlocks, ref x, ref xScales, ref xBsums);
         Vector256<float> acc = Vector256<float>.Zero;
+        // The shuffles' indices, built once: the JIT does not hoist them out of the loop (4 instructions each per use).
+        Vector256<byte> pair0 = PairScaleIndex6(0), pair1 = PairScaleIndex6(1), run0 = ScaleIndex6(0), run1 = ScaleIndex6(1), run2 = ScaleIndex6(2), run3 = ScaleIndex6(3);
         for (int sb = 0; sb < superBlocks; sb++)
         {
             ref byte block = ref Unsafe.Add(ref row, sb * BlockQuantization.Q6_KBlockBytes);
@@ -590,14 +592,14 @@ public static class QuantizedRows
                 {
                     // As Q4_K's VNNI form: a run's 4-weight dots are at most 4·63·127 < 2^15, so two runs pack into int16
                     // (vpackssdw, exact) and one vpdpwssd applies their four scales.
-                    sums = AvxVnni.MultiplyWideningAndAdd(sums, PackedRuns(q0, q1, ref xh), Avx2.Shuffle(halfScales, PairScaleIndex6(0)).AsInt16());
-                    sums2 = AvxVnni.MultiplyWideningAndAdd(sums2, PackedRuns(q2, q3, ref Unsafe.Add(ref xh, 64)), Avx2.Shuffle(halfScales, PairScaleIndex6(1)).AsInt16());
+                    sums = AvxVnni.MultiplyWideningAndAdd(sums, PackedRuns(q0, q1, ref xh), Avx2.Shuffle(halfScales, pair0).AsInt16());
+                    sums2 = AvxVnni.MultiplyWideningAndAdd(sums2, PackedRuns(q2, q3, ref Unsafe.Add(ref xh, 64)), Avx2.Shuffle(halfScales, pair1).AsInt16());
                     continue;
                 }
-                sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q0, Vector256.LoadUnsafe(ref xh)), Avx2.Shuffle(halfScales, ScaleIndex6(0)).AsInt16());
-                sums2 = MulAddPairs(sums2, Avx2.MultiplyAddAdjacent(q1, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 32))), Avx2.Shuffle(halfScales, ScaleIndex6(1)).AsInt16());
-                sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q2, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 64))), Avx2.Shuffle(halfScales, ScaleIndex6(2)).AsInt16());
-                sums2 = MulAddPairs(sums2, Avx2.MultiplyAddAdjacent(q3, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 96))), Avx2.Shuffle(halfScales, ScaleIndex6(3)).AsInt16());
+                sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q0, Vector256.LoadUnsafe(ref xh)), Avx2.Shuffle(halfScales, run0).AsInt16());
+                sums2 = MulAddPairs(sums2, Avx2.MultiplyAddAdjacent(q1, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 32))), Avx2.Shuffle(halfScales, run1).AsInt16());
+                sums = MulAddPairs(sums, Avx2.MultiplyAddAdjacent(q2, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 64))), Avx2.Shuffle(halfScales, run2).AsInt16());
+                sums2 = MulAddPairs(sums2, Avx2.MultiplyAddAdjacent(q3, Vector256.LoadUnsafe(ref Unsafe.Add(ref xh, 96))), Avx2.Shuffle(halfScales, run3).AsInt16());
             }
             // The weights were taken as q + 32 (unsigned): subtract 32·Σ_j sc_j·bsum_j, ggml's integer sum exactly.
             Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales, Vector256.LoadUnsafe(ref Unsafe.Add(ref xBsums, sb * 16)));
@@ -615,6 +617,8 @@ public static class QuantizedRows
             return KRow4Scalar(WeightFormat.Q6_K, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
         int bsumStride = superBlocks * 16;
+        // The shuffles' indices, built once: the JIT does not hoist them out of the loop (4 instructions each per use).
+        Vector256<byte> run0 = ScaleIndex6(0), run1 = ScaleIndex6(1), run2 = ScaleIndex6(2), run3 = ScaleIndex6(3);
         for (int sb = 0; sb < superBlocks; sb++)
         {
             ref byte block = ref Unsafe.Add(ref row, sb * BlockQuantization.Q6_KBlockBytes);
@@ -626,10 +630,10 @@ public static class QuantizedRows
                 Vector256<byte> halfScales = half == 0 ? Avx2.Permute2x128(scales, scales, 0x00).AsByte() : Avx2.Permute2x128(scales, scales, 0x11).AsByte();
                 (Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3) = Weights6(ref Unsafe.Add(ref block, 64 * half), ref Unsafe.Add(ref block, 128 + 32 * half));
                 ref sbyte xh = ref Unsafe.Add(ref xs, 128 * half);
-                Step6(q0, Avx2.Shuffle(halfScales, ScaleIndex6(0)).AsInt16(), ref xh, tokenStride, ref s0, ref s1, ref s2, ref s3);
-                Step6(q1, Avx2.Shuffle(halfScales, ScaleIndex6(1)).AsInt16(), ref Unsafe.Add(ref xh, 32), tokenStride, ref s0, ref s1, ref s2, ref s3);
-                Step6(q2, Avx2.Shuffle(halfScales, ScaleIndex6(2)).AsInt16(), ref Unsafe.Add(ref xh, 64), tokenStride, ref s0, ref s1, ref s2, ref s3);
-                Step6(q3, Avx2.Shuffle(halfScales, ScaleIndex6(3)).AsInt16(), ref Unsafe.Add(ref xh, 96), tokenStride, ref s0, ref s1, ref s2, ref s3);
+                Step6(q0, Avx2.Shuffle(halfScales, run0).AsInt16(), ref xh, tokenStride, ref s0, ref s1, ref s2, ref s3);
+                Step6(q1, Avx2.Shuffle(halfScales, run1).AsInt16(), ref Unsafe.Add(ref xh, 32), tokenStride, ref s0, ref s1, ref s2, ref s3);
+                Step6(q2, Avx2.Shuffle(halfScales, run2).AsInt16(), ref Unsafe.Add(ref xh, 64), tokenStride, ref s0, ref s1, ref s2, ref s3);
+                Step6(q3, Avx2.Shuffle(halfScales, run3).AsInt16(), ref Unsafe.Add(ref xh, 96), tokenStride, ref s0, ref s1, ref s2, ref s3);
             }
             ref short bsums = ref Unsafe.Add(ref xBsums, sb * 16);
             float d = KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208));

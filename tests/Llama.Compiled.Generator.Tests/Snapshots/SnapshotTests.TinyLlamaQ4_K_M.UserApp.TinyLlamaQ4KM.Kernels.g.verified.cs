@@ -701,7 +701,11 @@ namespace UserApp
             private static void Q4_KPair2048x4(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
             {
                 ref byte second = ref Unsafe.Add(ref pair, 9216);
-                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                // The float sums [token i of the first group, then of the second] live on the stack, updated once per
+                // super-block: the registers the byte dot products can accumulate in (ymm0-15 for vpdpbusd) stay free for
+                // the integer sums.
+                Span<Vector256<float>> floatSums = stackalloc Vector256<float>[8];
+                floatSums.Clear(); // the app may skip locals' initialization
                 for (int sb = 0; sb < 8; sb++)
                 {
                     ref int firstScales = ref Unsafe.Add(ref scales, sb * 288);
@@ -790,26 +794,26 @@ namespace UserApp
                     Vector256<float> firstD = Vector256.LoadUnsafe(ref firstScales, 128).AsSingle(), firstNegativeMin = Vector256.LoadUnsafe(ref firstScales, 136).AsSingle();
                     Vector256<float> secondD = Vector256.LoadUnsafe(ref secondScales, 128).AsSingle(), secondNegativeMin = Vector256.LoadUnsafe(ref secondScales, 136).AsSingle();
                     Vector256<float> dx0 = Vector256.Create(Unsafe.Add(ref xScales, sb));
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0m), firstNegativeMin * dx0, a0));
-                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0m), secondNegativeMin * dx0, b0));
+                    floatSums[0] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0m), firstNegativeMin * dx0, floatSums[0]));
+                    floatSums[4] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0m), secondNegativeMin * dx0, floatSums[4]));
                     Vector256<float> dx1 = Vector256.Create(Unsafe.Add(ref xScales, 8 + sb));
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1m), firstNegativeMin * dx1, a1));
-                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1m), secondNegativeMin * dx1, b1));
+                    floatSums[1] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1m), firstNegativeMin * dx1, floatSums[1]));
+                    floatSums[5] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1m), secondNegativeMin * dx1, floatSums[5]));
                     Vector256<float> dx2 = Vector256.Create(Unsafe.Add(ref xScales, 16 + sb));
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2m), firstNegativeMin * dx2, a2));
-                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2m), secondNegativeMin * dx2, b2));
+                    floatSums[2] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2m), firstNegativeMin * dx2, floatSums[2]));
+                    floatSums[6] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2m), secondNegativeMin * dx2, floatSums[6]));
                     Vector256<float> dx3 = Vector256.Create(Unsafe.Add(ref xScales, 24 + sb));
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3m), firstNegativeMin * dx3, a3));
-                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3m), secondNegativeMin * dx3, b3));
+                    floatSums[3] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3m), firstNegativeMin * dx3, floatSums[3]));
+                    floatSums[7] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3m), secondNegativeMin * dx3, floatSums[7]));
                 }
-                StoreGroup(ref y, a0, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
+                StoreGroup(ref y, floatSums[0], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), floatSums[4], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), floatSums[1], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), floatSums[5], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), floatSums[2], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), floatSums[6], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), floatSums[3], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), floatSums[7], 8, accumulate);
             }
 
             /// <summary>
@@ -896,7 +900,11 @@ namespace UserApp
             private static void Q4_KPair5632x4(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
             {
                 ref byte second = ref Unsafe.Add(ref pair, 25344);
-                Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero, b0 = Vector256<float>.Zero, b1 = Vector256<float>.Zero, b2 = Vector256<float>.Zero, b3 = Vector256<float>.Zero;
+                // The float sums [token i of the first group, then of the second] live on the stack, updated once per
+                // super-block: the registers the byte dot products can accumulate in (ymm0-15 for vpdpbusd) stay free for
+                // the integer sums.
+                Span<Vector256<float>> floatSums = stackalloc Vector256<float>[8];
+                floatSums.Clear(); // the app may skip locals' initialization
                 for (int sb = 0; sb < 22; sb++)
                 {
                     ref int firstScales = ref Unsafe.Add(ref scales, sb * 288);
@@ -985,26 +993,26 @@ namespace UserApp
                     Vector256<float> firstD = Vector256.LoadUnsafe(ref firstScales, 128).AsSingle(), firstNegativeMin = Vector256.LoadUnsafe(ref firstScales, 136).AsSingle();
                     Vector256<float> secondD = Vector256.LoadUnsafe(ref secondScales, 128).AsSingle(), secondNegativeMin = Vector256.LoadUnsafe(ref secondScales, 136).AsSingle();
                     Vector256<float> dx0 = Vector256.Create(Unsafe.Add(ref xScales, sb));
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0m), firstNegativeMin * dx0, a0));
-                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0m), secondNegativeMin * dx0, b0));
+                    floatSums[0] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0m), firstNegativeMin * dx0, floatSums[0]));
+                    floatSums[4] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondD * dx0, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0m), secondNegativeMin * dx0, floatSums[4]));
                     Vector256<float> dx1 = Vector256.Create(Unsafe.Add(ref xScales, 22 + sb));
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1m), firstNegativeMin * dx1, a1));
-                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1m), secondNegativeMin * dx1, b1));
+                    floatSums[1] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1m), firstNegativeMin * dx1, floatSums[1]));
+                    floatSums[5] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondD * dx1, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1m), secondNegativeMin * dx1, floatSums[5]));
                     Vector256<float> dx2 = Vector256.Create(Unsafe.Add(ref xScales, 44 + sb));
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2m), firstNegativeMin * dx2, a2));
-                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2m), secondNegativeMin * dx2, b2));
+                    floatSums[2] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2m), firstNegativeMin * dx2, floatSums[2]));
+                    floatSums[6] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondD * dx2, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2m), secondNegativeMin * dx2, floatSums[6]));
                     Vector256<float> dx3 = Vector256.Create(Unsafe.Add(ref xScales, 66 + sb));
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3m), firstNegativeMin * dx3, a3));
-                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3m), secondNegativeMin * dx3, b3));
+                    floatSums[3] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3m), firstNegativeMin * dx3, floatSums[3]));
+                    floatSums[7] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondD * dx3, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3m), secondNegativeMin * dx3, floatSums[7]));
                 }
-                StoreGroup(ref y, a0, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 8), b0, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, rows), a1, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, rows + 8), b1, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), a2, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
-                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
+                StoreGroup(ref y, floatSums[0], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), floatSums[4], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows), floatSums[1], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, rows + 8), floatSums[5], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows), floatSums[2], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), floatSums[6], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows), floatSums[3], 8, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), floatSums[7], 8, accumulate);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>
