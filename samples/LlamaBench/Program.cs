@@ -105,9 +105,6 @@ namespace LlamaBench
         public int Generate { get; init; } = 32;
         public int[] Depths { get; init; } = [0];
         public KvCacheFormat[] KvCaches { get; init; } = [KvCacheFormat.F32];
-
-        /// <summary>True when --kv lists a format other than F32: the table gets a kv column (without it, the table as before --kv).</summary>
-        public bool KvColumn => KvCaches is not [KvCacheFormat.F32];
         public int Runs { get; init; } = 3;
         public double Budget { get; init; } = 20;
         public string Cache { get; init; } = Path.Combine(Path.GetTempPath(), "llama-compiled-bench");
@@ -118,6 +115,9 @@ namespace LlamaBench
         public int[] Batch { get; init; } = [];
         public bool Sequential { get; init; } = true;
         public bool PromptGiven { get; init; }
+
+        /// <summary>True when --kv lists a format other than F32: the table gets a kv column (without it, the table as before --kv).</summary>
+        public bool KvColumn => KvCaches is not [KvCacheFormat.F32];
 
         public static Options Parse(string[] args)
         {
