@@ -178,7 +178,7 @@ internal sealed class BatchBench(Options options)
                 try
                 {
                     for (int i = 0; i < n; i++)
-                        sessions.Add(ours.CreateSession(threads));
+                        sessions.Add(ours.CreateSession(new SessionOptions { Threads = threads }));
                     batch = ((ILlamaModel)ours.Model).CreateBatch(new BatchOptions { Threads = threads, MaxTokens = n });
                 }
                 catch (Exception e) when (e is ArgumentException or InvalidOperationException or OutOfMemoryException)

@@ -55,8 +55,8 @@ public partial class Llama32Q4KM;
 [LlamaModel("Models/llama-3.2-1b/config.json", Weights = WeightFormat.MostlyQ4_0)]
 public partial class Llama32Q4;
 
-/// <summary>A loaded compiled model and a way to open sessions with a thread count.</summary>
-internal sealed record LoadedModel(IDisposable Model, Func<int, ILlamaSession> CreateSession);
+/// <summary>A loaded compiled model and a way to open sessions with options (threads, KV cache format).</summary>
+internal sealed record LoadedModel(IDisposable Model, Func<SessionOptions, ILlamaSession> CreateSession);
 
 /// <summary>A benchmarked model: its compiled shape, its compiled classes per format and where its GGUF files come from.</summary>
 internal sealed class BenchModel(string name, LlamaModelShape shape, bool random, IReadOnlyDictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>> loaders)
@@ -111,9 +111,9 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
     /// <summary>
     /// Bytes one engine reads per generated token: every matrix in the format it computes with (Q8_0 matrices
     /// whose rows are not 32-blocks are F32 in the compiled model and F16 in the GGUF file llama.cpp uses), the
-    /// norms, one embedding row, and the F32 KV cache up to <paramref name="position"/>.
+    /// norms, one embedding row, and the KV cache up to <paramref name="position"/> in <paramref name="kvCache"/>'s format.
     /// </summary>
-    public double BytesPerToken(WeightFormat format, bool llamaCpp, double position)
+    public double BytesPerToken(WeightFormat format, KvCacheFormat kvCache, bool llamaCpp, double position)
     {
         LlamaModelShape s = Shape;
         int q = s.HeadCount * s.HeadDim, kv = s.KvHeadCount * s.HeadDim;
@@ -135,8 +135,24 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
                 + Matrix(LlamaTensor.Up, layer, s.IntermediateSize, s.HiddenSize) + Matrix(LlamaTensor.Down, layer, s.HiddenSize, s.IntermediateSize)
                 + 2 * 4.0 * s.HiddenSize;
         }
-        double kvCache = 2.0 * s.LayerCount * kv * position * 4;
-        return total + kvCache;
+        double kvBytes = 2.0 * s.LayerCount * kv * position * KvBytesPerValue(kvCache, llamaCpp);
+        return total + kvBytes;
+    }
+
+    /// <summary>
+    /// Bytes one cached key or value takes in <paramref name="kvCache"/>'s format. Q8_0: llama.cpp's blocks are 32 int8 values
+    /// and an F16 scale (34 / 32); ours keep an F32 scale per block of 32, or per head when the head is not made of 32-blocks
+    /// (<see cref="Llama.Compiled.CompilerServices.KvCache.Q8BlockSize"/>; llama.cpp refuses such heads).
+    /// </summary>
+    private double KvBytesPerValue(KvCacheFormat kvCache, bool llamaCpp)
+    {
+        int q8Block = Shape.HeadDim % 32 == 0 ? 32 : Shape.HeadDim;
+        return kvCache switch
+        {
+            KvCacheFormat.F32 => 4.0,
+            KvCacheFormat.F16 => 2.0,
+            _ => llamaCpp ? 34.0 / 32 : 1.0 + 4.0 / q8Block,
+        };
     }
 
     /// <summary>
@@ -160,37 +176,37 @@ internal sealed class BenchModel(string name, LlamaModelShape shape, bool random
     [
         new("stories260K", Stories260K.CompiledShape, random: false, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
         {
-            [WeightFormat.F32] = (p, l) => Loaded(Stories260K.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories260KQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.F32] = (p, l) => Loaded(Stories260K.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories260KQ8.Load(p, l), m => o => m.CreateSession(o)),
         }),
         new("stories15M", Stories15M.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
         {
-            [WeightFormat.F32] = (p, l) => Loaded(Stories15M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories15MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.F32] = (p, l) => Loaded(Stories15M.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories15MQ8.Load(p, l), m => o => m.CreateSession(o)),
         }),
         new("stories110M", Stories110M.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
         {
-            [WeightFormat.F32] = (p, l) => Loaded(Stories110M.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories110MQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.Q4_K_M] = (p, l) => Loaded(Stories110MQ4KM.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(Stories110MQ4.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.F32] = (p, l) => Loaded(Stories110M.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Stories110MQ8.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.Q4_K_M] = (p, l) => Loaded(Stories110MQ4KM.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(Stories110MQ4.Load(p, l), m => o => m.CreateSession(o)),
         }),
         new("tinyllama-1.1b", TinyLlama.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
         {
-            [WeightFormat.F32] = (p, l) => Loaded(TinyLlama.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.Q8_0] = (p, l) => Loaded(TinyLlamaQ8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.Q4_K_M] = (p, l) => Loaded(TinyLlamaQ4KM.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(TinyLlamaQ4.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.F32] = (p, l) => Loaded(TinyLlama.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(TinyLlamaQ8.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.Q4_K_M] = (p, l) => Loaded(TinyLlamaQ4KM.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(TinyLlamaQ4.Load(p, l), m => o => m.CreateSession(o)),
         }),
         new("llama-3.2-1b", Llama32Q8.CompiledShape, random: true, new Dictionary<WeightFormat, Func<string, WeightLoading, LoadedModel>>
         {
-            [WeightFormat.Q8_0] = (p, l) => Loaded(Llama32Q8.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.Q4_K_M] = (p, l) => Loaded(Llama32Q4KM.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
-            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(Llama32Q4.Load(p, l), m => t => m.CreateSession(new SessionOptions { Threads = t })),
+            [WeightFormat.Q8_0] = (p, l) => Loaded(Llama32Q8.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.Q4_K_M] = (p, l) => Loaded(Llama32Q4KM.Load(p, l), m => o => m.CreateSession(o)),
+            [WeightFormat.MostlyQ4_0] = (p, l) => Loaded(Llama32Q4.Load(p, l), m => o => m.CreateSession(o)),
         }),
     ];
 
-    private static LoadedModel Loaded<T>(T model, Func<T, Func<int, ILlamaSession>> sessions) where T : IDisposable =>
+    private static LoadedModel Loaded<T>(T model, Func<T, Func<SessionOptions, ILlamaSession>> sessions) where T : IDisposable =>
         new(model, sessions(model));
 
     private static string SharedModels()

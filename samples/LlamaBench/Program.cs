@@ -1,10 +1,10 @@
 // LlamaBench: prompt processing (pp) and text generation (tg) speed of the compiled models and of llama.cpp
-// (LLamaSharp 0.30.0, CPU backend, flash attention off, F32 KV cache) on the same GGUF files, same threads,
+// (LLamaSharp 0.30.0, CPU backend, flash attention off, F32 KV cache unless --kv says otherwise) on the same GGUF files, same threads,
 // in one process, as llama-bench reports them.
 //
 //   dotnet run -c Release --project samples/LlamaBench -- [--quick] [--models stories15M,stories110M]
 //       [--threads 1,2] [--formats f32,q8_0] [--pp 128] [--tg 32] [--runs 3] [--cache DIR] [--json FILE]
-//       [--budget SECONDS] [--loading copy|map] [--no-llama] [--first-call] [--depth 0,512,2048]
+//       [--budget SECONDS] [--loading copy|map] [--no-llama] [--first-call] [--depth 0,512,2048] [--kv f32,f16,q8_0]
 //   ... -- --batch 1,4,8,16 [--no-sequential] [--models ...] [--formats q8_0] [--threads ...] [--pp 32] [--tg 32]
 //       aggregate decode t/s of N sequences decoding together (BatchBench.cs)
 //
@@ -27,6 +27,7 @@ using System.Text.Json;
 using Llama.Compiled;
 using LlamaBench;
 using Llama.Compiled.LlamaCpp;
+using LLama.Native;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -73,6 +74,9 @@ namespace LlamaBench
               --tg N             tokens generated one at a time (default 32)
               --depth LIST       KV cache depths: each pp and tg test runs after d tokens are in the cache (prefilled once,
                                  not timed; restored before each run), as llama-bench's -d; rows 'tg32 @ d2048' (default: 0)
+              --kv LIST          KV cache formats f32,f16,q8_0 (default: f32): ours SessionOptions.KvCache, llama.cpp the same
+                                 type for K and V (as its -ctk/-ctv; with q8_0 flash attention on, which its quantized V cache
+                                 requires); the table gains a kv column when a format other than f32 is listed
               --runs R           measured runs after a warm-up; the median is reported (default 3)
               --budget SECONDS   fewer runs when one run takes longer than SECONDS / R (default 20)
               --cache DIR        where random-weight GGUF files are written once and reused (default: <temp>/llama-compiled-bench)
@@ -100,6 +104,7 @@ namespace LlamaBench
         public int Prompt { get; init; } = 128;
         public int Generate { get; init; } = 32;
         public int[] Depths { get; init; } = [0];
+        public KvCacheFormat[] KvCaches { get; init; } = [KvCacheFormat.F32];
         public int Runs { get; init; } = 3;
         public double Budget { get; init; } = 20;
         public string Cache { get; init; } = Path.Combine(Path.GetTempPath(), "llama-compiled-bench");
@@ -110,6 +115,9 @@ namespace LlamaBench
         public int[] Batch { get; init; } = [];
         public bool Sequential { get; init; } = true;
         public bool PromptGiven { get; init; }
+
+        /// <summary>True when --kv lists a format other than F32: the table gets a kv column (without it, the table as before --kv).</summary>
+        public bool KvColumn => KvCaches is not [KvCacheFormat.F32];
 
         public static Options Parse(string[] args)
         {
@@ -162,6 +170,18 @@ namespace LlamaBench
                                 ? v : throw new ArgumentException($"--depth: '{d}' is not a non-negative integer")).Distinct().Order().ToArray(),
                         };
                         break;
+                    case "--kv":
+                        o = o with
+                        {
+                            KvCaches = List(Value()).Select(f => f.ToLowerInvariant() switch
+                            {
+                                "f32" => KvCacheFormat.F32,
+                                "f16" => KvCacheFormat.F16,
+                                "q8_0" or "q8" => KvCacheFormat.Q8_0,
+                                _ => throw new ArgumentException($"--kv: unknown KV cache format '{f}'; use f32, f16, q8_0"),
+                            }).Distinct().ToArray(),
+                        };
+                        break;
                     case "--runs": o = o with { Runs = Positive(Value()) }; break;
                     case "--budget": o = o with { Budget = Positive(Value()) }; break;
                     case "--cache": o = o with { Cache = Value() }; break;
@@ -192,11 +212,15 @@ namespace LlamaBench
                 throw new ArgumentException("--depth needs at least one depth");
             if (o.Batch.Length > 0 && o.Depths is not [0])
                 throw new ArgumentException("--depth does not apply to --batch");
+            if (o.KvCaches.Length == 0)
+                throw new ArgumentException("--kv needs at least one format");
+            if (o.Batch.Length > 0 && o.KvCaches is not [KvCacheFormat.F32])
+                throw new ArgumentException("--kv does not apply to --batch");
             return o;
         }
     }
 
-    /// <summary>One table row: one model, format, thread count and test (at a KV cache depth), both engines.</summary>
+    /// <summary>One table row: one model, format, KV cache format, thread count and test (at a KV cache depth), both engines.</summary>
     internal sealed record Row(string Model, string Format, int Threads, string Test, int Tokens,
         double? Ours, double? LlamaCpp, int Runs, double? OursRoofline, double? LlamaRoofline, string? Note)
     {
@@ -204,6 +228,9 @@ namespace LlamaBench
 
         /// <summary>Tokens in the KV cache before the test's first token.</summary>
         public int Depth { get; init; }
+
+        /// <summary>How both engines' KV caches store keys and values (--kv).</summary>
+        public KvCacheFormat KvCache { get; init; }
 
         /// <summary>A --first-call row: fresh processes, the first pp after the load.</summary>
         public bool FirstCall { get; init; }
@@ -314,8 +341,8 @@ namespace LlamaBench
                     double bw = _bandwidth[r.Threads] * 1e9;
                     _rows[i] = r with
                     {
-                        OursRoofline = r.Ours / (bw / model.BytesPerToken(format, llamaCpp: false, position)),
-                        LlamaRoofline = r.LlamaCpp / (bw / model.BytesPerToken(format, llamaCpp: true, position)),
+                        OursRoofline = r.Ours / (bw / model.BytesPerToken(format, r.KvCache, llamaCpp: false, position)),
+                        LlamaRoofline = r.LlamaCpp / (bw / model.BytesPerToken(format, r.KvCache, llamaCpp: true, position)),
                     };
                 }
                 else if (r.Tokens > 0)
@@ -351,7 +378,6 @@ namespace LlamaBench
             int generate = Math.Min(options.Generate, context);
             // One token sequence for every test: a run at depth d evaluates tokens[d..d+n] after tokens[0..d].
             int[] tokens = PromptTokens(model.Shape.VocabSize, Math.Min(context, options.Depths[^1] + Math.Max(prompt, generate)));
-            var oursDepths = new OursDepths(tokens);
 
             LoadedModel? ours = null;
             string? oursProblem = null;
@@ -365,12 +391,37 @@ namespace LlamaBench
                 Log($"{label}: {oursProblem}");
             }
 
+            try
+            {
+                foreach (KvCacheFormat kvCache in options.KvCaches)
+                    RunKvCache(model, formatName, path, kvCache, tokens, prompt, generate, ours, oursProblem, llamaProblem);
+            }
+            finally
+            {
+                ours?.Model.Dispose();
+            }
+        }
+
+        /// <summary>
+        /// The tests of one model and format with one KV cache format: ours in sessions with that <see cref="SessionOptions.KvCache"/>,
+        /// llama.cpp in a context of its own with the same type for K and V (one context at a time: each holds its copy of the weights).
+        /// </summary>
+        private void RunKvCache(BenchModel model, string formatName, string path, KvCacheFormat kvCache, int[] tokens, int prompt, int generate,
+            LoadedModel? ours, string? oursProblem, string? llamaProblem)
+        {
+            string label = $"{model.Name} {formatName} kv {kvCache}";
+            int context = model.Shape.MaxContext;
+            var oursDepths = new OursDepths(tokens); // a saved state restores only into a session with the same KV cache format
+            // llama.cpp refuses a context whose quantized cache blocks (32 values) do not tile a head, and LLamaSharp 0.30.0 then
+            // crashes on the null context instead of throwing: such a context is not asked for.
+            if (llamaProblem is null && kvCache == KvCacheFormat.Q8_0 && model.Shape.HeadDim % 32 != 0)
+                llamaProblem = $"refuses a Q8_0 KV cache for heads of {model.Shape.HeadDim} values (its 32-value blocks must tile a head)";
             LlamaCppOracle? llama = null;
             if (llamaProblem is null)
             {
                 try
                 {
-                    llama = new LlamaCppOracle(path, threads: options.Threads[0], contextSize: context, batchSize: Math.Max(prompt, 32));
+                    llama = new LlamaCppOracle(path, threads: options.Threads[0], contextSize: context, batchSize: Math.Max(prompt, 32), LlamaCppType(kvCache));
                 }
                 catch (Exception e)
                 {
@@ -386,7 +437,7 @@ namespace LlamaBench
                     ILlamaSession? session = null;
                     try
                     {
-                        session = ours?.CreateSession(threads);
+                        session = ours?.CreateSession(new SessionOptions { Threads = threads, KvCache = kvCache });
                         if (llama is not null)
                             llama.Threads = threads;
                         foreach (int depth in options.Depths)
@@ -394,13 +445,13 @@ namespace LlamaBench
                             foreach ((string test, int count) in new[] { ("pp", prompt), ("tg", generate) })
                             {
                                 if (depth + count > context)
-                                    NotAvailable(model, formatName, threads, test, count, depth, $"depth {depth} + {count} tokens exceed the context of {context}");
+                                    NotAvailable(model, formatName, kvCache, threads, test, count, depth, $"depth {depth} + {count} tokens exceed the context of {context}");
                                 else
-                                    Measure(model, formatName, threads, test, count, depth, tokens, session, oursDepths, llama, oursProblem, llamaProblem);
+                                    Measure(model, formatName, kvCache, threads, test, count, depth, tokens, session, oursDepths, llama, oursProblem, llamaProblem);
                             }
                         }
                         if (options.FirstCall)
-                            MeasureFirstCall(model, formatName, path, threads, prompt, oursProblem, llama is null ? llamaProblem ?? "skipped" : null);
+                            MeasureFirstCall(model, formatName, kvCache, path, threads, prompt, oursProblem, llama is null ? llamaProblem ?? "skipped" : null);
                     }
                     finally
                     {
@@ -411,9 +462,23 @@ namespace LlamaBench
             finally
             {
                 llama?.Dispose();
-                ours?.Model.Dispose();
             }
         }
+
+        /// <summary>llama.cpp's cache type for <paramref name="kvCache"/>: the same element format (ggml's f32, f16, q8_0).</summary>
+        internal static GGMLType LlamaCppType(KvCacheFormat kvCache) => kvCache switch
+        {
+            KvCacheFormat.F16 => GGMLType.GGML_TYPE_F16,
+            KvCacheFormat.Q8_0 => GGMLType.GGML_TYPE_Q8_0,
+            _ => GGMLType.GGML_TYPE_F32,
+        };
+
+        /// <summary>
+        /// What a row's note says about llama.cpp's setup beyond the table's header: the oracle turns flash attention on for a
+        /// quantized V cache (llama.cpp requires it), which changes its attention path.
+        /// </summary>
+        private static string? LlamaCppSetup(KvCacheFormat kvCache) =>
+            kvCache == KvCacheFormat.Q8_0 ? "llama.cpp: flash attention on (its Q8_0 V cache requires it)" : null;
 
         /// <summary>Pause before a timed run, longer than either engine's workers spin after a job.</summary>
         internal const int SettleMilliseconds = 50;
@@ -422,7 +487,7 @@ namespace LlamaBench
         /// One test of both engines: <paramref name="count"/> tokens (one batch for pp, one at a time for tg) after
         /// <paramref name="depth"/> tokens in the KV cache, each run brought back to that depth first (not timed).
         /// </summary>
-        private void Measure(BenchModel model, string formatName, int threads, string test, int count, int depth, int[] tokens,
+        private void Measure(BenchModel model, string formatName, KvCacheFormat kvCache, int threads, string test, int count, int depth, int[] tokens,
             ILlamaSession? session, OursDepths oursDepths, LlamaCppOracle? llama, string? oursProblem, string? llamaProblem)
         {
             Func<int, double>? oursRun = session is null ? null : n =>
@@ -469,19 +534,22 @@ namespace LlamaBench
 
             double? oursTps = oursError is null && oursTimes.Count > 0 ? count / Median(oursTimes) : null;
             double? llamaTps = llamaError is null && llamaTimes.Count > 0 ? count / Median(llamaTimes) : null;
-            string? note = oursError is not null || llamaError is not null
-                ? string.Join("; ", new[] { oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError }.Where(s => s is not null))
-                : null;
-            var row = new Row(model.Name, formatName, threads, Row.TestName(test, count, depth), count, oursTps, llamaTps, runs, null, null, note) { Depth = depth };
+            string? note = Note(oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError,
+                llamaRun is null ? null : LlamaCppSetup(kvCache));
+            var row = new Row(model.Name, formatName, threads, Row.TestName(test, count, depth), count, oursTps, llamaTps, runs, null, null, note)
+            {
+                Depth = depth,
+                KvCache = kvCache,
+            };
             _rows.Add(row);
-            Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-6} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  runs {runs}{(note is null ? "" : "  (" + note + ")")}");
+            Log($"{row.Model,-15} {row.Format,-5}{KvLabel(kvCache)} t={threads} {row.Test,-6} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  runs {runs}{(note is null ? "" : "  (" + note + ")")}");
         }
 
         /// <summary>
         /// The first pp of fresh processes (one per run, interleaved between the engines), each after its own load of
         /// the file the parent has already read (a warm page cache): JIT compilation and first-touch costs included.
         /// </summary>
-        private void MeasureFirstCall(BenchModel model, string formatName, string path, int threads, int prompt, string? oursProblem, string? llamaProblem)
+        private void MeasureFirstCall(BenchModel model, string formatName, KvCacheFormat kvCache, string path, int threads, int prompt, string? oursProblem, string? llamaProblem)
         {
             var oursTimes = new List<double>();
             var oursJit = new List<double>();
@@ -497,7 +565,7 @@ namespace LlamaBench
                 {
                     try
                     {
-                        FirstCallResult result = FirstCall.Spawn(model.Name, formatName, "ours", threads, prompt, path, options.Loading);
+                        FirstCallResult result = FirstCall.Spawn(model.Name, formatName, "ours", threads, prompt, path, options.Loading, kvCache);
                         oursTimes.Add(result.Seconds);
                         oursJit.Add(result.JitSeconds);
                         oursLoads.Add(result.LoadToLogitsSeconds);
@@ -513,7 +581,7 @@ namespace LlamaBench
                 {
                     try
                     {
-                        FirstCallResult result = FirstCall.Spawn(model.Name, formatName, "llama.cpp", threads, prompt, path, options.Loading);
+                        FirstCallResult result = FirstCall.Spawn(model.Name, formatName, "llama.cpp", threads, prompt, path, options.Loading, kvCache);
                         llamaTimes.Add(result.Seconds);
                         llamaLoads.Add(result.LoadToLogitsSeconds);
                         if (result.Memory is not null)
@@ -530,41 +598,58 @@ namespace LlamaBench
             long fileBytes = new FileInfo(path).Length;
             ResidentMemory? oursResident = ResidentMemory.Median(oursMemory), llamaResident = ResidentMemory.Median(llamaMemory);
             string? note = oursError is not null || llamaError is not null
-                ? string.Join("; ", new[] { oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError }.Where(s => s is not null))
-                : $"ours {1000 * Median(oursTimes):F0} ms, of which JIT compilation {1000 * Median(oursJit):F0} ms; load to these logits "
+                ? Note(oursError is null ? null : "ours: " + oursError, llamaError is null ? null : "llama.cpp: " + llamaError)
+                : Note($"ours {1000 * Median(oursTimes):F0} ms, of which JIT compilation {1000 * Median(oursJit):F0} ms; load to these logits "
                     + $"ours {1000 * Median(oursLoads):F0} ms ({options.Loading}), llama.cpp {1000 * Median(llamaLoads):F0} ms; "
                     + $"RSS at these logits (file {fileBytes / 1e9:F2} GB): ours {oursResident?.Describe(fileBytes) ?? "n/a"}, "
-                    + $"llama.cpp {llamaResident?.Describe(fileBytes) ?? "n/a"}";
+                    + $"llama.cpp {llamaResident?.Describe(fileBytes) ?? "n/a"}", LlamaCppSetup(kvCache));
             var row = new Row(model.Name, formatName, threads, $"pp{prompt} first", prompt, oursTps, llamaTps, options.Runs, null, null, note)
             {
+                KvCache = kvCache,
                 FirstCall = true,
                 FileBytes = fileBytes,
                 OursMemory = oursResident,
                 LlamaMemory = llamaResident,
             };
             _rows.Add(row);
-            Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-10} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  ({options.Runs} fresh processes each; {note})");
+            Log($"{row.Model,-15} {row.Format,-5}{KvLabel(kvCache)} t={threads} {row.Test,-10} ours {Fmt(oursTps),9} t/s  llama.cpp {Fmt(llamaTps),9} t/s  ratio {Fmt(row.Ratio, "F2"),5}  ({options.Runs} fresh processes each; {note})");
         }
 
         private void NotAvailable(BenchModel model, string format, string reason)
         {
-            foreach (int threads in options.Threads)
+            foreach (KvCacheFormat kvCache in options.KvCaches)
             {
-                foreach (int depth in options.Depths)
+                foreach (int threads in options.Threads)
                 {
-                    foreach ((string test, int count) in new[] { ("pp", options.Prompt), ("tg", options.Generate) })
-                        _rows.Add(new Row(model.Name, format, threads, Row.TestName(test, count, depth), 0, null, null, 0, null, null, reason) { Depth = depth });
+                    foreach (int depth in options.Depths)
+                    {
+                        foreach ((string test, int count) in new[] { ("pp", options.Prompt), ("tg", options.Generate) })
+                        {
+                            _rows.Add(new Row(model.Name, format, threads, Row.TestName(test, count, depth), 0, null, null, 0, null, null, reason)
+                            {
+                                Depth = depth,
+                                KvCache = kvCache,
+                            });
+                        }
+                    }
                 }
             }
             Log($"{model.Name} {format}: n/a ({reason})");
         }
 
-        private void NotAvailable(BenchModel model, string format, int threads, string test, int count, int depth, string reason)
+        private void NotAvailable(BenchModel model, string format, KvCacheFormat kvCache, int threads, string test, int count, int depth, string reason)
         {
-            var row = new Row(model.Name, format, threads, Row.TestName(test, count, depth), 0, null, null, 0, null, null, reason) { Depth = depth };
+            var row = new Row(model.Name, format, threads, Row.TestName(test, count, depth), 0, null, null, 0, null, null, reason) { Depth = depth, KvCache = kvCache };
             _rows.Add(row);
-            Log($"{row.Model,-15} {row.Format,-5} t={threads} {row.Test,-6} n/a ({reason})");
+            Log($"{row.Model,-15} {row.Format,-5}{KvLabel(kvCache)} t={threads} {row.Test,-6} n/a ({reason})");
         }
+
+        /// <summary>The parts of a row's note that apply, joined by "; "; null when none does.</summary>
+        private static string? Note(params string?[] parts) =>
+            parts.Any(p => p is not null) ? string.Join("; ", parts.Where(p => p is not null)) : null;
+
+        /// <summary>The KV cache format in a progress line, when --kv lists more than the default.</summary>
+        private string KvLabel(KvCacheFormat kvCache) => options.KvColumn ? $" kv {kvCache,-4}" : "";
 
         internal static double Guard(Func<double> run, ref string? error)
         {
@@ -648,7 +733,7 @@ namespace LlamaBench
         {
             var text = new StringBuilder();
             text.AppendLine($"LlamaBench {DateTime.Now:yyyy-MM-dd HH:mm} — {Cpu()}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, "
-                + $"llama.cpp: LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache; ours: weights loaded with WeightLoading.{options.Loading}.");
+                + $"llama.cpp: LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), {LlamaCppSettings()}; ours: weights loaded with WeightLoading.{options.Loading}.");
             text.AppendLine($"Memory read bandwidth (measured): {string.Join(", ", _bandwidth.Select(kv => $"{kv.Key} thread(s) {kv.Value:F1} GB/s"))}. "
                 + $"Compute peaks (measured), multiply-adds/s: F32 FMA {ComputePeak.FmaBits}-bit {PerThreads(_fmaPeak)}; "
                 + $"int8 {ComputePeak.Int8Path} {PerThreads(_int8Peak)}. "
@@ -660,11 +745,13 @@ namespace LlamaBench
                 + "× t/s ÷ the compute peak of the row's threads (F32 FMA for F32, int8 for the quantized formats); "
                 + "'@ dN': after N tokens in the KV cache.");
             text.AppendLine();
-            text.AppendLine("| model | format | threads | test | ours t/s | llama.cpp t/s | ratio | ours % roofline | llama.cpp % roofline | ours % peak | llama.cpp % peak | runs | note |");
-            text.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+            string kvHeader = options.KvColumn ? " kv |" : "", kvRule = options.KvColumn ? "---|" : "";
+            text.AppendLine($"| model | format |{kvHeader} threads | test | ours t/s | llama.cpp t/s | ratio | ours % roofline | llama.cpp % roofline | ours % peak | llama.cpp % peak | runs | note |");
+            text.AppendLine($"|---|---|{kvRule}---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
             foreach (Row r in _rows)
             {
-                text.AppendLine($"| {r.Model} | {r.Format} | {r.Threads} | {r.Test} | {Fmt(r.Ours)} | {Fmt(r.LlamaCpp)} | {Fmt(r.Ratio, "F2")} "
+                string kv = options.KvColumn ? $" {r.KvCache} |" : "";
+                text.AppendLine($"| {r.Model} | {r.Format} |{kv} {r.Threads} | {r.Test} | {Fmt(r.Ours)} | {Fmt(r.LlamaCpp)} | {Fmt(r.Ratio, "F2")} "
                     + $"| {Percent(r.OursRoofline)} | {Percent(r.LlamaRoofline)} | {Percent(r.OursPeak)} | {Percent(r.LlamaPeak)} "
                     + $"| {r.Runs} | {r.Note?.Replace("|", "/", StringComparison.Ordinal) ?? ""} |");
             }
@@ -680,7 +767,7 @@ namespace LlamaBench
             json.WriteString("cpu", Cpu());
             json.WriteNumber("cores", Environment.ProcessorCount);
             json.WriteString("dotnet", Environment.Version.ToString());
-            json.WriteString("llamaCpp", $"LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), flash attention off, F32 KV cache");
+            json.WriteString("llamaCpp", $"LLamaSharp 0.30.0 CPU backend ({LibraryLevel()}), {LlamaCppSettings()}");
             json.WriteString("loading", options.Loading.ToString());
             json.WriteString("loadAverageBefore", loadStart);
             json.WriteString("loadAverageAfter", loadEnd);
@@ -703,6 +790,7 @@ namespace LlamaBench
                 json.WriteStartObject();
                 json.WriteString("model", r.Model);
                 json.WriteString("format", r.Format);
+                json.WriteString("kvCache", r.KvCache.ToString());
                 json.WriteNumber("threads", r.Threads);
                 json.WriteString("test", r.Test);
                 json.WriteNumber("depth", r.Depth);
@@ -730,6 +818,12 @@ namespace LlamaBench
             json.WriteEndObject();
             Log($"wrote {path}");
         }
+
+        /// <summary>llama.cpp's attention and KV cache settings, for the table's header and the JSON.</summary>
+        private string LlamaCppSettings() => !options.KvColumn
+            ? "flash attention off, F32 KV cache"
+            : "K and V caches in the kv column's format (ours too), flash attention off"
+                + (options.KvCaches.Contains(KvCacheFormat.Q8_0) ? " except with Q8_0 (its quantized V cache requires it)" : "");
 
         private static string PerThreads(Dictionary<int, double> perSecond) =>
             string.Join(", ", perSecond.Select(kv => $"{kv.Key} thread(s) {kv.Value / 1e9:F1} G"));
@@ -841,14 +935,15 @@ namespace LlamaBench
         /// Runs a child and returns the seconds its first Forward took, the JIT compilation time within them, the seconds
         /// from the start of its load to the end of that first Forward (load to first logits), and its resident memory then.
         /// </summary>
-        public static FirstCallResult Spawn(string model, string format, string engine, int threads, int prompt, string path, WeightLoading loading)
+        public static FirstCallResult Spawn(string model, string format, string engine, int threads, int prompt, string path, WeightLoading loading,
+            KvCacheFormat kvCache)
         {
             string self = Environment.ProcessPath ?? "dotnet";
             var start = new ProcessStartInfo { FileName = self, RedirectStandardOutput = true, RedirectStandardError = true };
             if (Path.GetFileNameWithoutExtension(self) == "dotnet")
                 start.ArgumentList.Add(typeof(FirstCall).Assembly.Location);
             foreach (string arg in new[] { ChildFlag, model, format, engine, threads.ToString(CultureInfo.InvariantCulture),
-                                           prompt.ToString(CultureInfo.InvariantCulture), path, loading.ToString() })
+                                           prompt.ToString(CultureInfo.InvariantCulture), path, loading.ToString(), kvCache.ToString() })
                 start.ArgumentList.Add(arg);
             using Process process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {self}");
             var error = process.StandardError.ReadToEndAsync();
@@ -866,7 +961,7 @@ namespace LlamaBench
             return new FirstCallResult(seconds, jitSeconds, loadSeconds, rss < 0 ? null : new ResidentMemory(rss, rssFile, rssAnon));
         }
 
-        /// <summary>The child: args are the flag, model, format, engine, threads, prompt tokens, GGUF path, loading.</summary>
+        /// <summary>The child: args are the flag, model, format, engine, threads, prompt tokens, GGUF path, loading, KV cache format.</summary>
         public static int RunChild(string[] args)
         {
             BenchModel model = BenchModel.All.Single(m => m.Name == args[1]);
@@ -874,6 +969,7 @@ namespace LlamaBench
             int threads = int.Parse(args[4], CultureInfo.InvariantCulture), prompt = int.Parse(args[5], CultureInfo.InvariantCulture);
             string path = args[6];
             var loading = Enum.Parse<WeightLoading>(args[7]);
+            var kvCache = Enum.Parse<KvCacheFormat>(args[8]);
             var random = new Random(1234);
             int[] tokens = new int[prompt];
             tokens[0] = 1;
@@ -896,7 +992,7 @@ namespace LlamaBench
             {
                 LoadedModel loaded = model.Load(format, path, loading);
                 using IDisposable weights = loaded.Model;
-                using ILlamaSession session = loaded.CreateSession(threads);
+                using ILlamaSession session = loaded.CreateSession(new SessionOptions { Threads = threads, KvCache = kvCache });
                 jitBefore = System.Runtime.JitInfo.GetCompilationTime();
                 start = Stopwatch.GetTimestamp();
                 session.Forward(tokens);
@@ -905,7 +1001,7 @@ namespace LlamaBench
             else
             {
                 LlamaCppOracle.EnsureNativeLibrary();
-                using var llama = new LlamaCppOracle(path, threads, contextSize: model.Shape.MaxContext, batchSize: Math.Max(prompt, 32));
+                using var llama = new LlamaCppOracle(path, threads, contextSize: model.Shape.MaxContext, batchSize: Math.Max(prompt, 32), Bench.LlamaCppType(kvCache));
                 jitBefore = System.Runtime.JitInfo.GetCompilationTime();
                 start = Stopwatch.GetTimestamp();
                 llama.Evaluate(tokens);
