@@ -412,10 +412,8 @@ namespace LlamaBench
             string label = $"{model.Name} {formatName} kv {kvCache}";
             int context = model.Shape.MaxContext;
             var oursDepths = new OursDepths(tokens); // a saved state restores only into a session with the same KV cache format
-            // llama.cpp refuses a context whose quantized cache blocks (32 values) do not tile a head, and LLamaSharp 0.30.0 then
-            // crashes on the null context instead of throwing: such a context is not asked for.
-            if (llamaProblem is null && kvCache == KvCacheFormat.Q8_0 && model.Shape.HeadDim % 32 != 0)
-                llamaProblem = $"refuses a Q8_0 KV cache for heads of {model.Shape.HeadDim} values (its 32-value blocks must tile a head)";
+            // A Q8_0 cache for heads that its 32-value blocks do not tile is refused by LlamaCppOracle (llama.cpp would fail
+            // to create the context, and LLamaSharp crash on it): the note says so.
             LlamaCppOracle? llama = null;
             if (llamaProblem is null)
             {
@@ -425,7 +423,7 @@ namespace LlamaBench
                 }
                 catch (Exception e)
                 {
-                    llamaProblem = $"llama.cpp cannot load {Path.GetFileName(path)}: {FirstLine(e.Message)}";
+                    llamaProblem = e is ArgumentException ? FirstLine(e.Message) : $"llama.cpp cannot load {Path.GetFileName(path)}: {FirstLine(e.Message)}";
                     Log($"{label}: {llamaProblem}");
                 }
             }

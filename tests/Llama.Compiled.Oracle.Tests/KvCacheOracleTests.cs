@@ -45,6 +45,15 @@ public sealed class KvCacheOracleTests(ITestOutputHelper output)
         Assert.True(oursMax <= 1.5f * llamaMax, $"max error ours {oursMax} > 1.5 × llama.cpp's {llamaMax}");
     }
 
+    [Fact]
+    public void AQuantizedCacheThatLlamaCppCannotHoldIsRefusedNotACrash()
+    {
+        // llama.cpp declines a q8_0 cache for 8-wide heads, and LLamaSharp then brings the process down: the oracle refuses first.
+        string gguf = Path.Combine(OraclePaths.Stories260K, "stories260K-f32.gguf");
+        var refused = Assert.Throws<ArgumentException>(() => new LlamaCppOracle(gguf, kvCache: GGMLType.GGML_TYPE_Q8_0));
+        Assert.Contains("KV cache for heads of 8 values", refused.Message);
+    }
+
     private static (float Max, double Rms) Distance(float[][] logits, float[][] reference)
     {
         float max = 0;

@@ -68,6 +68,13 @@ public sealed class LlamaCppOracle : IDisposable
         {
             throw new InvalidOperationException($"llama.cpp could not load {ggufPath}: {e.Message}{LogTail()}", e);
         }
+        if (kvCache is not (GGMLType.GGML_TYPE_F32 or GGMLType.GGML_TYPE_F16) && HeadSize(_weights) % 32 != 0)
+        {
+            // llama.cpp declines such a context, and LLamaSharp 0.30.0 then crashes the process instead of throwing.
+            int headSize = HeadSize(_weights);
+            _weights.Dispose();
+            throw new ArgumentException($"refuses a {kvCache} KV cache for heads of {headSize} values (its 32-value blocks must tile a head)");
+        }
         try
         {
             _context = _weights.CreateContext(parameters);
@@ -84,6 +91,15 @@ public sealed class LlamaCppOracle : IDisposable
 
     /// <summary>The GGUF file.</summary>
     public string Path { get; }
+
+    /// <summary>Values per attention head: the file's key length, else the embedding length over the heads.</summary>
+    private static int HeadSize(LLamaWeights weights)
+    {
+        string architecture = weights.Metadata["general.architecture"];
+        if (weights.Metadata.TryGetValue($"{architecture}.attention.key_length", out string? keyLength))
+            return int.Parse(keyLength, System.Globalization.CultureInfo.InvariantCulture);
+        return weights.EmbeddingSize / int.Parse(weights.Metadata[$"{architecture}.attention.head_count"], System.Globalization.CultureInfo.InvariantCulture);
+    }
 
     /// <summary>
     /// The settings every llama.cpp context of this project uses (the oracle's and <see cref="LlamaCppBatchedDecoder"/>'s):
