@@ -261,7 +261,7 @@ internal static class BlockMatMulEmitter
         if (q8)
         {
             w.Line($$"""
-                        for (int k = 0; k < 8; k += 2)
+                        for (nint k = 0; k < 8; k += 2)
                         {
                             even = BlockKernels.MultiplyAddQuads(even, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
                             odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
@@ -271,7 +271,7 @@ internal static class BlockMatMulEmitter
         else
         {
             w.Line($$"""
-                        for (int k = 0; k < 4; k++)
+                        for (nint k = 0; k < 4; k++)
                         {
                             Vector256<byte> packed = Vector256.LoadUnsafe(ref weights, (nuint)(k * 32));
                             even = BlockKernels.MultiplyAddQuads(even, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
@@ -328,7 +328,7 @@ internal static class BlockMatMulEmitter
             w.Line($"        Vector256<int> {first[i]}i = Vector256.Create(-(Unsafe.Add(ref xSums, {Plus(i * blocks, "b")}) << {shift})), {second[i]}i = {first[i]}i;");
         if (q8)
         {
-            w.Line("        for (int k = 0; k < 8; k++)");
+            w.Line("        for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address");
             w.Line("        {");
             w.Line("            Vector256<byte> firstSlice = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondSlice = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));");
             for (int i = 0; i < tile; i++)
@@ -341,7 +341,7 @@ internal static class BlockMatMulEmitter
         }
         else
         {
-            w.Line("        for (int k = 0; k < 4; k++)");
+            w.Line("        for (nint k = 0; k < 4; k++) // a native-sized index: each token's offset folds into its load's address");
             w.Line("        {");
             w.Line("            Vector256<byte> firstPacked = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondPacked = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));");
             w.Line("            // Low nibbles: weights 4k..4k+3 of each row; high nibbles: weights 16+4k..16+4k+3.");
@@ -416,7 +416,7 @@ internal static class BlockMatMulEmitter
                         ref byte slices = ref Unsafe.Add(ref block, {{nibblesAt}} + j * {{8 * 4 * GroupRows}});
                         ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
                         Vector256<int> low = Vector256<int>.Zero, high = Vector256<int>.Zero;
-                        for (int k = 0; k < 8; k++)
+                        for (nint k = 0; k < 8; k++)
                         {
                             Vector256<byte> packed = Vector256.LoadUnsafe(ref slices, (nuint)(k * 32));
                             low = BlockKernels.MultiplyAddQuads(low, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4)));
@@ -507,7 +507,7 @@ internal static class BlockMatMulEmitter
             w.Line(high
                 ? $"            {string.Join(" = ", all.Select(a => $"{a}c"))} = Vector256<int>.Zero;"
                 : $"            Vector256<int> {string.Join(", ", all.Select(a => $"{a}c = Vector256<int>.Zero"))};");
-            w.Line("            for (int k = 0; k < 8; k++)");
+            w.Line("            for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address");
             w.Line("            {");
             string nibble(string packed) => high
                 ? $"Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref {packed}, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F)"

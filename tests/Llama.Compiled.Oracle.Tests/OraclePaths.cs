@@ -13,30 +13,15 @@ internal static class OraclePaths
     public static string Stories260K => Path.Combine(SharedModels, "stories260K");
 
     /// <summary>
-    /// A folder for the random-weight GGUF files of this test run (one per process; removed when the
-    /// process exits). Generating them takes well under a second per shape, so nothing is cached across runs:
+    /// A folder for the random-weight GGUF files of this test run (one per process, <see cref="Llama.Compiled.Tests.ProcessScratch"/>). Generating them takes well under a second per shape, so nothing is cached across runs:
     /// a changed writer is always exercised.
     /// </summary>
     public static string Scratch { get; } = CreateScratch();
 
     private static string CreateScratch()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "llama-compiled-oracle", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        string dir = Llama.Compiled.Tests.ProcessScratch.Claim(Path.Combine(Path.GetTempPath(), "llama-compiled-oracle"), "");
         Directory.CreateDirectory(dir);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            try
-            {
-                Directory.Delete(dir, recursive: true);
-            }
-            catch (IOException)
-            {
-                // still mapped by a model that was not disposed; the temp folder is cleaned by the OS eventually
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        };
         return dir;
     }
 

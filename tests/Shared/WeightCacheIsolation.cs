@@ -22,19 +22,6 @@ internal static class WeightCacheIsolation
         // A child process of a test inherits its parent's folder, which the parent deletes.
         if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(CacheDirectoryVariable)))
             return;
-        string folder = Path.Combine(Path.GetTempPath(), $"llama-compiled-test-cache-{Environment.ProcessId}");
-        Environment.SetEnvironmentVariable(CacheDirectoryVariable, folder);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            try
-            {
-                if (Directory.Exists(folder))
-                    Directory.Delete(folder, recursive: true);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Still mapped by a leaked model on Windows: the temp folder's own cleanup removes it.
-            }
-        };
+        Environment.SetEnvironmentVariable(CacheDirectoryVariable, ProcessScratch.Claim(Path.GetTempPath(), "llama-compiled-test-cache-"));
     }
 }

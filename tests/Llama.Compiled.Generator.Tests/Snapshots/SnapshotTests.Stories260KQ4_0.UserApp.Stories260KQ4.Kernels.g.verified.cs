@@ -494,7 +494,7 @@ namespace UserApp
                     ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
                     // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
                     Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 3)), odd = Vector256<int>.Zero;
-                    for (int k = 0; k < 4; k++)
+                    for (nint k = 0; k < 4; k++)
                     {
                         Vector256<byte> packed = Vector256.LoadUnsafe(ref weights, (nuint)(k * 32));
                         even = BlockKernels.MultiplyAddQuads(even, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
@@ -542,7 +542,7 @@ namespace UserApp
                     Vector256<int> a1i = Vector256.Create(-(Unsafe.Add(ref xSums, 2 + b) << 3)), b1i = a1i;
                     Vector256<int> a2i = Vector256.Create(-(Unsafe.Add(ref xSums, 4 + b) << 3)), b2i = a2i;
                     Vector256<int> a3i = Vector256.Create(-(Unsafe.Add(ref xSums, 6 + b) << 3)), b3i = a3i;
-                    for (int k = 0; k < 4; k++)
+                    for (nint k = 0; k < 4; k++) // a native-sized index: each token's offset folds into its load's address
                     {
                         Vector256<byte> firstPacked = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondPacked = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));
                         // Low nibbles: weights 4k..4k+3 of each row; high nibbles: weights 16+4k..16+4k+3.

@@ -640,7 +640,7 @@ namespace UserApp
                         ref byte slices = ref Unsafe.Add(ref block, 128 + j * 256);
                         ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
                         Vector256<int> low = Vector256<int>.Zero, high = Vector256<int>.Zero;
-                        for (int k = 0; k < 8; k++)
+                        for (nint k = 0; k < 8; k++)
                         {
                             Vector256<byte> packed = Vector256.LoadUnsafe(ref slices, (nuint)(k * 32));
                             low = BlockKernels.MultiplyAddQuads(low, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4)));
@@ -718,7 +718,7 @@ namespace UserApp
                         ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
                         // Sub-block 2 * j: the low nibbles, weights 64j + 4k .. + 3 of slice k.
                         Vector256<int> a0c = Vector256<int>.Zero, a1c = Vector256<int>.Zero, a2c = Vector256<int>.Zero, a3c = Vector256<int>.Zero, b0c = Vector256<int>.Zero, b1c = Vector256<int>.Zero, b2c = Vector256<int>.Zero, b3c = Vector256<int>.Zero;
-                        for (int k = 0; k < 8; k++)
+                        for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address
                         {
                             Vector256<byte> firstNibbles = Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
                             Vector256<byte> secondNibbles = Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
@@ -746,7 +746,7 @@ namespace UserApp
                         b3i += b3c * secondLow;
                         // Sub-block 2 * j + 1: the high nibbles, weights 64j + 32 + 4k .. + 3 of slice k.
                         a0c = a1c = a2c = a3c = b0c = b1c = b2c = b3c = Vector256<int>.Zero;
-                        for (int k = 0; k < 8; k++)
+                        for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address
                         {
                             Vector256<byte> firstNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
                             Vector256<byte> secondNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
@@ -839,7 +839,7 @@ namespace UserApp
                         ref byte slices = ref Unsafe.Add(ref block, 128 + j * 256);
                         ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
                         Vector256<int> low = Vector256<int>.Zero, high = Vector256<int>.Zero;
-                        for (int k = 0; k < 8; k++)
+                        for (nint k = 0; k < 8; k++)
                         {
                             Vector256<byte> packed = Vector256.LoadUnsafe(ref slices, (nuint)(k * 32));
                             low = BlockKernels.MultiplyAddQuads(low, packed & Vector256.Create((byte)0x0F), BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4)));
@@ -917,7 +917,7 @@ namespace UserApp
                         ref sbyte xj = ref Unsafe.Add(ref x, sb * 256 + j * 64);
                         // Sub-block 2 * j: the low nibbles, weights 64j + 4k .. + 3 of slice k.
                         Vector256<int> a0c = Vector256<int>.Zero, a1c = Vector256<int>.Zero, a2c = Vector256<int>.Zero, a3c = Vector256<int>.Zero, b0c = Vector256<int>.Zero, b1c = Vector256<int>.Zero, b2c = Vector256<int>.Zero, b3c = Vector256<int>.Zero;
-                        for (int k = 0; k < 8; k++)
+                        for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address
                         {
                             Vector256<byte> firstNibbles = Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
                             Vector256<byte> secondNibbles = Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)) & Vector256.Create((byte)0x0F);
@@ -945,7 +945,7 @@ namespace UserApp
                         b3i += b3c * secondLow;
                         // Sub-block 2 * j + 1: the high nibbles, weights 64j + 32 + 4k .. + 3 of slice k.
                         a0c = a1c = a2c = a3c = b0c = b1c = b2c = b3c = Vector256<int>.Zero;
-                        for (int k = 0; k < 8; k++)
+                        for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address
                         {
                             Vector256<byte> firstNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
                             Vector256<byte> secondNibbles = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32)).AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);

@@ -469,7 +469,7 @@ namespace UserApp
                     ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
                     // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
                     Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), odd = Vector256<int>.Zero;
-                    for (int k = 0; k < 8; k += 2)
+                    for (nint k = 0; k < 8; k += 2)
                     {
                         even = BlockKernels.MultiplyAddQuads(even, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
                         odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
@@ -516,7 +516,7 @@ namespace UserApp
                     Vector256<int> a1i = Vector256.Create(-(Unsafe.Add(ref xSums, 64 + b) << 7)), b1i = a1i;
                     Vector256<int> a2i = Vector256.Create(-(Unsafe.Add(ref xSums, 128 + b) << 7)), b2i = a2i;
                     Vector256<int> a3i = Vector256.Create(-(Unsafe.Add(ref xSums, 192 + b) << 7)), b3i = a3i;
-                    for (int k = 0; k < 8; k++)
+                    for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address
                     {
                         Vector256<byte> firstSlice = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondSlice = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));
                         Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4));
@@ -574,7 +574,7 @@ namespace UserApp
                     ref sbyte xb = ref Unsafe.Add(ref x, b * 32);
                     // Two chains of integer sums, the slices alternating between them, to overlap the dot products' latency.
                     Vector256<int> even = Vector256.Create(-(Unsafe.Add(ref xSums, b) << 7)), odd = Vector256<int>.Zero;
-                    for (int k = 0; k < 8; k += 2)
+                    for (nint k = 0; k < 8; k += 2)
                     {
                         even = BlockKernels.MultiplyAddQuads(even, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4)));
                         odd = BlockKernels.MultiplyAddQuads(odd, Vector256.LoadUnsafe(ref weights, (nuint)(k * 32 + 32)), BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4 + 4)));
@@ -621,7 +621,7 @@ namespace UserApp
                     Vector256<int> a1i = Vector256.Create(-(Unsafe.Add(ref xSums, 176 + b) << 7)), b1i = a1i;
                     Vector256<int> a2i = Vector256.Create(-(Unsafe.Add(ref xSums, 352 + b) << 7)), b2i = a2i;
                     Vector256<int> a3i = Vector256.Create(-(Unsafe.Add(ref xSums, 528 + b) << 7)), b3i = a3i;
-                    for (int k = 0; k < 8; k++)
+                    for (nint k = 0; k < 8; k++) // a native-sized index: each token's offset folds into its load's address
                     {
                         Vector256<byte> firstSlice = Vector256.LoadUnsafe(ref firstWeights, (nuint)(k * 32)), secondSlice = Vector256.LoadUnsafe(ref secondWeights, (nuint)(k * 32));
                         Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xb, k * 4));
