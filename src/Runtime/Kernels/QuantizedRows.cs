@@ -571,7 +571,7 @@ public static class QuantizedRows
     {
         if (!Avx2.IsSupported)
             return Q6KRowScalar(ref row, superBlocks, ref x, ref xScales, ref xBsums);
-        Vector256<float> acc = Vector256<float>.Zero;
+        float acc = 0f;
         // The shuffles' indices, built once: the JIT does not hoist them out of the loop (4 instructions each per use).
         Vector256<byte> pair0 = PairScaleIndex6(0), pair1 = PairScaleIndex6(1), run0 = ScaleIndex6(0), run1 = ScaleIndex6(1), run2 = ScaleIndex6(2), run3 = ScaleIndex6(3);
         for (int sb = 0; sb < superBlocks; sb++)
@@ -603,10 +603,12 @@ public static class QuantizedRows
             }
             // The weights were taken as q + 32 (unsigned): subtract 32·Σ_j sc_j·bsum_j, ggml's integer sum exactly.
             Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales, Vector256.LoadUnsafe(ref Unsafe.Add(ref xBsums, sb * 16)));
-            Vector256<int> total = sums + sums2 - Vector256.ShiftLeft(offset, 5);
-            acc = MulAdd(Vector256.ConvertToSingle(total), Vector256.Create(KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb)), acc);
+            // The super-block's integer sum, exact, then one fused multiply-add: the float operations of the generated prefill
+            // tiles (over Q6KGroups), so that a prompt's prefill and its token-by-token decode round alike.
+            int total = Vector256.Sum(sums + sums2 - Vector256.ShiftLeft(offset, 5));
+            acc = MathF.FusedMultiplyAdd(total, KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb), acc);
         }
-        return Vector256.Sum(acc);
+        return acc;
     }
 
     /// <summary>Σ w·x for 4 tokens over one Q6_K row (see <see cref="QuantizedRows"/> for the token layout).</summary>
@@ -661,7 +663,7 @@ public static class QuantizedRows
     /// bits 4-5, run 3 ql[32..64) high with bits 6-7.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Weights6(ref byte ql, ref byte qhBytes)
+    internal static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Weights6(ref byte ql, ref byte qhBytes)
     {
         Vector256<byte> low = Vector256.LoadUnsafe(ref ql), low2 = Vector256.LoadUnsafe(ref Unsafe.Add(ref ql, 32));
         Vector256<ushort> qh = Vector256.LoadUnsafe(ref qhBytes).AsUInt16();
@@ -722,7 +724,7 @@ public static class QuantizedRows
             // The weights were taken as q + 32: subtract 32·Σ_j sc_j·bsum_j, as the vector path and ggml's AVX2 code do.
             for (int j = 0; j < 16; j++)
                 sums -= 32 * (sbyte)Unsafe.Add(ref block, 192 + j) * Unsafe.Add(ref xBsums, sb * 16 + j);
-            total += KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb) * sums;
+            total = MathF.FusedMultiplyAdd(sums, KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb), total);
         }
         return total;
     }
