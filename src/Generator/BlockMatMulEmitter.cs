@@ -33,7 +33,9 @@ internal static class BlockMatMulEmitter
     /// <summary>The prefill loop of a block-quantized kernel, for the header.</summary>
     public static string PrefillSummary(MatMulKernel k, int tile) => FormatFacts.InKernelLayout(k.Format)
         ? $"in prefill {2 * GroupRows} rows × {tile} tokens per tile ({GroupName(k.Format, k.Cols, tile)}: a pair of groups, its scales converted once for every tile)"
-        : $"in prefill 1 row × {tile} tokens per pass over blocks of {k.RowBlock} rows";
+        : k.Format == ComputeFormat.Q6_K
+            ? $"in prefill {2 * GroupRows} rows × {tile} tokens per tile ({GroupName(k.Format, k.Cols, tile)}: 16 rows unpacked once by Q6KGroups for every tile)"
+            : $"in prefill 1 row × {tile} tokens per pass over blocks of {k.RowBlock} rows";
 
     /// <summary>
     /// A block-quantized matrix kernel: x is quantized to int8 blocks first (with each block's scale and sum), then each
@@ -45,6 +47,11 @@ internal static class BlockMatMulEmitter
         if (FormatFacts.InKernelLayout(k.Format))
         {
             WriteGrouped(w, k, tile, cacheChoiceAtRunTime);
+            return;
+        }
+        if (k.Format == ComputeFormat.Q6_K)
+        {
+            WriteQ6K(w, k, tile, cacheChoiceAtRunTime);
             return;
         }
         int blocks = Blocks(k);
@@ -106,6 +113,60 @@ internal static class BlockMatMulEmitter
             }
             """);
     }
+
+    /// <summary>
+    /// A Q6_K kernel over the blocks as stored: in prefill, 16 rows at a time are unpacked once into the interleaved
+    /// form of the kernel layout (the runtime's Q6KGroups) and every tile of tokens runs over them (<see cref="WriteQ6KGroupProducts"/>);
+    /// the tokens after the last tile, and all of decode, go one token × one row at a time as the other stored formats do.
+    /// </summary>
+    private static void WriteQ6K(SourceWriter w, MatMulKernel k, int tile, bool cacheChoiceAtRunTime)
+    {
+        int blocks = Blocks(k), sums = k.Cols / FormatFacts.SuperBlockSumWidth;
+        w.Line($$"""
+            /// <summary>
+            /// Rows [rowStart, rowEnd) of y[t] = W·x[t] (y[t] += W·x[t] when <paramref name="accumulate"/>) for t &lt; <paramref name="tokens"/>.
+            /// W: Q6_K [{{k.Rows}}, {{k.Cols}}] in llama.cpp's blocks as stored ({{blocks}} blocks of {{FormatFacts.BlockBytes(k.Format)}} bytes per row);
+            /// x, already quantized: [tokens, {{k.Cols}}] int8 as Q8_K super-blocks, with [tokens, {{blocks}}] F32 scales and [tokens, {{sums}}] sums of 16; y: [tokens, {{k.Rows}}].
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            private static void {{k.Name}}Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<short> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
+            {
+                const int Rows = {{k.Rows}}, Cols = {{k.Cols}}, Blocks = {{blocks}}, Sums = {{sums}}, RowBytes = Blocks * {{FormatFacts.BlockBytes(k.Format)}};
+                // The kernel's only bounds check; below, every access is a ref offset within these lengths.
+                if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
+                    || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Sums)
+                    throw new ArgumentException("{{k.Name}}: a buffer is smaller than its shape.");
+                ref byte w0 = ref MemoryMarshal.GetReference(w);
+                ref sbyte q0 = ref MemoryMarshal.GetReference(xQuantized);
+                ref float d0 = ref MemoryMarshal.GetReference(xScales);
+                ref short s0 = ref MemoryMarshal.GetReference(xSums);
+                ref float y0 = ref MemoryMarshal.GetReference(y);
+                int tiled = tokens - tokens % {{tile}};
+
+                // Prefill: 16 rows at a time unpacked once (about {{(long)blocks * Q6KUnpackedBytes / 1024}} KB, which stay in cache), then every tile of {{tile}} tokens over them.
+                for (int r = tiled > 0 ? rowStart : rowEnd; r < rowEnd; r += Q6KGroups.Rows)
+                {
+                    int rowCount = Math.Min(Q6KGroups.Rows, rowEnd - r);
+                    ref byte unpacked = ref Q6KGroups.Unpack(ref Unsafe.Add(ref w0, r * RowBytes), RowBytes, rowCount, Blocks);
+                    for (int t = 0; t < tiled; t += {{tile}})
+                        {{GroupName(k.Format, k.Cols, tile)}}(ref unpacked, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums),
+                            ref Unsafe.Add(ref y0, t * Rows + r), Rows, rowCount, accumulate);
+                }
+
+                // The remaining tokens (all of decode) one at a time.
+                for (int t = tiled; t < tokens; t++)
+                {
+                    ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
+                    ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
+                    ref short st = ref Unsafe.Add(ref s0, t * Sums);
+            {{DecodeRowLoop(k, cacheChoiceAtRunTime)}}
+                }
+            }
+            """);
+    }
+
+    /// <summary>Bytes of one super-block of 16 rows unpacked by the runtime's Q6KGroups (its SuperBlockBytes).</summary>
+    private const int Q6KUnpackedBytes = 5696;
 
     /// <summary>The one-token loop over a stored-block kernel's rows, with the planner's prefetch when the model streams from memory.</summary>
     private static string DecodeRowLoop(MatMulKernel k, bool cacheChoiceAtRunTime)
@@ -231,6 +292,11 @@ internal static class BlockMatMulEmitter
         if (format == ComputeFormat.Q4_K)
         {
             WriteQ4KGroupProducts(w, cols, tile);
+            return;
+        }
+        if (format == ComputeFormat.Q6_K)
+        {
+            WriteQ6KGroupProducts(w, cols, tile);
             return;
         }
         int blocks = cols / ForwardPlanner.QuantBlock, blockBytes = FormatFacts.BlockBytes(format);
@@ -555,6 +621,98 @@ internal static class BlockMatMulEmitter
             string row = i == 0 ? "" : i == 1 ? "rows" : $"{i} * rows";
             w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, floatSums[{i}], {GroupRows}, accumulate);");
             w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), floatSums[{tile + i}], {GroupRows}, accumulate);");
+        }
+        w.Line("}");
+    }
+
+    /// <summary>
+    /// The prefill tile of Q6_K matrices <paramref name="cols"/> wide, over 16 rows unpacked by the runtime's Q6KGroups,
+    /// with llama.cpp's integer math (<c>ggml_vec_dot_q6_K_q8_K</c>) in one int32 lane per row: per super-block, −32·Σ_j
+    /// scale_j·bsum_j (the weights are q + 32), plus per 16-weight sub-block j the byte dot products of the weights and
+    /// Q8_K activations times the row's scale_j; the total scaled by d·dx into a float sum.
+    /// </summary>
+    private static void WriteQ6KGroupProducts(SourceWriter w, int cols, int tile)
+    {
+        const ComputeFormat format = ComputeFormat.Q6_K;
+        int superBlocks = cols / FormatFacts.SuperBlock, sums = cols / FormatFacts.SuperBlockSumWidth;
+        string[] first = Enumerable.Range(0, tile).Select(i => $"a{i}").ToArray(), second = Enumerable.Range(0, tile).Select(i => $"b{i}").ToArray();
+        string[] all = first.Concat(second).ToArray();
+        w.Line($$"""
+            /// <summary>
+            /// {{tile}} consecutive tokens × 16 rows of a Q6_K matrix {{cols}} wide: y[t, r] (+)= Σ_sb d[r, sb]·xScales[t, sb]·Σ_j scale[r, sb, j]·Σ_i q[r, sb, j, i]·x[t, sb, j, i]
+            /// for r &lt; <paramref name="rowCount"/>. unpacked: [{{superBlocks}} super-blocks] of the 16 rows as Q6KGroups.Unpack leaves them (two groups of 8 rows:
+            /// the weights q + 32 in slices of 4 bytes × 8 rows, the int32 scales, the −32·scale int16 pairs and F32 d);
+            /// x: [{{tile}}, {{cols}}] int8; xScales: [{{tile}}, {{superBlocks}}]; xSums: [{{tile}}, {{sums}}]; y: the first of the 16 rows of token 0, its rows <paramref name="yStride"/> floats apart.
+            /// Each weight slice is loaded once for the {{tile}} tokens.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void {{GroupName(format, cols, tile)}}(ref byte unpacked, ref sbyte x, ref float xScales, ref short xSums, ref float y, int yStride, int rowCount, bool accumulate)
+            {
+                // The float sums [token i of the first group, then of the second] live on the stack, updated once per
+                // super-block: the registers the byte dot products can accumulate in (ymm0-15 for vpdpbusd) stay free for
+                // the integer sums.
+                Span<Vector256<float>> floatSums = stackalloc Vector256<float>[{{2 * tile}}];
+                floatSums.Clear(); // the app may skip locals' initialization
+                for (int sb = 0; sb < {{superBlocks}}; sb++)
+                {
+                    ref byte block = ref Unsafe.Add(ref unpacked, sb * Q6KGroups.SuperBlockBytes);
+                    ref int scales = ref Unsafe.As<byte, int>(ref Unsafe.Add(ref block, Q6KGroups.ScalesAt));
+                    ref int offsetScales = ref Unsafe.As<byte, int>(ref Unsafe.Add(ref block, Q6KGroups.OffsetScalesAt));
+                    ref sbyte xb = ref Unsafe.Add(ref x, sb * 256);
+                    // Integer sums per token and group, starting at −32·Σ_j scale_j·bsum_j: the pairs of sub-blocks 2p, 2p + 1
+                    // against the token's two sums of 16.
+                    Vector256<int> {{string.Join(", ", all.Select(a => $"{a}i = Vector256<int>.Zero"))}};
+                    for (int p = 0; p < 8; p++)
+                    {
+                        Vector256<short> firstOffsets = Vector256.LoadUnsafe(ref offsetScales, (nuint)(p * 16)).AsInt16(), secondOffsets = Vector256.LoadUnsafe(ref offsetScales, (nuint)(p * 16 + 8)).AsInt16();
+            """);
+        for (int i = 0; i < tile; i++)
+        {
+            w.Line($"            Vector256<short> sums{i} = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, {Plus(i * sums, "sb * 16 + 2 * p")}));");
+            w.Line($"            {first[i]}i = BlockKernels.MultiplyAddPairs({first[i]}i, firstOffsets, sums{i});");
+            w.Line($"            {second[i]}i = BlockKernels.MultiplyAddPairs({second[i]}i, secondOffsets, sums{i});");
+        }
+        w.Line("        }");
+        w.Line("        for (int j = 0; j < 16; j++)");
+        w.Line("        {");
+        w.Line("            // Sub-block j: 16 weights, slices 4j .. 4j + 3 of each group.");
+        w.Line("            ref byte firstSlices = ref Unsafe.Add(ref block, Q6KGroups.WeightsAt + j * 128);");
+        w.Line("            ref byte secondSlices = ref Unsafe.Add(ref firstSlices, Q6KGroups.GroupWeightBytes);");
+        w.Line("            ref sbyte xj = ref Unsafe.Add(ref xb, j * 16);");
+        w.Line($"            Vector256<int> {string.Join(", ", all.Select(a => $"{a}c = Vector256<int>.Zero"))};");
+        w.Line("            for (nint k = 0; k < 4; k++) // a native-sized index: each token's offset folds into its load's address");
+        w.Line("            {");
+        w.Line("                Vector256<byte> firstWeights = Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)), secondWeights = Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32));");
+        for (int i = 0; i < tile; i++)
+        {
+            w.Line($"                Vector256<sbyte> x{i} = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, {Plus(i * cols, "k * 4")}));");
+            w.Line($"                {first[i]}c = BlockKernels.MultiplyAddQuads({first[i]}c, firstWeights, x{i});");
+            w.Line($"                {second[i]}c = BlockKernels.MultiplyAddQuads({second[i]}c, secondWeights, x{i});");
+        }
+        w.Line("            }");
+        w.Line("            Vector256<int> firstScales = Vector256.LoadUnsafe(ref scales, (nuint)(j * 16)), secondScales = Vector256.LoadUnsafe(ref scales, (nuint)(j * 16 + 8));");
+        for (int i = 0; i < tile; i++)
+        {
+            w.Line($"            {first[i]}i += {first[i]}c * firstScales;");
+            w.Line($"            {second[i]}i += {second[i]}c * secondScales;");
+        }
+        w.Line("        }");
+        w.Line("        ref float d = ref Unsafe.As<byte, float>(ref Unsafe.Add(ref block, Q6KGroups.DAt));");
+        w.Line("        Vector256<float> firstD = Vector256.LoadUnsafe(ref d), secondD = Vector256.LoadUnsafe(ref d, 8);");
+        for (int i = 0; i < tile; i++)
+        {
+            w.Line($"        Vector256<float> dx{i} = Vector256.Create(Unsafe.Add(ref xScales, {Plus(i * superBlocks, "sb")}));");
+            w.Line($"        floatSums[{i}] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({first[i]}i), firstD * dx{i}, floatSums[{i}]);");
+            w.Line($"        floatSums[{tile + i}] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondD * dx{i}, floatSums[{tile + i}]);");
+        }
+        w.Line("    }");
+        w.Line($"    // Rows past rowCount (a last, partial set of 16) were computed from copies of the last row and are not stored.");
+        w.Line($"    int firstRows = Math.Min({GroupRows}, rowCount), secondRows = Math.Max(0, rowCount - {GroupRows});");
+        for (int i = 0; i < tile; i++)
+        {
+            string row = i == 0 ? "" : i == 1 ? "yStride" : $"{i} * yStride";
+            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, floatSums[{i}], firstRows, accumulate);");
+            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), floatSums[{tile + i}], secondRows, accumulate);");
         }
         w.Line("}");
     }

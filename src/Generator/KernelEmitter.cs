@@ -103,9 +103,10 @@ internal static class KernelEmitter
                     F32MatMulEmitter.Write(w, kernel, plan.TokenTile, ForwardPlanner.DecodeStreams(kernel, cacheChoice));
                 w.Line();
             }
-            // The group products of the Q8_0/Q4_0 kernels depend on the row width only: one set per distinct format and width
-            // (the other block formats' row products are the runtime's QuantizedRows, shared by every shape).
-            foreach ((ComputeFormat format, int cols) in plan.MatMuls.Where(k => FormatFacts.InKernelLayout(k.Format)).Select(k => (k.Format, k.Cols)).Distinct())
+            // The group products of the kernel-layout formats (Q8_0, Q4_0, Q4_K) and Q6_K's prefill tile depend on the row width
+            // only: one set per distinct format and width (the other block formats' row products are the runtime's QuantizedRows,
+            // shared by every shape).
+            foreach ((ComputeFormat format, int cols) in plan.MatMuls.Where(k => HasGroupProducts(k.Format)).Select(k => (k.Format, k.Cols)).Distinct())
             {
                 BlockMatMulEmitter.WriteGroupProducts(w, format, cols, plan.TokenTile);
                 w.Line();
@@ -116,7 +117,7 @@ internal static class KernelEmitter
             w.Line();
             ActivationEmitter.WriteSwiGlu(w);
             w.Line();
-            if (plan.MatMuls.Any(k => FormatFacts.InKernelLayout(k.Format)))
+            if (plan.MatMuls.Any(k => HasGroupProducts(k.Format)))
             {
                 BlockMatMulEmitter.WriteStoreGroup(w);
                 w.Line();
@@ -139,6 +140,9 @@ internal static class KernelEmitter
                 """);
         }
     }
+
+    /// <summary>Whether kernels of <paramref name="format"/> call generated group products (and StoreGroup).</summary>
+    private static bool HasGroupProducts(ComputeFormat format) => FormatFacts.InKernelLayout(format) || format == ComputeFormat.Q6_K;
 
     /// <summary>The single format a mix is mostly made of (Q4_K for Q4_K_M), or the format itself.</summary>
     private static ComputeFormat BaseFormat(ComputeFormat requested) => requested switch

@@ -139,14 +139,14 @@ public sealed unsafe class KQuantOracleTests
                     BlockKernels.QuantizeQ8_1(x, q, scales, floatSums);
 
                 ref byte r = ref row[0];
-                Vector128<float> four = format switch
+                Vector128<float>? four = format switch // Q6_K has no 4-token row: its prefill runs generated tiles
                 {
                     WeightFormat.Q4_1 => QuantizedRows.Q4_1Row4(ref r, blocks, ref q[0], ref scales[0], ref floatSums[0], cols),
                     WeightFormat.Q5_0 => QuantizedRows.Q5_0Row4(ref r, blocks, ref q[0], ref scales[0], ref intSums[0], cols),
                     WeightFormat.Q5_1 => QuantizedRows.Q5_1Row4(ref r, blocks, ref q[0], ref scales[0], ref floatSums[0], cols),
                     WeightFormat.Q4_K => QuantizedRows.Q4_KRow4(ref r, blocks, ref q[0], ref scales[0], ref bsums[0], cols),
                     WeightFormat.Q5_K => QuantizedRows.Q5_KRow4(ref r, blocks, ref q[0], ref scales[0], ref bsums[0], cols),
-                    _ => QuantizedRows.Q6_KRow4(ref r, blocks, ref q[0], ref scales[0], ref bsums[0], cols),
+                    _ => null,
                 };
                 for (int t = 0; t < 4; t++)
                 {
@@ -174,7 +174,8 @@ public sealed unsafe class KQuantOracleTests
                         magnitude += Math.Abs((double)w[i] * x[t * cols + i]);
                     string where = $"{format} × {blocks} blocks, trial {trial}, token {t}";
                     Assert.True(Math.Abs(one - theirs) <= 2e-6 * magnitude, $"{where}: ours {one}, ggml {theirs} (Σ|w·x| {magnitude})");
-                    Assert.True(Math.Abs(four[t] - theirs) <= 2e-6 * magnitude, $"{where}: ours (4 tokens) {four[t]}, ggml {theirs} (Σ|w·x| {magnitude})");
+                    if (four is { } rows4)
+                        Assert.True(Math.Abs(rows4[t] - theirs) <= 2e-6 * magnitude, $"{where}: ours (4 tokens) {rows4[t]}, ggml {theirs} (Σ|w·x| {magnitude})");
                 }
             }
         }

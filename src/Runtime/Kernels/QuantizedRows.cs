@@ -550,8 +550,7 @@ public static class QuantizedRows
             ref sbyte xt = ref Unsafe.Add(ref x, t * tokenStride);
             ref float st = ref Unsafe.Add(ref xScales, t * superBlocks);
             ref short bt = ref Unsafe.Add(ref xBsums, t * superBlocks * 16);
-            results[t] = format == WeightFormat.Q6_K ? Q6KRowScalar(ref row, superBlocks, ref xt, ref st, ref bt)
-                : Q45KRowScalar(format == WeightFormat.Q5_K, ref row, superBlocks, ref xt, ref st, ref bt);
+            results[t] = Q45KRowScalar(format == WeightFormat.Q5_K, ref row, superBlocks, ref xt, ref st, ref bt);
         }
         return Vector128.Create(results[0], results[1], results[2], results[3]);
     }
@@ -571,7 +570,7 @@ public static class QuantizedRows
     {
         if (!Avx2.IsSupported)
             return Q6KRowScalar(ref row, superBlocks, ref x, ref xScales, ref xBsums);
-        Vector256<float> acc = Vector256<float>.Zero;
+        float acc = 0f;
         // The shuffles' indices, built once: the JIT does not hoist them out of the loop (4 instructions each per use).
         Vector256<byte> pair0 = PairScaleIndex6(0), pair1 = PairScaleIndex6(1), run0 = ScaleIndex6(0), run1 = ScaleIndex6(1), run2 = ScaleIndex6(2), run3 = ScaleIndex6(3);
         for (int sb = 0; sb < superBlocks; sb++)
@@ -603,56 +602,12 @@ public static class QuantizedRows
             }
             // The weights were taken as q + 32 (unsigned): subtract 32·Σ_j sc_j·bsum_j, ggml's integer sum exactly.
             Vector256<int> offset = Avx2.MultiplyAddAdjacent(scales, Vector256.LoadUnsafe(ref Unsafe.Add(ref xBsums, sb * 16)));
-            Vector256<int> total = sums + sums2 - Vector256.ShiftLeft(offset, 5);
-            acc = MulAdd(Vector256.ConvertToSingle(total), Vector256.Create(KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb)), acc);
+            // The super-block's integer sum, exact, then one fused multiply-add: the float operations of the generated prefill
+            // tiles (over Q6KGroups), so that a prompt's prefill and its token-by-token decode round alike.
+            int total = Vector256.Sum(sums + sums2 - Vector256.ShiftLeft(offset, 5));
+            acc = MathF.FusedMultiplyAdd(total, KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb), acc);
         }
-        return Vector256.Sum(acc);
-    }
-
-    /// <summary>Σ w·x for 4 tokens over one Q6_K row (see <see cref="QuantizedRows"/> for the token layout).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static Vector128<float> Q6_KRow4(ref byte row, int superBlocks, ref sbyte x, ref float xScales, ref short xBsums, int tokenStride)
-    {
-        if (!Avx2.IsSupported)
-            return KRow4Scalar(WeightFormat.Q6_K, ref row, superBlocks, ref x, ref xScales, ref xBsums, tokenStride);
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        int bsumStride = superBlocks * 16;
-        // The shuffles' indices, built once: the JIT does not hoist them out of the loop (4 instructions each per use).
-        Vector256<byte> run0 = ScaleIndex6(0), run1 = ScaleIndex6(1), run2 = ScaleIndex6(2), run3 = ScaleIndex6(3);
-        for (int sb = 0; sb < superBlocks; sb++)
-        {
-            ref byte block = ref Unsafe.Add(ref row, sb * BlockQuantization.Q6_KBlockBytes);
-            Vector256<short> scales = Avx2.ConvertToVector256Int16(Vector128.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 192))));
-            ref sbyte xs = ref Unsafe.Add(ref x, sb * 256);
-            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
-            for (int half = 0; half < 2; half++)
-            {
-                Vector256<byte> halfScales = half == 0 ? Avx2.Permute2x128(scales, scales, 0x00).AsByte() : Avx2.Permute2x128(scales, scales, 0x11).AsByte();
-                (Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3) = Weights6(ref Unsafe.Add(ref block, 64 * half), ref Unsafe.Add(ref block, 128 + 32 * half));
-                ref sbyte xh = ref Unsafe.Add(ref xs, 128 * half);
-                Step6(q0, Avx2.Shuffle(halfScales, run0).AsInt16(), ref xh, tokenStride, ref s0, ref s1, ref s2, ref s3);
-                Step6(q1, Avx2.Shuffle(halfScales, run1).AsInt16(), ref Unsafe.Add(ref xh, 32), tokenStride, ref s0, ref s1, ref s2, ref s3);
-                Step6(q2, Avx2.Shuffle(halfScales, run2).AsInt16(), ref Unsafe.Add(ref xh, 64), tokenStride, ref s0, ref s1, ref s2, ref s3);
-                Step6(q3, Avx2.Shuffle(halfScales, run3).AsInt16(), ref Unsafe.Add(ref xh, 96), tokenStride, ref s0, ref s1, ref s2, ref s3);
-            }
-            ref short bsums = ref Unsafe.Add(ref xBsums, sb * 16);
-            float d = KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208));
-            ref float dx = ref Unsafe.Add(ref xScales, sb);
-            acc0 = MulAdd(Vector256.ConvertToSingle(s0 - Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.LoadUnsafe(ref bsums)), 5)), Vector256.Create(d * dx), acc0);
-            acc1 = MulAdd(Vector256.ConvertToSingle(s1 - Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.LoadUnsafe(ref Unsafe.Add(ref bsums, bsumStride))), 5)), Vector256.Create(d * Unsafe.Add(ref dx, superBlocks)), acc1);
-            acc2 = MulAdd(Vector256.ConvertToSingle(s2 - Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.LoadUnsafe(ref Unsafe.Add(ref bsums, 2 * bsumStride))), 5)), Vector256.Create(d * Unsafe.Add(ref dx, 2 * superBlocks)), acc2);
-            acc3 = MulAdd(Vector256.ConvertToSingle(s3 - Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.LoadUnsafe(ref Unsafe.Add(ref bsums, 3 * bsumStride))), 5)), Vector256.Create(d * Unsafe.Add(ref dx, 3 * superBlocks)), acc3);
-        }
-        return KernelMath.Sum4(acc0, acc1, acc2, acc3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Step6(Vector256<byte> q, Vector256<short> scale, ref sbyte x, int tokenStride, ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-    {
-        s0 = MulAddPairs(s0, Avx2.MultiplyAddAdjacent(q, Vector256.LoadUnsafe(ref x)), scale);
-        s1 = MulAddPairs(s1, Avx2.MultiplyAddAdjacent(q, Vector256.LoadUnsafe(ref Unsafe.Add(ref x, tokenStride))), scale);
-        s2 = MulAddPairs(s2, Avx2.MultiplyAddAdjacent(q, Vector256.LoadUnsafe(ref Unsafe.Add(ref x, 2 * tokenStride))), scale);
-        s3 = MulAddPairs(s3, Avx2.MultiplyAddAdjacent(q, Vector256.LoadUnsafe(ref Unsafe.Add(ref x, 3 * tokenStride))), scale);
+        return acc;
     }
 
     /// <summary>
@@ -661,7 +616,7 @@ public static class QuantizedRows
     /// bits 4-5, run 3 ql[32..64) high with bits 6-7.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Weights6(ref byte ql, ref byte qhBytes)
+    internal static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Weights6(ref byte ql, ref byte qhBytes)
     {
         Vector256<byte> low = Vector256.LoadUnsafe(ref ql), low2 = Vector256.LoadUnsafe(ref Unsafe.Add(ref ql, 32));
         Vector256<ushort> qh = Vector256.LoadUnsafe(ref qhBytes).AsUInt16();
@@ -722,7 +677,7 @@ public static class QuantizedRows
             // The weights were taken as q + 32: subtract 32·Σ_j sc_j·bsum_j, as the vector path and ggml's AVX2 code do.
             for (int j = 0; j < 16; j++)
                 sums -= 32 * (sbyte)Unsafe.Add(ref block, 192 + j) * Unsafe.Add(ref xBsums, sb * 16 + j);
-            total += KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb) * sums;
+            total = MathF.FusedMultiplyAdd(sums, KernelMath.HalfToSingle(ref Unsafe.Add(ref block, 208)) * Unsafe.Add(ref xScales, sb), total);
         }
         return total;
     }

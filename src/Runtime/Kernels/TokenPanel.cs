@@ -116,7 +116,7 @@ public static class TokenPanel
 
     /// <summary>dst[j·dstStride + i] = src[i·srcStride + j] for i, j &lt; 8.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose8x8(ref float src, nint srcStride, ref float dst, nint dstStride)
+    internal static void Transpose8x8(ref float src, nint srcStride, ref float dst, nint dstStride)
     {
         if (!Avx.IsSupported)
         {

@@ -23,7 +23,7 @@ namespace UserApp
         /// - MatMul_Q5_1_128x896 (k_proj, v_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 128 rows.
         /// - MatMul_Q8_0_128x896 (v_proj): one token 8 rows per step (Q8_0Group896: the byte dot products of a group's interleaved rows, one lane per row, over 28 blocks), each block of a group prefetching 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q8_0Pair896x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_Q5_1_4864x896 (gate_proj, up_proj): one token QuantizedRows.Q5_1Row over the 28 Q5_1 blocks of each row as the file stores them, each row prefetched 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 194 rows.
-        /// - MatMul_Q6_K_896x4864 (down_proj): one token QuantizedRows.Q6_KRow over the 19 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 32 rows.
+        /// - MatMul_Q6_K_896x4864 (down_proj): one token QuantizedRows.Q6_KRow over the 19 Q6_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q6_KPair4864x4: 16 rows unpacked once by Q6KGroups for every tile).
         /// - MatMul_Q5_K_896x4864 (down_proj): one token QuantizedRows.Q5_KRow over the 19 Q5_K blocks of each row as the file stores them, each super-block prefetching 8 KB ahead when the model does not fit this machine's last-level cache; in prefill 1 row × 4 tokens per pass over blocks of 38 rows.
         /// - MatMul_Q8_0_151936x896 (classifier (tied embedding)): one token 8 rows per step (Q8_0Group896: the byte dot products of a group's interleaved rows, one lane per row, over 28 blocks), each block of a group prefetching 6 KB ahead when the model does not fit this machine's last-level cache; in prefill 16 rows × 4 tokens per tile (Q8_0Pair896x4: a pair of groups, its scales converted once for every tile).
         /// - MatMul_Q5_1_896x896 is Q5_1 although Q5_K_M was asked for: its 896 columns do not split into 256-weight blocks (llama.cpp's fallback).
@@ -485,7 +485,7 @@ namespace UserApp
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             private static void MatMul_Q6_K_896x4864Rows(ReadOnlySpan<byte> w, ReadOnlySpan<sbyte> xQuantized, ReadOnlySpan<float> xScales, ReadOnlySpan<short> xSums, Span<float> y, int tokens, bool accumulate, int rowStart, int rowEnd)
             {
-                const int Rows = 896, Cols = 4864, Blocks = 19, Sums = 304, RowBytes = Blocks * 210, RowBlock = 32;
+                const int Rows = 896, Cols = 4864, Blocks = 19, Sums = 304, RowBytes = Blocks * 210;
                 // The kernel's only bounds check; below, every access is a ref offset within these lengths.
                 if (tokens < 0 || rowStart < 0 || rowEnd > Rows || w.Length < Rows * RowBytes || y.Length < (long)tokens * Rows
                     || xQuantized.Length < (long)tokens * Cols || xScales.Length < (long)tokens * Blocks || xSums.Length < (long)tokens * Sums)
@@ -495,27 +495,20 @@ namespace UserApp
                 ref float d0 = ref MemoryMarshal.GetReference(xScales);
                 ref short s0 = ref MemoryMarshal.GetReference(xSums);
                 ref float y0 = ref MemoryMarshal.GetReference(y);
+                int tiled = tokens - tokens % 4;
 
-                // Prefill: rows in blocks of RowBlock (about 124 KB of weights, which stay in cache) and
-                // 4 tokens per pass over them (each row read once for all 4).
-                for (int rowBlock = rowStart; rowBlock < rowEnd; rowBlock += RowBlock)
+                // Prefill: 16 rows at a time unpacked once (about 105 KB, which stay in cache), then every tile of 4 tokens over them.
+                for (int r = tiled > 0 ? rowStart : rowEnd; r < rowEnd; r += Q6KGroups.Rows)
                 {
-                    for (int t = 0; t + 4 <= tokens; t += 4)
-                    {
-                        ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
-                        ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
-                        ref short st = ref Unsafe.Add(ref s0, t * Sums);
-                        for (int r = rowBlock; r < Math.Min(rowBlock + RowBlock, rowEnd); r++)
-                        {
-                            Vector128<float> sums = QuantizedRows.Q6_KRow4(ref Unsafe.Add(ref w0, r * RowBytes), Blocks, ref qt, ref dt, ref st, Cols);
-                            for (int i = 0; i < 4; i++)
-                                Store(ref Unsafe.Add(ref y0, (t + i) * Rows + r), sums[i], accumulate);
-                        }
-                    }
+                    int rowCount = Math.Min(Q6KGroups.Rows, rowEnd - r);
+                    ref byte unpacked = ref Q6KGroups.Unpack(ref Unsafe.Add(ref w0, r * RowBytes), RowBytes, rowCount, Blocks);
+                    for (int t = 0; t < tiled; t += 4)
+                        Q6_KPair4864x4(ref unpacked, ref Unsafe.Add(ref q0, t * Cols), ref Unsafe.Add(ref d0, t * Blocks), ref Unsafe.Add(ref s0, t * Sums),
+                            ref Unsafe.Add(ref y0, t * Rows + r), Rows, rowCount, accumulate);
                 }
 
                 // The remaining tokens (all of decode) one at a time.
-                for (int t = tokens - tokens % 4; t < tokens; t++)
+                for (int t = tiled; t < tokens; t++)
                 {
                     ref sbyte qt = ref Unsafe.Add(ref q0, t * Cols);
                     ref float dt = ref Unsafe.Add(ref d0, t * Blocks);
@@ -733,6 +726,106 @@ namespace UserApp
                 StoreGroup(ref Unsafe.Add(ref y, 2 * rows + 8), b2, 8, accumulate);
                 StoreGroup(ref Unsafe.Add(ref y, 3 * rows), a3, 8, accumulate);
                 StoreGroup(ref Unsafe.Add(ref y, 3 * rows + 8), b3, 8, accumulate);
+            }
+
+            /// <summary>
+            /// 4 consecutive tokens × 16 rows of a Q6_K matrix 4864 wide: y[t, r] (+)= Σ_sb d[r, sb]·xScales[t, sb]·Σ_j scale[r, sb, j]·Σ_i q[r, sb, j, i]·x[t, sb, j, i]
+            /// for r &lt; <paramref name="rowCount"/>. unpacked: [19 super-blocks] of the 16 rows as Q6KGroups.Unpack leaves them (two groups of 8 rows:
+            /// the weights q + 32 in slices of 4 bytes × 8 rows, the int32 scales, the −32·scale int16 pairs and F32 d);
+            /// x: [4, 4864] int8; xScales: [4, 19]; xSums: [4, 304]; y: the first of the 16 rows of token 0, its rows <paramref name="yStride"/> floats apart.
+            /// Each weight slice is loaded once for the 4 tokens.
+            /// </summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Q6_KPair4864x4(ref byte unpacked, ref sbyte x, ref float xScales, ref short xSums, ref float y, int yStride, int rowCount, bool accumulate)
+            {
+                // The float sums [token i of the first group, then of the second] live on the stack, updated once per
+                // super-block: the registers the byte dot products can accumulate in (ymm0-15 for vpdpbusd) stay free for
+                // the integer sums.
+                Span<Vector256<float>> floatSums = stackalloc Vector256<float>[8];
+                floatSums.Clear(); // the app may skip locals' initialization
+                for (int sb = 0; sb < 19; sb++)
+                {
+                    ref byte block = ref Unsafe.Add(ref unpacked, sb * Q6KGroups.SuperBlockBytes);
+                    ref int scales = ref Unsafe.As<byte, int>(ref Unsafe.Add(ref block, Q6KGroups.ScalesAt));
+                    ref int offsetScales = ref Unsafe.As<byte, int>(ref Unsafe.Add(ref block, Q6KGroups.OffsetScalesAt));
+                    ref sbyte xb = ref Unsafe.Add(ref x, sb * 256);
+                    // Integer sums per token and group, starting at −32·Σ_j scale_j·bsum_j: the pairs of sub-blocks 2p, 2p + 1
+                    // against the token's two sums of 16.
+                    Vector256<int> a0i = Vector256<int>.Zero, a1i = Vector256<int>.Zero, a2i = Vector256<int>.Zero, a3i = Vector256<int>.Zero, b0i = Vector256<int>.Zero, b1i = Vector256<int>.Zero, b2i = Vector256<int>.Zero, b3i = Vector256<int>.Zero;
+                    for (int p = 0; p < 8; p++)
+                    {
+                        Vector256<short> firstOffsets = Vector256.LoadUnsafe(ref offsetScales, (nuint)(p * 16)).AsInt16(), secondOffsets = Vector256.LoadUnsafe(ref offsetScales, (nuint)(p * 16 + 8)).AsInt16();
+                        Vector256<short> sums0 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, sb * 16 + 2 * p));
+                        a0i = BlockKernels.MultiplyAddPairs(a0i, firstOffsets, sums0);
+                        b0i = BlockKernels.MultiplyAddPairs(b0i, secondOffsets, sums0);
+                        Vector256<short> sums1 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 304 + sb * 16 + 2 * p));
+                        a1i = BlockKernels.MultiplyAddPairs(a1i, firstOffsets, sums1);
+                        b1i = BlockKernels.MultiplyAddPairs(b1i, secondOffsets, sums1);
+                        Vector256<short> sums2 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 608 + sb * 16 + 2 * p));
+                        a2i = BlockKernels.MultiplyAddPairs(a2i, firstOffsets, sums2);
+                        b2i = BlockKernels.MultiplyAddPairs(b2i, secondOffsets, sums2);
+                        Vector256<short> sums3 = BlockKernels.Broadcast2(ref Unsafe.Add(ref xSums, 912 + sb * 16 + 2 * p));
+                        a3i = BlockKernels.MultiplyAddPairs(a3i, firstOffsets, sums3);
+                        b3i = BlockKernels.MultiplyAddPairs(b3i, secondOffsets, sums3);
+                    }
+                    for (int j = 0; j < 16; j++)
+                    {
+                        // Sub-block j: 16 weights, slices 4j .. 4j + 3 of each group.
+                        ref byte firstSlices = ref Unsafe.Add(ref block, Q6KGroups.WeightsAt + j * 128);
+                        ref byte secondSlices = ref Unsafe.Add(ref firstSlices, Q6KGroups.GroupWeightBytes);
+                        ref sbyte xj = ref Unsafe.Add(ref xb, j * 16);
+                        Vector256<int> a0c = Vector256<int>.Zero, a1c = Vector256<int>.Zero, a2c = Vector256<int>.Zero, a3c = Vector256<int>.Zero, b0c = Vector256<int>.Zero, b1c = Vector256<int>.Zero, b2c = Vector256<int>.Zero, b3c = Vector256<int>.Zero;
+                        for (nint k = 0; k < 4; k++) // a native-sized index: each token's offset folds into its load's address
+                        {
+                            Vector256<byte> firstWeights = Vector256.LoadUnsafe(ref firstSlices, (nuint)(k * 32)), secondWeights = Vector256.LoadUnsafe(ref secondSlices, (nuint)(k * 32));
+                            Vector256<sbyte> x0 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, k * 4));
+                            a0c = BlockKernels.MultiplyAddQuads(a0c, firstWeights, x0);
+                            b0c = BlockKernels.MultiplyAddQuads(b0c, secondWeights, x0);
+                            Vector256<sbyte> x1 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 4864 + k * 4));
+                            a1c = BlockKernels.MultiplyAddQuads(a1c, firstWeights, x1);
+                            b1c = BlockKernels.MultiplyAddQuads(b1c, secondWeights, x1);
+                            Vector256<sbyte> x2 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 9728 + k * 4));
+                            a2c = BlockKernels.MultiplyAddQuads(a2c, firstWeights, x2);
+                            b2c = BlockKernels.MultiplyAddQuads(b2c, secondWeights, x2);
+                            Vector256<sbyte> x3 = BlockKernels.Broadcast4(ref Unsafe.Add(ref xj, 14592 + k * 4));
+                            a3c = BlockKernels.MultiplyAddQuads(a3c, firstWeights, x3);
+                            b3c = BlockKernels.MultiplyAddQuads(b3c, secondWeights, x3);
+                        }
+                        Vector256<int> firstScales = Vector256.LoadUnsafe(ref scales, (nuint)(j * 16)), secondScales = Vector256.LoadUnsafe(ref scales, (nuint)(j * 16 + 8));
+                        a0i += a0c * firstScales;
+                        b0i += b0c * secondScales;
+                        a1i += a1c * firstScales;
+                        b1i += b1c * secondScales;
+                        a2i += a2c * firstScales;
+                        b2i += b2c * secondScales;
+                        a3i += a3c * firstScales;
+                        b3i += b3c * secondScales;
+                    }
+                    ref float d = ref Unsafe.As<byte, float>(ref Unsafe.Add(ref block, Q6KGroups.DAt));
+                    Vector256<float> firstD = Vector256.LoadUnsafe(ref d), secondD = Vector256.LoadUnsafe(ref d, 8);
+                    Vector256<float> dx0 = Vector256.Create(Unsafe.Add(ref xScales, sb));
+                    floatSums[0] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a0i), firstD * dx0, floatSums[0]);
+                    floatSums[4] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b0i), secondD * dx0, floatSums[4]);
+                    Vector256<float> dx1 = Vector256.Create(Unsafe.Add(ref xScales, 19 + sb));
+                    floatSums[1] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1i), firstD * dx1, floatSums[1]);
+                    floatSums[5] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b1i), secondD * dx1, floatSums[5]);
+                    Vector256<float> dx2 = Vector256.Create(Unsafe.Add(ref xScales, 38 + sb));
+                    floatSums[2] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2i), firstD * dx2, floatSums[2]);
+                    floatSums[6] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b2i), secondD * dx2, floatSums[6]);
+                    Vector256<float> dx3 = Vector256.Create(Unsafe.Add(ref xScales, 57 + sb));
+                    floatSums[3] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3i), firstD * dx3, floatSums[3]);
+                    floatSums[7] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(b3i), secondD * dx3, floatSums[7]);
+                }
+                // Rows past rowCount (a last, partial set of 16) were computed from copies of the last row and are not stored.
+                int firstRows = Math.Min(8, rowCount), secondRows = Math.Max(0, rowCount - 8);
+                StoreGroup(ref y, floatSums[0], firstRows, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 8), floatSums[4], secondRows, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, yStride), floatSums[1], firstRows, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, yStride + 8), floatSums[5], secondRows, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * yStride), floatSums[2], firstRows, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 2 * yStride + 8), floatSums[6], secondRows, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * yStride), floatSums[3], firstRows, accumulate);
+                StoreGroup(ref Unsafe.Add(ref y, 3 * yStride + 8), floatSums[7], secondRows, accumulate);
             }
 
             /// <summary>1 / sqrt(mean(x²) + RmsNormEps) of the HiddenSize floats at <paramref name="x0"/>.</summary>

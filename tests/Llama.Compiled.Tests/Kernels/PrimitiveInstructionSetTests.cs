@@ -14,7 +14,8 @@ namespace Llama.Compiled.Tests.Kernels;
 /// every path of the primitives runs on this machine: without AVX-VNNI (MultiplyAddQuads by AVX2 maddubs), without AVX2
 /// (the portable MultiplyAddQuads), without AVX (the portable Sum4). As the oracle project's InstructionSetTests do for
 /// the generated kernels. <see cref="TokenPanelTests"/> and <see cref="PanelPrefillTests"/> run too: without AVX-512 the
-/// F32 prefill takes its 256-bit panel kernels, without AVX the panels are packed by the portable transpose.
+/// F32 prefill takes its 256-bit panel kernels, without AVX the panels are packed by the portable transpose (as are the
+/// Q6_K rows <see cref="Q6KGroupsTests"/> checks).
 /// </summary>
 public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
 {
@@ -39,7 +40,7 @@ public sealed class PrimitiveInstructionSetTests(ITestOutputHelper output)
             WorkingDirectory = TestPaths.RepoRoot,
         };
         string filter = $"FullyQualifiedName~{typeof(BlockKernelsTests).FullName}|FullyQualifiedName~{typeof(Formats.QuantizedRowsTests).FullName}"
-            + $"|FullyQualifiedName~{typeof(TokenPanelTests).FullName}|FullyQualifiedName~{typeof(PanelPrefillTests).FullName}|FullyQualifiedName~{nameof(InstructionSetsAreAsConfigured)}";
+            + $"|FullyQualifiedName~{typeof(TokenPanelTests).FullName}|FullyQualifiedName~{typeof(PanelPrefillTests).FullName}|FullyQualifiedName~{typeof(Q6KGroupsTests).FullName}|FullyQualifiedName~{nameof(InstructionSetsAreAsConfigured)}";
         foreach (string arg in new[] { "test", typeof(PrimitiveInstructionSetTests).Assembly.Location, "--filter", filter })
             start.ArgumentList.Add(arg);
         start.Environment[variable] = "0";
