@@ -544,7 +544,7 @@ internal static class BlockMatMulEmitter
             /// {{tile}} consecutive tokens × a pair of Q4_K groups {{cols}} wide (16 rows): y[t, r] (+)= the sum of {{GroupName(format, cols, 1)}} for each.
             /// pair: two groups, each {{layout}}; scales: the pair's unpacked scales ({{ScalesName(format, cols)}});
             /// x: [{{tile}}, {{cols}}] int8; xScales: [{{tile}}, {{superBlocks}}]; xSums: [{{tile}}, {{sums}}]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
-            /// Each weight slice is loaded once per nibble for the {{tile}} tokens; the sums stay in registers.
+            /// Each weight slice is loaded once per nibble for the {{tile}} tokens; the integer sums stay in registers, the float sums on the stack.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static void {{GroupName(format, cols, tile)}}(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)

@@ -674,7 +674,7 @@ namespace UserApp
             /// 4 consecutive tokens × a pair of Q4_K groups 2048 wide (16 rows): y[t, r] (+)= the sum of Q4_KGroup2048 for each.
             /// pair: two groups, each per super-block [8 F16 d][8 F16 dmin][3 slices × 8 rows × 4 bytes of 6-bit scales and mins][32 slices × 8 rows × 4 nibble bytes] (1152 bytes); scales: the pair's unpacked scales (Q4_KPairScales2048);
             /// x: [4, 2048] int8; xScales: [4, 8]; xSums: [4, 128]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
-            /// Each weight slice is loaded once per nibble for the 4 tokens; the sums stay in registers.
+            /// Each weight slice is loaded once per nibble for the 4 tokens; the integer sums stay in registers, the float sums on the stack.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static void Q4_KPair2048x4(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
@@ -1073,7 +1073,7 @@ namespace UserApp
             /// 4 consecutive tokens × a pair of Q4_K groups 5632 wide (16 rows): y[t, r] (+)= the sum of Q4_KGroup5632 for each.
             /// pair: two groups, each per super-block [8 F16 d][8 F16 dmin][3 slices × 8 rows × 4 bytes of 6-bit scales and mins][32 slices × 8 rows × 4 nibble bytes] (1152 bytes); scales: the pair's unpacked scales (Q4_KPairScales5632);
             /// x: [4, 5632] int8; xScales: [4, 22]; xSums: [4, 352]; y: the first of the 16 rows of token 0, its rows <paramref name="rows"/> floats apart.
-            /// Each weight slice is loaded once per nibble for the 4 tokens; the sums stay in registers.
+            /// Each weight slice is loaded once per nibble for the 4 tokens; the integer sums stay in registers, the float sums on the stack.
             /// </summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
             private static void Q4_KPair5632x4(ref byte pair, ref int scales, ref sbyte x, ref float xScales, ref short xSums, ref float y, int rows, bool accumulate)
