@@ -1,3 +1,4 @@
+using System;
 using System.Linq;
 using Llama.Compiled.Generator.Model;
 
@@ -430,13 +431,7 @@ internal static class BlockMatMulEmitter
             w.Line($"        {second[i]} = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondScales * d{i}, {second[i]});");
         }
         w.Line("    }");
-        for (int i = 0; i < tile; i++)
-        {
-            string row = i == 0 ? "" : i == 1 ? "rows" : $"{i} * rows";
-            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, {first[i]}, {GroupRows}, accumulate);");
-            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), {second[i]}, {GroupRows}, accumulate);");
-        }
-        w.Line("}");
+        WriteStoreTile(w, tile, i => first[i], i => second[i], "rows", $"{GroupRows}", $"{GroupRows}");
     }
 
     /// <summary>
@@ -616,13 +611,7 @@ internal static class BlockMatMulEmitter
             w.Line($"        floatSums[{tile + i}] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}i), secondD * dx{i}, Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle({second[i]}m), secondNegativeMin * dx{i}, floatSums[{tile + i}]));");
         }
         w.Line("    }");
-        for (int i = 0; i < tile; i++)
-        {
-            string row = i == 0 ? "" : i == 1 ? "rows" : $"{i} * rows";
-            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, floatSums[{i}], {GroupRows}, accumulate);");
-            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), floatSums[{tile + i}], {GroupRows}, accumulate);");
-        }
-        w.Line("}");
+        WriteStoreTile(w, tile, i => $"floatSums[{i}]", i => $"floatSums[{tile + i}]", "rows", $"{GroupRows}", $"{GroupRows}");
     }
 
     /// <summary>
@@ -708,11 +697,21 @@ internal static class BlockMatMulEmitter
         w.Line("    }");
         w.Line($"    // Rows past rowCount (a last, partial set of 16) were computed from copies of the last row and are not stored.");
         w.Line($"    int firstRows = Math.Min({GroupRows}, rowCount), secondRows = Math.Max(0, rowCount - {GroupRows});");
+        WriteStoreTile(w, tile, i => $"floatSums[{i}]", i => $"floatSums[{tile + i}]", "yStride", "firstRows", "secondRows");
+    }
+
+    /// <summary>
+    /// The end of a tile: each token's sums of the first and the second group of its 16 rows (<paramref name="firstSums"/>,
+    /// <paramref name="secondSums"/> of the token) stored into y, whose tokens are <paramref name="stride"/> floats apart;
+    /// <paramref name="firstRows"/> and <paramref name="secondRows"/> say how many rows of each group are stored.
+    /// </summary>
+    private static void WriteStoreTile(SourceWriter w, int tile, Func<int, string> firstSums, Func<int, string> secondSums, string stride, string firstRows, string secondRows)
+    {
         for (int i = 0; i < tile; i++)
         {
-            string row = i == 0 ? "" : i == 1 ? "yStride" : $"{i} * yStride";
-            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, floatSums[{i}], firstRows, accumulate);");
-            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), floatSums[{tile + i}], secondRows, accumulate);");
+            string row = i == 0 ? "" : i == 1 ? stride : $"{i} * {stride}";
+            w.Line($"    StoreGroup({(i == 0 ? "ref y" : $"ref Unsafe.Add(ref y, {row})")}, {firstSums(i)}, {firstRows}, accumulate);");
+            w.Line($"    StoreGroup(ref Unsafe.Add(ref y, {(i == 0 ? "" : row + " + ")}{GroupRows}), {secondSums(i)}, {secondRows}, accumulate);");
         }
         w.Line("}");
     }
