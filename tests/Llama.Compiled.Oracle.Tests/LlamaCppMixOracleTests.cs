@@ -94,19 +94,7 @@ public sealed class LlamaCppMixOracleTests(ITestOutputHelper output)
         // ones), decode the one-token group products: the same integer sums and the same float operations in the same
         // order, so the logits agree to float rounding (the int8 requantization of every activation would amplify any
         // other order into visible differences).
-        string gguf = LlamaCppQuantizedFiles.Get(shapeName, ftype);
-        using ILlamaModel ours = LlamaCppMixModels.Loaders[(shapeName, LlamaCppMixModels.Formats[ftype])](gguf);
-        var random = new Random(37);
-        int[] prompt = Enumerable.Range(0, 37).Select(_ => random.Next(ours.Shape.VocabSize)).ToArray();
-        using ILlamaSession batched = ours.CreateSession();
-        using ILlamaSession stepwise = ours.CreateSession();
-        float[] fromPrefill = batched.Forward(prompt).ToArray();
-        float[] fromDecode = [];
-        foreach (int token in prompt)
-            fromDecode = stepwise.Forward(token).ToArray();
-        float largest = fromDecode.Max(MathF.Abs), diff = OracleComparison.MaxAbsDiff(fromPrefill, fromDecode);
-        output.WriteLine($"{shapeName} {LlamaCppQuantizedFiles.FtypeName(ftype)}: prefill vs decode {diff} (largest logit {largest})");
-        Assert.True(diff <= 1e-4f * Math.Max(1f, largest), $"prefill and decode differ by {diff} (largest logit {largest})");
+        AssertPrefillEqualsTokenByTokenDecode(shapeName, ftype);
     }
 
     public static TheoryData<string> Q4KMShapes()
@@ -126,8 +114,14 @@ public sealed class LlamaCppMixOracleTests(ITestOutputHelper output)
         // sums and the same float operations in the same order per super-block, so the logits agree to float rounding.
         // (Q4_K_S and Q8_0 are not held to this: their Q5_K row products and Q8_0 tiles sum in another order than
         // decode does, and the int8 requantization of every activation amplifies those roundings.)
-        string gguf = LlamaCppQuantizedFiles.Get(shapeName, LLamaFtype.MOSTLY_Q4_K_M);
-        using ILlamaModel ours = LlamaCppMixModels.Loaders[(shapeName, WeightFormat.Q4_K_M)](gguf);
+        AssertPrefillEqualsTokenByTokenDecode(shapeName, LLamaFtype.MOSTLY_Q4_K_M);
+    }
+
+    /// <summary>A 37-token prompt's logits from one prefill and from 37 decode steps, within float rounding.</summary>
+    private void AssertPrefillEqualsTokenByTokenDecode(string shapeName, LLamaFtype ftype)
+    {
+        string gguf = LlamaCppQuantizedFiles.Get(shapeName, ftype);
+        using ILlamaModel ours = LlamaCppMixModels.Loaders[(shapeName, LlamaCppMixModels.Formats[ftype])](gguf);
         var random = new Random(37);
         int[] prompt = Enumerable.Range(0, 37).Select(_ => random.Next(ours.Shape.VocabSize)).ToArray();
         using ILlamaSession batched = ours.CreateSession();
@@ -137,7 +131,7 @@ public sealed class LlamaCppMixOracleTests(ITestOutputHelper output)
         foreach (int token in prompt)
             fromDecode = stepwise.Forward(token).ToArray();
         float largest = fromDecode.Max(MathF.Abs), diff = OracleComparison.MaxAbsDiff(fromPrefill, fromDecode);
-        output.WriteLine($"{shapeName} q4_k_m: prefill vs decode {diff} (largest logit {largest})");
+        output.WriteLine($"{shapeName} {LlamaCppQuantizedFiles.FtypeName(ftype)}: prefill vs decode {diff} (largest logit {largest})");
         Assert.True(diff <= 1e-4f * Math.Max(1f, largest), $"prefill and decode differ by {diff} (largest logit {largest})");
     }
 
